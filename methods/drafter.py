@@ -1,0 +1,103 @@
+"""The drafter contract: a drafter proposes, the engine verifies.
+
+A method is a small class with three calls per turn:
+
+    begin(prompt_ids, session)     once, after the engine has prefilled the target on the prompt
+    propose(context, max_depth)    -> DraftTree hanging under context[-1] (the root)
+    accept(step)                   what the target accepted, with the logits it computed
+
+The engine owns everything else (masks, positions, cache, acceptance, stopping, timing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from methods.tree import DraftTree
+
+
+@dataclass
+class DecodingConfig:
+    """One target distribution for every method: temperature, then top-k, then top-p."""
+
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    stop_token_ids: frozenset[int] = frozenset()
+    stop_strings: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass
+class DraftSession:
+    """What a drafter may use during one turn. Created by the engine."""
+
+    model: Any  # the target model (for drafters that reuse its embeddings / lm_head)
+    config: DecodingConfig
+    device: torch.device
+    dtype: torch.dtype
+    vocab_size: int
+    generator: Optional[torch.Generator] = None  # the engine's RNG for sampled drafts
+    # The target's last-layer hidden states over the prompt (only for drafters that ask for them).
+    prompt_hidden_states: Optional[torch.Tensor] = None
+
+
+@dataclass
+class StepResult:
+    """One verification step, as the engine tells it to the drafter."""
+
+    tree: DraftTree
+    accepted_nodes: list[int]  # accepted draft nodes, the root's child first
+    committed: list[int]  # tokens committed by this step: accepted drafts + the target's own token
+    logits: torch.Tensor  # raw target logits, rows [root, node 0, ..., node n-1]
+    context: list[int]  # the whole sequence after this step (prompt + generated)
+    hidden_states: Optional[torch.Tensor] = None  # [1 + n, hidden] when the drafter asked
+    finished: bool = False  # the turn ends with this step (stop token, stop string or cap)
+
+
+class Drafter:
+    """Base class. Subclasses set ``name`` and override what they need."""
+
+    name: str = "drafter"
+    wants_hidden_states: bool = False
+    # True only for options that knowingly change the output distribution (e.g. typical
+    # acceptance); such runs are marked lossy in their records.
+    lossy: bool = False
+
+    def begin(self, prompt_ids: list[int], session: DraftSession) -> None:
+        self.session = session
+
+    def propose(self, context: list[int], max_depth: int) -> DraftTree:
+        raise NotImplementedError
+
+    def accept(self, step: StepResult) -> None:
+        pass
+
+    def end(self) -> None:
+        """The turn is over (release per-turn state such as a draft model's cache)."""
+
+    def params(self) -> dict[str, Any]:
+        """The method's parameters, recorded with every answer."""
+        return {}
+
+
+@dataclass
+class TurnStats:
+    """Statistics of one generated turn."""
+
+    new_tokens: int = 0
+    decoding_steps: int = 0
+    accept_lengths: list[int] = field(default_factory=list)
+    prefill_time: float = 0.0
+    draft_time: float = 0.0
+    verify_time: float = 0.0
+    wall_time: float = 0.0
+    draft_tokens: int = 0  # candidate nodes proposed over the turn
+    forward_tokens: int = 0  # tokens sent through the target in verification forwards
