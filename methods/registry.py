@@ -1,0 +1,35 @@
+"""Method name -> drafter class. The runner and eval.sh ask here; nothing else lists methods.
+
+Entries are "module:Class" strings imported on first use, so listing methods never imports a
+method's dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+METHODS: dict[str, str] = {
+    "vanilla": "methods.vanilla:VanillaDrafter",
+    "sps": "methods.sps:DraftModelDrafter",
+    "pld": "methods.pld:PromptLookupDrafter",
+    # Training-free methods of the second wave register below this line.
+}
+
+
+class UnknownMethodError(ValueError):
+    pass
+
+
+def available_methods() -> list[str]:
+    return list(METHODS)
+
+
+def drafter_class(name: str):
+    try:
+        target = METHODS[name]
+    except KeyError:
+        raise UnknownMethodError(
+            f"unknown method {name!r}; available: {', '.join(available_methods())}"
+        ) from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
