@@ -87,6 +87,16 @@ class Drafter:
         """The method's parameters, recorded with every answer."""
         return {}
 
+    # ---- command line: the runner asks every method for its options ----
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        """Add this method's options to an argparse argument group (names unique per method)."""
+
+    @classmethod
+    def from_args(cls, args, model, tokenizer) -> "Drafter":
+        """Build the drafter from parsed options, the loaded target model and its tokenizer."""
+        return cls()
+
 
 @dataclass
 class TurnStats:
