@@ -1,0 +1,208 @@
+"""The one decoding engine every method runs on.
+
+    prefill(prompt[:-1])                       fills the KV cache, computes no logits
+    repeat:
+        tree = drafter.propose(context)        context[-1] is the root (no KV yet)
+        logits = target([root] + tree)         one forward, tree mask, explicit positions
+        accepted, bonus = acceptance(tree)     greedy or lossless rejection sampling
+        compact the cache to prefix + root + accepted path
+        drafter.accept(step)
+    until a stop token, a stop string, or max_new_tokens
+
+Prefilling on prompt[:-1] makes every generated token come out of a step, so the statistics need
+no special case: accept_lengths sum to new_tokens, the baseline has accept length 1 per step, and
+one step is one target forward after the prefill.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+import torch
+from transformers import DynamicCache
+
+from methods.acceptance import Acceptance, accept_greedy, accept_sampling
+from methods.drafter import DecodingConfig, DraftSession, Drafter, StepResult, TurnStats
+from methods.kv_cache import compact_cache
+from methods.tree import DraftTree
+from methods.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
+
+
+class SpeculativeEngine:
+    def __init__(self, model, tokenizer=None):
+        self.model = model
+        self.tokenizer = tokenizer  # only needed for stop strings
+        param = next(model.parameters())
+        self.device = param.device
+        self.dtype = param.dtype
+        self.vocab_size = int(model.config.get_text_config().vocab_size)
+        self._tree_attention: Optional[bool] = None
+
+    # ------------------------------------------------------------------ device helpers
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _now(self) -> float:
+        self._sync()
+        return time.perf_counter()
+
+    # ------------------------------------------------------------------ forwards
+    @torch.inference_mode()
+    def _prefill(self, cache, tokens: list[int], want_hidden: bool):
+        ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1,
+                         output_hidden_states=want_hidden)
+        return out.hidden_states[-1][0] if want_hidden else None
+
+    @torch.inference_mode()
+    def _verify_forward(self, cache, past_len: int, root: int, tree: DraftTree, want_hidden: bool):
+        kwargs = {}
+        if needs_custom_mask(tree):
+            kwargs["attention_mask"] = block_attention_mask(past_len, tree, self.dtype, self.device)
+        out = self.model(
+            input_ids=block_tokens(root, tree, self.device),
+            position_ids=block_positions(past_len, tree, self.device),
+            past_key_values=cache,
+            use_cache=True,
+            output_hidden_states=want_hidden,
+            **kwargs,
+        )
+        hidden = out.hidden_states[-1][0] if want_hidden else None
+        return out.logits[0], hidden
+
+    # ------------------------------------------------------------------ tree support
+    def supports_tree_attention(self) -> bool:
+        """Whether the model honours a custom 4D mask (checked once, on a 4-token probe).
+
+        A model whose attention ignores the mask would verify every node against its siblings
+        and silently produce wrong text, so for such a model trees are cut to their best chain.
+        """
+        if self._tree_attention is None:
+            probe_prefix = [3, 4, 5]
+            root, a, b, c = 6, 7, 8, 9
+            tree = DraftTree(torch.tensor([a, b, c]), torch.tensor([-1, -1, 1]))
+            chain = DraftTree.chain([b, c])
+            rows = []
+            for t in (tree, chain):
+                cache = DynamicCache(config=self.model.config)
+                self._prefill(cache, probe_prefix, False)
+                logits, _ = self._verify_forward(cache, len(probe_prefix), root, t, False)
+                rows.append(logits[-1].float())
+            scale = rows[1].abs().max().clamp(min=1.0)
+            self._tree_attention = bool(((rows[0] - rows[1]).abs().max() / scale) < 1e-3)
+        return self._tree_attention
+
+    @staticmethod
+    def _best_chain(tree: DraftTree) -> DraftTree:
+        """The chain that follows the first candidate child at every level (drafters order
+        children most-probable first)."""
+        children = tree.children()
+        keep = torch.zeros(len(tree), dtype=torch.bool)
+        node = -1
+        while children[node + 1]:
+            node = children[node + 1][0]
+            keep[node] = True
+        chain = tree.prune(keep)
+        return DraftTree.chain(chain.tokens, draft_probs=chain.draft_probs)
+
+    def _fit(self, tree: DraftTree, max_depth: int) -> DraftTree:
+        if len(tree) and int(tree.depth.max()) > max_depth:
+            tree = tree.prune(tree.depth <= max_depth)
+        if needs_custom_mask(tree) and not self.supports_tree_attention():
+            tree = self._best_chain(tree)
+        return tree
+
+    # ------------------------------------------------------------------ stopping
+    def _stop_index(self, generated: list[int], new: int, config: DecodingConfig) -> Optional[int]:
+        """Length to cut ``generated`` to if its last ``new`` tokens hit a stop condition."""
+        start = len(generated) - new
+        for i in range(start, len(generated)):
+            if generated[i] in config.stop_token_ids:
+                return i + 1  # the stop token itself is part of the output (counted, then cleaned)
+        if config.stop_strings and self.tokenizer is not None:
+            text = self.tokenizer.decode(generated)
+            if any(s in text for s in config.stop_strings):
+                # The shortest prefix whose text holds a stop string: the same cut for every
+                # method, however many tokens a step committed.
+                for i in range(start, len(generated)):
+                    prefix = self.tokenizer.decode(generated[: i + 1])
+                    if any(s in prefix for s in config.stop_strings):
+                        return i + 1
+        return None
+
+    # ------------------------------------------------------------------ the loop
+    @torch.inference_mode()
+    def generate(self, prompt_ids: list[int], drafter: Drafter, config: DecodingConfig,
+                 seed: Optional[int] = None,
+                 on_step: Optional[Callable[[StepResult], None]] = None) -> tuple[list[int], TurnStats]:
+        if not prompt_ids:
+            raise ValueError("empty prompt: at least one token is needed")
+        if config.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        generator = None
+        if not config.greedy:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(0 if seed is None else seed)
+        want_hidden = bool(getattr(drafter, "wants_hidden_states", False))
+        stats = TurnStats()
+
+        start = self._now()
+        cache = DynamicCache(config=self.model.config)
+        prompt_hidden = self._prefill(cache, prompt_ids[:-1], want_hidden) if len(prompt_ids) > 1 else None
+        after_prefill = self._now()
+        stats.prefill_time = after_prefill - start
+
+        session = DraftSession(model=self.model, config=config, device=self.device, dtype=self.dtype,
+                               vocab_size=self.vocab_size, generator=generator,
+                               prompt_hidden_states=prompt_hidden)
+        drafter.begin(list(prompt_ids), session)
+        stats.draft_time += self._now() - after_prefill
+
+        context = list(prompt_ids)
+        generated: list[int] = []
+        try:
+            while True:
+                remaining = config.max_new_tokens - len(generated)
+                t0 = self._now()
+                tree = self._fit(drafter.propose(context, remaining - 1), remaining - 1)
+                t1 = self._now()
+                past_len = len(context) - 1
+                logits, hidden = self._verify_forward(cache, past_len, context[-1], tree, want_hidden)
+                if config.greedy:
+                    acceptance: Acceptance = accept_greedy(tree, logits)
+                else:
+                    acceptance = accept_sampling(tree, logits, config, generator)
+                committed = tree.tokens[acceptance.accepted_nodes].tolist() + [acceptance.next_token]
+                generated.extend(committed)
+                cut = self._stop_index(generated, len(committed), config)
+                finished = cut is not None or len(generated) >= config.max_new_tokens
+                if cut is not None:
+                    del committed[len(committed) - (len(generated) - cut):]
+                    del generated[cut:]
+                else:
+                    compact_cache(cache, past_len, len(tree) + 1, acceptance.accepted_nodes)
+                context.extend(committed)
+                t2 = self._now()
+
+                stats.draft_time += t1 - t0
+                stats.verify_time += t2 - t1
+                stats.decoding_steps += 1
+                stats.accept_lengths.append(len(committed))
+                stats.draft_tokens += int(tree.candidates.sum())
+                stats.forward_tokens += len(tree) + 1
+
+                step = StepResult(tree=tree, accepted_nodes=acceptance.accepted_nodes, committed=committed,
+                                  logits=logits, context=context, hidden_states=hidden, finished=finished)
+                drafter.accept(step)
+                if on_step is not None:
+                    on_step(step)
+                stats.draft_time += self._now() - t2
+                if finished:
+                    break
+        finally:
+            drafter.end()
+        stats.new_tokens = len(generated)
+        stats.wall_time = self._now() - start
+        return generated, stats

@@ -1,0 +1,79 @@
+"""Prompt lookup decoding (PLD): draft by copying what followed an earlier occurrence of the tail.
+
+Each step looks for the last n tokens of the whole sequence (prompt, earlier turns and generated
+text, root included) earlier in the sequence, longest n first and the earliest occurrence first,
+and proposes the tokens that followed it as a chain. Spec-Bench's rule needs a full
+``num_pred_tokens`` continuation; with ``allow_short`` a shorter one is proposed instead (as
+transformers' prompt lookup does). No match means no draft: the step is a plain 1-token forward
+(Spec-Bench verifies a dummy token instead, which only costs time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from methods.drafter import Drafter
+from methods.tree import DraftTree
+
+# Defaults chosen per device: on a CPU a forward over 11 tokens costs ~2x a 1-token forward, so
+# long drafts that are mostly rejected lose time; on a GPU extra tokens are nearly free.
+CPU_DEFAULTS = {"max_ngram": 3, "num_pred": 10}
+GPU_DEFAULTS = {"max_ngram": 3, "num_pred": 10}
+
+
+def find_continuation(seq: np.ndarray, max_ngram: int, num_pred: int, allow_short: bool) -> np.ndarray:
+    length = len(seq)
+    for n in range(min(max_ngram, length - 1), 0, -1):
+        tail = seq[length - n:]
+        # Candidate starts s < length - n (the tail itself is excluded) whose n-gram equals the tail.
+        windows = sliding_window_view(seq[: length - 1], n)
+        starts = np.flatnonzero((windows == tail).all(axis=1))
+        starts = starts[starts + n < length]  # the continuation must exist
+        if not allow_short:
+            starts = starts[starts + n + num_pred <= length]
+        if starts.size:
+            begin = int(starts[0]) + n
+            return seq[begin: begin + num_pred]
+    return seq[:0]
+
+
+class PromptLookupDrafter(Drafter):
+    name = "pld"
+
+    def __init__(self, max_ngram: int = 3, num_pred: int = 10, allow_short: bool = False) -> None:
+        if max_ngram < 1 or num_pred < 1:
+            raise ValueError("PLD needs --pld-max-ngram >= 1 and --pld-num-pred >= 1")
+        self.max_ngram = max_ngram
+        self.num_pred = num_pred
+        self.allow_short = allow_short
+
+    def propose(self, context: list[int], max_depth: int) -> DraftTree:
+        if max_depth < 1:
+            return DraftTree.empty()
+        seq = np.asarray(context, dtype=np.int64)
+        draft = find_continuation(seq, self.max_ngram, self.num_pred, self.allow_short)
+        return DraftTree.chain(draft[:max_depth].tolist())
+
+    def params(self) -> dict:
+        return {"max_ngram": self.max_ngram, "num_pred": self.num_pred, "allow_short": self.allow_short}
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--pld-max-ngram", type=int, default=None,
+                           help="longest n-gram to look up (default: 3)")
+        group.add_argument("--pld-num-pred", type=int, default=None,
+                           help="draft tokens copied after a match (default: 10)")
+        group.add_argument("--pld-allow-short", action="store_true",
+                           help="also propose continuations shorter than --pld-num-pred "
+                                "(Spec-Bench requires a full one)")
+
+    @classmethod
+    def from_args(cls, args, model, tokenizer) -> "PromptLookupDrafter":
+        on_gpu = next(model.parameters()).device.type == "cuda"
+        defaults = GPU_DEFAULTS if on_gpu else CPU_DEFAULTS
+        return cls(
+            max_ngram=args.pld_max_ngram or defaults["max_ngram"],
+            num_pred=args.pld_num_pred or defaults["num_pred"],
+            allow_short=args.pld_allow_short,
+        )

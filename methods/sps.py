@@ -1,0 +1,185 @@
+"""SpS: speculative sampling with a small draft model that shares the target's tokenizer.
+
+Each step the draft model extends the context by gamma tokens, one at a time, keeping its own KV
+cache; the engine verifies them as a chain. Greedy drafts are the draft model's argmax; at
+temperature > 0 they are sampled from the draft's processed distribution q (the same
+temperature/top-k/top-p pipeline as the target), and q travels with the tree so acceptance can
+apply min(1, p/q).
+
+gamma is fixed (``constant``) or follows transformers 4.37's ``heuristic`` schedule that
+Spec-Bench ran: start at 5, +2 after a step where every draft was accepted, else -1 (floor 1).
+
+``--drafter-path`` takes a model path/id, or ``self:N``: the target's own first N layers with its
+embeddings, final norm and lm_head (no copy, no training). That makes SpS runnable on any llama-
+family target out of the box; a trained small draft model is faster where one exists.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Optional
+
+import torch
+from transformers import DynamicCache
+
+from methods.drafter import Drafter, DraftSession, StepResult
+from methods.sampling import sample, target_probs
+from methods.tree import DraftTree
+
+CPU_DEFAULT_GAMMA = 3
+GPU_DEFAULT_GAMMA = 5
+
+
+class TokenizerMismatchError(ValueError):
+    pass
+
+
+def check_same_tokenizer(target_tokenizer, draft_tokenizer) -> None:
+    """Drafts are token ids: both models must map text to the same ids."""
+    if target_tokenizer is None or draft_tokenizer is None:
+        return
+    target_vocab = target_tokenizer.get_vocab()
+    draft_vocab = draft_tokenizer.get_vocab()
+    if target_vocab != draft_vocab:
+        only_target = len(set(target_vocab.items()) - set(draft_vocab.items()))
+        raise TokenizerMismatchError(
+            f"the draft model's tokenizer differs from the target's ({only_target} of "
+            f"{len(target_vocab)} target tokens map differently); SpS needs a draft model "
+            f"trained with the same tokenizer"
+        )
+
+
+def truncated_self_draft(model, num_layers: int):
+    """A draft model made of the target's first ``num_layers`` decoder layers (weights shared)."""
+    base = getattr(model, "model", None)
+    layers = getattr(base, "layers", None)
+    if layers is None:
+        raise ValueError("self:N drafting needs a model with model.layers (llama-family)")
+    if not 1 <= num_layers < len(layers):
+        raise ValueError(f"self:N needs 1 <= N < {len(layers)} (the target's layer count)")
+    # Shallow copies share every parameter; each gets its own _modules dict so that swapping
+    # the layer list cannot change the target itself.
+    draft_base = copy.copy(base)
+    draft_base._modules = dict(base._modules)
+    draft_base.layers = torch.nn.ModuleList(list(layers)[:num_layers])
+    draft = copy.copy(model)
+    draft._modules = dict(model._modules)
+    draft.model = draft_base
+    draft.config = copy.deepcopy(model.config)
+    draft.config.num_hidden_layers = num_layers
+    if hasattr(draft.config, "layer_types") and draft.config.layer_types:
+        draft.config.layer_types = draft.config.layer_types[:num_layers]
+    draft.model.config = draft.config
+    return draft
+
+
+class DraftModelDrafter(Drafter):
+    name = "sps"
+
+    def __init__(self, draft_model, gamma: int = 5, schedule: str = "constant", drafter_path: str = "") -> None:
+        if gamma < 1:
+            raise ValueError("--sps-gamma must be at least 1")
+        if schedule not in ("constant", "heuristic"):
+            raise ValueError("--sps-schedule must be constant or heuristic")
+        self.draft_model = draft_model
+        self.initial_gamma = gamma
+        self.schedule = schedule
+        self.drafter_path = drafter_path
+        self.gamma = gamma
+
+    # ------------------------------------------------------------------ per turn
+    def begin(self, prompt_ids: list[int], session: DraftSession) -> None:
+        super().begin(prompt_ids, session)
+        self.cache = DynamicCache(config=self.draft_model.config)
+        self.cached: list[int] = []  # tokens whose KV the draft cache holds
+        self.gamma = self.initial_gamma  # like transformers 4.37: every turn starts afresh
+        self.device = next(self.draft_model.parameters()).device
+
+    @torch.inference_mode()
+    def _forward(self, tokens: list[int]) -> torch.Tensor:
+        start = len(self.cached)
+        ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
+        out = self.draft_model(input_ids=ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1,
+                               position_ids=torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0))
+        self.cached.extend(tokens)
+        return out.logits[0, -1]
+
+    def propose(self, context: list[int], max_depth: int) -> DraftTree:
+        gamma = min(int(self.gamma), max_depth)
+        if gamma < 1:
+            return DraftTree.empty()
+        config = self.session.config
+        logits = self._forward(context[len(self.cached):])
+        drafts: list[int] = []
+        q_rows: list[torch.Tensor] = []
+        for i in range(gamma):
+            if config.greedy:
+                token = int(logits.argmax())
+            else:
+                q = target_probs(logits, config)
+                token = sample(q, self.session.generator)
+                q_rows.append(q)
+            drafts.append(token)
+            if i + 1 < gamma:
+                logits = self._forward([token])
+        probs = torch.stack(q_rows) if q_rows else None
+        return DraftTree.chain(drafts, draft_probs=probs)
+
+    def accept(self, step: StepResult) -> None:
+        # Keep the draft cache only for tokens that are still part of the context.
+        keep = 0
+        limit = min(len(self.cached), len(step.context))
+        while keep < limit and self.cached[keep] == step.context[keep]:
+            keep += 1
+        if keep < len(self.cached):
+            self.cache.crop(keep - len(self.cached))
+            del self.cached[keep:]
+        if self.schedule == "heuristic" and len(step.tree):
+            if len(step.accepted_nodes) == len(step.tree):
+                self.gamma += 2
+            else:
+                self.gamma = max(1, self.gamma - 1)
+
+    def end(self) -> None:
+        self.cache = None
+        self.cached = []
+
+    def params(self) -> dict:
+        return {"drafter": self.drafter_path, "gamma": self.initial_gamma, "schedule": self.schedule}
+
+    # ------------------------------------------------------------------ command line
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--drafter-path", default=None,
+                           help="SpS draft model: a local folder, hub id or .gguf file sharing the "
+                                "target's tokenizer, or self:N for the target's first N layers")
+        group.add_argument("--sps-gamma", type=int, default=None,
+                           help=f"draft tokens per step (default: {CPU_DEFAULT_GAMMA} on CPU, "
+                                f"{GPU_DEFAULT_GAMMA} on GPU; the start value for the heuristic schedule)")
+        group.add_argument("--sps-schedule", choices=["constant", "heuristic"], default="constant",
+                           help="constant gamma, or transformers 4.37's heuristic (+2 when all "
+                                "drafts are accepted, else -1)")
+
+    @classmethod
+    def from_args(cls, args, model, tokenizer) -> "DraftModelDrafter":
+        from methods.model_loading import load_model
+
+        path: Optional[str] = args.drafter_path
+        if not path:
+            raise ValueError("method sps needs --drafter-path (a draft model, or self:N)")
+        if path.startswith("self:"):
+            try:
+                layers = int(path.split(":", 1)[1])
+            except ValueError:
+                raise ValueError(f"--drafter-path {path!r}: expected self:N with N an integer") from None
+            draft = truncated_self_draft(model, layers)
+        else:
+            device = next(model.parameters()).device
+            dtype = next(model.parameters()).dtype
+            dtype_name = str(dtype).replace("torch.", "")
+            loaded = load_model(path, dtype=dtype_name, device=str(device))
+            check_same_tokenizer(tokenizer, loaded.tokenizer)
+            draft = loaded.model
+        on_gpu = next(model.parameters()).device.type == "cuda"
+        gamma = args.sps_gamma or (GPU_DEFAULT_GAMMA if on_gpu else CPU_DEFAULT_GAMMA)
+        return cls(draft, gamma=gamma, schedule=args.sps_schedule, drafter_path=path)
