@@ -2,8 +2,9 @@
 
 A question file is Spec-Bench's format: one JSON object a line with `question_id` (int or str),
 `category` (str), `turns` (non-empty list of non-empty str) and optionally `reference` (list of
-str, or of lists of str as on Spec-Bench's rag lines; no evaluator reads it). Unlike fastchat's loader, a bad file fails at load time with the file and line named,
-instead of halfway through a benchmark run.
+str, or of lists of str as on Spec-Bench's rag lines; no evaluator reads it). Unlike fastchat's
+loader, a bad file fails at load time with the file and line named, instead of halfway through a
+benchmark run.
 """
 
 from __future__ import annotations
