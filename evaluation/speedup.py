@@ -1,0 +1,365 @@
+"""Comparing a method's speed with the baseline's from answer files: the checks and the
+arithmetic behind speed.py (docs/evaluation.md defines every figure).
+
+What differs from Spec-Bench's speed.py, and why:
+- questions are matched by id; ids on one side only are an error (or, with allow_partial,
+  left out and named), because comparing different question sets compares workloads;
+- tokens are counted the same way on both sides (token ids, else new_tokens; re-tokenised text
+  only when asked), because Spec-Bench counts the method by new_tokens and the baseline by
+  re-tokenised text;
+- the speedup is total tokens / total time on each side, with a bootstrap interval; Spec-Bench's
+  ratio of mean per-question throughputs is kept as a compatibility column;
+- a zero, negative, non-finite or implausible wall time is an error, never averaged in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from evaluation.acceptance import AcceptanceFigures, acceptance_figures, max_draft_length
+from evaluation.answers import Answer, AnswerFile, question_sort_key
+from evaluation.stats import (
+    BOOTSTRAP_RESAMPLES,
+    BOOTSTRAP_SEED,
+    bootstrap_speedup_ci,
+    finite_or_none,
+    mean_and_std,
+)
+from evaluation.subtasks import OVERALL, display_name, ordered_subtasks, subtask_of
+
+# No decoder of today comes near this on one sequence; a higher rate means a broken timer.
+MAX_PLAUSIBLE_TOKENS_PER_S = 100_000.0
+
+COUNT_AUTO = "auto"
+COUNT_TOKEN_IDS = "token_ids"
+COUNT_NEW_TOKENS = "new_tokens"
+COUNT_RETOKENIZED = "retokenized"
+COUNTING_MODES = (COUNT_AUTO, COUNT_TOKEN_IDS, COUNT_NEW_TOKENS, COUNT_RETOKENIZED)
+
+
+class SpeedInputError(ValueError):
+    """Answer files that cannot be compared as given; the message says which and why."""
+
+
+# ---- inputs ---------------------------------------------------------------------------
+
+@dataclass
+class TokenCounting:
+    mode: str  # COUNT_TOKEN_IDS | COUNT_NEW_TOKENS | COUNT_RETOKENIZED
+    reason: str
+
+
+def choose_token_counting(method_files: list[AnswerFile], base_files: list[AnswerFile],
+                          requested: str = COUNT_AUTO, have_tokenizer: bool = False) -> TokenCounting:
+    """One counting rule for both sides: token ids when every file has them, else new_tokens."""
+    files = method_files + base_files
+    without_ids = [f.path.name for f in files if not f.has_all("token_ids")]
+    if requested == COUNT_RETOKENIZED:
+        if not have_tokenizer:
+            raise SpeedInputError("--count retokenized needs --tokenizer-path")
+        return TokenCounting(COUNT_RETOKENIZED, "re-tokenised answer text on both sides "
+                             "(asked for; special tokens not counted)")
+    if requested == COUNT_TOKEN_IDS:
+        if without_ids:
+            raise SpeedInputError(
+                f"--count token_ids, but these files lack token_ids on some answers: "
+                f"{', '.join(without_ids)}")
+        return TokenCounting(COUNT_TOKEN_IDS, "generated token ids on both sides (asked for)")
+    if requested == COUNT_NEW_TOKENS:
+        return TokenCounting(COUNT_NEW_TOKENS, "new_tokens on both sides (asked for)")
+    if requested != COUNT_AUTO:
+        raise SpeedInputError(f"unknown token counting {requested!r}; one of {COUNTING_MODES}")
+    if not without_ids:
+        return TokenCounting(COUNT_TOKEN_IDS, "every file carries token_ids; counted on both sides")
+    return TokenCounting(COUNT_NEW_TOKENS,
+                         f"new_tokens on both sides ({', '.join(without_ids)} without token_ids)")
+
+
+def count_tokens(answer: Answer, mode: str, tokenizer: Optional[Callable] = None) -> int:
+    if mode == COUNT_TOKEN_IDS:
+        return sum(len(ids) for ids in answer.token_ids)
+    if mode == COUNT_NEW_TOKENS:
+        return sum(answer.new_tokens)
+    # Spec-Bench subtracts 1 for a BOS it assumes; not adding special tokens is the same for
+    # tokenizers with a BOS and right for those without.
+    return sum(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in answer.turns)
+
+
+def _id_list(ids: list[str], limit: int = 12) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown if len(ids) <= limit else f"{shown}, ... ({len(ids)} in all)"
+
+
+def select_questions(files: list[AnswerFile], allow_partial: bool) -> tuple[list[str], list[str]]:
+    """Question ids answered (without error) in every file, and notes on what was left out.
+
+    Without allow_partial, any id missing or failed somewhere is an error naming it.
+    """
+    every_id = set().union(*(f.answers for f in files))
+    problems = []
+    for f in files:
+        missing = sorted(every_id - set(f.answers), key=question_sort_key)
+        if missing:
+            problems.append(f"{f.path} lacks question(s) {_id_list(missing)} present in another file")
+        failed = sorted(f.failed(), key=question_sort_key)
+        if failed:
+            problems.append(f"{f.path} has failed answer(s) to question(s) {_id_list(failed)}")
+    usable = [qid for qid in sorted(every_id, key=question_sort_key)
+              if all(qid in f.answers and f.answers[qid].error is None for f in files)]
+    for qid in usable:
+        categories = {f.answers[qid].category for f in files}
+        if len(categories) > 1:
+            raise SpeedInputError(
+                f"question {qid} has different categories in different files ({sorted(categories)}); "
+                f"these files answer different question sets")
+    if problems and not allow_partial:
+        raise SpeedInputError("question sets differ:\n  " + "\n  ".join(problems) +
+                              "\nrerun the missing questions, or pass --allow-partial to compare "
+                              "only the questions every file answered")
+    if not usable:
+        raise SpeedInputError("no question is answered (without error) in every file")
+    return usable, problems
+
+
+def check_timings(f: AnswerFile, question_ids: list[str], tokens: dict[str, int],
+                  max_tokens_per_s: float) -> list[str]:
+    """Problems with the timings of the compared answers of one file (empty when sound)."""
+    problems = []
+    for qid in question_ids:
+        answer = f.answers[qid]
+        for turn, seconds in enumerate(answer.wall_time, start=1):
+            if not math.isfinite(seconds) or seconds <= 0:
+                problems.append(f"{f.path}: question {qid} turn {turn}: wall time {seconds!r} s "
+                                f"(must be a positive number of seconds)")
+        for name in ("prefill_time", "draft_time", "verify_time"):
+            for turn, seconds in enumerate(getattr(answer, name) or [], start=1):
+                if not math.isfinite(seconds) or seconds < 0:
+                    problems.append(f"{f.path}: question {qid} turn {turn}: {name} {seconds!r} s "
+                                    f"(must be a non-negative number of seconds)")
+        total = sum(answer.wall_time)
+        if total > 0 and math.isfinite(total) and tokens[qid] / total > max_tokens_per_s:
+            problems.append(f"{f.path}: question {qid}: {tokens[qid]} tokens in {total:g} s = "
+                            f"{tokens[qid] / total:.0f} tokens/s, implausible "
+                            f"(limit {max_tokens_per_s:g}; see --max-tokens-per-s)")
+    return problems
+
+
+def pair_runs(method_count: int, base_count: int) -> list[tuple[int, int]]:
+    """Run i of the method against run i of the baseline; one run on a side serves every run."""
+    if method_count == base_count:
+        return [(i, i) for i in range(method_count)]
+    if base_count == 1:
+        return [(i, 0) for i in range(method_count)]
+    if method_count == 1:
+        return [(0, j) for j in range(base_count)]
+    raise SpeedInputError(
+        f"{method_count} method runs and {base_count} baseline runs: give the same number on both "
+        f"sides (paired in order) or one run on a side")
+
+
+# ---- results --------------------------------------------------------------------------
+
+@dataclass
+class QuestionSpeed:
+    """One question, first method run against first baseline run."""
+
+    question_id: str
+    category: str
+    subtask: str
+    tokens: int
+    wall_time: float
+    base_tokens: int
+    base_wall_time: float
+    tokens_per_s: float
+    base_tokens_per_s: float
+    speedup: float
+    mean_accepted_tokens: Optional[float]
+
+
+@dataclass
+class SubtaskSpeed:
+    subtask: str
+    num_questions: int
+    tokens_per_s: float  # mean over run pairs of total tokens / total time
+    tokens_per_s_std: Optional[float]  # across run pairs (None for one)
+    base_tokens_per_s: float
+    base_tokens_per_s_std: Optional[float]
+    speedup: float
+    speedup_std: Optional[float]
+    speedup_ci_low: float
+    speedup_ci_high: float
+    speedup_spec_bench: float  # mean per-question tok/s over the same of the baseline
+    speedup_spec_bench_std: Optional[float]
+    mean_paired_speedup: float  # mean over questions of the per-question speedup
+    acceptance: AcceptanceFigures
+    per_run: list[dict] = field(default_factory=list)
+
+    @property
+    def display_name(self) -> str:
+        return display_name(self.subtask)
+
+
+@dataclass
+class SpeedReport:
+    method_files: list[AnswerFile]
+    base_files: list[AnswerFile]
+    pairs: list[tuple[int, int]]
+    counting: TokenCounting
+    question_ids: list[str]
+    left_out: list[str]  # notes on questions not compared (only with allow_partial)
+    subtasks: list[SubtaskSpeed]  # report order, OVERALL last
+    questions: list[QuestionSpeed]
+    resamples: int
+    seed: int
+
+    def subtask(self, name: str) -> SubtaskSpeed:
+        return next(s for s in self.subtasks if s.subtask == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        def clean(value):
+            if isinstance(value, float):
+                return finite_or_none(value)
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+
+        subtasks = []
+        for s in self.subtasks:
+            row = {k: v for k, v in asdict(s).items() if k != "acceptance"}
+            row["display_name"] = s.display_name
+            row.update(s.acceptance.as_dict())
+            subtasks.append(row)
+        return clean({
+            "method_files": [_describe(f) for f in self.method_files],
+            "base_files": [_describe(f) for f in self.base_files],
+            "run_pairs": [list(p) for p in self.pairs],
+            "token_counting": self.counting.mode,
+            "token_counting_reason": self.counting.reason,
+            "num_questions": len(self.question_ids),
+            "left_out": self.left_out,
+            "bootstrap": {"resamples": self.resamples, "seed": self.seed, "confidence": 0.95},
+            "subtasks": subtasks,
+            "questions": [asdict(q) for q in self.questions],
+        })
+
+
+def _describe(f: AnswerFile) -> dict[str, Any]:
+    return {"path": str(f.path), "sha256": f.sha256, "model_id": f.model_id,
+            "method": f.run_field("method"), "source_format": f.source_format}
+
+
+# ---- the computation ------------------------------------------------------------------
+
+def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], *,
+                  counting: str = COUNT_AUTO, tokenizer: Optional[Callable] = None,
+                  allow_partial: bool = False, resamples: int = BOOTSTRAP_RESAMPLES,
+                  seed: int = BOOTSTRAP_SEED,
+                  max_tokens_per_s: float = MAX_PLAUSIBLE_TOKENS_PER_S) -> SpeedReport:
+    """Validate the files against each other, then compute every figure. Raises SpeedInputError."""
+    if not method_files or not base_files:
+        raise SpeedInputError("need at least one method file and one baseline file")
+    if resamples < 1:
+        raise SpeedInputError("--bootstrap must be at least 1")
+    pairs = pair_runs(len(method_files), len(base_files))
+    rule = choose_token_counting(method_files, base_files, counting, tokenizer is not None)
+    question_ids, left_out = select_questions(method_files + base_files, allow_partial)
+
+    def tokens_of(f: AnswerFile) -> dict[str, int]:
+        return {qid: count_tokens(f.answers[qid], rule.mode, tokenizer) for qid in question_ids}
+
+    method_tokens = [tokens_of(f) for f in method_files]
+    base_tokens = [tokens_of(f) for f in base_files]
+    problems = []
+    for f, tokens in zip(method_files + base_files, method_tokens + base_tokens):
+        problems += check_timings(f, question_ids, tokens, max_tokens_per_s)
+    for f, tokens in zip(base_files, base_tokens):
+        problems += [f"{f.path}: question {qid}: the baseline counted 0 tokens, so its speedup "
+                     f"is undefined" for qid in question_ids if tokens[qid] == 0]
+    if problems:
+        raise SpeedInputError(f"{len(problems)} unusable answer(s):\n  " +
+                              "\n  ".join(problems[:20]) +
+                              ("\n  ..." if len(problems) > 20 else ""))
+
+    first = method_files[0]
+    categories = {qid: first.answers[qid].category for qid in question_ids}
+    groups: dict[str, list[str]] = {}
+    for qid in question_ids:
+        groups.setdefault(subtask_of(categories[qid]), []).append(qid)
+    groups = {name: groups[name] for name in ordered_subtasks(groups)}
+    groups[OVERALL] = question_ids
+
+    draft_length = max_draft_length(first.run_field("method_params"))
+    subtasks = []
+    for name, qids in groups.items():
+        arrays = _arrays(method_files, base_files, pairs, method_tokens, base_tokens, qids)
+        answers = [f.answers[qid] for f in method_files for qid in qids]
+        subtasks.append(_subtask_speed(name, qids, arrays, answers, draft_length, resamples, seed))
+
+    questions = [_question_speed(qid, categories[qid], first.answers[qid],
+                                 base_files[pairs[0][1]].answers[qid],
+                                 method_tokens[0][qid], base_tokens[pairs[0][1]][qid])
+                 for qid in question_ids]
+    return SpeedReport(method_files, base_files, pairs, rule, question_ids, left_out, subtasks,
+                       questions, resamples, seed)
+
+
+def _arrays(method_files, base_files, pairs, method_tokens, base_tokens, qids):
+    """[run pairs, questions] arrays: method tokens, method seconds, baseline tokens, seconds."""
+    def tokens(counts, index):
+        return [counts[index][q] for q in qids]
+
+    def seconds(files, index):
+        return [sum(files[index].answers[q].wall_time) for q in qids]
+
+    return (np.array([tokens(method_tokens, i) for i, _ in pairs], dtype=float),
+            np.array([seconds(method_files, i) for i, _ in pairs], dtype=float),
+            np.array([tokens(base_tokens, j) for _, j in pairs], dtype=float),
+            np.array([seconds(base_files, j) for _, j in pairs], dtype=float))
+
+
+def _subtask_speed(name, qids, arrays, answers, draft_length, resamples, seed) -> SubtaskSpeed:
+    tokens, times, base_tokens, base_times = arrays
+    rate = tokens.sum(axis=1) / times.sum(axis=1)
+    base_rate = base_tokens.sum(axis=1) / base_times.sum(axis=1)
+    # Spec-Bench's arithmetic: mean of per-question throughputs on each side, then their ratio.
+    spec_rate = (tokens / times).mean(axis=1)
+    spec_base_rate = (base_tokens / base_times).mean(axis=1)
+    paired = ((tokens / times) / (base_tokens / base_times)).mean(axis=1)
+    low, high = bootstrap_speedup_ci(tokens, times, base_tokens, base_times, resamples, seed)
+
+    speedup, speedup_std = mean_and_std(rate / base_rate)
+    tps, tps_std = mean_and_std(rate)
+    base_tps, base_tps_std = mean_and_std(base_rate)
+    spec_speedup, spec_std = mean_and_std(spec_rate / spec_base_rate)
+    per_run = [{"tokens_per_s": float(r), "base_tokens_per_s": float(b),
+                "speedup": float(r / b), "speedup_spec_bench": float(sr / sb),
+                "spec_bench_tokens_per_s": float(sr), "spec_bench_base_tokens_per_s": float(sb)}
+               for r, b, sr, sb in zip(rate, base_rate, spec_rate, spec_base_rate)]
+    return SubtaskSpeed(
+        subtask=name, num_questions=len(qids),
+        tokens_per_s=tps, tokens_per_s_std=tps_std,
+        base_tokens_per_s=base_tps, base_tokens_per_s_std=base_tps_std,
+        speedup=speedup, speedup_std=speedup_std, speedup_ci_low=low, speedup_ci_high=high,
+        speedup_spec_bench=spec_speedup, speedup_spec_bench_std=spec_std,
+        mean_paired_speedup=float(paired.mean()),
+        acceptance=acceptance_figures(answers, draft_length),
+        per_run=per_run,
+    )
+
+
+def _question_speed(qid, category, answer, base_answer, tokens, base_tokens) -> QuestionSpeed:
+    seconds, base_seconds = sum(answer.wall_time), sum(base_answer.wall_time)
+    rate, base_rate = tokens / seconds, base_tokens / base_seconds
+    steps = answer.accept_lengths
+    return QuestionSpeed(
+        question_id=qid, category=category, subtask=subtask_of(category),
+        tokens=tokens, wall_time=seconds, base_tokens=base_tokens, base_wall_time=base_seconds,
+        tokens_per_s=rate, base_tokens_per_s=base_rate, speedup=rate / base_rate,
+        mean_accepted_tokens=sum(steps) / len(steps) if steps else None,
+    )
