@@ -1,0 +1,274 @@
+"""Writing what speed.py and equal.py compute into the results database.
+
+A run is keyed by the sha256 of its answer file, a speed comparison by the hashes of both sides,
+an equality check by its two runs: storing the same thing again updates the rows in place,
+never duplicates them. The save_* functions write everything of one command in one transaction,
+after the inputs have been validated, so a failure leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, Optional
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from evaluation.answers import AnswerFile, guess_from_model_id, read_answer_file
+from evaluation.stats import finite_or_none
+from leaderboard.db import DatabaseError, open_database
+from leaderboard.models import (
+    Answer as AnswerRow,
+    Difference,
+    EqualityCheck,
+    QuestionResult,
+    Run,
+    SpeedComparison,
+    SubtaskResult,
+)
+
+if TYPE_CHECKING:  # the evaluators import this module, not the other way round
+    from evaluation.equal import EqualityResult
+    from evaluation.speedup import SpeedReport
+
+
+class StoreError(RuntimeError):
+    """The results could not be stored (database unusable, or values it cannot hold)."""
+
+
+# ---- runs -----------------------------------------------------------------------------
+
+def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
+    """The Run columns for a file: our own fields where present, else what Spec-Bench's
+    model_id and directory layout say, else "unknown"."""
+    guess = guess_from_model_id(answer_file.model_id)
+    env = answer_file.run_field("environment") or {}
+    temperature = answer_file.run_field("temperature", guess.temperature)
+    return {
+        "answer_path": str(answer_file.path),
+        "model_id": answer_file.model_id,
+        "model": _model_name(env.get("model_path")) or guess.model or answer_file.model_id,
+        "method": answer_file.run_field("method") or guess.method or "unknown",
+        "method_params": answer_file.run_field("method_params") or {},
+        "device": _text(env.get("device")) or "unknown",
+        "device_name": _text(env.get("device_name")) or "unknown",
+        "dtype": _text(env.get("dtype")) or guess.dtype or "unknown",
+        # Spec-Bench names the temperature only for sampling-capable methods; its default is 0.
+        "temperature": float(temperature) if temperature is not None else 0.0,
+        "bench": answer_file.run_field("bench_name") or _bench_from_path(answer_file.path),
+        "max_new_tokens": answer_file.run_field("max_new_tokens"),
+        "torch_version": _text(env.get("torch")),
+        "transformers_version": _text(env.get("transformers")),
+        "cuda_version": _text(env.get("cuda")),
+        "lossy": answer_file.lossy,
+        "source_format": answer_file.source_format,
+        "num_questions": len(answer_file.answers),
+    }
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None or value == "" else str(value)
+
+
+def _model_name(model_path: Any) -> Optional[str]:
+    """A hub id stays as it is; a local folder or file is named by its last component."""
+    if not isinstance(model_path, str) or not model_path:
+        return None
+    if model_path.startswith(("/", "~", ".")) or "\\" in model_path or model_path.count("/") > 1:
+        return PurePath(model_path.replace("\\", "/")).name or model_path
+    return model_path
+
+
+def _bench_from_path(path: Path) -> str:
+    """Spec-Bench writes data/{bench_name}/model_answer/{model_id}.jsonl."""
+    return path.parent.parent.name if path.parent.name == "model_answer" else "unknown"
+
+
+def _check_storable(answer_file: AnswerFile) -> None:
+    """Numbers the database cannot hold (NaN, infinity) are refused before anything is written."""
+    for qid, answer in answer_file.answers.items():
+        for name in ("wall_time", "prefill_time", "draft_time", "verify_time"):
+            if any(not math.isfinite(x) for x in getattr(answer, name) or []):
+                raise StoreError(f"{answer_file.path}: question {qid}: {name} is not a finite "
+                                 f"number; fix the file (or use --no-db)")
+
+
+def _optional_sum(values: Optional[list]) -> Optional[float]:
+    return None if values is None else sum(values)
+
+
+def import_run(session: Session, answer_file: AnswerFile | str | Path) -> Run:
+    """The Run of an answer file, created or updated (with its answers) in this session."""
+    if not isinstance(answer_file, AnswerFile):
+        answer_file = read_answer_file(answer_file)
+    _check_storable(answer_file)
+    run = session.scalar(select(Run).where(Run.answer_sha256 == answer_file.sha256))
+    if run is None:
+        run = Run(answer_sha256=answer_file.sha256)
+        session.add(run)
+    for name, value in run_columns(answer_file).items():
+        setattr(run, name, value)
+
+    # Update rows in place: deleting and re-adding would hit the (run, question) unique key,
+    # because a flush inserts before it deletes.
+    existing = {row.question_id: row for row in run.answers}
+    for qid, answer in answer_file.answers.items():
+        row = existing.pop(qid, None)
+        if row is None:
+            row = AnswerRow(question_id=qid)
+            run.answers.append(row)
+        row.category = answer.category
+        row.subtask = answer.subtask
+        row.turns = answer.turns
+        row.token_ids = answer.token_ids
+        row.new_tokens = sum(answer.new_tokens)
+        row.wall_time = sum(answer.wall_time)
+        row.decoding_steps = sum(answer.decoding_steps)
+        row.accept_lengths = answer.accept_lengths
+        row.draft_time = _optional_sum(answer.draft_time)
+        row.verify_time = _optional_sum(answer.verify_time)
+        row.prefill_time = _optional_sum(answer.prefill_time)
+        row.draft_tokens = _optional_sum(answer.draft_tokens)
+        row.error = answer.error
+    for row in existing.values():
+        run.answers.remove(row)
+    session.flush()
+    return run
+
+
+# ---- speed comparisons ----------------------------------------------------------------
+
+def comparison_key(method_hashes: list[str], base_hashes: list[str]) -> str:
+    """Identity of a comparison: the method side's and the baseline side's file hashes."""
+    text = "method:" + ",".join(sorted(method_hashes)) + ";base:" + ",".join(sorted(base_hashes))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
+    """Store a speed report (importing its runs); replaces an earlier one of the same files."""
+    method_runs = [import_run(session, f) for f in report.method_files]
+    base_runs = [import_run(session, f) for f in report.base_files]
+    key = comparison_key([f.sha256 for f in report.method_files],
+                         [f.sha256 for f in report.base_files])
+    comparison = session.scalar(select(SpeedComparison).where(SpeedComparison.key == key))
+    if comparison is None:
+        comparison = SpeedComparison(key=key)
+        session.add(comparison)
+    else:
+        comparison.subtasks.clear()  # flushed away before the new rows take their keys
+        comparison.questions.clear()
+        session.flush()
+    comparison.method_run_id = method_runs[0].id
+    comparison.base_run_id = base_runs[report.pairs[0][1]].id
+    comparison.method_run_ids = [run.id for run in method_runs]
+    comparison.base_run_ids = [run.id for run in base_runs]
+    comparison.token_counting = report.counting.mode
+    comparison.num_questions = len(report.question_ids)
+
+    for s in report.subtasks:
+        a = s.acceptance
+        extra = {k: v for k, v in a.as_dict().items()
+                 if k not in ("mean_acceptance_length", "draft_acceptance_rate")}
+        extra.update({
+            "tokens_per_s_std": s.tokens_per_s_std,
+            "base_tokens_per_s_std": s.base_tokens_per_s_std,
+            "speedup_spec_bench_std": s.speedup_spec_bench_std,
+            "mean_paired_speedup": s.mean_paired_speedup,
+            "per_run": s.per_run,
+        })
+        comparison.subtasks.append(SubtaskResult(
+            subtask=s.subtask,
+            num_questions=s.num_questions,
+            tokens_per_s=s.tokens_per_s,
+            base_tokens_per_s=s.base_tokens_per_s,
+            speedup=s.speedup,
+            speedup_ci_low=finite_or_none(s.speedup_ci_low),
+            speedup_ci_high=finite_or_none(s.speedup_ci_high),
+            speedup_std=s.speedup_std,
+            speedup_spec_bench=s.speedup_spec_bench,
+            mean_accepted_tokens=a.mean_acceptance_length,
+            draft_acceptance_rate=a.draft_acceptance_rate,
+            extra=_json_safe(extra),
+        ))
+    for q in report.questions:
+        comparison.questions.append(QuestionResult(
+            question_id=q.question_id, category=q.category, subtask=q.subtask,
+            tokens=q.tokens, wall_time=q.wall_time,
+            base_tokens=q.base_tokens, base_wall_time=q.base_wall_time,
+            tokens_per_s=q.tokens_per_s, base_tokens_per_s=q.base_tokens_per_s,
+            speedup=q.speedup, mean_accepted_tokens=q.mean_accepted_tokens,
+        ))
+    session.flush()
+    return comparison
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON columns must not hold NaN or infinity (PostgreSQL refuses them)."""
+    if isinstance(value, float):
+        return finite_or_none(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+# ---- equality checks ------------------------------------------------------------------
+
+def store_equality(session: Session, result: "EqualityResult") -> EqualityCheck:
+    """Store an equality check (importing both runs); replaces an earlier check of the pair."""
+    run = import_run(session, result.method_file)
+    base_run = import_run(session, result.base_file)
+    check = session.scalar(select(EqualityCheck).where(
+        EqualityCheck.run_id == run.id, EqualityCheck.base_run_id == base_run.id))
+    if check is None:
+        check = EqualityCheck(run_id=run.id, base_run_id=base_run.id)
+        session.add(check)
+    else:
+        check.differences.clear()
+        session.flush()
+    check.compared_on = result.compared_on
+    check.num_compared = result.num_compared
+    check.num_equal = result.num_equal
+    check.all_equal = result.all_equal
+    check.per_subtask = {s.subtask: s.exact_match_rate for s in result.subtasks}
+    for d in result.differences:
+        check.differences.append(Difference(
+            question_id=d.question_id, category=d.category, turn=d.turn,
+            first_divergence=d.first_divergence, unit=d.unit,
+            excerpt=d.excerpt, base_excerpt=d.base_excerpt,
+        ))
+    session.flush()
+    return check
+
+
+# ---- one command, one transaction -----------------------------------------------------
+
+def _save(db: Optional[str], write) -> str:
+    """Run write(session) in one transaction; returns the database URL (password hidden)."""
+    try:
+        factory = open_database(db)
+        with factory() as session, session.begin():
+            write(session)
+            return session.get_bind().url.render_as_string(hide_password=True)
+    except DatabaseError as exc:
+        raise StoreError(str(exc)) from None
+    except SQLAlchemyError as exc:
+        raise StoreError(f"nothing stored, the database refused the results: {exc}") from None
+
+
+def save_speed_report(db: Optional[str], report: "SpeedReport") -> str:
+    """Store a speed report in the database at `db` (URL or path; None = the default)."""
+    for answer_file in report.method_files + report.base_files:
+        _check_storable(answer_file)  # before the database is even opened (or created)
+    return _save(db, lambda session: store_speed(session, report))
+
+
+def save_equality_result(db: Optional[str], result: "EqualityResult") -> str:
+    """Store an equality check in the database at `db` (URL or path; None = the default)."""
+    for answer_file in (result.method_file, result.base_file):
+        _check_storable(answer_file)
+    return _save(db, lambda session: store_equality(session, result))
