@@ -1,0 +1,208 @@
+"""Speedup of a method over the baseline, per subtask, from answer files: Spec-Bench's
+speed.py command line, with its flaws fixed (see evaluation/speedup.py for what and why, and
+docs/evaluation.md for the definition of every figure).
+
+    python evaluation/speed.py --file-path METHOD.jsonl --base-path BASELINE.jsonl [--db URL]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import glob
+import json
+import os
+import warnings
+from typing import Optional
+
+from evaluation.answers import AnswerFileError, read_answer_file
+from evaluation.speedup import (
+    COUNT_AUTO,
+    COUNT_RETOKENIZED,
+    COUNTING_MODES,
+    MAX_PLAUSIBLE_TOKENS_PER_S,
+    SpeedInputError,
+    SpeedReport,
+    compare_speed,
+)
+from evaluation.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from evaluation.subtasks import OVERALL
+from evaluation.tables import format_table, number
+from leaderboard.store import StoreError, save_speed_report
+
+
+# ---- output ---------------------------------------------------------------------------
+
+def format_report(report: SpeedReport) -> str:
+    lines = []
+    for label, files in (("Method", report.method_files), ("Baseline", report.base_files)):
+        for f in files:
+            lines.append(f"{label + ':':10s}{f.path}  (model_id {f.model_id}, "
+                         f"{f.run_field('method') or 'method not recorded'}, {f.source_format} format)")
+    if len(report.pairs) > 1:
+        lines.append(f"Runs: {len(report.pairs)} method/baseline pairs; figures are mean ± sample "
+                     f"std across pairs, acceptance figures pool every method run")
+    lines.append(f"Questions compared: {len(report.question_ids)}")
+    for note in report.left_out:
+        lines.append(f"  left out (--allow-partial): {note}")
+    lines.append(f"Token counting: {report.counting.reason}")
+    lines.append("Speedup = (method total tokens / total time) / (baseline total tokens / total "
+                 f"time); 95% CI: bootstrap over questions, {report.resamples} resamples, seed "
+                 f"{report.seed}. Spec-Bench = its ratio of mean per-question tokens/s.")
+    lines.append("")
+
+    rows = []
+    for s in report.subtasks:
+        rows.append([
+            s.display_name, str(s.num_questions),
+            number(s.tokens_per_s, 2, s.tokens_per_s_std),
+            number(s.base_tokens_per_s, 2, s.base_tokens_per_s_std),
+            number(s.speedup, 3, s.speedup_std, "x"),
+            f"[{s.speedup_ci_low:.3f}, {s.speedup_ci_high:.3f}]",
+            number(s.speedup_spec_bench, 3, s.speedup_spec_bench_std, "x"),
+            number(s.acceptance.mean_acceptance_length, 2),
+        ])
+    lines.append(format_table(
+        ["Subtask", "Questions", "Method tok/s", "Base tok/s", "Speedup", "95% CI",
+         "Spec-Bench speedup", "Mean accepted tokens"], rows))
+
+    lines.append("")
+    rows = []
+    for s in report.subtasks:
+        a = s.acceptance
+        per_token_ms = None if a.time_per_proposal_token_s is None else a.time_per_proposal_token_s * 1e3
+        rows.append([
+            s.display_name, str(a.steps), number(a.mean_acceptance_length, 2),
+            number(a.draft_acceptance_rate, 3), number(a.system_efficiency, 3),
+            number(per_token_ms, 3), number(a.verify_time_share, 3),
+            number(a.draft_time_share, 3),
+        ])
+    lines.append(format_table(
+        ["Subtask", "Steps", "AL", "Draft acceptance rate", "System efficiency",
+         "ms / proposal token", "Verify time share", "Draft time share"], rows))
+
+    overall = report.subtask(OVERALL).acceptance
+    if overall.per_position_acceptance_rate:
+        lines.append("")
+        lines.append("Per-position acceptance rate (overall): " + "  ".join(
+            f"{k}: {rate:.3f}" for k, rate in enumerate(overall.per_position_acceptance_rate, 1)))
+    if overall.acceptance_length_histogram:
+        lines.append("Acceptance-length histogram (overall, steps): " + "  ".join(
+            f"{k}: {n}" for k, n in overall.acceptance_length_histogram.items()))
+    return "\n".join(lines)
+
+
+# ---- command line ---------------------------------------------------------------------
+
+def expand_paths(patterns: list[str], option: str) -> list[Path]:
+    """Each argument is a path or a glob; a glob must match something."""
+    paths = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise SpeedInputError(f"{option} {pattern!r} matches no file")
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(Path(pattern))
+    return paths
+
+
+def load_tokenizer(path: str):
+    """A tokenizer for --count retokenized (transformers imported only then: it is slow)."""
+    try:
+        from transformers import AutoTokenizer
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as exc:  # missing folder, no network for a hub id, bad files
+        raise SpeedInputError(f"cannot load the tokenizer from {path!r}: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speed.py",
+        description="Speedup of a speculative-decoding method over the baseline, per subtask "
+                    "and overall, from answer files (ours or Spec-Bench's). Definitions of every "
+                    "figure: docs/evaluation.md.")
+    parser.add_argument("--file-path", action="extend", nargs="+", required=True, metavar="M",
+                        help="method answer file(s); repeat the option or give a glob for several "
+                             "runs (then mean ± std across runs is reported)")
+    parser.add_argument("--base-path", action="extend", nargs="+", required=True, metavar="B",
+                        help="baseline answer file(s); as many runs as the method (paired in "
+                             "order) or one run for all")
+    parser.add_argument("--count", choices=COUNTING_MODES, default=COUNT_AUTO,
+                        help="how tokens are counted, the same way on both sides: auto (default) "
+                             "= token_ids when every file has them, else new_tokens; "
+                             "retokenized = re-tokenise the answer text with --tokenizer-path")
+    parser.add_argument("--tokenizer-path", metavar="P",
+                        help="tokenizer (folder or hub id) used by --count retokenized; given "
+                             "alone (as Spec-Bench's command line does) it is ignored, with a note")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="compare only the questions answered (without error) in every file "
+                             "instead of stopping when the question sets differ")
+    parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, metavar="N",
+                        help=f"bootstrap resamples for the 95%% CI (default {BOOTSTRAP_RESAMPLES})")
+    parser.add_argument("--seed", type=int, default=BOOTSTRAP_SEED,
+                        help=f"bootstrap seed (default {BOOTSTRAP_SEED}), fixed so reruns agree")
+    parser.add_argument("--max-tokens-per-s", type=float, default=MAX_PLAUSIBLE_TOKENS_PER_S,
+                        metavar="R", help="a question faster than this is rejected as a broken "
+                                          f"timing (default {MAX_PLAUSIBLE_TOKENS_PER_S:g})")
+    parser.add_argument("--json", metavar="OUT", help="also write every figure as JSON to OUT")
+    parser.add_argument("--db", metavar="URL",
+                        help="results database: SQLAlchemy URL (e.g. postgresql://...) or SQLite "
+                             "file path (default: $SDBENCH_DB, else results/leaderboard.db)")
+    parser.add_argument("--no-db", action="store_true", help="do not write to the database")
+    parser.add_argument("--mean-report", action="store_true",
+                        help="accepted for Spec-Bench's command line; several runs per side "
+                             "already give the mean report")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            method_files = [read_answer_file(p) for p in expand_paths(args.file_path, "--file-path")]
+            base_files = [read_answer_file(p) for p in expand_paths(args.base_path, "--base-path")]
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
+        tokenizer = None
+        if args.count == COUNT_RETOKENIZED and args.tokenizer_path:
+            tokenizer = load_tokenizer(args.tokenizer_path)
+        elif args.tokenizer_path:
+            print("note: --tokenizer-path is used only with --count retokenized; tokens are "
+                  "counted the same way on both sides without it (see docs/evaluation.md)",
+                  file=sys.stderr)
+        report = compare_speed(method_files, base_files, counting=args.count, tokenizer=tokenizer,
+                               allow_partial=args.allow_partial, resamples=args.bootstrap,
+                               seed=args.seed, max_tokens_per_s=args.max_tokens_per_s)
+        print(format_report(report))
+        if args.json:
+            write_json(args.json, report.as_dict())
+        if not args.no_db:
+            url = save_speed_report(args.db, report)
+            print(f"\nStored in {url}")
+    except (AnswerFileError, SpeedInputError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_json(path: str, data: dict) -> None:
+    try:
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise SpeedInputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

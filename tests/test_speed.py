@@ -1,0 +1,356 @@
+"""speed.py: figures equal hand-computed ones, Spec-Bench's sound numbers are reproduced, and
+bad input is refused with a message (and exit status 2), never averaged in."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluation import speed
+from evaluation.answers import read_answer_file
+from evaluation.speedup import SpeedInputError, compare_speed
+from evaluation.stats import bootstrap_speedup_ci
+from tests.answer_fixtures import (
+    QUESTIONS,
+    our_answer,
+    spec_bench_answer,
+    synthetic_run,
+    text_of,
+    write_answer_file,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hand_method():
+    """Three questions; the numbers of test_hand_computed_figures come from these."""
+    common = dict(method="pld", method_params={"draft_length": 2})
+    return [
+        our_answer(81, "writing", [[1, 2, 3, 4], [5, 6]], [0.1, 0.1], [[3, 1], [2]],
+                   draft_tokens=[4, 2], draft_time=[0.02, 0.02], verify_time=[0.05, 0.05], **common),
+        our_answer(161, "translation", [[7, 8, 9, 10, 11, 12]], [0.2], [[3, 3]],
+                   draft_tokens=[4], draft_time=[0.04], verify_time=[0.1], **common),
+        our_answer(321, "qa", [[13, 14, 15]], [0.3], [[1, 1, 1]],
+                   draft_tokens=[6], draft_time=[0.06], verify_time=[0.2], **common),
+    ]
+
+
+def hand_base():
+    common = dict(method="vanilla", model_id="vicuna-7b-v1.3-vanilla")
+    return [
+        our_answer(81, "writing", [[1, 2, 3, 4], [5, 6]], [0.3, 0.2], [[1] * 4, [1] * 2], **common),
+        our_answer(161, "translation", [[7, 8, 9, 10, 11, 12]], [0.4], [[1] * 6], **common),
+        our_answer(321, "qa", [[13, 14, 15]], [0.2], [[1] * 3], **common),
+    ]
+
+
+def files(tmp_path, method_records, base_records, name="m"):
+    return ([read_answer_file(write_answer_file(tmp_path / f"{name}.jsonl", method_records))],
+            [read_answer_file(write_answer_file(tmp_path / f"{name}_base.jsonl", base_records))])
+
+
+def test_hand_computed_figures(tmp_path):
+    report = compare_speed(*files(tmp_path, hand_method(), hand_base()))
+    assert report.counting.mode == "token_ids"
+    overall = report.subtask("overall")
+    # 15 tokens on each side; method 0.2 + 0.2 + 0.3 s, baseline 0.5 + 0.4 + 0.2 s.
+    assert overall.num_questions == 3
+    assert overall.tokens_per_s == pytest.approx(15 / 0.7)
+    assert overall.base_tokens_per_s == pytest.approx(15 / 1.1)
+    assert overall.speedup == pytest.approx(1.1 / 0.7)
+    assert overall.speedup_std is None  # one run
+    # Spec-Bench: mean of 30, 30, 10 tok/s over mean of 12, 15, 15 tok/s.
+    assert overall.speedup_spec_bench == pytest.approx((70 / 3) / 14)
+    assert overall.mean_paired_speedup == pytest.approx((2.5 + 2 + 2 / 3) / 3)
+    a = overall.acceptance
+    assert a.steps == 8
+    assert a.mean_acceptance_length == pytest.approx(15 / 8)
+    assert a.draft_acceptance_rate == pytest.approx((15 - 8) / 16)
+    assert a.per_position_acceptance_rate == pytest.approx([4 / 8, 3 / 8])
+    assert a.acceptance_length_histogram == {1: 4, 2: 1, 3: 3}
+    assert a.max_draft_length == 2
+    assert a.system_efficiency == pytest.approx((15 / 8) / 3)
+    assert a.time_per_proposal_token_s == pytest.approx(0.14 / 16)
+    assert a.verify_time_share == pytest.approx(0.4 / 0.7)
+    assert a.draft_time_share == pytest.approx(0.14 / 0.7)
+
+    by_name = {s.subtask: s for s in report.subtasks}
+    assert list(by_name) == ["mt_bench", "translation", "qa", "overall"]
+    assert by_name["mt_bench"].speedup == pytest.approx(2.5)
+    assert by_name["translation"].speedup == pytest.approx(2.0)
+    assert by_name["qa"].speedup == pytest.approx(2 / 3)
+    assert by_name["qa"].acceptance.mean_acceptance_length == pytest.approx(1.0)
+    assert by_name["translation"].acceptance.per_position_acceptance_rate == pytest.approx([1.0, 1.0])
+
+    q = {q.question_id: q for q in report.questions}
+    assert q["81"].tokens == 6 and q["81"].wall_time == pytest.approx(0.2)
+    assert q["81"].speedup == pytest.approx(2.5)
+    assert q["81"].mean_accepted_tokens == pytest.approx(2.0)
+
+
+def spec_bench_reference(method_path, base_path, tokenize, categories=None):
+    """Spec-Bench's speed.py arithmetic for one task, written from its description:
+    method tokens = new_tokens, baseline tokens = re-tokenised text minus one BOS,
+    speedup = ratio of the means of per-question throughputs, MAT pooled over steps."""
+    def records(path):
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        return [r for r in rows if categories is None or r["category"] in categories]
+
+    speeds, accepted = [], []
+    for r in records(method_path):
+        c = r["choices"][0]
+        speeds.append(sum(c["new_tokens"]) / sum(c["wall_time"]))
+        accepted += c["accept_lengths"]
+    base_speeds = []
+    for r in records(base_path):
+        c = r["choices"][0]
+        tokens = sum(len(tokenize(t)) - 1 for t in c["turns"])
+        base_speeds.append(tokens / sum(c["wall_time"]))
+    return np.mean(speeds) / np.mean(base_speeds), np.mean(accepted)
+
+
+class WordTokenizer:
+    """Stands in for a Llama tokenizer: one id per word, BOS added unless told not to."""
+
+    def __call__(self, text, add_special_tokens=True):
+        ids = [3] * len(text.split())
+        return {"input_ids": ([1] if add_special_tokens else []) + ids}
+
+
+def test_reproduces_spec_bench_ratio_of_means_and_mat(tmp_path):
+    # Spec-Bench-made files with uneven speeds, so ratio of means != ratio of totals.
+    method = [spec_bench_answer(q, c, [text_of(range(5 + q % 4))] * (2 if c in ("writing", "coding") else 1),
+                                [5 + q % 4] * (2 if c in ("writing", "coding") else 1),
+                                [0.05 + 0.01 * (q % 5)] * (2 if c in ("writing", "coding") else 1),
+                                accept_lengths=[2, 1, 3, 1][: 1 + q % 4] * 3)
+              for q, c in QUESTIONS]
+    base = [spec_bench_answer(q, c, r["choices"][0]["turns"], r["choices"][0]["new_tokens"],
+                              [0.1 + 0.03 * (q % 3)] * len(r["choices"][0]["turns"]),
+                              model_id="vicuna-7b-v1.3-vanilla-float16-temp-0.0")
+            for (q, c), r in zip(QUESTIONS, method)]
+    m_path = write_answer_file(tmp_path / "m.jsonl", method)
+    b_path = write_answer_file(tmp_path / "b.jsonl", base)
+    tokenizer = WordTokenizer()
+    report = compare_speed([read_answer_file(m_path)], [read_answer_file(b_path)],
+                           counting="retokenized", tokenizer=tokenizer)
+    # The text holds exactly new_tokens words, so re-tokenising both sides equals Spec-Bench's
+    # asymmetric count here, and its ratio-of-means column must come out the same.
+    expected, mat = spec_bench_reference(m_path, b_path, lambda t: tokenizer(t)["input_ids"])
+    overall = report.subtask("overall")
+    assert overall.speedup_spec_bench == pytest.approx(expected)
+    assert overall.acceptance.mean_acceptance_length == pytest.approx(mat)
+    assert overall.speedup != pytest.approx(expected)  # totals differ from the ratio of means
+    mt_expected, mt_mat = spec_bench_reference(m_path, b_path, lambda t: tokenizer(t)["input_ids"],
+                                               categories={"writing", "coding"})
+    assert report.subtask("mt_bench").speedup_spec_bench == pytest.approx(mt_expected)
+    assert report.subtask("mt_bench").acceptance.mean_acceptance_length == pytest.approx(mt_mat)
+    # Counting new_tokens on both sides gives the same numbers for these files.
+    by_new_tokens = compare_speed([read_answer_file(m_path)], [read_answer_file(b_path)])
+    assert by_new_tokens.counting.mode == "new_tokens"
+    assert by_new_tokens.subtask("overall").speedup_spec_bench == pytest.approx(expected)
+
+
+def test_token_ids_on_one_side_only_falls_back_to_new_tokens_on_both(tmp_path):
+    base = synthetic_run(method="vanilla", accept=1, draft_length=0, spec_bench=True)
+    report = compare_speed(*files(tmp_path, synthetic_run(), base))
+    assert report.counting.mode == "new_tokens"
+    assert "m_base.jsonl without token_ids" in report.counting.reason
+    with pytest.raises(SpeedInputError, match="lack token_ids"):
+        compare_speed(*files(tmp_path, synthetic_run(), base), counting="token_ids")
+    with pytest.raises(SpeedInputError, match="needs --tokenizer-path"):
+        compare_speed(*files(tmp_path, synthetic_run(), base), counting="retokenized")
+
+
+def test_spec_bench_files_give_no_draft_figures(tmp_path):
+    m = synthetic_run(spec_bench=True)
+    b = synthetic_run(method="vanilla", accept=1, draft_length=0, spec_bench=True)
+    a = compare_speed(*files(tmp_path, m, b)).subtask("overall").acceptance
+    assert a.mean_acceptance_length == pytest.approx(3.0)  # 12 tokens per turn in steps of 3
+    assert a.draft_acceptance_rate is None and a.system_efficiency is None
+    assert a.time_per_proposal_token_s is None and a.verify_time_share is None
+
+
+def test_mismatched_question_sets_are_named(tmp_path):
+    method = synthetic_run()
+    base = [r for r in synthetic_run(method="vanilla", accept=1, draft_length=0)
+            if r["question_id"] != 161]
+    with pytest.raises(SpeedInputError, match=r"(?s)m_base\.jsonl lacks question\(s\) 161 .*--allow-partial"):
+        compare_speed(*files(tmp_path, method, base))
+    report = compare_speed(*files(tmp_path, method, base), allow_partial=True)
+    assert "161" not in report.question_ids and len(report.question_ids) == len(QUESTIONS) - 1
+    assert any("161" in note for note in report.left_out)
+
+
+def test_failed_answers_are_not_compared(tmp_path):
+    method = synthetic_run()
+    method[2]["error"] = "CUDA out of memory"
+    base = synthetic_run(method="vanilla", accept=1, draft_length=0)
+    with pytest.raises(SpeedInputError, match=r"failed answer\(s\) to question\(s\) 161"):
+        compare_speed(*files(tmp_path, method, base))
+    report = compare_speed(*files(tmp_path, method, base), allow_partial=True)
+    assert "161" not in report.question_ids
+
+
+@pytest.mark.parametrize("wall, message", [
+    (0.0, r"question 161 turn 1: wall time 0\.0 s"),
+    (-0.5, r"question 161 turn 1: wall time -0\.5 s"),
+    (float("nan"), r"question 161 turn 1: wall time nan s"),
+    (1e-9, r"question 161: 12 tokens in 1e-09 s = .* tokens/s, implausible"),
+])
+def test_bad_wall_times_are_rejected_with_the_question_id(tmp_path, wall, message):
+    method = synthetic_run()
+    method[2]["choices"][0]["wall_time"] = [wall]
+    base = synthetic_run(method="vanilla", accept=1, draft_length=0)
+    with pytest.raises(SpeedInputError, match=message):
+        compare_speed(*files(tmp_path, method, base))
+
+
+def test_several_runs_give_mean_and_std(tmp_path):
+    base = read_answer_file(write_answer_file(
+        tmp_path / "b.jsonl", synthetic_run(method="vanilla", accept=1, draft_length=0,
+                                            seconds_per_step=0.01)))
+    runs = [read_answer_file(write_answer_file(
+        tmp_path / f"m{i}.jsonl", synthetic_run(seconds_per_step=s)))
+        for i, s in enumerate((0.015, 0.03))]
+    report = compare_speed(runs, [base])
+    overall = report.subtask("overall")
+    # Base: 1 token per 0.01 s = 100 tok/s. Runs: 3 tokens per 0.015 / 0.03 s (the last of the
+    # 12 tokens per turn come in full steps of 3) = 200 and 100 tok/s.
+    assert report.pairs == [(0, 0), (1, 0)]
+    assert overall.tokens_per_s == pytest.approx(150)
+    assert overall.tokens_per_s_std == pytest.approx(np.std([200, 100], ddof=1))
+    assert overall.speedup == pytest.approx(1.5)
+    assert overall.speedup_std == pytest.approx(np.std([2.0, 1.0], ddof=1))
+    assert overall.acceptance.steps == 2 * 11 * 4  # pooled over both method runs
+    with pytest.raises(SpeedInputError, match="2 method runs and 3 baseline runs"):
+        compare_speed(runs, [base, base, base])
+
+
+def test_bootstrap_interval_is_fixed_by_the_seed_and_matches_a_plain_bootstrap():
+    rng = np.random.default_rng(5)
+    tokens = rng.integers(50, 300, size=(1, 60)).astype(float)
+    times = tokens / rng.uniform(20, 60, size=(1, 60))
+    base_tokens = tokens.copy()
+    base_times = tokens / rng.uniform(15, 25, size=(1, 60))
+    ci = bootstrap_speedup_ci(tokens, times, base_tokens, base_times)
+    assert ci == bootstrap_speedup_ci(tokens, times, base_tokens, base_times)
+    point = (tokens.sum() / times.sum()) / (base_tokens.sum() / base_times.sum())
+    assert ci[0] < point < ci[1]
+    # A plain loop bootstrap with another generator lands in the same place.
+    plain_rng = np.random.default_rng(123)
+    draws = []
+    for _ in range(4000):
+        i = plain_rng.integers(0, 60, 60)
+        draws.append((tokens[0, i].sum() / times[0, i].sum()) / (base_tokens[0, i].sum() / base_times[0, i].sum()))
+    low, high = np.quantile(draws, [0.025, 0.975])
+    assert ci[0] == pytest.approx(low, abs=0.03) and ci[1] == pytest.approx(high, abs=0.03)
+
+
+def test_equal_per_question_speedups_give_a_point_interval(tmp_path):
+    report = compare_speed(*files(tmp_path, synthetic_run(seconds_per_step=0.03),
+                                  synthetic_run(method="vanilla", accept=1, draft_length=0)))
+    overall = report.subtask("overall")
+    assert overall.speedup_ci_low == pytest.approx(overall.speedup)
+    assert overall.speedup_ci_high == pytest.approx(overall.speedup)
+
+
+# ---- the command line -------------------------------------------------------------------
+
+def write_pair(tmp_path):
+    m = write_answer_file(tmp_path / "pld.jsonl", hand_method())
+    b = write_answer_file(tmp_path / "vanilla.jsonl", hand_base())
+    return m, b
+
+
+def test_cli_prints_table_and_writes_json(tmp_path, capsys):
+    m, b = write_pair(tmp_path)
+    out = tmp_path / "out.json"
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--json", str(out),
+                       "--no-db"]) == 0
+    text = capsys.readouterr().out
+    assert "Multi-turn Conversation" in text and "Overall" in text
+    assert "1.571x" in text and "1.667x" in text  # speedup and Spec-Bench's column
+    assert "Token counting: every file carries token_ids" in text
+    data = json.loads(out.read_text())
+    overall = data["subtasks"][-1]
+    assert overall["subtask"] == "overall"
+    assert overall["speedup"] == pytest.approx(1.1 / 0.7)
+    assert overall["acceptance_length_histogram"] == {"1": 4, "2": 1, "3": 3}
+    assert overall["speedup_std"] is None
+    assert len(data["questions"]) == 3
+
+
+def test_cli_bad_input_exits_2_with_a_message(tmp_path, capsys):
+    m, b = write_pair(tmp_path)
+    records = hand_method()
+    records[0]["choices"][0]["wall_time"] = [0.0, 0.1]
+    bad = write_answer_file(tmp_path / "bad.jsonl", records)
+    assert speed.main(["--file-path", str(bad), "--base-path", str(b), "--no-db"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "question 81 turn 1: wall time 0.0 s" in err
+    assert "Traceback" not in err
+    assert speed.main(["--file-path", str(tmp_path / "none*.jsonl"), "--base-path", str(b),
+                       "--no-db"]) == 2
+    assert "matches no file" in capsys.readouterr().err
+
+
+def test_cli_takes_globs_for_several_runs(tmp_path, capsys):
+    for i, s in enumerate((0.015, 0.03)):
+        write_answer_file(tmp_path / f"run{i}" / "pld.jsonl", synthetic_run(seconds_per_step=s))
+    b = write_answer_file(tmp_path / "vanilla.jsonl",
+                          synthetic_run(method="vanilla", accept=1, draft_length=0, seconds_per_step=0.01))
+    assert speed.main(["--file-path", str(tmp_path / "run*" / "pld.jsonl"), "--base-path", str(b),
+                       "--no-db"]) == 0
+    text = capsys.readouterr().out
+    assert "2 method/baseline pairs" in text and "1.500x ± 0.707" in text
+
+
+@pytest.mark.parametrize("how", [["evaluation/speed.py"], ["-m", "evaluation.speed"]])
+def test_runs_as_script_and_as_module(tmp_path, how):
+    m, b = write_pair(tmp_path)
+    result = subprocess.run([sys.executable, *how, "--file-path", str(m), "--base-path", str(b),
+                             "--db", str(tmp_path / "r.db")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Overall" in result.stdout and "Stored in sqlite" in result.stdout
+
+
+def test_help_explains_every_option():
+    text = speed.build_parser().format_help()
+    for option in ("--file-path", "--base-path", "--count", "--tokenizer-path", "--allow-partial",
+                   "--bootstrap", "--seed", "--max-tokens-per-s", "--json", "--db", "--no-db",
+                   "--mean-report"):
+        assert option in text
+
+
+def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
+    tokenizers = pytest.importorskip("tokenizers")
+    transformers = pytest.importorskip("transformers")
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i + 3 for i in range(100)}}
+    backend = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = tokenizers.processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", 1)])
+    transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+    ).save_pretrained(tmp_path / "tok")
+    method, base = hand_method(), hand_base()
+    for r in method + base:  # text with one word fewer than new_tokens (as if EOS were dropped)
+        r["choices"][0]["turns"] = [text_of(ids[:-1]) for ids in r["choices"][0]["token_ids"]]
+    m = write_answer_file(tmp_path / "m.jsonl", method)
+    b = write_answer_file(tmp_path / "b.jsonl", base)
+    out = tmp_path / "o.json"
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--count", "retokenized",
+                       "--tokenizer-path", str(tmp_path / "tok"), "--json", str(out), "--no-db"]) == 0
+    data = json.loads(out.read_text())
+    assert data["token_counting"] == "retokenized"
+    # 4 + 5 + 2 words against 0.7 s and 1.1 s: the BOS is not counted.
+    overall = data["subtasks"][-1]
+    assert overall["tokens_per_s"] == pytest.approx(11 / 0.7)
+    assert overall["base_tokens_per_s"] == pytest.approx(11 / 1.1)
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--count", "retokenized",
+                       "--tokenizer-path", str(tmp_path / "missing"), "--no-db"]) == 2
+    assert "cannot load the tokenizer" in capsys.readouterr().err
