@@ -1,0 +1,211 @@
+"""The results database: runs keyed by file hash (re-import updates, never duplicates), run
+metadata from our fields or Spec-Bench's model ids, and failures that leave it unchanged."""
+
+import hashlib
+import sqlite3
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from evaluation import equal, speed
+from evaluation.answers import read_answer_file
+from evaluation.speedup import compare_speed
+from leaderboard import store
+from leaderboard.db import DatabaseError, open_database
+from leaderboard.models import (
+    SCHEMA_VERSION,
+    Answer,
+    Difference,
+    EqualityCheck,
+    QuestionResult,
+    Run,
+    SpeedComparison,
+    SubtaskResult,
+)
+from tests.answer_fixtures import QUESTIONS, synthetic_run, write_answer_file
+
+TABLES = ("runs", "answers", "speed_comparisons", "subtask_results", "question_results",
+          "equality_checks", "differences")
+
+
+def row_counts(db_path):
+    with sqlite3.connect(db_path) as connection:
+        return {t: connection.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def pair(tmp_path):
+    m = write_answer_file(tmp_path / "pld.jsonl", synthetic_run(seconds_per_step=0.03))
+    b = write_answer_file(tmp_path / "vanilla.jsonl",
+                          synthetic_run(method="vanilla", accept=1, draft_length=0))
+    return m, b
+
+
+def test_import_run_takes_metadata_from_our_fields(tmp_path, pair):
+    session = open_database(str(tmp_path / "r.db"))()
+    run = store.import_run(session, pair[0])
+    assert (run.method, run.method_params, run.model_id) == ("pld", {"draft_length": 4},
+                                                             "vicuna-7b-v1.3-pld-float16")
+    assert (run.device, run.device_name, run.dtype) == ("cuda", "NVIDIA H100 80GB HBM3", "float16")
+    assert (run.torch_version, run.transformers_version, run.cuda_version) == ("2.13.0", "5.23.0", "12.8")
+    assert (run.temperature, run.bench, run.max_new_tokens, run.lossy) == (0.0, "spec_bench", 1024, False)
+    assert (run.model, run.source_format, run.num_questions) == ("lmsys/vicuna-7b-v1.3", "ours", len(QUESTIONS))
+    assert run.answer_sha256 == digest(pair[0])
+    answer = {a.question_id: a for a in run.answers}["81"]
+    assert (answer.subtask, answer.new_tokens, answer.decoding_steps) == ("mt_bench", 24, 8)
+    assert answer.wall_time == pytest.approx(8 * 0.03)
+    assert answer.draft_tokens == 32 and answer.token_ids[0][:2] == [567, 568]
+
+
+def test_reimport_updates_instead_of_duplicating(tmp_path, pair):
+    factory = open_database(str(tmp_path / "r.db"))
+    with factory() as session, session.begin():
+        first = store.import_run(session, pair[0]).id
+    moved = tmp_path / "moved.jsonl"
+    moved.write_bytes(pair[0].read_bytes())
+    with factory() as session, session.begin():
+        again = store.import_run(session, moved)
+        assert again.id == first and again.answer_path.endswith("moved.jsonl")
+    with factory() as session:
+        assert session.scalar(select(func.count(Run.id))) == 1
+        assert session.scalar(select(func.count(Answer.id))) == len(QUESTIONS)
+
+
+@pytest.mark.parametrize("name, method, model, dtype, temperature", [
+    ("vicuna-7b-v1.3-sps-68m-float16-temp-0.7", "sps", "vicuna-7b-v1.3", "float16", 0.7),
+    ("vicuna-7b-v1.3-pld-float16", "pld", "vicuna-7b-v1.3", "float16", 0.0),
+    ("my-own-model", "unknown", "my-own-model", "unknown", 0.0),
+])
+def test_spec_bench_files_get_inferred_metadata(tmp_path, name, method, model, dtype, temperature):
+    path = write_answer_file(tmp_path / "data" / "spec_bench" / "model_answer" / f"{name}.jsonl",
+                             synthetic_run(spec_bench=True, model_id=name))
+    with open_database(str(tmp_path / "r.db"))() as session:
+        run = store.import_run(session, path)
+        assert (run.method, run.model, run.dtype, run.temperature) == (method, model, dtype, temperature)
+        assert (run.source_format, run.bench, run.device) == ("spec-bench", "spec_bench", "unknown")
+        assert run.method_params == {} and run.torch_version is None
+
+
+def test_speed_cli_stores_and_rerun_updates(tmp_path, pair, capsys):
+    db = tmp_path / "r.db"
+    args = ["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]
+    assert speed.main(args) == 0
+    first = row_counts(db)
+    assert first["runs"] == 2 and first["speed_comparisons"] == 1
+    assert first["subtask_results"] == 8  # 7 subtasks + overall
+    assert first["question_results"] == len(QUESTIONS)
+    assert speed.main(args) == 0
+    assert row_counts(db) == first
+    with open_database(str(db))() as session:
+        comparison = session.scalars(select(SpeedComparison)).one()
+        assert comparison.token_counting == "token_ids" and comparison.num_questions == len(QUESTIONS)
+        assert comparison.method_run.method == "pld" and comparison.base_run.method == "vanilla"
+        overall = session.scalars(select(SubtaskResult).where(SubtaskResult.subtask == "overall")).one()
+        # Method: 3 tokens per 0.03 s step = 100 tok/s; baseline: 1 token per 0.02 s = 50 tok/s.
+        assert overall.speedup == pytest.approx(2.0) and overall.tokens_per_s == pytest.approx(100)
+        assert overall.speedup_spec_bench == pytest.approx(2.0)
+        assert overall.mean_accepted_tokens == pytest.approx(3.0)
+        assert overall.draft_acceptance_rate == pytest.approx(0.5)
+        assert overall.speedup_ci_low == pytest.approx(2.0)
+        assert overall.extra["system_efficiency"] == pytest.approx(0.6)
+        assert overall.extra["acceptance_length_histogram"] == {"3": 44}
+        assert overall.extra["per_position_acceptance_rate"] == pytest.approx([1, 1, 0, 0])
+        question = session.scalars(select(QuestionResult).where(QuestionResult.question_id == "161")).one()
+        assert (question.subtask, question.tokens, question.base_tokens) == ("translation", 12, 12)
+
+
+def test_equal_cli_stores_differences_and_rerun_updates(tmp_path, pair):
+    db = tmp_path / "r.db"
+    records = synthetic_run(seconds_per_step=0.03)
+    records[2]["choices"][0]["token_ids"][0][4] = 999
+    m = write_answer_file(tmp_path / "diff.jsonl", records)
+    args = ["--jsonfile1", str(pair[1]), "--jsonfile2", str(m), "--db", str(db)]
+    assert equal.main(args) == 1
+    assert equal.main(args) == 1
+    counts = row_counts(db)
+    assert (counts["equality_checks"], counts["differences"], counts["runs"]) == (1, 1, 2)
+    with open_database(str(db))() as session:
+        check = session.scalars(select(EqualityCheck)).one()
+        assert not check.all_equal and check.compared_on == "token_ids"
+        assert (check.num_compared, check.num_equal) == (11, 10)
+        assert check.per_subtask["translation"] == pytest.approx(0.5)
+        assert check.run.method == "pld" and check.base_run.method == "vanilla"
+        difference = session.scalars(select(Difference)).one()
+        assert (difference.question_id, difference.turn, difference.first_divergence,
+                difference.unit) == ("161", 0, 4, "token")  # turn index from 0
+
+
+def test_bad_input_leaves_the_database_unchanged(tmp_path, pair):
+    db = tmp_path / "r.db"
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]) == 0
+    before = digest(db)
+    records = synthetic_run(seconds_per_step=0.03)
+    records[-1]["choices"][0]["wall_time"] = [0.0]
+    bad = write_answer_file(tmp_path / "bad.jsonl", records)
+    missing = write_answer_file(tmp_path / "short.jsonl", synthetic_run()[:-2])
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(pair[0].read_text() + "{not json\n")
+    for method in (bad, missing, broken):
+        assert speed.main(["--file-path", str(method), "--base-path", str(pair[1]), "--db", str(db)]) == 2
+    assert equal.main(["--jsonfile1", str(pair[1]), "--jsonfile2", str(broken), "--db", str(db)]) == 2
+    assert digest(db) == before
+
+
+def test_bad_input_does_not_create_a_database(tmp_path, pair):
+    db = tmp_path / "new.db"
+    records = synthetic_run()
+    records[0]["choices"][0]["wall_time"][0] = float("nan")
+    nan_file = write_answer_file(tmp_path / "nan.jsonl", records)
+    assert speed.main(["--file-path", str(nan_file), "--base-path", str(pair[1]), "--db", str(db)]) == 2
+    # equal.py does not need times, but the database cannot hold a NaN: refused before opening.
+    assert equal.main(["--jsonfile1", str(pair[1]), "--jsonfile2", str(nan_file), "--db", str(db)]) == 2
+    assert not db.exists()
+
+
+def test_a_failure_while_writing_rolls_everything_back(tmp_path, pair, monkeypatch):
+    db = tmp_path / "r.db"
+    open_database(str(db))  # an empty database with the schema
+    report = compare_speed([read_answer_file(pair[0])], [read_answer_file(pair[1])])
+    real = store.store_speed
+
+    def fail_after_writing(session, report):
+        real(session, report)
+        raise SQLAlchemyError("disk full")
+
+    monkeypatch.setattr(store, "store_speed", fail_after_writing)
+    with pytest.raises(store.StoreError, match="nothing stored.*disk full"):
+        store.save_speed_report(str(db), report)
+    assert all(n == 0 for n in row_counts(db).values())
+
+
+def test_old_schema_version_is_a_clear_error(tmp_path, pair, capsys):
+    db = tmp_path / "old.db"
+    open_database(str(db))
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE schema_info SET value = ? WHERE key = 'schema_version'",
+                           (str(SCHEMA_VERSION - 1),))
+    before = digest(db)
+    with pytest.raises(DatabaseError, match=f"schema version {SCHEMA_VERSION - 1}"):
+        open_database(str(db))
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert f"has schema version {SCHEMA_VERSION - 1}, this code needs {SCHEMA_VERSION}" in err
+    assert "Traceback" not in err
+    assert equal.main(["--jsonfile1", str(pair[1]), "--jsonfile2", str(pair[0]), "--db", str(db)]) == 2
+    assert digest(db) == before
+
+
+def test_db_option_takes_a_url(tmp_path, pair):
+    url = f"sqlite:///{tmp_path / 'url.db'}"
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", url]) == 0
+    assert row_counts(tmp_path / "url.db")["speed_comparisons"] == 1
+
+
+def test_comparison_key_tells_the_sides_apart():
+    assert store.comparison_key(["a"], ["b"]) != store.comparison_key(["b"], ["a"])
+    assert store.comparison_key(["a", "c"], ["b"]) == store.comparison_key(["c", "a"], ["b"])
