@@ -1,0 +1,41 @@
+"""Cascading filter choices: each filter offers only values that still have results.
+
+Selections arrive newest first, so the first option of every filter is the newest result: the
+app opens on the latest comparison without anyone choosing anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from leaderboard.queries import SELECTION_FIELDS, Selection
+
+FILTER_LABELS: dict[str, str] = {
+    "device_name": "Device",
+    "model": "Model",
+    "dtype": "Dtype",
+    "temperature": "Temperature",
+    "bench": "Bench",
+}
+
+
+def options_for(selections: Iterable[Selection], field: str, chosen: dict[str, Any]) -> list:
+    """Values of `field` among selections that agree with everything chosen so far."""
+    values: list = []
+    for selection in selections:
+        if all(getattr(selection, name) == value for name, value in chosen.items()):
+            value = getattr(selection, field)
+            if value not in values:
+                values.append(value)
+    return values
+
+
+def format_value(field: str, value: Any) -> str:
+    if field == "temperature":
+        return f"{value:g} (greedy)" if value == 0 else f"{value:g}"
+    return str(value)
+
+
+def describe(selection: Selection) -> str:
+    """One line naming a selection, for captions and headings."""
+    return " · ".join(format_value(name, getattr(selection, name)) for name in SELECTION_FIELDS)

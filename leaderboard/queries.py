@@ -1,0 +1,315 @@
+"""Everything the app reads from the results database, as plain rows and data frames.
+
+The app never touches the ORM itself: each page asks one function here. A leaderboard row is the
+newest speed comparison of one method for a selection (device, model, dtype, temperature,
+bench), where the selection is read off the comparison's method run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Optional
+
+import pandas as pd
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from evaluation.subtasks import OVERALL, ordered_subtasks
+from leaderboard.models import (
+    Answer,
+    Difference,
+    EqualityCheck,
+    QuestionResult,
+    Run,
+    SpeedComparison,
+)
+
+# Equality badges.
+LOSSLESS = "lossless"
+NOT_EQUAL = "not equal"
+NOT_CHECKED = "not checked"
+
+
+@dataclass(frozen=True)
+class Selection:
+    device_name: str
+    model: str
+    dtype: str
+    temperature: float
+    bench: str
+
+    def matches(self):
+        """SQL condition: a run made under this selection."""
+        return and_(
+            Run.device_name == self.device_name,
+            Run.model == self.model,
+            Run.dtype == self.dtype,
+            Run.temperature == self.temperature,
+            Run.bench == self.bench,
+        )
+
+
+SELECTION_FIELDS: tuple[str, ...] = ("device_name", "model", "dtype", "temperature", "bench")
+
+
+@dataclass
+class LeaderboardRow:
+    method: str
+    comparison_id: int
+    method_run_id: int
+    method_run_ids: list[int]
+    base_run_id: int
+    base_method: str
+    created: datetime
+    num_questions: int
+    speedups: dict[str, float]  # subtask -> speedup; OVERALL is kept apart below
+    intervals: dict[str, tuple[float, float]]  # subtask or OVERALL -> 95% interval, where known
+    overall: float  # NaN when speed.py wrote no overall row
+    ci_low: Optional[float]
+    ci_high: Optional[float]
+    mean_accepted_tokens: Optional[float]
+    tokens_per_s: Optional[float]
+    base_tokens_per_s: Optional[float]
+    equality: str = NOT_CHECKED
+    num_equal: Optional[int] = None
+    num_compared: Optional[int] = None
+    lossy_option: bool = False  # the run itself says a knowingly lossy option was used
+
+
+def available_selections(session: Session) -> list[Selection]:
+    """Every selection with at least one speed comparison, newest comparison first."""
+    newest = func.max(SpeedComparison.created)
+    stmt = (
+        select(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench, newest)
+        .join(SpeedComparison, SpeedComparison.method_run_id == Run.id)
+        .group_by(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench)
+        .order_by(newest.desc(), Run.device_name, Run.model)
+    )
+    return [Selection(*row[:5]) for row in session.execute(stmt)]
+
+
+def _newest_comparison_per_method(session: Session, selection: Selection) -> list[SpeedComparison]:
+    stmt = (
+        select(SpeedComparison)
+        .join(Run, SpeedComparison.method_run_id == Run.id)
+        .where(selection.matches())
+        .options(selectinload(SpeedComparison.subtasks), selectinload(SpeedComparison.method_run),
+                 selectinload(SpeedComparison.base_run))
+        .order_by(SpeedComparison.created.desc(), SpeedComparison.id.desc())
+    )
+    newest: dict[str, SpeedComparison] = {}
+    for comparison in session.scalars(stmt):
+        newest.setdefault(comparison.method_run.method, comparison)
+    return list(newest.values())
+
+
+def _equality_of(session: Session, run_id: int, base_run_id: int) -> Optional[EqualityCheck]:
+    return session.scalar(
+        select(EqualityCheck).where(
+            EqualityCheck.run_id == run_id, EqualityCheck.base_run_id == base_run_id
+        )
+    )
+
+
+def _row_of(session: Session, comparison: SpeedComparison) -> LeaderboardRow:
+    by_subtask = {result.subtask: result for result in comparison.subtasks}
+    overall = by_subtask.get(OVERALL)
+    row = LeaderboardRow(
+        method=comparison.method_run.method,
+        comparison_id=comparison.id,
+        method_run_id=comparison.method_run_id,
+        method_run_ids=list(comparison.method_run_ids or [comparison.method_run_id]),
+        base_run_id=comparison.base_run_id,
+        base_method=comparison.base_run.method,
+        created=comparison.created,
+        num_questions=comparison.num_questions,
+        speedups={name: r.speedup for name, r in by_subtask.items() if name != OVERALL},
+        intervals={name: (r.speedup_ci_low, r.speedup_ci_high) for name, r in by_subtask.items()
+                   if r.speedup_ci_low is not None and r.speedup_ci_high is not None},
+        overall=overall.speedup if overall else math.nan,
+        ci_low=overall.speedup_ci_low if overall else None,
+        ci_high=overall.speedup_ci_high if overall else None,
+        mean_accepted_tokens=overall.mean_accepted_tokens if overall else None,
+        tokens_per_s=overall.tokens_per_s if overall else None,
+        base_tokens_per_s=overall.base_tokens_per_s if overall else None,
+        lossy_option=bool(comparison.method_run.lossy),
+    )
+    check = _equality_of(session, comparison.method_run_id, comparison.base_run_id)
+    if check is not None:
+        row.equality = LOSSLESS if check.all_equal else NOT_EQUAL
+        row.num_equal, row.num_compared = check.num_equal, check.num_compared
+    return row
+
+
+def _overall_sort_key(row: LeaderboardRow) -> tuple:
+    # NaN overall (no overall row) sorts last rather than poisoning the order.
+    return (math.isnan(row.overall), -row.overall if not math.isnan(row.overall) else 0, row.method)
+
+
+def leaderboard_rows(session: Session, selection: Selection) -> list[LeaderboardRow]:
+    """One row per method (its newest comparison), best overall speedup first."""
+    rows = [_row_of(session, c) for c in _newest_comparison_per_method(session, selection)]
+    return sorted(rows, key=_overall_sort_key)
+
+
+def subtasks_of(rows: list[LeaderboardRow]) -> list[str]:
+    """The subtask columns of these rows, in report order."""
+    return ordered_subtasks({name for row in rows for name in row.speedups})
+
+
+def question_results(session: Session, rows: list[LeaderboardRow]) -> pd.DataFrame:
+    """Per-question throughput of each row's method run and its baseline run."""
+    method_of = {row.comparison_id: row.method for row in rows}
+    stmt = select(QuestionResult).where(QuestionResult.comparison_id.in_(method_of))
+    records = [
+        {
+            "method": method_of[q.comparison_id],
+            "question_id": q.question_id,
+            "subtask": q.subtask,
+            "tokens_per_s": q.tokens_per_s,
+            "base_tokens_per_s": q.base_tokens_per_s,
+            "speedup": q.speedup,
+            "mean_accepted_tokens": q.mean_accepted_tokens,
+        }
+        for q in session.scalars(stmt)
+    ]
+    columns = ["method", "question_id", "subtask", "tokens_per_s", "base_tokens_per_s",
+               "speedup", "mean_accepted_tokens"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def accept_length_counts(session: Session, rows: list[LeaderboardRow]) -> pd.DataFrame:
+    """How many decoding steps accepted k tokens, per method, over all its method runs."""
+    records = []
+    for row in rows:
+        counts: Counter[int] = Counter()
+        stmt = select(Answer.accept_lengths).where(Answer.run_id.in_(row.method_run_ids))
+        for lengths in session.scalars(stmt):
+            counts.update(int(n) for n in (lengths or []))
+        total = sum(counts.values())
+        records += [
+            {"method": row.method, "accepted": k, "steps": n, "share": n / total}
+            for k, n in sorted(counts.items())
+        ]
+    return pd.DataFrame.from_records(records, columns=["method", "accepted", "steps", "share"])
+
+
+TIME_PARTS: tuple[str, ...] = ("prefill", "draft", "verify", "other")
+
+
+def time_split(session: Session, rows: list[LeaderboardRow]) -> pd.DataFrame:
+    """Milliseconds per generated token spent in each part, per method run and its baseline.
+
+    Only answers that carry draft and verify times count (files written by Spec-Bench itself do
+    not); a run without any is left out. Prefill time is its own part when recorded, otherwise
+    it is inside "other" (everything the engine did not attribute).
+    """
+    labelled_runs: dict[int, str] = {}
+    for row in rows:
+        labelled_runs.setdefault(row.base_run_id, f"{row.base_method} (baseline)")
+        labelled_runs.setdefault(row.method_run_id, row.method)
+    stmt = (
+        select(
+            Answer.run_id,
+            func.sum(Answer.new_tokens),
+            func.sum(Answer.wall_time),
+            func.sum(func.coalesce(Answer.prefill_time, 0.0)),
+            func.sum(Answer.draft_time),
+            func.sum(Answer.verify_time),
+        )
+        .where(
+            Answer.run_id.in_(labelled_runs),
+            Answer.draft_time.is_not(None),
+            Answer.verify_time.is_not(None),
+        )
+        .group_by(Answer.run_id)
+    )
+    records = []
+    for run_id, tokens, wall, prefill, draft, verify in session.execute(stmt):
+        if not tokens:
+            continue
+        other = max(wall - prefill - draft - verify, 0.0)
+        for part, seconds in zip(TIME_PARTS, (prefill, draft, verify, other)):
+            records.append({"run": labelled_runs[run_id], "part": part,
+                            "ms_per_token": 1000.0 * seconds / tokens})
+    frame = pd.DataFrame.from_records(records, columns=["run", "part", "ms_per_token"])
+    order = list(labelled_runs.values())
+    return frame.sort_values("run", key=lambda runs: runs.map(order.index), kind="stable")
+
+
+@dataclass
+class QuestionChoice:
+    question_id: str
+    subtask: str
+    speedup: Optional[float]
+
+
+def _question_sort_key(question_id: str) -> tuple:
+    # Spec-Bench ids are integers stored as strings; sort 2 before 10.
+    return (0, int(question_id), "") if question_id.isdigit() else (1, 0, question_id)
+
+
+def question_choices(session: Session, row: LeaderboardRow) -> list[QuestionChoice]:
+    """The questions of a row's method run, in subtask order, with their speedups if known."""
+    speedups = dict(session.execute(
+        select(QuestionResult.question_id, QuestionResult.speedup)
+        .where(QuestionResult.comparison_id == row.comparison_id)
+    ).all())
+    answers = session.execute(
+        select(Answer.question_id, Answer.subtask).where(Answer.run_id == row.method_run_id)
+    ).all()
+    order = {name: i for i, name in enumerate(ordered_subtasks({s for _, s in answers}))}
+    answers = sorted(answers, key=lambda a: (order[a.subtask], _question_sort_key(a.question_id)))
+    return [QuestionChoice(qid, subtask, speedups.get(qid)) for qid, subtask in answers]
+
+
+@dataclass
+class QuestionDetail:
+    question_id: str
+    subtask: str
+    method_turns: list[str]
+    base_turns: list[str]
+    method_accept_lengths: list[int]
+    method_error: Optional[str]
+    base_error: Optional[str]
+    result: Optional[QuestionResult]  # speed.py's per-question numbers, if written
+    differences: list[Difference]  # equal.py's rows for this question, if checked
+
+
+def question_detail(session: Session, row: LeaderboardRow, question_id: str) -> QuestionDetail:
+    def answer_of(run_id: int) -> Optional[Answer]:
+        return session.scalar(
+            select(Answer).where(Answer.run_id == run_id, Answer.question_id == question_id)
+        )
+
+    method_answer, base_answer = answer_of(row.method_run_id), answer_of(row.base_run_id)
+    result = session.scalar(
+        select(QuestionResult).where(
+            QuestionResult.comparison_id == row.comparison_id,
+            QuestionResult.question_id == question_id,
+        )
+    )
+    differences = list(session.scalars(
+        select(Difference)
+        .join(EqualityCheck, Difference.check_id == EqualityCheck.id)
+        .where(
+            EqualityCheck.run_id == row.method_run_id,
+            EqualityCheck.base_run_id == row.base_run_id,
+            Difference.question_id == question_id,
+        )
+        .order_by(Difference.turn)
+    ))
+    return QuestionDetail(
+        question_id=question_id,
+        subtask=(method_answer or base_answer).subtask if (method_answer or base_answer) else "",
+        method_turns=list(method_answer.turns) if method_answer else [],
+        base_turns=list(base_answer.turns) if base_answer else [],
+        method_accept_lengths=list(method_answer.accept_lengths or []) if method_answer else [],
+        method_error=method_answer.error if method_answer else None,
+        base_error=base_answer.error if base_answer else None,
+        result=result,
+        differences=differences,
+    )
