@@ -1,0 +1,38 @@
+"""Where a method's answer first leaves the baseline's, and an HTML view that marks it."""
+
+from __future__ import annotations
+
+import html
+from typing import Optional
+
+
+def first_difference(text: str, base: str) -> Optional[int]:
+    """Index of the first differing character; None when the texts are equal.
+
+    When one text is a prefix of the other, the difference starts where the shorter one ends.
+    """
+    for index, (a, b) in enumerate(zip(text, base)):
+        if a != b:
+            return index
+    if len(text) == len(base):
+        return None
+    return min(len(text), len(base))
+
+
+def highlighted_html(text: str, index: Optional[int]) -> str:
+    """The text as HTML with everything from `index` on tinted and its first character marked.
+
+    Text is escaped first: model answers contain markdown and HTML that must show literally.
+    """
+    style = "white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 0.85em;"
+    if index is None or index >= len(text):
+        # The text stops where the other one goes on: mark the end itself.
+        tail = ('<mark class="divergence" style="background: #f8b4b4;">[ends here]</mark>'
+                if index is not None else "")
+        return f'<div style="{style}">{html.escape(text)}{tail}</div>'
+    same, first, rest = text[:index], text[index], text[index + 1:]
+    return (
+        f'<div style="{style}">{html.escape(same)}'
+        f'<mark class="divergence" style="background: #f8b4b4;">{html.escape(first)}</mark>'
+        f'<span style="background: #fde8e8;">{html.escape(rest)}</span></div>'
+    )
