@@ -1,0 +1,232 @@
+"""The speculative-decoding leaderboard: `streamlit run app.py [-- --db URL_OR_PATH]`.
+
+This file only lays out pages. Every number comes from the results database through
+leaderboard.queries; nothing here loads a model or reads an answer file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import streamlit as st
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from evaluation.subtasks import display_name
+from leaderboard import charts, export, queries, tables
+from leaderboard.connection import DatabaseStatus, ResultsDatabase, open_for_reading
+from leaderboard.db import DatabaseError, normalise_url, open_database
+from leaderboard.divergence import first_difference, highlighted_html
+from leaderboard.filters import FILTER_LABELS, describe, format_value, options_for
+from leaderboard.queries import SELECTION_FIELDS, LeaderboardRow, Selection
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    # allow_abbrev=False and parse_known_args: under `pytest` the argv is pytest's own.
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
+    parser.add_argument("--db", default=None,
+                        help="results database URL or SQLite file (default: the evaluators' one)")
+    return parser.parse_known_args(argv)[0]
+
+
+@st.cache_resource(show_spinner=False)
+def cached_open_database(url: str, create: bool = False):
+    """One engine per URL for the whole server; a failure is not cached and is retried."""
+    return open_database(url, create=create)
+
+
+def first_run_page(database: ResultsDatabase) -> None:
+    st.title("Speculative decoding leaderboard")
+    where = {
+        DatabaseStatus.MISSING: "There is no results database yet at",
+        DatabaseStatus.EMPTY: "The results database is empty:",
+        DatabaseStatus.NO_RESULTS: "No speed comparison has been imported yet into",
+    }[database.status]
+    st.info(f"{where} `{database.display_url}`. Fill it in three steps, then reload this page.")
+    st.markdown("**1. Generate answers** for the baseline and the methods:")
+    st.code("./eval.sh", language="bash")
+    st.markdown("**2. Measure the speedup** of each method answer file against the baseline's:")
+    st.code("python evaluation/speed.py \\\n"
+            "    --file-path data/spec_bench/model_answer/<model>-<method>.jsonl \\\n"
+            "    --base-path data/spec_bench/model_answer/<model>-vanilla.jsonl", language="bash")
+    st.markdown("**3. Check that the outputs are lossless** (equal to the baseline's):")
+    st.code("python evaluation/equal.py \\\n"
+            "    --file-path data/spec_bench/model_answer/<model>-<method>.jsonl \\\n"
+            "    --base-path data/spec_bench/model_answer/<model>-vanilla.jsonl", language="bash")
+    st.caption("speed.py and equal.py write into the same database this page reads "
+               "(`--db` selects another one for both; see `--help`).")
+
+
+def broken_database_page(url: str, error: Exception) -> None:
+    st.title("Speculative decoding leaderboard")
+    st.error(f"The results database cannot be used: {error}")
+    st.markdown(f"Database: `{url}`. Point the app at another one with "
+                "`streamlit run app.py -- --db PATH_OR_URL`, or move this file away and import "
+                "the answer files again with `evaluation/speed.py` and `evaluation/equal.py`.")
+
+
+def sidebar_selection(selections: list[Selection]) -> Selection:
+    """Cascading filters: each offers only values with results under the ones above it."""
+    st.sidebar.header("Filters")
+    chosen: dict = {}
+    for field in SELECTION_FIELDS:
+        options = options_for(selections, field, chosen)
+        chosen[field] = st.sidebar.selectbox(
+            FILTER_LABELS[field], options, key=f"filter_{field}",
+            format_func=lambda value, field=field: format_value(field, value),
+        )
+    return Selection(**chosen)
+
+
+def leaderboard_page(rows: list[LeaderboardRow], selection: Selection) -> None:
+    st.subheader("Leaderboard")
+    st.caption(f"{describe(selection)} — speedup over the {rows[0].base_method} baseline, "
+               "newest speed comparison per method, best value of each column highlighted.")
+    base_speeds = sorted({round(r.base_tokens_per_s, 1) for r in rows if r.base_tokens_per_s})
+    if base_speeds:
+        speeds = " / ".join(f"{s:.1f}" for s in base_speeds)
+        st.markdown(f"Baseline ({rows[0].base_method}): **{speeds} tokens/s** overall")
+    st.table(tables.styled_leaderboard(tables.leaderboard_frame(rows)))
+    markdown = export.leaderboard_markdown(rows, selection)
+    st.download_button("Download as Markdown (Leaderboard.md layout)", markdown,
+                       file_name="leaderboard.md", mime="text/markdown", key="download_markdown")
+    with st.expander("Markdown"):
+        st.code(markdown, language="markdown")
+
+
+def charts_page(session: Session, rows: list[LeaderboardRow]) -> None:
+    st.plotly_chart(charts.speedup_by_subtask(rows), key="chart_subtasks")
+    left, right = st.columns(2)
+    with left:
+        counts = queries.accept_length_counts(session, rows)
+        st.plotly_chart(charts.accept_length_distribution(counts), key="chart_accept_lengths")
+    with right:
+        st.plotly_chart(charts.throughput_scatter(queries.question_results(session, rows)),
+                        key="chart_throughput")
+    parts = queries.time_split(session, rows)
+    if parts.empty:
+        st.info("None of these runs records draft and verification times "
+                "(answer files written by Spec-Bench itself do not).")
+        return
+    st.plotly_chart(charts.time_split(parts), key="chart_time_split")
+    untimed = [r.method for r in rows if r.method not in set(parts["run"])]
+    if untimed:
+        st.caption(f"No time split recorded for: {', '.join(untimed)}.")
+
+
+def compare_page(session: Session, selections: list[Selection], selection: Selection) -> None:
+    field = st.radio("Compare two", ["device_name", "model"], horizontal=True, key="compare_field",
+                     format_func=lambda f: {"device_name": "devices", "model": "models"}[f])
+    fixed = {f: getattr(selection, f) for f in SELECTION_FIELDS if f != field}
+    values = options_for(selections, field, fixed)
+    if len(values) < 2:
+        st.info(f"Only one {FILTER_LABELS[field].lower()} has results for "
+                f"{', '.join(format_value(f, v) for f, v in fixed.items())}.")
+        return
+    left, right = st.columns(2)
+    value_a = left.selectbox("A", values, index=values.index(getattr(selection, field)),
+                             key="compare_a")
+    others = [v for v in values if v != value_a]
+    value_b = right.selectbox("B", others, key="compare_b")
+    rows_a = queries.leaderboard_rows(session, Selection(**fixed, **{field: value_a}))
+    rows_b = queries.leaderboard_rows(session, Selection(**fixed, **{field: value_b}))
+    frame = tables.comparison_frame(rows_a, rows_b)
+    if frame.empty:
+        st.info("These two have no method in common.")
+        return
+    st.markdown(f"**A** = {value_a} · **B** = {value_b}")
+    st.table(tables.styled_comparison(frame))
+    only = sorted({r.method for r in rows_a} ^ {r.method for r in rows_b})
+    if only:
+        st.caption(f"Measured on one side only: {', '.join(only)}.")
+    st.plotly_chart(charts.overall_side_by_side(rows_a, rows_b, value_a, value_b),
+                    key="chart_compare")
+
+
+def _turn_view(method_text: str, base_text: str, differences: list, turn: int) -> None:
+    listed = next((d for d in differences if d.turn == turn), None)
+    index = first_difference(method_text, base_text)
+    if listed is not None and listed.unit == "char":
+        index = listed.first_divergence
+    if index is None:
+        st.success(f"Turn {turn + 1}: identical to the baseline.")
+    else:
+        note = f"Turn {turn + 1}: first divergence at character {index}"
+        if listed is not None and listed.unit == "token":
+            note += f" (token {listed.first_divergence} according to equal.py)"
+        st.warning(note)
+    method_column, base_column = st.columns(2)
+    method_column.markdown(highlighted_html(method_text, index), unsafe_allow_html=True)
+    base_column.markdown(highlighted_html(base_text, index), unsafe_allow_html=True)
+
+
+def drill_down_page(session: Session, rows: list[LeaderboardRow]) -> None:
+    methods = [r.method for r in rows]
+    method = st.selectbox("Method", methods, key="drill_method")
+    row = rows[methods.index(method)]
+    choices = {c.question_id: c for c in queries.question_choices(session, row)}
+    if not choices:
+        st.info("This method run has no stored answers.")
+        return
+
+    def label(question_id: str) -> str:
+        choice = choices[question_id]
+        speed = f" · {choice.speedup:.2f}x" if choice.speedup is not None else ""
+        return f"{question_id} · {display_name(choice.subtask)}{speed}"
+
+    question_id = st.selectbox("Question", list(choices), format_func=label, key="drill_question")
+    detail = queries.question_detail(session, row, question_id)
+    figures = st.columns(4)
+    if detail.result is not None:
+        figures[0].metric("Speedup", f"{detail.result.speedup:.2f}x")
+        figures[1].metric("Method tokens/s", f"{detail.result.tokens_per_s:.1f}")
+        figures[2].metric("Baseline tokens/s", f"{detail.result.base_tokens_per_s:.1f}")
+    lengths = detail.method_accept_lengths
+    if lengths:
+        figures[3].metric("Mean accepted tokens", f"{sum(lengths) / len(lengths):.2f}")
+    for error, whose in ((detail.method_error, method), (detail.base_error, row.base_method)):
+        if error:
+            st.error(f"The {whose} run failed on this question: {error}")
+    st.markdown(f"**{method}** (left) beside the **{row.base_method}** baseline (right)")
+    for turn in range(max(len(detail.method_turns), len(detail.base_turns))):
+        method_text = detail.method_turns[turn] if turn < len(detail.method_turns) else ""
+        base_text = detail.base_turns[turn] if turn < len(detail.base_turns) else ""
+        _turn_view(method_text, base_text, detail.differences, turn)
+    if lengths:
+        st.plotly_chart(charts.accepted_per_step(lengths), key="chart_question_steps")
+
+
+def main() -> None:
+    st.set_page_config(page_title="SD leaderboard", page_icon="🏁", layout="wide")
+    url = normalise_url(parse_args(sys.argv[1:]).db)
+    try:
+        database = open_for_reading(url, factory=cached_open_database)
+    except DatabaseError as error:
+        broken_database_page(make_url(url).render_as_string(hide_password=True), error)
+        return
+    if database.status is not DatabaseStatus.READY:
+        first_run_page(database)
+        return
+    try:
+        with database.sessions() as session:
+            selections = queries.available_selections(session)
+            selection = sidebar_selection(selections)
+            rows = queries.leaderboard_rows(session, selection)
+            st.title("Speculative decoding leaderboard")
+            board, pictures, compare, drill = st.tabs(
+                ["Leaderboard", "Charts", "Compare", "Question drill-down"])
+            with board:
+                leaderboard_page(rows, selection)
+            with pictures:
+                charts_page(session, rows)
+            with compare:
+                compare_page(session, selections, selection)
+            with drill:
+                drill_down_page(session, rows)
+    except SQLAlchemyError as error:  # e.g. the file was replaced by one of another schema
+        broken_database_page(database.display_url, error)
+
+
+main()
