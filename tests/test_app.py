@@ -1,0 +1,391 @@
+"""The leaderboard app, run by Streamlit's AppTest on the fixture database (no browser)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+from streamlit import dataframe_util
+from streamlit.testing.v1 import AppTest
+
+from evaluation.subtasks import SPEC_BENCH_SUBTASKS, display_name
+from leaderboard.db import open_database
+from leaderboard.divergence import first_difference, highlighted_html
+from leaderboard.export import leaderboard_markdown
+from leaderboard.filters import options_for
+from leaderboard.models import QuestionResult, SchemaInfo
+from leaderboard.queries import LOSSLESS, NOT_CHECKED, LeaderboardRow, Selection
+from tests.leaderboard_fixtures import (
+    A100,
+    BENCH,
+    DIVERGENCE_AT,
+    DIVERGING_QUESTION,
+    DTYPE,
+    METHODS,
+    RTX3090,
+    SMOLLM,
+    VICUNA,
+    build_fixture_database,
+)
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+
+
+@pytest.fixture(scope="module")
+def fixture_db(tmp_path_factory):
+    return build_fixture_database(tmp_path_factory.mktemp("leaderboard") / "leaderboard.db")
+
+
+def run_app(monkeypatch, *argv: str) -> AppTest:
+    """The app as `streamlit run app.py -- ARGV` would start it."""
+    monkeypatch.setattr(sys, "argv", ["app.py", *argv])
+    monkeypatch.delenv("SDBENCH_DB", raising=False)
+    app = AppTest.from_file(str(APP), default_timeout=30).run()
+    assert not app.exception, app.exception[0].message
+    return app
+
+
+def shown(table) -> pd.DataFrame:
+    """The cells of an st.table as the page shows them (after the Styler's formatting)."""
+    display_values = table.proto.arrow_data.styler.display_values
+    return dataframe_util.convert_arrow_bytes_to_pandas_df(display_values)
+
+
+def highlighted_cells(table) -> set[tuple[int, int]]:
+    """(row, column) of the cells the Styler marks as best in their column."""
+    cells = set()
+    for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", table.proto.arrow_data.styler.styles):
+        if "font-weight: bold" in body:
+            cells |= {(int(r), int(c)) for r, c in re.findall(r"row(\d+)_col(\d+)", selectors)}
+    return cells
+
+
+def x(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def leaderboard_table(app: AppTest):
+    return app.tabs[0].table[0]
+
+
+# --- the leaderboard -------------------------------------------------------------------------
+
+def test_leaderboard_shows_each_method_once_with_its_newest_numbers(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    table = shown(leaderboard_table(app))
+    expected = fixture_db.expected[(A100, VICUNA, 0.0)]
+
+    assert list(table["Method"]) == sorted(METHODS, key=lambda m: -expected[m]["overall"])
+    subtask_headers = [display_name(s) for s in SPEC_BENCH_SUBTASKS]
+    assert list(table.columns[1:7]) == subtask_headers
+    for _, line in table.iterrows():
+        numbers = expected[line["Method"]]
+        assert line["Overall"] == x(numbers["overall"])
+        assert line["Mean accepted tokens"] == f"{numbers['mat']:.2f}"
+        assert line["Overall 95% CI"] == f"{x(numbers['ci'][0])} – {x(numbers['ci'][1])}"
+        assert line["Baseline tokens/s"] == f"{numbers['base_tps']:.1f}"
+        for subtask, header in zip(SPEC_BENCH_SUBTASKS, subtask_headers):
+            assert line[header] == x(numbers[subtask])
+    # The older pld comparison (0.50x overall) is hidden by the newer one.
+    assert "0.50x" not in table.to_string()
+    baseline = [m.value for m in app.tabs[0].markdown if "Baseline" in m.value]
+    base_tps = expected["pld"]["base_tps"]
+    assert baseline == [f"Baseline (vanilla): **{base_tps:.1f} tokens/s** overall"]
+
+
+def test_equality_badges_come_from_the_checks_against_the_same_baseline(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    badges = dict(zip(*(shown(leaderboard_table(app))[c] for c in ("Method", "Lossless"))))
+    assert badges == {"eagle2": "✔ lossless", "sps": "✘ not equal (11/12 equal)",
+                      "pld": "○ not checked"}
+
+
+def test_best_value_of_each_column_is_highlighted(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    table = leaderboard_table(app)
+    frame = shown(table)
+    column = {name: i for i, name in enumerate(frame.columns)}
+    row = {method: i for i, method in enumerate(frame["Method"])}
+    marked = highlighted_cells(table)
+    # pld wins summarization only; eagle2 wins the rest and the overall.
+    assert (row["pld"], column["Summarization"]) in marked
+    assert (row["eagle2"], column["Summarization"]) not in marked
+    assert (row["eagle2"], column["Overall"]) in marked
+    assert (row["eagle2"], column["Translation"]) in marked
+    assert not any(c == column["Baseline tokens/s"] for _, c in marked)
+
+
+# --- filters and comparison ----------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, selection", [
+    ("filter_device_name", RTX3090, (RTX3090, VICUNA, 0.0)),
+    ("filter_model", SMOLLM, (A100, SMOLLM, 0.0)),
+    ("filter_temperature", 1.0, (A100, VICUNA, 1.0)),
+])
+def test_filters_switch_the_table_to_that_selection(fixture_db, monkeypatch, key, value, selection):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key=key).set_value(value).run()
+    assert not app.exception
+    expected = fixture_db.expected[selection]
+    table = shown(leaderboard_table(app))
+    assert sorted(table["Method"]) == sorted(expected)
+    assert dict(zip(table["Method"], table["Overall"])) == {
+        method: x(numbers["overall"]) for method, numbers in expected.items()
+    }
+
+
+def test_filters_offer_only_values_that_have_results(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    assert app.selectbox(key="filter_temperature").options == ["0 (greedy)", "1"]
+    app.selectbox(key="filter_device_name").set_value(RTX3090).run()
+    # Sampling was measured on the A100 only.
+    assert app.selectbox(key="filter_temperature").options == ["0 (greedy)"]
+
+
+def test_compare_devices_puts_the_same_methods_side_by_side(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    compare = app.tabs[2]
+    assert compare.selectbox(key="compare_a").value == A100
+    assert compare.selectbox(key="compare_b").value == RTX3090
+    table = shown(compare.table[0]).set_index("Method")
+    a, b = fixture_db.expected[(A100, VICUNA, 0.0)], fixture_db.expected[(RTX3090, VICUNA, 0.0)]
+    for method in METHODS:
+        assert table.loc[method, "Overall A"] == x(a[method]["overall"])
+        assert table.loc[method, "Overall B"] == x(b[method]["overall"])
+        assert table.loc[method, "Translation B"] == x(b[method]["translation"])
+    chart = json.loads(compare.get("plotly_chart")[0].proto.spec)
+    assert [trace["name"] for trace in chart["data"]] == [A100, RTX3090]
+
+
+def test_compare_models_uses_the_chosen_device(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.radio(key="compare_field").set_value("model").run()
+    table = shown(app.tabs[2].table[0]).set_index("Method")
+    smol = fixture_db.expected[(A100, SMOLLM, 0.0)]
+    assert app.selectbox(key="compare_b").value == SMOLLM
+    assert table.loc["sps", "Overall B"] == x(smol["sps"]["overall"])
+
+
+# --- charts ----------------------------------------------------------------------------------
+
+def chart_specs(app: AppTest) -> dict[str, dict]:
+    return {chart.key: json.loads(chart.proto.spec) for chart in app.tabs[1].get("plotly_chart")}
+
+
+def test_charts_show_subtasks_accept_lengths_throughput_and_time_split(fixture_db, monkeypatch):
+    specs = chart_specs(run_app(monkeypatch, "--db", fixture_db.url))
+    assert set(specs) == {"chart_subtasks", "chart_accept_lengths", "chart_throughput",
+                          "chart_time_split"}
+    subtasks = specs["chart_subtasks"]["data"]
+    assert [trace["name"] for trace in subtasks] == ["eagle2", "sps", "pld"]
+    assert subtasks[0]["x"] == [display_name(s) for s in SPEC_BENCH_SUBTASKS] + ["Overall"]
+    accepted = {t["name"] for t in specs["chart_accept_lengths"]["data"]}
+    assert accepted == set(METHODS)
+    split = specs["chart_time_split"]["data"]
+    assert [t["name"] for t in split] == ["prefill", "draft", "verify", "other"]
+    assert "vanilla (baseline)" in split[0]["y"]
+
+
+def test_time_split_leaves_out_runs_without_draft_and_verify_times(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key="filter_device_name").set_value(RTX3090).run()
+    split = chart_specs(app)["chart_time_split"]["data"]
+    assert "pld" not in {run for trace in split for run in trace["y"]}
+    assert any("No time split recorded for: pld" in c.value for c in app.tabs[1].caption)
+
+
+# --- drill-down ------------------------------------------------------------------------------
+
+def test_drill_down_marks_the_first_divergence_from_the_baseline(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key="drill_method").set_value("sps").run()
+    app.selectbox(key="drill_question").set_value(DIVERGING_QUESTION).run()
+    drill = app.tabs[3]
+    assert [w.value for w in drill.warning] == [
+        f"Turn 1: first divergence at character {DIVERGENCE_AT}"]
+    html_views = [m.value for m in drill.markdown if m.value.startswith("<div")]
+    assert len(html_views) == 2
+    method_view, base_view = html_views
+    plain = [re.sub(r"<[^>]+>", "", view) for view in html_views]
+    assert ">s</mark>" in method_view and "the slow brown fox" in plain[0]
+    assert ">q</mark>" in base_view and "the quick brown fox" in plain[1]
+
+    sessions = open_database(fixture_db.url, create=False)
+    with sessions() as session:
+        speedups = set(session.scalars(select(QuestionResult.speedup).where(
+            QuestionResult.question_id == DIVERGING_QUESTION)))
+    metrics = {m.label: m.value for m in drill.metric}
+    assert metrics["Speedup"] in {x(s) for s in speedups}
+    assert re.fullmatch(r"\d\.\d\d", metrics["Mean accepted tokens"])
+    assert "chart_question_steps" in {c.key for c in drill.get("plotly_chart")}
+
+
+def test_drill_down_says_when_an_answer_equals_the_baseline(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key="drill_method").set_value("eagle2").run()
+    assert [s.value for s in app.tabs[3].success] == ["Turn 1: identical to the baseline."]
+    assert not app.tabs[3].warning
+
+
+# --- export ----------------------------------------------------------------------------------
+
+def test_page_offers_the_shown_leaderboard_as_markdown(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    assert app.tabs[0].download_button[0].label.startswith("Download as Markdown")
+    markdown = app.tabs[0].code[0].value
+    expected = fixture_db.expected[(A100, VICUNA, 0.0)]
+    assert markdown.startswith(f"## Leaderboard on {A100}\n")
+    eagle2 = expected["eagle2"]
+    assert (f"| eagle2🏅 | **{x(eagle2['mt_bench'])}** | **{x(eagle2['translation'])}** | "
+            f"{x(eagle2['summarization'])} |") in markdown
+    assert f"| pld🥉 | {x(expected['pld']['mt_bench'])} |" in markdown
+
+
+def _row(method: str, overall: float, speedups: dict, mat=None, **kwargs) -> LeaderboardRow:
+    return LeaderboardRow(
+        method=method, comparison_id=1, method_run_id=1, method_run_ids=[1], base_run_id=2,
+        base_method="vanilla", created=datetime(2025, 1, 1, tzinfo=timezone.utc),
+        num_questions=480, speedups=speedups, intervals={}, overall=overall, ci_low=None,
+        ci_high=None, mean_accepted_tokens=mat, tokens_per_s=None, base_tokens_per_s=40.0,
+        **kwargs,
+    )
+
+
+def test_markdown_export_follows_spec_bench_leaderboard_layout():
+    all_six = dict(zip(SPEC_BENCH_SUBTASKS, (2.71, 1.82, 2.19, 2.11, 2.71, 1.91)))
+    rows = [
+        _row("pld", 1.55, {**all_six, "summarization": 2.31}, mat=1.74),
+        _row("eagle2", 2.25, all_six, mat=4.36, equality=LOSSLESS),
+        _row("broken", math.nan, {}, mat=None),
+        _row("sps", 1.83, {"mt_bench": 1.98, "law_analytics": 1.5}, mat=2.29),
+    ]
+    selection = Selection(A100, VICUNA, DTYPE, 0.0, BENCH)
+    lines = leaderboard_markdown(rows, selection).splitlines()
+
+    assert lines[0] == f"## Leaderboard on {A100}"
+    assert (f"- Experimental Settings: {VICUNA}, greedy decoding, float16 precision, "
+            "bench spec_bench") in lines
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0] == ("| Models | Multi-turn Conversation | Translation | Summarization | "
+                        "Question Answering | Mathematical Reasoning | Retrieval-aug. Generation | "
+                        "Law Analytics | #Mean Accepted Tokens | Overall |")
+    assert table[1] == "| --- | " + " | ".join([":---:"] * 9) + " |"
+    assert table[2] == ("| eagle2🏅 | **2.71x** | **1.82x** | 2.19x | **2.11x** | **2.71x** | "
+                        "**1.91x** | - | **4.36** | **2.25x** |")
+    assert table[3] == "| sps🥈 | 1.98x | - | - | - | - | - | **1.50x** | 2.29 | 1.83x |"
+    assert table[4] == ("| pld🥉 | **2.71x** | **1.82x** | **2.31x** | **2.11x** | **2.71x** | "
+                        "**1.91x** | - | 1.74 | 1.55x |")
+    assert table[5] == "| broken | - | - | - | - | - | - | - | - | - |"
+    assert ("- eagle2: lossless (output equal to the baseline); "
+            "baseline vanilla 40.0 tokens/s") in lines
+    assert any(line.startswith("- pld: equality not checked") for line in lines)
+
+
+def test_markdown_export_without_extra_subtasks_has_exactly_spec_bench_columns():
+    row = _row("pld", 1.5, dict.fromkeys(SPEC_BENCH_SUBTASKS, 1.5), mat=1.7, equality=NOT_CHECKED)
+    header = leaderboard_markdown([row]).splitlines()[0]
+    assert header.count("|") == 10  # Models, six subtasks, accepted tokens, Overall
+
+
+# --- first run and broken databases ----------------------------------------------------------
+
+FIRST_RUN_COMMANDS = ("./eval.sh", "python evaluation/speed.py", "python evaluation/equal.py")
+
+
+def assert_first_run_page(app: AppTest, says: str) -> None:
+    assert says in app.info[0].value
+    code = "\n".join(c.value for c in app.code)
+    for command in FIRST_RUN_COMMANDS:
+        assert command in code
+    assert "--file-path" in code and "--base-path" in code
+    assert not app.error and not app.table
+
+
+def test_missing_database_shows_first_run_page_and_creates_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "results" / "leaderboard.db"
+    app = run_app(monkeypatch, "--db", str(path))
+    assert_first_run_page(app, "There is no results database yet")
+    assert not path.exists() and not path.parent.exists()
+
+
+def test_default_database_comes_from_the_evaluators_setting(tmp_path, monkeypatch):
+    path = tmp_path / "default.db"
+    monkeypatch.setattr(sys, "argv", ["app.py"])
+    monkeypatch.setenv("SDBENCH_DB", f"sqlite:///{path}")
+    app = AppTest.from_file(str(APP), default_timeout=30).run()
+    assert str(path) in app.info[0].value
+    assert not path.exists()
+
+
+def test_empty_database_file_shows_first_run_page(tmp_path, monkeypatch):
+    path = tmp_path / "empty.db"
+    path.touch()
+    assert_first_run_page(run_app(monkeypatch, "--db", str(path)), "The results database is empty")
+
+
+def test_database_without_comparisons_shows_first_run_page(tmp_path, monkeypatch):
+    path = tmp_path / "schema-only.db"
+    open_database(str(path), create=True).kw["bind"].dispose()
+    assert_first_run_page(run_app(monkeypatch, "--db", str(path)),
+                          "No speed comparison has been imported yet")
+
+
+def _foreign_database(path: Path) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+
+
+def _old_schema_database(path: Path) -> None:
+    sessions = open_database(str(path), create=True)
+    with sessions() as session, session.begin():
+        session.get(SchemaInfo, "schema_version").value = "0"
+    sessions.kw["bind"].dispose()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"this is not a database file at all" * 100), "cannot open"),
+    (_foreign_database, "not a results database of this project"),
+    (_old_schema_database, "schema version 0"),
+])
+def test_broken_database_gives_a_clear_message(tmp_path, monkeypatch, make, message):
+    path = tmp_path / "broken.db"
+    make(path)
+    app = run_app(monkeypatch, "--db", str(path))
+    assert len(app.error) == 1
+    assert "The results database cannot be used" in app.error[0].value
+    assert message in app.error[0].value
+    assert not app.table
+
+
+# --- helpers the pages rely on ---------------------------------------------------------------
+
+@pytest.mark.parametrize("text, base, index", [
+    ("same", "same", None),
+    ("the slow fox", "the quick fox", 4),
+    ("short", "short and more", 5),
+    ("", "x", 0),
+])
+def test_first_difference_is_the_first_differing_character(text, base, index):
+    assert first_difference(text, base) == index
+
+
+def test_highlighted_html_escapes_model_text():
+    view = highlighted_html("<b>a</b> x", 9)
+    assert "&lt;b&gt;a&lt;/b&gt; " in view and ">x</mark>" in view and "<b>" not in view
+
+
+def test_filter_options_narrow_by_what_was_chosen_above():
+    selections = [Selection(A100, VICUNA, DTYPE, 1.0, BENCH),
+                  Selection(RTX3090, SMOLLM, DTYPE, 0.0, BENCH),
+                  Selection(A100, SMOLLM, DTYPE, 0.0, BENCH)]
+    assert options_for(selections, "device_name", {}) == [A100, RTX3090]
+    assert options_for(selections, "model", {"device_name": A100}) == [VICUNA, SMOLLM]
+    assert options_for(selections, "model", {"device_name": RTX3090}) == [SMOLLM]
