@@ -1,0 +1,65 @@
+"""Writing answer files safely: append one line per finished question, resume, finalise.
+
+Each line is flushed and fsynced as soon as its question finishes, so a crash loses at most the
+question in flight. Finalising rewrites the file sorted by question id with one line per id (the
+newest), through a temporary file and an atomic rename. Lines that cannot be parsed (a line cut
+by a crash) are kept in a ``.bad`` file beside it, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def _sort_key(qid) -> tuple:
+    return (0, int(qid), "") if isinstance(qid, int) or str(qid).isdigit() else (1, 0, str(qid))
+
+
+def read_answer_lines(path: Path) -> tuple[dict, list[str]]:
+    """{question_id: record} (the last line per id wins) and the lines that did not parse."""
+    records: dict = {}
+    bad: list[str] = []
+    if not path.exists():
+        return records, bad
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                records[record["question_id"]] = record
+            except (json.JSONDecodeError, KeyError, TypeError):
+                bad.append(line)
+    return records, bad
+
+
+def answered_ids(path: Path) -> set:
+    """Questions already answered without error (a re-run retries the failed ones)."""
+    records, _ = read_answer_lines(path)
+    return {qid for qid, r in records.items() if not r.get("error")}
+
+
+def append_answer(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def finalise_answer_file(path: Path) -> int:
+    """Sort by question id and de-duplicate (newest line wins). Returns the number of answers."""
+    records, bad = read_answer_lines(path)
+    if bad:
+        with path.with_suffix(path.suffix + ".bad").open("a", encoding="utf-8") as f:
+            f.writelines(bad)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for qid in sorted(records, key=_sort_key):
+            f.write(json.dumps(records[qid]) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(records)

