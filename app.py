@@ -51,10 +51,11 @@ def first_run_page(database: ResultsDatabase) -> None:
     st.code("python evaluation/speed.py \\\n"
             "    --file-path data/spec_bench/model_answer/<model>-<method>.jsonl \\\n"
             "    --base-path data/spec_bench/model_answer/<model>-vanilla.jsonl", language="bash")
-    st.markdown("**3. Check that the outputs are lossless** (equal to the baseline's):")
-    st.code("python evaluation/equal.py \\\n"
-            "    --file-path data/spec_bench/model_answer/<model>-<method>.jsonl \\\n"
-            "    --base-path data/spec_bench/model_answer/<model>-vanilla.jsonl", language="bash")
+    st.markdown("**3. Check that the outputs are lossless** (equal to the baseline's; "
+                "`--jsonfile1` is the baseline, as in Spec-Bench):")
+    st.code("python evaluation/equal.py --file-path data/spec_bench/model_answer \\\n"
+            "    --jsonfile1 <model>-vanilla.jsonl --jsonfile2 <model>-<method>.jsonl",
+            language="bash")
     st.caption("speed.py and equal.py write into the same database this page reads "
                "(`--db` selects another one for both; see `--help`).")
 

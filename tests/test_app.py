@@ -21,7 +21,7 @@ from leaderboard.db import open_database
 from leaderboard.divergence import first_difference, highlighted_html
 from leaderboard.export import leaderboard_markdown
 from leaderboard.filters import options_for
-from leaderboard.models import QuestionResult, SchemaInfo
+from leaderboard.models import QuestionResult, SchemaInfo, SubtaskResult
 from leaderboard.queries import LOSSLESS, NOT_CHECKED, LeaderboardRow, Selection
 from tests.leaderboard_fixtures import (
     A100,
@@ -295,6 +295,31 @@ def test_markdown_export_without_extra_subtasks_has_exactly_spec_bench_columns()
     assert header.count("|") == 10  # Models, six subtasks, accepted tokens, Overall
 
 
+# --- what the evaluators write ---------------------------------------------------------------
+
+def test_app_reads_what_speed_and_equal_write(tmp_path, monkeypatch):
+    from evaluation import equal, speed
+    from tests.answer_fixtures import synthetic_run, write_answer_file
+
+    method = write_answer_file(tmp_path / "pld.jsonl", synthetic_run(seconds_per_step=0.03))
+    base = write_answer_file(tmp_path / "vanilla.jsonl",
+                             synthetic_run(method="vanilla", accept=1, draft_length=0))
+    db = tmp_path / "results.db"
+    assert speed.main(["--file-path", str(method), "--base-path", str(base), "--db", str(db)]) == 0
+    assert equal.main(["--jsonfile1", str(base), "--jsonfile2", str(method), "--db", str(db)]) == 0
+
+    app = run_app(monkeypatch, "--db", str(db))
+    table = shown(leaderboard_table(app))
+    sessions = open_database(str(db), create=False)
+    with sessions() as session:
+        overall = session.scalar(
+            select(SubtaskResult.speedup).where(SubtaskResult.subtask == "overall"))
+    assert list(table["Method"]) == ["pld"]
+    assert list(table["Overall"]) == [x(overall)]
+    assert list(table["Lossless"]) == ["✔ lossless"]
+    assert set(chart_specs(app)) >= {"chart_subtasks", "chart_accept_lengths", "chart_throughput"}
+
+
 # --- first run and broken databases ----------------------------------------------------------
 
 FIRST_RUN_COMMANDS = ("./eval.sh", "python evaluation/speed.py", "python evaluation/equal.py")
@@ -305,7 +330,8 @@ def assert_first_run_page(app: AppTest, says: str) -> None:
     code = "\n".join(c.value for c in app.code)
     for command in FIRST_RUN_COMMANDS:
         assert command in code
-    assert "--file-path" in code and "--base-path" in code
+    assert "--file-path" in code and "--base-path" in code  # speed.py
+    assert "--jsonfile1" in code and "--jsonfile2" in code  # equal.py, Spec-Bench's flags
     assert not app.error and not app.table
 
 
