@@ -50,7 +50,9 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
     return {
         "answer_path": str(answer_file.path),
         "model_id": answer_file.model_id,
-        "model": _model_name(env.get("model_path")) or guess.model or answer_file.model_id,
+        # The model id's prefix first: it names the model the same way in our files and in
+        # Spec-Bench's (where no model path exists), so the leaderboard groups them together.
+        "model": guess.model or _model_name(env.get("model_path")) or answer_file.model_id,
         "method": answer_file.run_field("method") or guess.method or "unknown",
         "method_params": answer_file.run_field("method_params") or {},
         "device": _text(env.get("device")) or "unknown",

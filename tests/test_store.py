@@ -54,12 +54,22 @@ def test_import_run_takes_metadata_from_our_fields(tmp_path, pair):
     assert (run.device, run.device_name, run.dtype) == ("cuda", "NVIDIA H100 80GB HBM3", "float16")
     assert (run.torch_version, run.transformers_version, run.cuda_version) == ("2.13.0", "5.23.0", "12.8")
     assert (run.temperature, run.bench, run.max_new_tokens, run.lossy) == (0.0, "spec_bench", 1024, False)
-    assert (run.model, run.source_format, run.num_questions) == ("lmsys/vicuna-7b-v1.3", "ours", len(QUESTIONS))
+    # The model is named from the model id, as for Spec-Bench's files, not from the model path.
+    assert (run.model, run.source_format, run.num_questions) == ("vicuna-7b-v1.3", "ours", len(QUESTIONS))
     assert run.answer_sha256 == digest(pair[0])
     answer = {a.question_id: a for a in run.answers}["81"]
     assert (answer.subtask, answer.new_tokens, answer.decoding_steps) == ("mt_bench", 24, 8)
     assert answer.wall_time == pytest.approx(8 * 0.03)
     assert answer.draft_tokens == 32 and answer.token_ids[0][:2] == [567, 568]
+
+
+def test_model_comes_from_the_model_path_when_the_model_id_names_no_method(tmp_path):
+    records = synthetic_run(model_id="my-run")
+    for r in records:
+        r["environment"]["model_path"] = "./checkpoints/llama-68m"
+    path = write_answer_file(tmp_path / "run.jsonl", records)
+    with open_database(str(tmp_path / "r.db"))() as session:
+        assert store.import_run(session, path).model == "llama-68m"
 
 
 def test_reimport_updates_instead_of_duplicating(tmp_path, pair):
