@@ -1,0 +1,352 @@
+"""REST's datastore: a token corpus with its suffix array, and retrieval of continuations.
+
+Retrieval (REST, He et al., 2024): find the corpus positions where the newest tokens of the
+context occur (a binary search over the suffix array), read the tokens that followed each
+occurrence, count how often every prefix of those continuations was seen, and keep the most
+frequent prefixes: they form a trie, REST's draft tree.
+
+File format (version 1, little-endian, our own; the arrays can be memory-mapped):
+
+    offset 0   8 bytes  magic b"SDBREST\\0"
+               u32      format version (1)
+               u32      header length H
+               H bytes  JSON header: {"vocab_size", "n_tokens", "n_entries", "sa_dtype",
+                        "tokenizer", "source", ...}
+    (zero padding to a multiple of 64 bytes, then each array padded to 64 bytes the same way)
+               int32    tokens[n_tokens]        the entries, concatenated without separators
+               int32|int64 suffix_array[n_tokens]  (int64 once n_tokens >= 2**31)
+               int64    entry_starts[n_entries + 1]  token offset of every entry, then n_tokens
+
+Unlike DraftRetriever's format (u16 tokens) ids up to 2**31 - 1 are stored as they are, so
+vocabularies above 65,535 work. Entry boundaries are kept: a match never spans two entries and a
+continuation stops at the end of its entry (DraftRetriever lets both run into the next entry).
+
+Building from a conversation corpus (JSONL; our corpus format, ShareGPT's "conversations" with
+"from"/"value", or UltraChat's "data" list of strings):
+
+    python -m methods.rest_datastore build --corpus data/corpus/smollm2_corpus.jsonl.gz \
+        --model-path embedded --out datastore.sdbrest
+
+With a chat template each conversation becomes one entry rendered through the template, so the
+datastore holds exactly the token sequences the model sees while decoding (the assistant header
+followed by the first words of an answer included); without one each message is an entry,
+tokenized with the tokenizer's special tokens, as Spec-Bench's datastore scripts do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import gzip
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+MAGIC = b"SDBREST\0"
+FORMAT_VERSION = 1
+ALIGN = 64
+
+# The corpus the project generates with the embedded model (training/make_corpus.py).
+BUNDLED_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
+
+
+@dataclass
+class Datastore:
+    tokens: np.ndarray  # int32 [n]
+    suffix_array: np.ndarray  # int32 or int64 [n]
+    entry_starts: np.ndarray  # int64 [entries + 1]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def n_entries(self) -> int:
+        return int(self.entry_starts.shape[0]) - 1
+
+
+# ---------------------------------------------------------------------------------- building
+def build_datastore(entries: Iterable[Sequence[int]], vocab_size: Optional[int] = None,
+                    meta: Optional[dict] = None) -> Datastore:
+    """Concatenate the entries and sort their suffixes (pydivsufsort, linear-time SA-IS family)."""
+    from pydivsufsort import divsufsort
+
+    arrays = [np.asarray(e, dtype=np.int64) for e in entries if len(e)]
+    lengths = np.array([len(a) for a in arrays], dtype=np.int64)
+    tokens64 = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    if tokens64.size and (tokens64.min() < 0 or tokens64.max() >= 2**31 - 1):
+        raise ValueError("token ids must lie in [0, 2**31 - 1)")
+    tokens = tokens64.astype(np.int32)
+    entry_starts = np.zeros(len(arrays) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=entry_starts[1:])
+    suffix_array = divsufsort(tokens) if tokens.size else np.zeros(0, dtype=np.int32)
+    sa_dtype = np.int32 if tokens.size < 2**31 else np.int64
+    info = dict(meta or {})
+    info["vocab_size"] = int(vocab_size) if vocab_size is not None else int(tokens.max(initial=-1)) + 1
+    return Datastore(tokens, np.asarray(suffix_array, dtype=sa_dtype), entry_starts, info)
+
+
+def _padding(offset: int) -> bytes:
+    return b"\0" * (-offset % ALIGN)
+
+
+def write_datastore(store: Datastore, path: Path) -> None:
+    path = Path(path)
+    header = dict(store.meta)
+    header.update(n_tokens=store.n_tokens, n_entries=store.n_entries,
+                  sa_dtype=np.dtype(store.suffix_array.dtype).name)
+    blob = json.dumps(header, sort_keys=True).encode("utf-8")
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(MAGIC)
+        f.write(np.array([FORMAT_VERSION, len(blob)], dtype="<u4").tobytes())
+        f.write(blob)
+        f.write(_padding(f.tell()))
+        for array, dtype in ((store.tokens, "<i4"), (store.suffix_array, "<" + np.dtype(store.suffix_array.dtype).str[1:]),
+                             (store.entry_starts, "<i8")):
+            f.write(np.ascontiguousarray(array, dtype=dtype).tobytes())
+            f.write(_padding(f.tell()))
+    tmp.replace(path)  # atomic: a half-written datastore is never read
+
+
+def read_datastore(path: Path, mmap: bool = True) -> Datastore:
+    path = Path(path)
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError(f"{path} is not an sdbench REST datastore (bad magic)")
+        version, length = np.frombuffer(f.read(8), dtype="<u4").tolist()
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path}: datastore format version {version}, this code reads {FORMAT_VERSION}")
+        header = json.loads(f.read(length).decode("utf-8"))
+        offset = f.tell()
+    n, entries = header["n_tokens"], header["n_entries"]
+    arrays = []
+    for dtype, count in (("<i4", n), ("<" + np.dtype(header["sa_dtype"]).str[1:], n), ("<i8", entries + 1)):
+        offset += -offset % ALIGN
+        if mmap and count:
+            arrays.append(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,)))
+        else:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                arrays.append(np.frombuffer(f.read(count * np.dtype(dtype).itemsize), dtype=dtype))
+        offset += count * np.dtype(dtype).itemsize
+    return Datastore(arrays[0], arrays[1], arrays[2], header)
+
+
+# ---------------------------------------------------------------------------------- retrieval
+class _SuffixColumn:
+    """The token at offset ``j`` of every suffix, in suffix-array order (-1 past the corpus end),
+    as a lazy sequence so that ``bisect`` can binary-search it without materialising it."""
+
+    def __init__(self, store: Datastore, j: int) -> None:
+        self.tokens, self.sa, self.j, self.n = store.tokens, store.suffix_array, j, store.n_tokens
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        p = int(self.sa[i]) + self.j
+        return int(self.tokens[p]) if p < self.n else -1
+
+
+def match_range(store: Datastore, query: Sequence[int]) -> tuple[int, int]:
+    """[lo, hi) of the suffix array whose suffixes start with ``query``. Suffixes sharing the
+    first j query tokens are contiguous and sorted by their token j, so narrow column by column."""
+    lo, hi = 0, store.n_tokens
+    for j, token in enumerate(query):
+        column = _SuffixColumn(store, j)
+        lo = bisect.bisect_left(column, int(token), lo, hi)
+        hi = bisect.bisect_right(column, int(token), lo, hi)
+        if lo >= hi:
+            return lo, lo
+    return lo, hi
+
+
+def continuations(store: Datastore, query: Sequence[int], k: int, long: int) -> np.ndarray:
+    """Up to ``k`` continuations (the ``long`` tokens after each occurrence of ``query``),
+    int64 [m, long], -1 where a continuation stops at the end of its entry."""
+    lo, hi = match_range(store, query)
+    if hi <= lo or long <= 0:
+        return np.zeros((0, max(long, 0)), dtype=np.int64)
+    if hi - lo > k:
+        # Evenly spaced over the range, not its lexicographic head as DraftRetriever takes: the
+        # head over-represents continuations that start with small token ids and skews the counts.
+        picks = lo + (np.arange(k, dtype=np.int64) * (hi - lo)) // k
+    else:
+        picks = np.arange(lo, hi, dtype=np.int64)
+    starts = np.asarray(store.suffix_array[picks], dtype=np.int64)
+    entry_end = store.entry_starts[np.searchsorted(store.entry_starts, starts, side="right")]
+    begin = starts + len(query)
+    keep = begin < entry_end  # the match lies in one entry and something follows it
+    begin, entry_end = begin[keep], entry_end[keep]
+    positions = begin[:, None] + np.arange(long, dtype=np.int64)[None, :]
+    inside = positions < entry_end[:, None]
+    out = np.full(positions.shape, -1, dtype=np.int64)
+    out[inside] = store.tokens[positions[inside]]
+    return out
+
+
+def top_prefixes(conts: np.ndarray, choices: int) -> list[tuple[int, ...]]:
+    """The ``choices`` most frequent prefixes of the continuations, most frequent first.
+
+    Ties go to the shorter prefix, then to the lexicographically smaller one, so a prefix always
+    ranks before its extensions (it is at least as frequent): the result is closed under taking
+    prefixes, i.e. it is a trie of exactly min(choices, distinct prefixes) nodes, and siblings
+    come most frequent first.
+    """
+    if conts.shape[0] == 0 or choices <= 0:
+        return []
+    rows = conts[np.lexsort(conts.T[::-1])]  # lexicographic order: equal prefixes are adjacent
+    m, long = rows.shape
+    counts, depths, firsts = [], [], []  # one entry per distinct prefix
+    new_group = np.zeros(m, dtype=bool)
+    new_group[0] = True
+    for depth in range(long):
+        new_group[1:] |= rows[1:, depth] != rows[:-1, depth]  # differs somewhere in columns 0..depth
+        starts = np.flatnonzero(new_group)
+        sizes = np.diff(np.append(starts, m))
+        valid = rows[starts, depth] >= 0  # -1: the continuation had already ended
+        counts.append(sizes[valid])
+        depths.append(np.full(int(valid.sum()), depth))
+        firsts.append(starts[valid])
+    counts, depths, firsts = np.concatenate(counts), np.concatenate(depths), np.concatenate(firsts)
+    order = np.lexsort((firsts, depths, -counts))[:choices]  # most frequent, then shorter, then smaller
+    return [tuple(rows[firsts[i], : depths[i] + 1].tolist()) for i in order]
+
+
+def retrieve(store: Datastore, context: Sequence[int], max_span: int = 16, min_span: int = 2,
+             k: int = 5000, choices: int = 64, long: int = 10) -> tuple[int, list[tuple[int, ...]]]:
+    """REST's look-up: the longest context suffix (max_span down to min_span tokens) that occurs
+    in the datastore, and the trie of its most frequent continuations. Returns (span, paths);
+    (0, []) when nothing matched."""
+    for span in range(min(max_span, len(context)), min_span - 1, -1):
+        conts = continuations(store, context[len(context) - span:], k, long)
+        if conts.shape[0]:
+            return span, top_prefixes(conts, choices)
+    return 0, []
+
+
+# ---------------------------------------------------------------------------------- corpora
+def read_conversations(path: Path) -> Iterator[list[dict]]:
+    """Yield each conversation as [{"role", "content"}, ...] from a (gzipped) JSONL file."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if "conversations" in record:  # ours ({role, content}) or ShareGPT ({from, value})
+                turns = []
+                for msg in record["conversations"]:
+                    role = msg.get("role") or {"human": "user", "gpt": "assistant"}.get(msg.get("from"), msg.get("from"))
+                    turns.append({"role": role, "content": msg.get("content", msg.get("value", ""))})
+                yield turns
+            elif "data" in record:  # UltraChat: alternating user / assistant strings
+                yield [{"role": "user" if i % 2 == 0 else "assistant", "content": text}
+                       for i, text in enumerate(record["data"])]
+            else:
+                raise ValueError(f"{path}: a line has neither 'conversations' nor 'data'")
+
+
+def conversation_entries(conversation: list[dict], tokenizer, mode: str) -> list[list[int]]:
+    if mode == "chat":
+        return [list(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False))]
+    return [tokenizer.encode(turn["content"]) for turn in conversation if turn["content"]]
+
+
+def default_mode(tokenizer) -> str:
+    return "chat" if getattr(tokenizer, "chat_template", None) else "messages"
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Identifies a tokenizer by what it does (vocabulary and chat template), not by its path."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    digest.update(str(getattr(tokenizer, "chat_template", "")).encode())
+    return digest.hexdigest()[:16]
+
+
+def build_from_corpus(corpus: Path, tokenizer, out: Path, mode: Optional[str] = None,
+                      progress: bool = True) -> Datastore:
+    from tqdm import tqdm
+
+    mode = mode or default_mode(tokenizer)
+    entries: list[list[int]] = []
+    for conversation in tqdm(read_conversations(corpus), desc="tokenizing", unit="conv", disable=not progress):
+        entries.extend(conversation_entries(conversation, tokenizer, mode))
+    vocab_size = max(len(tokenizer), max((max(e) for e in entries if e), default=-1) + 1)
+    meta = {"source": Path(corpus).name, "tokenizer": getattr(tokenizer, "name_or_path", ""),
+            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), "mode": mode}
+    store = build_datastore(entries, vocab_size=vocab_size, meta=meta)
+    write_datastore(store, out)
+    return store
+
+
+def cached_datastore_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Path:
+    """Where the datastore of ``corpus`` for ``tokenizer`` is cached (outside the repository)."""
+    from methods.model_loading import cache_root
+
+    mode = mode or default_mode(tokenizer)
+    corpus_hash = hashlib.sha256(Path(corpus).read_bytes()).hexdigest()[:16]
+    name = f"{Path(corpus).name.split('.')[0]}-{corpus_hash}-{tokenizer_fingerprint(tokenizer)}-{mode}-v{FORMAT_VERSION}.sdbrest"
+    return cache_root() / "rest" / name
+
+
+def default_datastore(tokenizer, corpus: Path = BUNDLED_CORPUS) -> Datastore:
+    """The bundled corpus's datastore for this tokenizer, built once and cached."""
+    if not Path(corpus).is_file():
+        raise FileNotFoundError(f"no --rest-datastore given and the bundled corpus {corpus} is missing")
+    path = cached_datastore_path(corpus, tokenizer)
+    if not path.is_file():
+        print(f"Building the REST datastore of {Path(corpus).name} once; cached in {path}", file=sys.stderr)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build_from_corpus(corpus, tokenizer, path, progress=False)
+    return read_datastore(path)
+
+
+# ---------------------------------------------------------------------------------- command line
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m methods.rest_datastore",
+                                     description="Build or inspect a REST datastore (suffix array over a token corpus).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="build a datastore from a JSONL conversation corpus")
+    build.add_argument("--corpus", type=Path, required=True,
+                       help="JSONL or JSONL.gz: {'conversations': [{'role','content'} or {'from','value'}]} "
+                            "or UltraChat's {'data': [str, ...]}")
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--tokenizer", help="tokenizer folder or hub id")
+    source.add_argument("--model-path", help="the target model ('embedded', a .gguf file, a folder or a hub id); "
+                                             "only its tokenizer is loaded")
+    build.add_argument("--out", type=Path, required=True, help="output datastore file")
+    build.add_argument("--mode", choices=["chat", "messages"], default=None,
+                       help="one entry per conversation through the chat template, or one per message "
+                            "(default: chat when the tokenizer has a chat template)")
+    info = sub.add_parser("info", help="print a datastore's header")
+    info.add_argument("path", type=Path)
+    args = parser.parse_args(argv)
+
+    if args.command == "info":
+        store = read_datastore(args.path)
+        print(json.dumps(store.meta, indent=2, sort_keys=True))
+        return 0
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    else:
+        from methods.model_loading import load_tokenizer
+
+        tokenizer = load_tokenizer(args.model_path)
+    store = build_from_corpus(args.corpus, tokenizer, args.out, mode=args.mode)
+    print(f"{args.out}: {store.n_entries} entries, {store.n_tokens} tokens", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
