@@ -13,6 +13,9 @@ METHODS: dict[str, str] = {
     "sps": "methods.sps:DraftModelDrafter",
     "pld": "methods.pld:PromptLookupDrafter",
     # Training-free methods of the second wave register below this line.
+    "lookahead": "methods.lookahead:LookaheadDrafter",
+    "rest": "methods.rest:RestDrafter",
+    "recycling": "methods.recycling:TokenRecyclingDrafter",
 }
 
 
