@@ -80,8 +80,8 @@ class SpeculativeEngine:
         and silently produce wrong text, so for such a model trees are cut to their best chain.
         """
         if self._tree_attention is None:
-            probe_prefix = [3, 4, 5]
-            root, a, b, c = 6, 7, 8, 9
+            ids = [i % self.vocab_size for i in range(3, 10)]
+            probe_prefix, (root, a, b, c) = ids[:3], ids[3:]
             tree = DraftTree(torch.tensor([a, b, c]), torch.tensor([-1, -1, 1]))
             chain = DraftTree.chain([b, c])
             rows = []
