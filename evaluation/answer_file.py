@@ -43,8 +43,15 @@ def answered_ids(path: Path) -> set:
 
 def append_answer(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A crash can leave a cut last line without its newline: start a fresh line after it, so the
+    # new record is not glued onto the broken one.
+    needs_newline = False
+    if path.exists() and path.stat().st_size:
+        with path.open("rb") as f:
+            f.seek(-1, os.SEEK_END)
+            needs_newline = f.read(1) != b"\n"
     with path.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(("\n" if needs_newline else "") + json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

@@ -1,0 +1,161 @@
+"""Interleaved speed benchmark of the baseline and methods against transformers' own generate.
+
+    python benchmarks/speed_benchmark.py --questions ../shared/spec_bench/question.jsonl \
+        --methods vanilla,hf,pld,hf_pld --per-group 3 --max-new-tokens 128
+
+Prompts: the first ``--per-group`` questions of each Spec-Bench group (mt_bench first turns,
+translation, summarization, qa, math_reasoning, rag). For every prompt, every method runs once, in
+an order rotated per prompt, so that machine noise hits all of them alike; greedy throughout.
+Reported: tokens/s (total tokens / total time), speedup against our baseline with a 95% bootstrap
+interval over prompts (paired), mean accepted tokens, exact equality with our baseline's tokens,
+and the process's peak resident memory.
+
+Pseudo-methods: ``hf`` = transformers' ``generate`` (greedy), ``hf_pld`` = its prompt lookup
+(``prompt_lookup_num_tokens``). Everything else is a method name of methods/registry.py run
+through our engine with its default options for the device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+
+from evaluation.conversation import new_conversation
+from evaluation.questions import load_questions
+from evaluation.subtasks import subtask_of
+from methods.drafter import DecodingConfig
+from methods.engine import SpeculativeEngine
+from methods.model_loading import EMBEDDED, load_model
+from methods.registry import drafter_class
+
+GROUPS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
+
+
+def pick_prompts(path: str, per_group: int) -> list[tuple[str, str]]:
+    chosen: dict[str, list] = defaultdict(list)
+    for q in load_questions(path):
+        group = subtask_of(q.category)
+        if group in GROUPS and len(chosen[group]) < per_group:
+            chosen[group].append((group, q.turns[0]))
+    return [item for g in GROUPS for item in chosen[g]]
+
+
+def method_args(extra: dict) -> SimpleNamespace:
+    """Every method option at its default (None = the drafter's device default)."""
+    from evaluation.inference import build_parser
+
+    parser = build_parser()
+    defaults = {a.dest: a.default for a in parser._actions if a.dest not in ("help",)}
+    defaults.update(extra)
+    return SimpleNamespace(**defaults)
+
+
+def bootstrap_ratio(ours_tokens, ours_time, base_tokens, base_time, rounds=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    n = len(ours_tokens)
+    idx = rng.integers(0, n, size=(rounds, n))
+    ours = ours_tokens[idx].sum(1) / ours_time[idx].sum(1)
+    base = base_tokens[idx].sum(1) / base_time[idx].sum(1)
+    return np.percentile(ours / base, [2.5, 97.5])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", required=True, help="Spec-Bench question.jsonl")
+    parser.add_argument("--methods", default="vanilla,hf,pld,hf_pld", help="comma-separated, first = baseline")
+    parser.add_argument("--model-path", default=EMBEDDED)
+    parser.add_argument("--per-group", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--drafter-path", default="self:8", help="SpS draft model")
+    parser.add_argument("--json", default=None, help="write per-prompt results here")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    loaded = load_model(args.model_path, dtype="auto", device="auto")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    engine = SpeculativeEngine(model, tokenizer)
+    conv = new_conversation(tokenizer, model)
+    config = DecodingConfig(max_new_tokens=args.max_new_tokens, stop_token_ids=conv.stop_token_ids,
+                            stop_strings=conv.stop_strings)
+    stop_ids = sorted(conv.stop_token_ids)
+    methods = args.methods.split(",")
+    margs = method_args({"drafter_path": args.drafter_path})
+    drafters = {m: drafter_class(m).from_args(margs, model, tokenizer)
+                for m in methods if m not in ("hf", "hf_pld")}
+
+    def run(method: str, prompt: list[int]) -> tuple[list[int], float, list[int]]:
+        if method in ("hf", "hf_pld"):
+            ids = torch.tensor([prompt], device=loaded.device)
+            extra = {"prompt_lookup_num_tokens": 10} if method == "hf_pld" else {}
+            start = time.perf_counter()
+            with torch.inference_mode():
+                out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=args.max_new_tokens,
+                                     do_sample=False, eos_token_id=stop_ids, pad_token_id=stop_ids[0], **extra)
+            if loaded.device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+            return out[0, len(prompt):].tolist(), elapsed, []
+        tokens, stats = engine.generate(prompt, drafters[method], config)
+        return tokens, stats.wall_time, stats.accept_lengths
+
+    prompts = [(g, conv_prompt) for g, conv_prompt in pick_prompts(args.questions, args.per_group)]
+    encoded = [(g, new_conversation(tokenizer, model).prompt_ids(text)) for g, text in prompts]
+    print(f"{len(encoded)} prompts, {args.max_new_tokens} new tokens, methods {methods}, "
+          f"device {loaded.device}, threads {torch.get_num_threads()}", flush=True)
+    warm = new_conversation(tokenizer, model).prompt_ids("Write two sentences about the sea.")
+    for m in methods:
+        run(m, warm)
+
+    results = {m: {"tokens": [], "time": [], "accept": [], "equal": 0, "ids": []} for m in methods}
+    for i, (group, prompt) in enumerate(encoded):
+        order = methods[i % len(methods):] + methods[: i % len(methods)]
+        outputs = {}
+        for m in order:
+            ids, elapsed, accept = run(m, prompt)
+            outputs[m] = ids
+            results[m]["tokens"].append(len(ids))
+            results[m]["time"].append(elapsed)
+            results[m]["accept"].extend(accept)
+        base_ids = outputs[methods[0]]
+        for m in methods:
+            results[m]["equal"] += int(outputs[m] == base_ids)
+        line = " ".join(f"{m}={results[m]['tokens'][-1] / results[m]['time'][-1]:.1f}" for m in methods)
+        print(f"[{i + 1:2d}/{len(encoded)}] {group:15s} tok/s {line}", flush=True)
+
+    base = results[methods[0]]
+    bt, bs = np.array(base["tokens"], float), np.array(base["time"], float)
+    print(f"\n{'method':10s} {'tok/s':>7s} {'vs ' + methods[0]:>10s} {'95% CI':>15s} {'MAT':>5s} {'equal':>7s}")
+    summary = {}
+    for m in methods:
+        t, s = np.array(results[m]["tokens"], float), np.array(results[m]["time"], float)
+        ratio = (t.sum() / s.sum()) / (bt.sum() / bs.sum())
+        low, high = bootstrap_ratio(t, s, bt, bs)
+        mat = float(np.mean(results[m]["accept"])) if results[m]["accept"] else float("nan")
+        summary[m] = {"tokens_per_s": t.sum() / s.sum(), "ratio": ratio, "ci": [low, high], "mat": mat,
+                      "equal": results[m]["equal"], "prompts": len(t)}
+        print(f"{m:10s} {t.sum() / s.sum():7.2f} {ratio:9.3f}x [{low:5.3f}, {high:5.3f}] {mat:5.2f} "
+              f"{results[m]['equal']:3d}/{len(t)}")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak resident memory of this process: {peak_mib:.0f} MiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "peak_rss_mib": peak_mib,
+                                               "per_prompt": {m: {k: results[m][k] for k in ("tokens", "time")}
+                                                              for m in methods}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Generate answers with the baseline and every method for one model, with the same settings,
+# then compute speedups (evaluation/speed.py) and check equality with the baseline
+# (evaluation/equal.py); both store their results in the leaderboard database.
+#
+# Out of the box: the embedded SmolLM2-135M-Instruct on the CPU, the bundled question set.
+#   ./eval.sh              # the full bundled set, 256 new tokens per turn
+#   ./eval.sh --quick      # a first try: 6 questions, 32 new tokens
+#
+# Everything is set through environment variables (defaults in brackets):
+#   MODEL_PATH      target model: embedded, a .gguf file, a local folder or a hub id [embedded]
+#   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
+#   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
+#   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling]
+#   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
+#   MAX_NEW_TOKENS  new tokens per turn [256; 32 with --quick]
+#   QUESTION_BEGIN / QUESTION_END   0-based line range of the question file [all; 0..6 with --quick]
+#   TEMP            temperature, 0 = greedy [0.0]
+#   DTYPE           auto (float32 on CPU, float16 on CUDA), float32, float16, bfloat16 [auto]
+#   DEVICE          auto, cpu, cuda [auto]
+#   CONV_TEMPLATE   auto (tokenizer's chat template, else vicuna), chat, vicuna [auto]
+#   DB              results database (path or SQLAlchemy URL) [results/leaderboard.db]
+#   EXTRA_ARGS      more options passed to every evaluation.inference call
+#
+# A GPU set-up like Spec-Bench's (Vicuna-7B v1.3, fp16, the 68M draft model):
+#   MODEL_PATH=/models/vicuna-7b-v1.3 MODEL_NAME=vicuna-7b-v1.3 DRAFTER_PATH=/models/vicuna-68m \
+#   BENCH=spec_bench DTYPE=float16 DEVICE=cuda CONV_TEMPLATE=vicuna MAX_NEW_TOKENS=1024 ./eval.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+QUICK=0
+for arg in "$@"; do
+  case "$arg" in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "eval.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
+  esac
+done
+
+PYTHON=${PYTHON:-python}
+MODEL_PATH=${MODEL_PATH:-embedded}
+BENCH=${BENCH:-bundled}
+METHODS=${METHODS:-pld sps lookahead rest recycling}
+DRAFTER_PATH=${DRAFTER_PATH:-self:8}
+TEMP=${TEMP:-0.0}
+DTYPE=${DTYPE:-auto}
+DEVICE=${DEVICE:-auto}
+CONV_TEMPLATE=${CONV_TEMPLATE:-auto}
+DB=${DB:-results/leaderboard.db}
+EXTRA_ARGS=${EXTRA_ARGS:-}
+if [ "$QUICK" = 1 ]; then
+  MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-32}
+  QUESTION_BEGIN=${QUESTION_BEGIN:-0}
+  QUESTION_END=${QUESTION_END:-6}
+else
+  MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-256}
+fi
+if [ "$MODEL_PATH" = embedded ]; then
+  MODEL_NAME=${MODEL_NAME:-smollm2-135m-instruct}
+else
+  MODEL_NAME=${MODEL_NAME:-$(basename "${MODEL_PATH%/}" .gguf)}
+fi
+TAG="${DTYPE}-temp-${TEMP}"
+[ "$QUICK" = 1 ] && TAG="${TAG}-quick"
+ANSWER_DIR="data/${BENCH}/model_answer"
+
+if [ "$BENCH" = spec_bench ] && [ ! -f data/spec_bench/question.jsonl ]; then
+  if [ -n "${SPEC_BENCH_QUESTIONS:-}" ]; then
+    $PYTHON -m evaluation.fetch_questions --from "$SPEC_BENCH_QUESTIONS"
+  else
+    $PYTHON -m evaluation.fetch_questions
+  fi
+fi
+
+range_args=()
+[ -n "${QUESTION_BEGIN:-}" ] && range_args+=(--question-begin "$QUESTION_BEGIN")
+[ -n "${QUESTION_END:-}" ] && range_args+=(--question-end "$QUESTION_END")
+
+generate() {  # generate METHOD [method options...]
+  local method=$1; shift
+  # shellcheck disable=SC2086
+  $PYTHON -m evaluation.inference --method "$method" --model-path "$MODEL_PATH" \
+    --model-id "${MODEL_NAME}-${method}-${TAG}" --bench-name "$BENCH" \
+    --max-new-tokens "$MAX_NEW_TOKENS" --temperature "$TEMP" --dtype "$DTYPE" --device "$DEVICE" \
+    --conv-template "$CONV_TEMPLATE" "${range_args[@]}" "$@" $EXTRA_ARGS
+}
+
+generate vanilla
+BASE="${ANSWER_DIR}/${MODEL_NAME}-vanilla-${TAG}.jsonl"
+for method in $METHODS; do
+  case "$method" in
+    sps) generate sps --drafter-path "$DRAFTER_PATH" ;;
+    *) generate "$method" ;;
+  esac
+done
+
+status=0
+for method in $METHODS; do
+  answers="${ANSWER_DIR}/${MODEL_NAME}-${method}-${TAG}.jsonl"
+  echo
+  echo "== ${method} against the baseline =="
+  $PYTHON evaluation/speed.py --file-path "$answers" --base-path "$BASE" --db "$DB" || status=1
+  $PYTHON evaluation/equal.py --jsonfile1 "$BASE" --jsonfile2 "$answers" --db "$DB" || status=1
+done
+echo
+echo "Results are in $DB; look at them with: streamlit run app.py -- --db $DB"
+exit $status

