@@ -24,17 +24,18 @@ def default_db_url() -> str:
     return os.environ.get("SDBENCH_DB") or f"sqlite:///{DEFAULT_DB_PATH}"
 
 
-def normalise_url(url_or_path: str | None) -> str:
+def normalise_url(url_or_path: "str | Path | None") -> str:
     """Accept a SQLAlchemy URL or a plain file path."""
     if not url_or_path:
         return default_db_url()
+    url_or_path = str(url_or_path)
     if "://" in url_or_path:
         return url_or_path
     return f"sqlite:///{Path(url_or_path).expanduser().resolve()}"
 
 
-def _make_engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
+def _make_engine(url: str, create: bool) -> Engine:
+    if create and url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     return create_engine(url, future=True)
 
@@ -64,7 +65,7 @@ def open_database(url_or_path: str | None = None, create: bool = True) -> sessio
     """A session factory for the database; creates the schema in an empty database if asked."""
     url = normalise_url(url_or_path)
     try:
-        engine = _make_engine(url)
+        engine = _make_engine(url, create)
         has_schema = check_schema(engine)
     except DatabaseError:
         raise
