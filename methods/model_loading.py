@@ -151,4 +151,5 @@ def load_model(path_or_id: str = EMBEDDED, dtype: str = "auto", device: str = "a
     model.to(dev)
     model.eval()
     model.requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=tokenizer, source=str(path_or_id), device=dev, dtype=torch_dtype)
+    source = f"{EMBEDDED}:{EMBEDDED_FILE}" if path_or_id in (EMBEDDED, "", None) else str(path_or_id)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=source, device=dev, dtype=torch_dtype)
