@@ -1,0 +1,140 @@
+"""Choose a drafter's defaults for a device by measurement: baseline and configurations
+interleaved per prompt in one process, on development prompts that are neither in the corpus
+(training/corpus_prompts.jsonl) nor in any evaluation question set.
+
+    nice -n 5 python -m training.sweep_drafter --method recycling \
+        --config tree_nodes=8,tree_depth=4 --config tree_nodes=12,tree_depth=5
+
+Prints, per configuration: mean accepted tokens per step (MAT), ms per step, and the speedup over
+the baseline (geometric mean over prompts of baseline time / method time, with min and max).
+Greedy decoding; every output is checked against the baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections import Counter
+
+import torch
+
+from methods.drafter import DecodingConfig
+from methods.engine import SpeculativeEngine
+from methods.registry import drafter_class
+from methods.vanilla import VanillaDrafter
+
+DEV_PROMPTS = [
+    "Describe how to brew a good cup of coffee with a French press.",
+    "Write a short poem about a fox crossing a frozen river at dawn.",
+    "What are three differences between frogs and toads?",
+    "Explain how a bicycle pump pushes air into a tyre.",
+    "Give me a simple plan for cleaning a messy garage in one weekend.",
+    "Write a Python function that counts the words in a string.",
+    "Why do leaves change colour in the autumn?",
+    "Write a short note inviting a colleague to a farewell lunch on Friday.",
+]
+
+
+def parse_config(text: str) -> dict:
+    config = {}
+    for item in filter(None, text.split(",")):
+        key, value = item.split("=")
+        value = value.strip()
+        config[key.strip()] = value.lower() == "true" if value.lower() in ("true", "false") else int(value)
+    return config
+
+
+def make_drafter(method: str, config: dict, tokenizer):
+    cls = drafter_class(method)
+    if method == "rest":
+        from methods.rest_datastore import default_datastore
+
+        return cls(default_datastore(tokenizer), **config)
+    return cls(**config)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", required=True)
+    parser.add_argument("--config", action="append", default=[], help="key=value,... for the drafter's constructor")
+    parser.add_argument("--model-path", default="embedded")
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--prompts", type=int, default=len(DEV_PROMPTS))
+    parser.add_argument("--warm", type=int, default=0,
+                        help="first run every drafter on this many corpus prompts, untimed (hot-start methods)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's). On a machine shared with other jobs a "
+                             "second thread mostly waits; MAT and forward sizes do not depend on it")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from methods.model_loading import load_model
+
+    loaded = load_model(args.model_path, dtype="float32", device="cpu")
+    engine = SpeculativeEngine(loaded.model, loaded.tokenizer)
+    tokenizer = loaded.tokenizer
+    decoding = DecodingConfig(max_new_tokens=args.max_new_tokens,
+                              stop_token_ids=frozenset({tokenizer.eos_token_id}))
+    configs = [parse_config(c) for c in args.config]
+    drafters = [make_drafter(args.method, c, tokenizer) for c in configs]
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
+                                             add_generation_prompt=True, return_dict=False)
+               for p in DEV_PROMPTS[: args.prompts]]
+    engine.generate(prompts[0][:20], VanillaDrafter(), DecodingConfig(max_new_tokens=8))  # warm-up
+    if args.warm:
+        from training.make_corpus import DEFAULT_PROMPTS, read_prompts
+
+        # Every 11th prompt: a mix of the corpus's categories.
+        warm_prompts = [p["prompt"] for p in read_prompts(DEFAULT_PROMPTS)][::11][: args.warm]
+        for text in warm_prompts:
+            ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
+                                                add_generation_prompt=True, return_dict=False)
+            for drafter in drafters:
+                engine.generate(ids, drafter, decoding)
+
+    ratios = [[] for _ in configs]
+    steps = [0] * len(configs)
+    tokens = [0] * len(configs)
+    times = [0.0] * len(configs)
+    forward = [0] * len(configs)
+    rank_hits: Counter = Counter()
+    for i, prompt in enumerate(prompts):
+        base_ids, base = engine.generate(prompt, VanillaDrafter(), decoding)
+        order = list(range(len(configs)))
+        if i % 2:
+            order.reverse()  # alternate the order so drift on the shared machine evens out
+        for j in order:
+            def on_step(step, drafter=drafters[j]):
+                if args.method == "recycling" and len(step.tree):
+                    kids = step.tree.children()[0]
+                    for rank, node in enumerate(kids):
+                        if step.tree.tokens[node].item() == step.committed[0]:
+                            rank_hits[rank] += 1
+                    rank_hits["steps"] += 1
+            ids, stats = engine.generate(prompt, drafters[j], decoding, on_step=on_step)
+            if ids != base_ids:
+                print(f"MISMATCH on prompt {i} for {configs[j]}", file=sys.stderr)
+                return 1
+            ratios[j].append(base.wall_time / stats.wall_time)
+            steps[j] += stats.decoding_steps
+            tokens[j] += stats.new_tokens
+            times[j] += stats.wall_time
+            forward[j] += stats.forward_tokens
+        print(f"prompt {i}: baseline {base.new_tokens} tokens, {1000 * base.wall_time / base.decoding_steps:.0f} ms/token; "
+              + "; ".join(f"{configs[j]} x{ratios[j][-1]:.2f}" for j in range(len(configs))), flush=True)
+    print(f"{'config':45s} {'MAT':>5s} {'tok/fwd':>7s} {'ms/step':>8s} {'speedup':>8s} {'min':>6s} {'max':>6s}")
+    for j, config in enumerate(configs):
+        geo = math.exp(sum(math.log(r) for r in ratios[j]) / len(ratios[j]))
+        print(f"{str(config):45s} {tokens[j] / steps[j]:5.2f} {forward[j] / steps[j]:7.1f} {1000 * times[j] / steps[j]:8.0f} "
+              f"{geo:8.3f} {min(ratios[j]):6.2f} {max(ratios[j]):6.2f}")
+    if rank_hits:
+        total = rank_hits.pop("steps")
+        print("root-level hit rate per rank:", {r: round(rank_hits[r] / total, 3) for r in sorted(rank_hits)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
