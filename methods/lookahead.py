@@ -51,7 +51,7 @@ from methods.tree import DraftTree
 # 2-core CPU every token of a forward costs time, so the CPU default is a much smaller window
 # (measured, see docs/methods.md).
 GPU_DEFAULTS = {"level": 5, "window": 7, "guess": 7, "pool_from_prompt": False}
-CPU_DEFAULTS = {"level": 4, "window": 2, "guess": 2, "pool_from_prompt": True}
+CPU_DEFAULTS = {"level": 3, "window": 2, "guess": 2, "pool_from_prompt": True}
 WINDOW_SEED = 10  # Spec-Bench re-seeds Python's RNG with 10 at every generate call
 
 

@@ -44,9 +44,9 @@ from methods.tree import DraftTree
 RANK_ACCEPT = (0.36, 0.07, 0.055, 0.03, 0.015, 0.01, 0.007, 0.005)
 
 # Spec-Bench: k 8, tree of 80 nodes, depth 6. On a 2-core CPU a forward over 81 tokens costs
-# ~5x a 1-token forward; the CPU default is a small tree (measured, see docs/methods.md).
+# ~4x a 1-token forward; the CPU default is a small tree (measured, see docs/methods.md).
 GPU_DEFAULTS = {"topk": 8, "tree_nodes": 80, "tree_depth": 6}
-CPU_DEFAULTS = {"topk": 8, "tree_nodes": 12, "tree_depth": 5}
+CPU_DEFAULTS = {"topk": 8, "tree_nodes": 12, "tree_depth": 4}
 
 
 def tree_template(nodes: int, depth: int, topk: int,

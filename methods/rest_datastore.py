@@ -281,7 +281,7 @@ def build_from_corpus(corpus: Path, tokenizer, out: Path, mode: Optional[str] = 
     for conversation in tqdm(read_conversations(corpus), desc="tokenizing", unit="conv", disable=not progress):
         entries.extend(conversation_entries(conversation, tokenizer, mode))
     vocab_size = max(len(tokenizer), max((max(e) for e in entries if e), default=-1) + 1)
-    meta = {"source": Path(corpus).name, "tokenizer": getattr(tokenizer, "name_or_path", ""),
+    meta = {"source": Path(corpus).name, "tokenizer": Path(str(getattr(tokenizer, "name_or_path", ""))).name,
             "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), "mode": mode}
     store = build_datastore(entries, vocab_size=vocab_size, meta=meta)
     write_datastore(store, out)

@@ -18,16 +18,6 @@ from tests.tiny_model import make_tiny_llama
 VOCAB = 97
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tiny model's matrices are 32 wide: on a loaded 2-core machine torch's second thread
-    # only waits for the first (10x slower steps). Restored for the other test modules.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def engine():
     return SpeculativeEngine(make_tiny_llama(vocab_size=VOCAB, seed=0))

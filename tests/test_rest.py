@@ -23,16 +23,6 @@ from tests.tiny_model import make_tiny_llama
 VOCAB = 97
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tiny model's matrices are 32 wide: on a loaded 2-core machine torch's second thread
-    # only waits for the first (10x slower steps). Restored for the other test modules.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def brute_force_continuations(entries, query, long):
     """Every occurrence of query inside one entry with something after it, and what follows."""
     found = []
