@@ -19,6 +19,12 @@ import torch
 from methods.tree import DraftTree
 
 
+def device_defaults(model, cpu: dict, gpu: dict) -> dict:
+    """A drafter's defaults for where the target runs: on a CPU every extra token in a forward
+    costs time, on a GPU it is nearly free, so the two sets differ (see docs/methods.md)."""
+    return gpu if next(model.parameters()).device.type == "cuda" else cpu
+
+
 @dataclass
 class DecodingConfig:
     """One target distribution for every method: temperature, then top-k, then top-p."""

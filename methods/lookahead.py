@@ -44,7 +44,7 @@ from typing import Any, Optional
 
 import torch
 
-from methods.drafter import DraftSession, Drafter, StepResult
+from methods.drafter import DraftSession, Drafter, StepResult, device_defaults
 from methods.tree import DraftTree
 
 # Spec-Bench runs N=5, W=7, G=7 (28 window tokens + up to 28 guess tokens per forward). On a
@@ -210,8 +210,7 @@ class LookaheadDrafter(Drafter):
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "LookaheadDrafter":
-        on_gpu = next(model.parameters()).device.type == "cuda"
-        defaults = GPU_DEFAULTS if on_gpu else CPU_DEFAULTS
+        defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
 
         def pick(name):
             value = getattr(args, f"lookahead_{name}", None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from methods.drafter import Drafter
+from methods.drafter import Drafter, device_defaults
 from methods.tree import DraftTree
 
 # Defaults chosen per device: on a CPU a forward over 11 tokens costs ~2x a 1-token forward, so
@@ -70,8 +70,7 @@ class PromptLookupDrafter(Drafter):
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "PromptLookupDrafter":
-        on_gpu = next(model.parameters()).device.type == "cuda"
-        defaults = GPU_DEFAULTS if on_gpu else CPU_DEFAULTS
+        defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
         return cls(
             max_ngram=args.pld_max_ngram or defaults["max_ngram"],
             num_pred=args.pld_num_pred or defaults["num_pred"],

@@ -35,7 +35,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from methods.drafter import DraftSession, Drafter, StepResult
+from methods.drafter import DraftSession, Drafter, StepResult, device_defaults
 from methods.tree import DraftTree
 
 # How often the root's rank-r successor was the committed token, measured on the embedded model
@@ -148,8 +148,7 @@ class TokenRecyclingDrafter(Drafter):
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "TokenRecyclingDrafter":
-        on_gpu = next(model.parameters()).device.type == "cuda"
-        defaults = GPU_DEFAULTS if on_gpu else CPU_DEFAULTS
+        defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
 
         def pick(name):
             value = getattr(args, f"recycling_{name}", None)

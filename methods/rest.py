@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from methods.drafter import Drafter
+from methods.drafter import Drafter, device_defaults
 from methods.rest_datastore import Datastore, default_datastore, read_datastore, retrieve
 from methods.tree import DraftTree
 
@@ -77,8 +77,7 @@ class RestDrafter(Drafter):
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "RestDrafter":
-        on_gpu = next(model.parameters()).device.type == "cuda"
-        defaults = GPU_DEFAULTS if on_gpu else CPU_DEFAULTS
+        defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
 
         def pick(name):
             value = getattr(args, f"rest_{name}", None)

@@ -22,12 +22,12 @@ from typing import Optional
 import torch
 from transformers import DynamicCache
 
-from methods.drafter import Drafter, DraftSession, StepResult
+from methods.drafter import Drafter, DraftSession, StepResult, device_defaults
 from methods.sampling import sample, target_probs
 from methods.tree import DraftTree
 
-CPU_DEFAULT_GAMMA = 3
-GPU_DEFAULT_GAMMA = 5
+CPU_DEFAULTS = {"gamma": 3}
+GPU_DEFAULTS = {"gamma": 5}
 
 
 class TokenizerMismatchError(ValueError):
@@ -154,8 +154,8 @@ class DraftModelDrafter(Drafter):
                            help="SpS draft model: a local folder, hub id or .gguf file sharing the "
                                 "target's tokenizer, or self:N for the target's first N layers")
         group.add_argument("--sps-gamma", type=int, default=None,
-                           help=f"draft tokens per step (default: {CPU_DEFAULT_GAMMA} on CPU, "
-                                f"{GPU_DEFAULT_GAMMA} on GPU; the start value for the heuristic schedule)")
+                           help=f"draft tokens per step (default: {CPU_DEFAULTS['gamma']} on CPU, "
+                                f"{GPU_DEFAULTS['gamma']} on GPU; the start value for the heuristic schedule)")
         group.add_argument("--sps-schedule", choices=["constant", "heuristic"], default="constant",
                            help="constant gamma, or transformers 4.37's heuristic (+2 when all "
                                 "drafts are accepted, else -1)")
@@ -180,6 +180,5 @@ class DraftModelDrafter(Drafter):
             loaded = load_model(path, dtype=dtype_name, device=str(device))
             check_same_tokenizer(tokenizer, loaded.tokenizer)
             draft = loaded.model
-        on_gpu = next(model.parameters()).device.type == "cuda"
-        gamma = args.sps_gamma or (GPU_DEFAULT_GAMMA if on_gpu else CPU_DEFAULT_GAMMA)
+        gamma = args.sps_gamma or device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)["gamma"]
         return cls(draft, gamma=gamma, schedule=args.sps_schedule, drafter_path=path)
