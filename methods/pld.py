@@ -17,14 +17,18 @@ from methods.drafter import Drafter, device_defaults
 from methods.tree import DraftTree
 
 # Defaults chosen per device: on a CPU a forward over 11 tokens costs ~2x a 1-token forward, so
-# long drafts that are mostly rejected lose time; on a GPU extra tokens are nearly free.
-CPU_DEFAULTS = {"max_ngram": 3, "num_pred": 10}
-GPU_DEFAULTS = {"max_ngram": 3, "num_pred": 10}
+# drafts that are mostly rejected lose time; on a GPU extra tokens are nearly free. A match on a
+# single token is the weakest evidence and its drafts are mostly rejected, so on the CPU only
+# matches of 2 or 3 tokens draft (measured in docs/methods.md: 1.17x -> 1.39x on development
+# prompts, with 2.5 instead of 5.7 tokens per forward).
+CPU_DEFAULTS = {"max_ngram": 3, "min_ngram": 2, "num_pred": 10}
+GPU_DEFAULTS = {"max_ngram": 3, "min_ngram": 1, "num_pred": 10}
 
 
-def find_continuation(seq: np.ndarray, max_ngram: int, num_pred: int, allow_short: bool) -> np.ndarray:
+def find_continuation(seq: np.ndarray, max_ngram: int, num_pred: int, allow_short: bool,
+                      min_ngram: int = 1) -> np.ndarray:
     length = len(seq)
-    for n in range(min(max_ngram, length - 1), 0, -1):
+    for n in range(min(max_ngram, length - 1), min_ngram - 1, -1):
         tail = seq[length - n:]
         # Candidate starts s < length - n (the tail itself is excluded) whose n-gram equals the tail.
         windows = sliding_window_view(seq[: length - 1], n)
@@ -41,10 +45,14 @@ def find_continuation(seq: np.ndarray, max_ngram: int, num_pred: int, allow_shor
 class PromptLookupDrafter(Drafter):
     name = "pld"
 
-    def __init__(self, max_ngram: int = 3, num_pred: int = 10, allow_short: bool = False) -> None:
+    def __init__(self, max_ngram: int = 3, num_pred: int = 10, allow_short: bool = False,
+                 min_ngram: int = 1) -> None:
         if max_ngram < 1 or num_pred < 1:
             raise ValueError("PLD needs --pld-max-ngram >= 1 and --pld-num-pred >= 1")
+        if not 1 <= min_ngram <= max_ngram:
+            raise ValueError("PLD needs 1 <= --pld-min-ngram <= --pld-max-ngram")
         self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
         self.num_pred = num_pred
         self.allow_short = allow_short
 
@@ -52,18 +60,25 @@ class PromptLookupDrafter(Drafter):
         if max_depth < 1:
             return DraftTree.empty()
         seq = np.asarray(context, dtype=np.int64)
-        draft = find_continuation(seq, self.max_ngram, self.num_pred, self.allow_short)
+        draft = find_continuation(seq, self.max_ngram, self.num_pred, self.allow_short,
+                                  self.min_ngram)
         return DraftTree.chain(draft[:max_depth].tolist())
 
     def params(self) -> dict:
-        return {"max_ngram": self.max_ngram, "num_pred": self.num_pred, "allow_short": self.allow_short}
+        return {"max_ngram": self.max_ngram, "min_ngram": self.min_ngram, "num_pred": self.num_pred, "allow_short": self.allow_short}
 
     @classmethod
     def add_arguments(cls, group) -> None:
         group.add_argument("--pld-max-ngram", type=int, default=None,
-                           help="longest n-gram to look up (default: 3)")
+                           help=f"longest n-gram to look up (default: {CPU_DEFAULTS['max_ngram']} on CPU, "
+                                f"{GPU_DEFAULTS['max_ngram']} on GPU)")
+        group.add_argument("--pld-min-ngram", type=int, default=None,
+                           help="shortest n-gram to look up; 1 (Spec-Bench) also drafts after a "
+                                f"single-token match (default: {CPU_DEFAULTS['min_ngram']} on CPU, "
+                                f"{GPU_DEFAULTS['min_ngram']} on GPU)")
         group.add_argument("--pld-num-pred", type=int, default=None,
-                           help="draft tokens copied after a match (default: 10)")
+                           help=f"draft tokens copied after a match (default: {CPU_DEFAULTS['num_pred']} on CPU, "
+                                f"{GPU_DEFAULTS['num_pred']} on GPU)")
         group.add_argument("--pld-allow-short", action="store_true",
                            help="also propose continuations shorter than --pld-num-pred "
                                 "(Spec-Bench requires a full one)")
@@ -73,6 +88,7 @@ class PromptLookupDrafter(Drafter):
         defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
         return cls(
             max_ngram=args.pld_max_ngram or defaults["max_ngram"],
+            min_ngram=args.pld_min_ngram or defaults["min_ngram"],
             num_pred=args.pld_num_pred or defaults["num_pred"],
             allow_short=args.pld_allow_short,
         )

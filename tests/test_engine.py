@@ -41,9 +41,10 @@ def test_baseline_equals_transformers_generate(model, engine):
 @pytest.mark.parametrize("make_drafter", [
     lambda m: PromptLookupDrafter(max_ngram=3, num_pred=5),
     lambda m: PromptLookupDrafter(max_ngram=2, num_pred=3, allow_short=True),
+    lambda m: PromptLookupDrafter(max_ngram=3, min_ngram=2, num_pred=4),
     lambda m: DraftModelDrafter(truncated_self_draft(m, 1), gamma=4),
     lambda m: DraftModelDrafter(truncated_self_draft(m, 2), gamma=3, schedule="heuristic"),
-], ids=["pld", "pld-short", "sps-self1", "sps-self2-heuristic"])
+], ids=["pld", "pld-short", "pld-min2", "sps-self1", "sps-self2-heuristic"])
 def test_chain_drafters_greedy_equal_baseline(model, engine, make_drafter):
     config = DecodingConfig(max_new_tokens=40)
     drafter = make_drafter(model)
@@ -186,6 +187,17 @@ def test_pld_finds_earliest_longest_match():
     seq = np.array([4, 5, 6, 4, 5])
     assert find_continuation(seq, 2, 4, allow_short=False).tolist() == []
     assert find_continuation(seq, 2, 4, allow_short=True).tolist() == [6, 4, 5]
+
+
+def test_pld_min_ngram_skips_single_token_matches():
+    import numpy as np
+
+    # The tail [.., 8, 5] matches only on its last token (5 at index 1).
+    seq = np.array([3, 5, 6, 7, 8, 5])
+    assert find_continuation(seq, 3, 2, allow_short=False).tolist() == [6, 7]
+    assert find_continuation(seq, 3, 2, allow_short=False, min_ngram=2).tolist() == []
+    with pytest.raises(ValueError, match="min-ngram"):
+        PromptLookupDrafter(max_ngram=2, min_ngram=3)
 
 
 def test_draft_tree_from_paths_merges_prefixes():

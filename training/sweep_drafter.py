@@ -34,6 +34,26 @@ DEV_PROMPTS = [
     "Write a Python function that counts the words in a string.",
     "Why do leaves change colour in the autumn?",
     "Write a short note inviting a colleague to a farewell lunch on Friday.",
+    # Prompts that carry a context, like the summarization / RAG / translation groups, where
+    # copy-based drafters (PLD, REST) find most of their matches. Written for this script.
+    "Summarize the following notice in two sentences.\n\nThe town library will close its north "
+    "wing from 3 March to 28 April while the roof is replaced. During the works, the children's "
+    "section moves to the community hall on Mill Street, which opens from 9 am to 5 pm on weekdays "
+    "and from 10 am to 2 pm on Saturdays. Books can still be returned through the drop box at the "
+    "main entrance, and loans that fall due during the closure are extended automatically until "
+    "the end of May. The reading room and the public computers in the south wing stay open as "
+    "usual. Volunteers who help with the move on 1 and 2 March receive a free annual membership.",
+    "Translate German to English: Der Zug nach Hamburg fährt heute wegen Bauarbeiten zwanzig "
+    "Minuten später ab. Reisende mit Anschluss in Hannover sollten ihre Verbindung prüfen. Der "
+    "Speisewagen ist geöffnet, und Getränke werden auch am Platz angeboten.",
+    "Answer the question using the passage.\n\nPassage: The harbour crane at Eastport was built "
+    "in 1912 to unload timber ships. It was driven by steam until 1954, when an electric motor "
+    "replaced the boiler. The crane stopped working in 1981 after the timber trade moved to a "
+    "deeper port, and a local society restored it as a museum piece in 2003. Today visitors can "
+    "climb to the driver's cabin on the first Sunday of each month.\n\nQuestion: What powered "
+    "the crane before 1954, and why did it stop working in 1981?",
+    "A baker makes 36 rolls an hour and works for 5 hours. She sells the rolls in bags of 6 at "
+    "2 dollars a bag. How much money does she make if she sells every roll? Show your steps.",
 ]
 
 
