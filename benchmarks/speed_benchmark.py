@@ -61,6 +61,27 @@ def method_args(extra: dict) -> SimpleNamespace:
     return SimpleNamespace(**defaults)
 
 
+def make_drafter(spec: str, drafter_path: str, model, tokenizer):
+    """A drafter from NAME or NAME:dest=value:..., with the device defaults for the rest."""
+    name, *options = spec.split(":")
+    extra = {"drafter_path": drafter_path}
+    known = vars(method_args({}))
+    for option in options:
+        dest, _, value = option.partition("=")
+        if not dest or not value:
+            raise SystemExit(f"bad method option {option!r} in {spec!r}: expected dest=value")
+        if dest not in known:
+            raise SystemExit(f"unknown option {dest!r} in {spec!r}; the runner's options are: "
+                             + ", ".join(sorted(known)))
+        extra[dest] = {"true": True, "false": False}.get(value.lower(), value)
+        if isinstance(extra[dest], str):
+            try:
+                extra[dest] = int(value)
+            except ValueError:
+                pass
+    return drafter_class(name).from_args(method_args(extra), model, tokenizer)
+
+
 def bootstrap_ratio(ours_tokens, ours_time, base_tokens, base_time, rounds=2000, seed=0):
     rng = np.random.default_rng(seed)
     n = len(ours_tokens)
@@ -73,7 +94,13 @@ def bootstrap_ratio(ours_tokens, ours_time, base_tokens, base_time, rounds=2000,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", required=True, help="Spec-Bench question.jsonl")
-    parser.add_argument("--methods", default="vanilla,hf,pld,hf_pld", help="comma-separated, first = baseline")
+    parser.add_argument("--methods", default="vanilla,hf,pld,hf_pld",
+                        help="comma-separated, first = baseline. A method may carry runner options "
+                             "as NAME:dest=value:dest=value (argparse dest names, e.g. "
+                             "pld:pld_min_ngram=1), to compare a configuration with the defaults")
+    parser.add_argument("--pairs", default="vanilla/hf,pld/hf_pld",
+                        help="extra paired comparisons A/B (A's tokens/s over B's, with a 95%% "
+                             "bootstrap interval), printed when both are in --methods")
     parser.add_argument("--model-path", default=EMBEDDED)
     parser.add_argument("--per-group", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -92,8 +119,7 @@ def main() -> int:
                             stop_strings=conv.stop_strings)
     stop_ids = sorted(conv.stop_token_ids)
     methods = args.methods.split(",")
-    margs = method_args({"drafter_path": args.drafter_path})
-    drafters = {m: drafter_class(m).from_args(margs, model, tokenizer)
+    drafters = {m: make_drafter(m, args.drafter_path, model, tokenizer)
                 for m in methods if m not in ("hf", "hf_pld")}
 
     def run(method: str, prompt: list[int]) -> tuple[list[int], float, list[int]]:
@@ -148,6 +174,15 @@ def main() -> int:
                       "equal": results[m]["equal"], "prompts": len(t)}
         print(f"{m:10s} {t.sum() / s.sum():7.2f} {ratio:9.3f}x [{low:5.3f}, {high:5.3f}] {mat:5.2f} "
               f"{results[m]['equal']:3d}/{len(t)}")
+    pairs = [pair.split("/", 1) for pair in filter(None, args.pairs.split(","))]
+    for a, b in pairs:
+        if a in results and b in results:
+            ta, sa = np.array(results[a]["tokens"], float), np.array(results[a]["time"], float)
+            tb, sb = np.array(results[b]["tokens"], float), np.array(results[b]["time"], float)
+            ratio = (ta.sum() / sa.sum()) / (tb.sum() / sb.sum())
+            low, high = bootstrap_ratio(ta, sa, tb, sb)
+            summary[f"{a} vs {b}"] = {"ratio": ratio, "ci": [low, high]}
+            print(f"{a} vs {b}: {ratio:.3f}x [{low:.3f}, {high:.3f}]")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak resident memory of this process: {peak_mib:.0f} MiB")
     if args.json:
