@@ -1,14 +1,17 @@
 """Everything the app reads from the results database, as plain rows and data frames.
 
 The app never touches the ORM itself: each page asks one function here. A leaderboard row is the
-newest speed comparison of one method for a selection (device, model, dtype, temperature,
-bench), where the selection is read off the comparison's method run.
+newest speed comparison of one method configuration (method name and parameters) for a selection
+(device, model, dtype, temperature, bench), where the selection is read off the comparison's
+method run. Two configurations of one method get two rows, labelled by the parameters in which
+they differ, rather than the older silently disappearing.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Optional
@@ -57,7 +60,7 @@ SELECTION_FIELDS: tuple[str, ...] = ("device_name", "model", "dtype", "temperatu
 
 @dataclass
 class LeaderboardRow:
-    method: str
+    method: str  # display name: the method, with its differing parameters if it has several rows
     comparison_id: int
     method_run_id: int
     method_run_ids: list[int]
@@ -100,10 +103,34 @@ def _newest_comparison_per_method(session: Session, selection: Selection) -> lis
                  selectinload(SpeedComparison.base_run))
         .order_by(SpeedComparison.created.desc(), SpeedComparison.id.desc())
     )
-    newest: dict[str, SpeedComparison] = {}
+    newest: dict[tuple[str, str], SpeedComparison] = {}
     for comparison in session.scalars(stmt):
-        newest.setdefault(comparison.method_run.method, comparison)
+        newest.setdefault(_configuration_key(comparison.method_run), comparison)
     return list(newest.values())
+
+
+def _configuration_key(run: Run) -> tuple[str, str]:
+    return run.method, json.dumps(run.method_params or {}, sort_keys=True, default=str)
+
+
+def configuration_labels(runs: list[Run]) -> dict[tuple[str, str], str]:
+    """A display name per method configuration: the bare method name when the method has one
+    configuration here, else the name followed by the parameters that differ between them."""
+    by_method: dict[str, dict[str, dict]] = defaultdict(dict)
+    for run in runs:
+        by_method[run.method][_configuration_key(run)[1]] = run.method_params or {}
+    labels = {}
+    for method, configurations in by_method.items():
+        if len(configurations) == 1:
+            labels.update({(method, key): method for key in configurations})
+            continue
+        names = sorted({name for params in configurations.values() for name in params})
+        differing = [n for n in names if len({json.dumps(p.get(n), sort_keys=True, default=str)
+                                              for p in configurations.values()}) > 1]
+        for key, params in configurations.items():
+            shown = ", ".join(f"{n}={params.get(n)}" for n in differing)
+            labels[(method, key)] = f"{method} ({shown})"
+    return labels
 
 
 def _equality_of(session: Session, run_id: int, base_run_id: int) -> Optional[EqualityCheck]:
@@ -114,11 +141,11 @@ def _equality_of(session: Session, run_id: int, base_run_id: int) -> Optional[Eq
     )
 
 
-def _row_of(session: Session, comparison: SpeedComparison) -> LeaderboardRow:
+def _row_of(session: Session, comparison: SpeedComparison, label: str) -> LeaderboardRow:
     by_subtask = {result.subtask: result for result in comparison.subtasks}
     overall = by_subtask.get(OVERALL)
     row = LeaderboardRow(
-        method=comparison.method_run.method,
+        method=label,
         comparison_id=comparison.id,
         method_run_id=comparison.method_run_id,
         method_run_ids=list(comparison.method_run_ids or [comparison.method_run_id]),
@@ -150,8 +177,10 @@ def _overall_sort_key(row: LeaderboardRow) -> tuple:
 
 
 def leaderboard_rows(session: Session, selection: Selection) -> list[LeaderboardRow]:
-    """One row per method (its newest comparison), best overall speedup first."""
-    rows = [_row_of(session, c) for c in _newest_comparison_per_method(session, selection)]
+    """One row per method configuration (its newest comparison), best overall speedup first."""
+    comparisons = _newest_comparison_per_method(session, selection)
+    labels = configuration_labels([c.method_run for c in comparisons])
+    rows = [_row_of(session, c, labels[_configuration_key(c.method_run)]) for c in comparisons]
     return sorted(rows, key=_overall_sort_key)
 
 
