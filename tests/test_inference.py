@@ -104,7 +104,8 @@ def test_crash_cut_line_is_kept_aside_not_lost(tiny_folder, questions, tmp_path)
 
 
 @pytest.mark.parametrize("argv_extra, message", [
-    (["--method", "nonsense"], "invalid choice"),
+    (["--method", "nonsense"], "unknown method nonsense; available: vanilla"),
+    (["--method", "vanilla,nonsense"], "unknown method nonsense"),
 ])
 def test_unknown_method_is_a_clear_usage_error(argv_extra, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -152,3 +153,46 @@ def test_sampling_run_is_reproducible_per_seed(tiny_folder, questions, tmp_path)
         assert run(tiny_folder, questions, answer, "pld", "--temperature", "0.9", "--seed", "3") == 0
         outs.append([r["choices"][0]["token_ids"] for r in read(answer)])
     assert outs[0] == outs[1]
+
+
+def test_several_methods_run_interleaved_into_one_file_each(tiny_folder, questions, tmp_path):
+    argv = ["--model-path", str(tiny_folder), "--dtype", "float64", "--device", "cpu",
+            "--question-file", str(questions), "--answer-dir", str(tmp_path),
+            "--model-id", "tiny-{method}", "--max-new-tokens", "24", "--warmup", "1", "--no-progress"]
+    assert main(["--method", "vanilla,pld,sps", "--drafter-path", "self:1", *argv]) == 0
+    files = {m: tmp_path / f"tiny-{m}.jsonl" for m in ("vanilla", "pld", "sps")}
+    results = {m: read(path) for m, path in files.items()}
+    for method, records in results.items():
+        assert [r["question_id"] for r in records] == [1, 2, 3]
+        assert {r["method"] for r in records} == {method}
+        assert {r["model_id"] for r in records} == {f"tiny-{method}"}
+        for record, ref in zip(records, results["vanilla"]):
+            assert record["choices"][0]["token_ids"] == ref["choices"][0]["token_ids"]
+    # Interleaved: question 2's answers were all written after every answer to question 1.
+    stamps = {m: {r["question_id"]: r["tstamp"] for r in rs} for m, rs in results.items()}
+    assert max(s[1] for s in stamps.values()) < min(s[2] for s in stamps.values())
+
+    # A method that lost a question re-answers only that one; the others are left alone.
+    kept = files["pld"].read_text().splitlines()
+    files["pld"].write_text("\n".join(line for line in kept if '"question_id": 2' not in line) + "\n")
+    before = {m: p.read_text() for m, p in files.items() if m != "pld"}
+    assert main(["--method", "vanilla,pld,sps", "--drafter-path", "self:1", *argv]) == 0
+    assert [r["question_id"] for r in read(files["pld"])] == [1, 2, 3]
+    assert {m: p.read_text() for m, p in files.items() if m != "pld"} == before
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model-id", "fixed-name"], "{method}"),
+    (["--answer-file", "one.jsonl"], "{method}"),
+])
+def test_several_methods_need_one_answer_file_each(tiny_folder, questions, extra, message, capsys):
+    argv = ["--method", "vanilla,pld", "--model-path", str(tiny_folder), "--question-file",
+            str(questions), *extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_method_listed_twice_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["--method", "pld,pld"])
+    assert "listed twice" in capsys.readouterr().err
