@@ -1,6 +1,6 @@
 """Interleaved speed benchmark of the baseline and methods against transformers' own generate.
 
-    python benchmarks/speed_benchmark.py --questions ../shared/spec_bench/question.jsonl \
+    python benchmarks/speed_benchmark.py --questions data/spec_bench/question.jsonl \
         --methods vanilla,hf,pld,hf_pld --per-group 3 --max-new-tokens 128
 
 Prompts: the first ``--per-group`` questions of each Spec-Bench group (mt_bench first turns,
