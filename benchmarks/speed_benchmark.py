@@ -24,7 +24,6 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,35 +50,14 @@ def pick_prompts(path: str, per_group: int) -> list[tuple[str, str]]:
     return [item for g in GROUPS for item in chosen[g]]
 
 
-def method_args(extra: dict) -> SimpleNamespace:
-    """Every method option at its default (None = the drafter's device default)."""
+def make_drafter(spec: str, drafter_path: str, model, tokenizer):
+    """A drafter from NAME or NAME:--option=value:--flag, read by the runner's own parser so that
+    option names, types and checks are the runner's; unset options take the device defaults."""
     from evaluation.inference import build_parser
 
-    parser = build_parser()
-    defaults = {a.dest: a.default for a in parser._actions if a.dest not in ("help",)}
-    defaults.update(extra)
-    return SimpleNamespace(**defaults)
-
-
-def make_drafter(spec: str, drafter_path: str, model, tokenizer):
-    """A drafter from NAME or NAME:dest=value:..., with the device defaults for the rest."""
     name, *options = spec.split(":")
-    extra = {"drafter_path": drafter_path}
-    known = vars(method_args({}))
-    for option in options:
-        dest, _, value = option.partition("=")
-        if not dest or not value:
-            raise SystemExit(f"bad method option {option!r} in {spec!r}: expected dest=value")
-        if dest not in known:
-            raise SystemExit(f"unknown option {dest!r} in {spec!r}; the runner's options are: "
-                             + ", ".join(sorted(known)))
-        extra[dest] = {"true": True, "false": False}.get(value.lower(), value)
-        if isinstance(extra[dest], str):
-            try:
-                extra[dest] = int(value)
-            except ValueError:
-                pass
-    return drafter_class(name).from_args(method_args(extra), model, tokenizer)
+    args = build_parser().parse_args(["--method", name, "--drafter-path", drafter_path, *options])
+    return drafter_class(name).from_args(args, model, tokenizer)
 
 
 def bootstrap_ratio(ours_tokens, ours_time, base_tokens, base_time, rounds=2000, seed=0):
@@ -96,8 +74,8 @@ def main() -> int:
     parser.add_argument("--questions", required=True, help="Spec-Bench question.jsonl")
     parser.add_argument("--methods", default="vanilla,hf,pld,hf_pld",
                         help="comma-separated, first = baseline. A method may carry runner options "
-                             "as NAME:dest=value:dest=value (argparse dest names, e.g. "
-                             "pld:pld_min_ngram=1), to compare a configuration with the defaults")
+                             "as NAME:--option=value:--flag (e.g. pld:--pld-min-ngram=1), to "
+                             "compare a configuration with the defaults")
     parser.add_argument("--pairs", default="vanilla/hf,pld/hf_pld",
                         help="extra paired comparisons A/B (A's tokens/s over B's, with a 95%% "
                              "bootstrap interval), printed when both are in --methods")
@@ -161,26 +139,27 @@ def main() -> int:
         line = " ".join(f"{m}={results[m]['tokens'][-1] / results[m]['time'][-1]:.1f}" for m in methods)
         print(f"[{i + 1:2d}/{len(encoded)}] {group:15s} tok/s {line}", flush=True)
 
-    base = results[methods[0]]
-    bt, bs = np.array(base["tokens"], float), np.array(base["time"], float)
+    def paired_ratio(a: str, b: str) -> tuple[float, float, float]:
+        """a's tokens/s over b's on the same prompts, with a 95% bootstrap interval."""
+        ta, sa = np.array(results[a]["tokens"], float), np.array(results[a]["time"], float)
+        tb, sb = np.array(results[b]["tokens"], float), np.array(results[b]["time"], float)
+        low, high = bootstrap_ratio(ta, sa, tb, sb)
+        return (ta.sum() / sa.sum()) / (tb.sum() / sb.sum()), low, high
+
     print(f"\n{'method':10s} {'tok/s':>7s} {'vs ' + methods[0]:>10s} {'95% CI':>15s} {'MAT':>5s} {'equal':>7s}")
     summary = {}
     for m in methods:
-        t, s = np.array(results[m]["tokens"], float), np.array(results[m]["time"], float)
-        ratio = (t.sum() / s.sum()) / (bt.sum() / bs.sum())
-        low, high = bootstrap_ratio(t, s, bt, bs)
+        tokens_per_s = sum(results[m]["tokens"]) / sum(results[m]["time"])
+        ratio, low, high = paired_ratio(m, methods[0])
         mat = float(np.mean(results[m]["accept"])) if results[m]["accept"] else float("nan")
-        summary[m] = {"tokens_per_s": t.sum() / s.sum(), "ratio": ratio, "ci": [low, high], "mat": mat,
-                      "equal": results[m]["equal"], "prompts": len(t)}
-        print(f"{m:10s} {t.sum() / s.sum():7.2f} {ratio:9.3f}x [{low:5.3f}, {high:5.3f}] {mat:5.2f} "
-              f"{results[m]['equal']:3d}/{len(t)}")
-    pairs = [pair.split("/", 1) for pair in filter(None, args.pairs.split(","))]
-    for a, b in pairs:
+        prompts = len(results[m]["tokens"])
+        summary[m] = {"tokens_per_s": tokens_per_s, "ratio": ratio, "ci": [low, high], "mat": mat,
+                      "equal": results[m]["equal"], "prompts": prompts}
+        print(f"{m:10s} {tokens_per_s:7.2f} {ratio:9.3f}x [{low:5.3f}, {high:5.3f}] {mat:5.2f} "
+              f"{results[m]['equal']:3d}/{prompts}")
+    for a, b in (pair.split("/", 1) for pair in filter(None, args.pairs.split(","))):
         if a in results and b in results:
-            ta, sa = np.array(results[a]["tokens"], float), np.array(results[a]["time"], float)
-            tb, sb = np.array(results[b]["tokens"], float), np.array(results[b]["time"], float)
-            ratio = (ta.sum() / sa.sum()) / (tb.sum() / sb.sum())
-            low, high = bootstrap_ratio(ta, sa, tb, sb)
+            ratio, low, high = paired_ratio(a, b)
             summary[f"{a} vs {b}"] = {"ratio": ratio, "ci": [low, high]}
             print(f"{a} vs {b}: {ratio:.3f}x [{low:.3f}, {high:.3f}]")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -217,13 +217,12 @@ def run(args) -> int:
     environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
     environment["tree_attention"] = engine.supports_tree_attention()
 
+    answer_dir = Path(args.answer_dir) if args.answer_dir else REPO_ROOT / "data" / args.bench_name / "model_answer"
     lanes = []
     for method in args.method:
         drafter = drafter_class(method).from_args(args, model, tokenizer)
         model_id = (args.model_id.replace("{method}", method) if args.model_id
                     else default_model_id(args, loaded.dtype, method))
-        answer_dir = (Path(args.answer_dir) if args.answer_dir
-                      else REPO_ROOT / "data" / args.bench_name / "model_answer")
         answer_file = Path(args.answer_file) if args.answer_file else answer_dir / f"{model_id}.jsonl"
         common = {
             "model_id": model_id, "method": method, "method_params": drafter.params(),

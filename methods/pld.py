@@ -65,7 +65,8 @@ class PromptLookupDrafter(Drafter):
         return DraftTree.chain(draft[:max_depth].tolist())
 
     def params(self) -> dict:
-        return {"max_ngram": self.max_ngram, "min_ngram": self.min_ngram, "num_pred": self.num_pred, "allow_short": self.allow_short}
+        return {"max_ngram": self.max_ngram, "min_ngram": self.min_ngram, "num_pred": self.num_pred,
+                "allow_short": self.allow_short}
 
     @classmethod
     def add_arguments(cls, group) -> None:
