@@ -69,7 +69,7 @@ fi
 # resolved here the same way the runner resolves it.
 RESOLVED_DTYPE=$($PYTHON - "$DTYPE" "$DEVICE" <<'PY'
 import sys
-from methods.model_loading import ModelLoadError, resolve_device, resolve_dtype
+from methods.core.model_loading import ModelLoadError, resolve_device, resolve_dtype
 try:
     print(str(resolve_dtype(sys.argv[1], resolve_device(sys.argv[2]))).removeprefix("torch."))
 except ModelLoadError as error:

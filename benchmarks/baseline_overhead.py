@@ -19,10 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 from transformers import DynamicCache
 
-from methods.drafter import DecodingConfig
-from methods.engine import SpeculativeEngine
-from methods.model_loading import EMBEDDED, load_model
-from methods.vanilla import VanillaDrafter
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
+from methods.core.model_loading import EMBEDDED, load_model
+from methods.drafters.vanilla import VanillaDrafter
 
 PROMPT = "Explain how a bicycle pump pushes air into a tyre."
 

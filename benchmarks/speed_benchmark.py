@@ -33,9 +33,9 @@ import torch
 from evaluation.conversation import new_conversation
 from evaluation.questions import load_questions
 from evaluation.subtasks import subtask_of
-from methods.drafter import DecodingConfig
-from methods.engine import SpeculativeEngine
-from methods.model_loading import EMBEDDED, load_model
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
+from methods.core.model_loading import EMBEDDED, load_model
 from methods.registry import drafter_class
 
 GROUPS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")

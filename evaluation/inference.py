@@ -37,9 +37,9 @@ from evaluation.answer_file import answered_ids, append_answer, finalise_answer_
 from evaluation.conversation import new_conversation
 from evaluation.environment import describe_environment
 from evaluation.questions import QuestionFileError, load_questions, question_file_for_bench
-from methods.drafter import DecodingConfig
-from methods.engine import SpeculativeEngine
-from methods.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, ModelLoadError, load_model
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
+from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, ModelLoadError, load_model
 from methods.registry import available_methods, drafter_class
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 
 METHODS: dict[str, str] = {
-    "vanilla": "methods.vanilla:VanillaDrafter",
-    "sps": "methods.sps:DraftModelDrafter",
-    "pld": "methods.pld:PromptLookupDrafter",
+    "vanilla": "methods.drafters.vanilla:VanillaDrafter",
+    "sps": "methods.drafters.sps:DraftModelDrafter",
+    "pld": "methods.drafters.pld:PromptLookupDrafter",
     # Training-free methods of the second wave register below this line.
-    "lookahead": "methods.lookahead:LookaheadDrafter",
-    "rest": "methods.rest:RestDrafter",
-    "recycling": "methods.recycling:TokenRecyclingDrafter",
+    "lookahead": "methods.drafters.lookahead:LookaheadDrafter",
+    "rest": "methods.drafters.rest:RestDrafter",
+    "recycling": "methods.drafters.recycling:TokenRecyclingDrafter",
 }
 
 

@@ -6,10 +6,10 @@ import random
 
 import torch
 
-from methods.drafter import DecodingConfig, Drafter
-from methods.engine import SpeculativeEngine
-from methods.tree import DraftTree
-from methods.vanilla import VanillaDrafter
+from methods.core.drafter import DecodingConfig, Drafter
+from methods.core.engine import SpeculativeEngine
+from methods.core.tree import DraftTree
+from methods.drafters.vanilla import VanillaDrafter
 
 
 def baseline(engine: SpeculativeEngine, prompt: list[int], config: DecodingConfig) -> list[int]:

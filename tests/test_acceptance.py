@@ -14,12 +14,12 @@ from collections import Counter
 import pytest
 import torch
 
-from methods.acceptance import accept_greedy, accept_sampling
-from methods.drafter import DecodingConfig
-from methods.engine import SpeculativeEngine
-from methods.sampling import target_probs
-from methods.tree import DraftTree
-from methods.vanilla import VanillaDrafter
+from methods.core.acceptance import accept_greedy, accept_sampling
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
+from methods.core.sampling import target_probs
+from methods.core.tree import DraftTree
+from methods.drafters.vanilla import VanillaDrafter
 from tests.engine_helpers import RandomTreeDrafter
 from tests.tiny_model import make_tiny_llama
 

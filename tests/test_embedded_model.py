@@ -18,7 +18,7 @@ pytestmark = [
 
 
 def test_cached_conversion_loads_in_seconds():
-    from methods.model_loading import load_model
+    from methods.core.model_loading import load_model
 
     load_model()  # converts once if the cache is cold
     start = time.perf_counter()

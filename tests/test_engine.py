@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-import methods.engine as engine_module
-from methods.drafter import DecodingConfig
-from methods.engine import SpeculativeEngine
-from methods.pld import PromptLookupDrafter, find_continuation
-from methods.sps import DraftModelDrafter, truncated_self_draft
-from methods.tree import DraftTree
-from methods.vanilla import VanillaDrafter
+import methods.core.engine as engine_module
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
+from methods.drafters.pld import PromptLookupDrafter, find_continuation
+from methods.drafters.sps import DraftModelDrafter, truncated_self_draft
+from methods.core.tree import DraftTree
+from methods.drafters.vanilla import VanillaDrafter
 from tests.engine_helpers import RandomTreeDrafter, baseline, random_prompts
 from tests.tiny_model import make_tiny_llama
 

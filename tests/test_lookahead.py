@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from methods.drafter import DecodingConfig, DraftSession, StepResult
-from methods.engine import SpeculativeEngine
-from methods.lookahead import CPU_DEFAULTS, LookaheadDrafter, NgramPool
-from methods.vanilla import VanillaDrafter
+from methods.core.drafter import DecodingConfig, DraftSession, StepResult
+from methods.core.engine import SpeculativeEngine
+from methods.drafters.lookahead import CPU_DEFAULTS, LookaheadDrafter, NgramPool
+from methods.drafters.vanilla import VanillaDrafter
 from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from methods.drafter import DecodingConfig, DraftSession, StepResult
-from methods.engine import SpeculativeEngine
-from methods.recycling import CPU_DEFAULTS, GPU_DEFAULTS, TokenRecyclingDrafter, tree_template
-from methods.tree import DraftTree
-from methods.vanilla import VanillaDrafter
+from methods.core.drafter import DecodingConfig, DraftSession, StepResult
+from methods.core.engine import SpeculativeEngine
+from methods.drafters.recycling import CPU_DEFAULTS, GPU_DEFAULTS, TokenRecyclingDrafter, tree_template
+from methods.core.tree import DraftTree
+from methods.drafters.vanilla import VanillaDrafter
 from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from methods.drafter import DecodingConfig
-from methods.engine import SpeculativeEngine
-from methods.rest import CPU_DEFAULTS, RestDrafter
-from methods.rest_datastore import (Datastore, build_datastore, continuations, main, match_range,
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
+from methods.drafters.rest import CPU_DEFAULTS, RestDrafter
+from methods.drafters.rest_datastore import (Datastore, build_datastore, continuations, main, match_range,
                                     read_datastore, retrieve, top_prefixes, write_datastore)
-from methods.tree import DraftTree
-from methods.vanilla import VanillaDrafter
+from methods.core.tree import DraftTree
+from methods.drafters.vanilla import VanillaDrafter
 from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97
@@ -247,8 +247,8 @@ def test_from_args_takes_cpu_defaults_and_a_datastore_file(tmp_path):
 
 @pytest.mark.embedded_model
 def test_default_datastore_is_built_from_the_bundled_corpus(tmp_path, monkeypatch):
-    from methods.model_loading import load_tokenizer
-    from methods.rest_datastore import BUNDLED_CORPUS, default_datastore
+    from methods.core.model_loading import load_tokenizer
+    from methods.drafters.rest_datastore import BUNDLED_CORPUS, default_datastore
 
     if not BUNDLED_CORPUS.is_file():
         pytest.fail("the bundled corpus data/corpus/smollm2_corpus.jsonl.gz is missing")

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N prompts (smoke tests)")
     args = parser.parse_args(argv)
 
-    from methods.model_loading import EMBEDDED_MODEL_ID, EMBEDDED, load_model
+    from methods.core.model_loading import EMBEDDED_MODEL_ID, EMBEDDED, load_model
 
     loaded = load_model(args.model_path, dtype=args.dtype, device=args.device)
     model, tokenizer = loaded.model, loaded.tokenizer

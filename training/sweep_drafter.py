@@ -20,10 +20,10 @@ from collections import Counter
 
 import torch
 
-from methods.drafter import DecodingConfig
-from methods.engine import SpeculativeEngine
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
 from methods.registry import drafter_class
-from methods.vanilla import VanillaDrafter
+from methods.drafters.vanilla import VanillaDrafter
 
 DEV_PROMPTS = [
     "Describe how to brew a good cup of coffee with a French press.",
@@ -69,7 +69,7 @@ def parse_config(text: str) -> dict:
 def make_drafter(method: str, config: dict, tokenizer):
     cls = drafter_class(method)
     if method == "rest":
-        from methods.rest_datastore import default_datastore
+        from methods.drafters.rest_datastore import default_datastore
 
         return cls(default_datastore(tokenizer), **config)
     return cls(**config)
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from methods.model_loading import load_model
+    from methods.core.model_loading import load_model
 
     loaded = load_model(args.model_path, dtype="float32", device="cpu")
     engine = SpeculativeEngine(loaded.model, loaded.tokenizer)

@@ -7,8 +7,8 @@ The engine's empty-tree path is a 1-token forward with no custom mask.
 
 from __future__ import annotations
 
-from methods.drafter import Drafter
-from methods.tree import DraftTree
+from methods.core.drafter import Drafter
+from methods.core.tree import DraftTree
 
 
 class VanillaDrafter(Drafter):

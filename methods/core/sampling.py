@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.drafter import DecodingConfig
+from methods.core.drafter import DecodingConfig
 
 
 def target_probs(logits: torch.Tensor, config: DecodingConfig) -> torch.Tensor:

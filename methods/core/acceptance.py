@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.drafter import DecodingConfig
-from methods.sampling import sample, target_probs
-from methods.tree import DraftTree
+from methods.core.drafter import DecodingConfig
+from methods.core.sampling import sample, target_probs
+from methods.core.tree import DraftTree
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Each step takes the newest tokens of the context (root included), longest first from
 ``max_token_span`` down to 2, and looks them up in a datastore of text (a suffix array, see
-methods/rest_datastore.py). For the first span that occurs, up to ``k`` occurrences are read with
+methods/drafters/rest_datastore.py). For the first span that occurs, up to ``k`` occurrences are read with
 the ``long`` tokens that followed each; the ``num_draft`` most frequent prefixes of those
 continuations form a trie, which is the draft tree. No match means an empty draft (a plain
 1-token step; Spec-Bench verifies a dummy token instead, which only costs time).
@@ -20,9 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from methods.drafter import Drafter, device_defaults
-from methods.rest_datastore import Datastore, default_datastore, read_datastore, retrieve
-from methods.tree import DraftTree
+from methods.core.drafter import Drafter, device_defaults
+from methods.drafters.rest_datastore import Datastore, default_datastore, read_datastore, retrieve
+from methods.core.tree import DraftTree
 
 # Spec-Bench: num_draft 64, spans 16 -> 2, k 5000, long 10. On the 2-core CPU a 64-node tree
 # costs ~2x a 1-token forward and the accepted length hardly grows with the trie, so the CPU
@@ -61,7 +61,7 @@ class RestDrafter(Drafter):
     @classmethod
     def add_arguments(cls, group) -> None:
         group.add_argument("--rest-datastore", type=Path, default=None,
-                           help="datastore file built by `python -m methods.rest_datastore build` "
+                           help="datastore file built by `python -m methods.drafters.rest_datastore build` "
                                 "(default: the bundled corpus's, built once and cached)")
         group.add_argument("--rest-num-draft", type=int, default=None,
                            help=f"trie nodes per step, REST's 'choices' (CPU default "

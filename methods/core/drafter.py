@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from methods.tree import DraftTree
+from methods.core.tree import DraftTree
 
 
 def device_defaults(model, cpu: dict, gpu: dict) -> dict:

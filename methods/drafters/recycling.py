@@ -35,8 +35,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from methods.drafter import DraftSession, Drafter, StepResult, device_defaults
-from methods.tree import DraftTree
+from methods.core.drafter import DraftSession, Drafter, StepResult, device_defaults
+from methods.core.tree import DraftTree
 
 # How often the root's rank-r successor was the committed token, measured on the embedded model
 # (training/sweep_drafter.py --method recycling, greedy, hot matrix; ranks 5-7 rounded up from

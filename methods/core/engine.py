@@ -22,11 +22,11 @@ from typing import Callable, Optional
 import torch
 from transformers import DynamicCache
 
-from methods.acceptance import Acceptance, accept_greedy, accept_sampling
-from methods.drafter import DecodingConfig, DraftSession, Drafter, StepResult, TurnStats
-from methods.kv_cache import compact_cache
-from methods.tree import DraftTree
-from methods.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
+from methods.core.acceptance import Acceptance, accept_greedy, accept_sampling
+from methods.core.drafter import DecodingConfig, DraftSession, Drafter, StepResult, TurnStats
+from methods.core.kv_cache import compact_cache
+from methods.core.tree import DraftTree
+from methods.core.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
 
 
 class SpeculativeEngine:

@@ -44,8 +44,8 @@ from typing import Any, Optional
 
 import torch
 
-from methods.drafter import DraftSession, Drafter, StepResult, device_defaults
-from methods.tree import DraftTree
+from methods.core.drafter import DraftSession, Drafter, StepResult, device_defaults
+from methods.core.tree import DraftTree
 
 # Spec-Bench runs N=5, W=7, G=7 (28 window tokens + up to 28 guess tokens per forward). On a
 # 2-core CPU every token of a forward costs time, so the CPU default is a much smaller window

@@ -24,7 +24,7 @@ continuation stops at the end of its entry (DraftRetriever lets both run into th
 Building from a conversation corpus (JSONL; our corpus format, ShareGPT's "conversations" with
 "from"/"value", or UltraChat's "data" list of strings):
 
-    python -m methods.rest_datastore build --corpus data/corpus/smollm2_corpus.jsonl.gz \
+    python -m methods.drafters.rest_datastore build --corpus data/corpus/smollm2_corpus.jsonl.gz \
         --model-path embedded --out datastore.sdbrest
 
 With a chat template each conversation becomes one entry rendered through the template, so the
@@ -52,7 +52,7 @@ FORMAT_VERSION = 1
 ALIGN = 64
 
 # The corpus the project generates with the embedded model (training/make_corpus.py).
-BUNDLED_CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
+BUNDLED_CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
 
 
 @dataclass
@@ -290,7 +290,7 @@ def build_from_corpus(corpus: Path, tokenizer, out: Path, mode: Optional[str] = 
 
 def cached_datastore_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Path:
     """Where the datastore of ``corpus`` for ``tokenizer`` is cached (outside the repository)."""
-    from methods.model_loading import cache_root
+    from methods.core.model_loading import cache_root
 
     mode = mode or default_mode(tokenizer)
     corpus_hash = hashlib.sha256(Path(corpus).read_bytes()).hexdigest()[:16]
@@ -312,7 +312,7 @@ def default_datastore(tokenizer, corpus: Path = BUNDLED_CORPUS) -> Datastore:
 
 # ---------------------------------------------------------------------------------- command line
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m methods.rest_datastore",
+    parser = argparse.ArgumentParser(prog="python -m methods.drafters.rest_datastore",
                                      description="Build or inspect a REST datastore (suffix array over a token corpus).")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser("build", help="build a datastore from a JSONL conversation corpus")
@@ -340,7 +340,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     else:
-        from methods.model_loading import load_tokenizer
+        from methods.core.model_loading import load_tokenizer
 
         tokenizer = load_tokenizer(args.model_path)
     store = build_from_corpus(args.corpus, tokenizer, args.out, mode=args.mode)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from methods.tree import DraftTree
+from methods.core.tree import DraftTree
 
 
 def block_tokens(root: int, tree: DraftTree, device: torch.device) -> torch.Tensor:

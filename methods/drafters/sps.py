@@ -22,9 +22,9 @@ from typing import Optional
 import torch
 from transformers import DynamicCache
 
-from methods.drafter import Drafter, DraftSession, StepResult, device_defaults
-from methods.sampling import sample, target_probs
-from methods.tree import DraftTree
+from methods.core.drafter import Drafter, DraftSession, StepResult, device_defaults
+from methods.core.sampling import sample, target_probs
+from methods.core.tree import DraftTree
 
 CPU_DEFAULTS = {"gamma": 3}
 GPU_DEFAULTS = {"gamma": 5}
@@ -162,7 +162,7 @@ class DraftModelDrafter(Drafter):
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "DraftModelDrafter":
-        from methods.model_loading import load_model
+        from methods.core.model_loading import load_model
 
         path: Optional[str] = args.drafter_path
         if not path:

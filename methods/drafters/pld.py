@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from methods.drafter import Drafter, device_defaults
-from methods.tree import DraftTree
+from methods.core.drafter import Drafter, device_defaults
+from methods.core.tree import DraftTree
 
 # Defaults chosen per device: on a CPU a forward over 11 tokens costs ~2x a 1-token forward, so
 # drafts that are mostly rejected lose time; on a GPU extra tokens are nearly free. A match on a
