@@ -139,9 +139,15 @@ class AnswerFile:
         return {qid: a.error for qid, a in self.answers.items() if a.error is not None}
 
 
-def question_sort_key(question_id: str) -> tuple:
-    """Numeric ids in numeric order (as Spec-Bench's reorg sorts), then other ids as text."""
-    return (0, int(question_id), "") if question_id.lstrip("-").isdigit() else (1, 0, question_id)
+# A plain (ASCII) integer: str.isdigit() would also take "²" or "٣", which int() refuses.
+_PLAIN_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def question_sort_key(question_id: "str | int") -> tuple:
+    """Numeric ids in numeric order (as Spec-Bench's reorg sorts), then any other id as text;
+    never raises, whatever the id looks like ("²", "--5", "q7")."""
+    text = str(question_id)
+    return (0, int(text), "") if _PLAIN_INTEGER.fullmatch(text) else (1, 0, text)
 
 
 # ---- reading ----------------------------------------------------------------------------

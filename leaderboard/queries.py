@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from evaluation.answers import question_sort_key
 from evaluation.subtasks import OVERALL, ordered_subtasks
 from leaderboard.models import (
     Answer,
@@ -276,11 +277,6 @@ class QuestionChoice:
     speedup: Optional[float]
 
 
-def _question_sort_key(question_id: str) -> tuple:
-    # Spec-Bench ids are integers stored as strings; sort 2 before 10.
-    return (0, int(question_id), "") if question_id.isdigit() else (1, 0, question_id)
-
-
 def question_choices(session: Session, row: LeaderboardRow) -> list[QuestionChoice]:
     """The questions of a row's method run, in subtask order, with their speedups if known."""
     speedups = dict(session.execute(
@@ -291,7 +287,7 @@ def question_choices(session: Session, row: LeaderboardRow) -> list[QuestionChoi
         select(Answer.question_id, Answer.subtask).where(Answer.run_id == row.method_run_id)
     ).all()
     order = {name: i for i, name in enumerate(ordered_subtasks({s for _, s in answers}))}
-    answers = sorted(answers, key=lambda a: (order[a.subtask], _question_sort_key(a.question_id)))
+    answers = sorted(answers, key=lambda a: (order[a.subtask], question_sort_key(a.question_id)))
     return [QuestionChoice(qid, subtask, speedups.get(qid)) for qid, subtask in answers]
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.answers import AnswerFile, guess_from_model_id, read_answer_file
 from evaluation.stats import finite_or_none
-from leaderboard.db import DatabaseError, open_database
+from leaderboard.db import DatabaseError, failure_reason, open_database, writing
 from leaderboard.models import (
     Answer as AnswerRow,
     Difference,
@@ -28,6 +28,7 @@ from leaderboard.models import (
     Run,
     SpeedComparison,
     SubtaskResult,
+    utc_now,
 )
 
 if TYPE_CHECKING:  # the evaluators import this module, not the other way round
@@ -163,6 +164,7 @@ def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
         comparison.subtasks.clear()  # flushed away before the new rows take their keys
         comparison.questions.clear()
         session.flush()
+    comparison.created = utc_now()  # importing an older comparison again makes it the current one
     comparison.method_run_id = method_runs[0].id
     comparison.base_run_id = base_runs[report.pairs[0][1]].id
     comparison.method_run_ids = [run.id for run in method_runs]
@@ -232,6 +234,7 @@ def store_equality(session: Session, result: "EqualityResult") -> EqualityCheck:
     else:
         check.differences.clear()
         session.flush()
+    check.created = utc_now()
     check.compared_on = result.compared_on
     check.num_compared = result.num_compared
     check.num_equal = result.num_equal
@@ -253,13 +256,15 @@ def _save(db: Optional[str], write) -> str:
     """Run write(session) in one transaction; returns the database URL (password hidden)."""
     try:
         factory = open_database(db)
-        with factory() as session, session.begin():
+        # The write lock first: two imports at once then queue instead of one failing.
+        with factory(bind=writing(factory)) as session, session.begin():
             write(session)
             return session.get_bind().url.render_as_string(hide_password=True)
     except DatabaseError as exc:
         raise StoreError(str(exc)) from None
     except SQLAlchemyError as exc:
-        raise StoreError(f"nothing stored, the database refused the results: {exc}") from None
+        raise StoreError(f"nothing stored, the database refused the results: "
+                         f"{failure_reason(exc)}") from None
 
 
 def save_speed_report(db: Optional[str], report: "SpeedReport") -> str:

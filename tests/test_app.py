@@ -415,3 +415,19 @@ def test_filter_options_narrow_by_what_was_chosen_above():
     assert options_for(selections, "device_name", {}) == [A100, RTX3090]
     assert options_for(selections, "model", {"device_name": A100}) == [VICUNA, SMOLLM]
     assert options_for(selections, "model", {"device_name": RTX3090}) == [SMOLLM]
+
+
+def test_a_database_server_that_never_answers_gives_a_message_within_seconds(silent_server,
+                                                                             monkeypatch):
+    pytest.importorskip("psycopg")
+    import time
+
+    from leaderboard import db
+
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 1)  # libpq waits at least 2 s
+    start = time.monotonic()
+    app = run_app(monkeypatch, "--db", silent_server)
+    assert time.monotonic() - start < 15
+    assert len(app.error) == 1
+    assert "The results database cannot be used" in app.error[0].value
+    assert "timeout" in app.error[0].value and "secret" not in app.error[0].value
