@@ -21,6 +21,7 @@ import warnings
 from typing import Optional
 
 from evaluation.answers import AnswerFileError, read_answer_file
+from evaluation.compatibility import CHECK_NAMES, parse_allowed
 from evaluation.speedup import (
     COUNT_AUTO,
     COUNT_RETOKENIZED,
@@ -50,6 +51,7 @@ def format_report(report: SpeedReport) -> str:
     lines.append(f"Questions compared: {len(report.question_ids)}")
     for note in report.left_out:
         lines.append(f"  left out (--allow-partial): {note}")
+    lines += settings_lines(report)
     lines.append(f"Token counting: {report.counting.reason}")
     lines.append("Speedup = (method total tokens / total time) / (baseline total tokens / total "
                  f"time); 95% CI: bootstrap over questions, {report.resamples} resamples, seed "
@@ -97,6 +99,23 @@ def format_report(report: SpeedReport) -> str:
     return "\n".join(lines)
 
 
+def settings_lines(report: SpeedReport) -> list[str]:
+    """What the method/baseline settings check found: agreement, gaps, allowed mismatches."""
+    found = report.compatibility
+    differing = {m.setting for m in found.mismatches}
+    agreed = [name for name in CHECK_NAMES if name not in differing and name not in found.unchecked]
+    lines = [f"Settings that agree: {', '.join(agreed) or 'none could be checked'}"]
+    if found.unchecked:
+        lines.append(f"Settings not checked (not recorded in both files): "
+                     f"{', '.join(found.unchecked)}")
+    for mismatch in found.mismatches:
+        lines.append(f"MISMATCH (--allow-mismatch {mismatch.setting}): {mismatch.describe()}")
+    if found.mismatches:
+        lines.append("  These runs are not comparable as measured: the figures below are stored "
+                     "with the mismatch recorded, and the leaderboard never ranks them.")
+    return lines
+
+
 # ---- command line ---------------------------------------------------------------------
 
 def expand_paths(patterns: list[str], option: str) -> list[Path]:
@@ -122,6 +141,14 @@ def load_tokenizer(path: str):
         raise SpeedInputError(f"cannot load the tokenizer from {path!r}: {exc}") from None
 
 
+def allowed_setting(text: str) -> str:
+    try:
+        parse_allowed([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speed.py",
@@ -144,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-partial", action="store_true",
                         help="compare only the questions answered (without error) in every file "
                              "instead of stopping when the question sets differ")
+    parser.add_argument("--allow-mismatch", action="append", default=[], metavar="SETTING",
+                        type=allowed_setting,
+                        help="compare even though this setting differs between the method and "
+                             "the baseline (repeat, or separate by commas); the comparison is "
+                             "stored with the mismatch recorded and never ranked. Settings: "
+                             f"{', '.join(CHECK_NAMES)} (see docs/evaluation.md)")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, metavar="N",
                         help=f"bootstrap resamples for the 95%% CI (default {BOOTSTRAP_RESAMPLES})")
     parser.add_argument("--seed", type=int, default=BOOTSTRAP_SEED,
@@ -179,7 +212,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                   "counted the same way on both sides without it (see docs/evaluation.md)",
                   file=sys.stderr)
         report = compare_speed(method_files, base_files, counting=args.count, tokenizer=tokenizer,
-                               allow_partial=args.allow_partial, resamples=args.bootstrap,
+                               allow_partial=args.allow_partial,
+                               allow_mismatch=parse_allowed(args.allow_mismatch),
+                               resamples=args.bootstrap,
                                seed=args.seed, max_tokens_per_s=args.max_tokens_per_s)
         print(format_report(report))
         if args.json:

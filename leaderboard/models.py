@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: speed comparisons record their settings check
 
 
 def utc_now() -> datetime:
@@ -111,6 +111,13 @@ class SpeedComparison(Base):
     base_run_ids: Mapped[list] = mapped_column(JSON)
     token_counting: Mapped[str] = mapped_column(String(64))  # "token_ids" | "new_tokens" | "retokenized"
     num_questions: Mapped[int] = mapped_column(Integer)
+    # The settings check of evaluation/compatibility.py: False when speed.py was told to compare
+    # despite a differing setting (--allow-mismatch); the leaderboard never ranks those.
+    settings_match: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    # [{"setting", "method_value", "base_value", "method_file", "base_file"}, ...]
+    mismatches: Mapped[list] = mapped_column(JSON, default=list)
+    # Settings not recorded on one side (e.g. everything but the model id's for Spec-Bench's files).
+    unchecked_settings: Mapped[list] = mapped_column(JSON, default=list)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     method_run: Mapped[Run] = relationship(foreign_keys=[method_run_id])

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from evaluation.answers import AnswerFile, guess_from_model_id, read_answer_file
+from evaluation.answers import (
+    AnswerFile,
+    bench_from_path,
+    guess_from_model_id,
+    model_name_of_path,
+    read_answer_file,
+)
 from evaluation.stats import finite_or_none
 from leaderboard.db import DatabaseError, failure_reason, open_database, writing
 from leaderboard.models import (
@@ -53,7 +59,7 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
         "model_id": answer_file.model_id,
         # The model id's prefix first: it names the model the same way in our files and in
         # Spec-Bench's (where no model path exists), so the leaderboard groups them together.
-        "model": guess.model or _model_name(env.get("model_path")) or answer_file.model_id,
+        "model": guess.model or model_name_of_path(env.get("model_path")) or answer_file.model_id,
         "method": answer_file.run_field("method") or guess.method or "unknown",
         "method_params": answer_file.run_field("method_params") or {},
         "device": _text(env.get("device")) or "unknown",
@@ -61,7 +67,7 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
         "dtype": _text(env.get("dtype")) or guess.dtype or "unknown",
         # Spec-Bench names the temperature only for sampling-capable methods; its default is 0.
         "temperature": float(temperature) if temperature is not None else 0.0,
-        "bench": answer_file.run_field("bench_name") or _bench_from_path(answer_file.path),
+        "bench": answer_file.run_field("bench_name") or bench_from_path(answer_file.path) or "unknown",
         "max_new_tokens": answer_file.run_field("max_new_tokens"),
         "torch_version": _text(env.get("torch")),
         "transformers_version": _text(env.get("transformers")),
@@ -74,20 +80,6 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
 
 def _text(value: Any) -> Optional[str]:
     return None if value is None or value == "" else str(value)
-
-
-def _model_name(model_path: Any) -> Optional[str]:
-    """A hub id stays as it is; a local folder or file is named by its last component."""
-    if not isinstance(model_path, str) or not model_path:
-        return None
-    if model_path.startswith(("/", "~", ".")) or "\\" in model_path or model_path.count("/") > 1:
-        return PurePath(model_path.replace("\\", "/")).name or model_path
-    return model_path
-
-
-def _bench_from_path(path: Path) -> str:
-    """Spec-Bench writes data/{bench_name}/model_answer/{model_id}.jsonl."""
-    return path.parent.parent.name if path.parent.name == "model_answer" else "unknown"
 
 
 def _check_storable(answer_file: AnswerFile) -> None:
@@ -171,6 +163,9 @@ def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
     comparison.base_run_ids = [run.id for run in base_runs]
     comparison.token_counting = report.counting.mode
     comparison.num_questions = len(report.question_ids)
+    comparison.settings_match = report.compatibility.matched
+    comparison.mismatches = _json_safe([m.as_dict() for m in report.compatibility.mismatches])
+    comparison.unchecked_settings = list(report.compatibility.unchecked)
 
     for s in report.subtasks:
         a = s.acceptance

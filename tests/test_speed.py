@@ -354,3 +354,137 @@ def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
     assert speed.main(["--file-path", str(m), "--base-path", str(b), "--count", "retokenized",
                        "--tokenizer-path", str(tmp_path / "missing"), "--no-db"]) == 2
     assert "cannot load the tokenizer" in capsys.readouterr().err
+
+
+# ---- the settings check: what cannot be compared is refused, or stored labelled -------------
+
+def test_a_method_file_given_as_the_baseline_is_refused(tmp_path, capsys):
+    m, b = write_pair(tmp_path)
+    out = tmp_path / "o.json"
+    # Today's trap: the vanilla file as the method, the pld file as the baseline.
+    assert speed.main(["--file-path", str(b), "--base-path", str(m), "--no-db"]) == 2
+    err = capsys.readouterr().err
+    assert f"{m} is not a baseline run: its method is 'pld', a baseline's is 'vanilla'" in err
+    assert "--allow-mismatch baseline_method" in err and "Traceback" not in err
+    assert speed.main(["--file-path", str(b), "--base-path", str(m), "--no-db", "--json", str(out),
+                       "--allow-mismatch", "baseline_method"]) == 0
+    assert "MISMATCH (--allow-mismatch baseline_method)" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["settings_match"] is False
+    assert [(x["setting"], x["method_value"], x["base_value"]) for x in data["mismatches"]] == [
+        ("baseline_method", "vanilla", "pld")]
+
+
+def test_the_same_file_on_both_sides_is_refused(tmp_path, capsys):
+    m, b = write_pair(tmp_path)
+    assert speed.main(["--file-path", str(b), "--base-path", str(b), "--no-db"]) == 2
+    assert f"{b} is given as both the method and the baseline" in capsys.readouterr().err
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(b.read_bytes())
+    assert speed.main(["--file-path", str(copy), "--base-path", str(b), "--no-db",
+                       "--allow-mismatch", "baseline_method"]) == 2
+    assert "same sha256" in capsys.readouterr().err
+
+
+def _set_environment(key, value):
+    def change(record):
+        record["environment"][key] = value
+    return change
+
+
+def _set_field(key, value):
+    def change(record):
+        record[key] = value
+    return change
+
+
+def _other_model(record):
+    record["model_id"] = "llama-2-7b-chat-vanilla"
+    record["environment"]["model_path"] = "meta-llama/Llama-2-7b-chat-hf"
+
+
+@pytest.mark.parametrize("setting, change, method_value, base_value", [
+    ("device", _set_environment("device", "cpu"), "cuda", "cpu"),
+    ("device_name", _set_environment("device_name", "NVIDIA A100"), "NVIDIA H100 80GB HBM3", "NVIDIA A100"),
+    ("dtype", _set_environment("dtype", "bfloat16"), "float16", "bfloat16"),
+    ("temperature", _set_field("temperature", 0.7), 0.0, 0.7),
+    ("top_p", _set_field("top_p", 0.9), 1.0, 0.9),
+    ("top_k", _set_field("top_k", 50), 0, 50),
+    ("max_new_tokens", _set_field("max_new_tokens", 256), 1024, 256),
+    ("bench", _set_field("bench_name", "mt_bench"), "spec_bench", "mt_bench"),
+    ("model", _other_model, "vicuna-7b-v1.3", "llama-2-7b-chat"),
+])
+def test_each_differing_setting_is_refused_naming_it_and_both_values(
+        tmp_path, setting, change, method_value, base_value):
+    base = hand_base()
+    for record in base:
+        change(record)
+    with pytest.raises(SpeedInputError) as refused:
+        compare_speed(*files(tmp_path, hand_method(), base))
+    message = str(refused.value)
+    assert f"{setting} differs: {method_value!r} in the method file" in message
+    assert f"{base_value!r} in the baseline file" in message
+    assert f"--allow-mismatch {setting}" in message
+    report = compare_speed(*files(tmp_path, hand_method(), base),
+                           allow_mismatch={setting, "model_path"})
+    assert not report.compatibility.matched
+    assert (setting, method_value, base_value) in [
+        (x.setting, x.method_value, x.base_value) for x in report.compatibility.mismatches]
+
+
+def test_backend_and_prompt_format_are_compared_only_when_both_files_record_them(tmp_path):
+    method, base = hand_method(), hand_base()
+    for record in method:
+        record["environment"]["backend"] = "eager"
+        record["conv_template"] = "vicuna"
+    report = compare_speed(*files(tmp_path, method, base))  # the baseline records neither
+    assert report.compatibility.matched
+    assert {"backend", "prompt_format"} <= set(report.compatibility.unchecked)
+    for record in base:
+        record["environment"]["backend"] = "compiled"
+        record["conv_template"] = "chat"
+    with pytest.raises(SpeedInputError, match=r"(?s)backend differs: 'eager'.*'compiled'.*"
+                                              r"prompt_format differs: 'vicuna'.*'chat'"):
+        compare_speed(*files(tmp_path, method, base))
+    report = compare_speed(*files(tmp_path, method, base),
+                           allow_mismatch={"backend", "prompt_format"})
+    assert [x.setting for x in report.compatibility.mismatches] == ["backend", "prompt_format"]
+    assert "backend" not in report.compatibility.unchecked
+
+
+def test_allow_mismatch_takes_repeated_and_comma_separated_names(tmp_path, capsys):
+    base = hand_base()
+    for record in base:
+        record["environment"]["dtype"] = "float32"
+        record["top_k"] = 50
+        record["max_new_tokens"] = 64
+    m = write_answer_file(tmp_path / "m.jsonl", hand_method())
+    b = write_answer_file(tmp_path / "b.jsonl", base)
+    args = ["--file-path", str(m), "--base-path", str(b), "--no-db"]
+    assert speed.main([*args, "--allow-mismatch", "dtype,top_k"]) == 2
+    assert "max_new_tokens differs" in capsys.readouterr().err
+    assert speed.main([*args, "--allow-mismatch", "dtype,top_k", "--allow-mismatch",
+                       "max_new_tokens"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("MISMATCH") == 3 and "never ranks them" in out
+    with pytest.raises(SystemExit):
+        speed.main([*args, "--allow-mismatch", "colour"])
+    assert "unknown setting(s) colour" in capsys.readouterr().err
+
+
+def test_spec_bench_files_are_accepted_with_unrecorded_settings_named(tmp_path, capsys):
+    m = write_answer_file(tmp_path / "data" / "spec_bench" / "model_answer" / "vicuna-7b-v1.3-pld-float16.jsonl",
+                          synthetic_run(spec_bench=True))
+    b = write_answer_file(tmp_path / "data" / "spec_bench" / "model_answer" / "vicuna-7b-v1.3-vanilla-float16.jsonl",
+                          synthetic_run(method="vanilla", accept=1, draft_length=0, spec_bench=True))
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--no-db"]) == 0
+    out = capsys.readouterr().out
+    # What Spec-Bench's model ids and folders say is checked; the rest is named as unchecked.
+    assert "Settings that agree: baseline_method, model, dtype, bench" in out
+    assert ("Settings not checked (not recorded in both files): model_path, device, device_name, "
+            "temperature, top_p, top_k, max_new_tokens, backend, prompt_format") in out
+    # A Spec-Bench file of another model is still caught by its model id.
+    other = write_answer_file(tmp_path / "llama-2-7b-vanilla-float16.jsonl", synthetic_run(
+        method="vanilla", accept=1, draft_length=0, spec_bench=True, model_id="llama-2-7b-vanilla-float16"))
+    assert speed.main(["--file-path", str(m), "--base-path", str(other), "--no-db"]) == 2
+    assert "model differs: 'vicuna-7b-v1.3'" in capsys.readouterr().err
