@@ -217,6 +217,10 @@ class SpeedReport:
     resamples: int
     seed: int
     compatibility: Compatibility = field(default_factory=lambda: Compatibility([], []))
+    # What Spec-Bench's own speed.py would print for these files (evaluation/spec_bench_speed.py),
+    # or why it is not given; set by the caller that has a tokenizer.
+    spec_bench_reported: Optional[list] = None  # list[SpecBenchTask]
+    spec_bench_unavailable: Optional[str] = None
 
     def subtask(self, name: str) -> SubtaskSpeed:
         return next(s for s in self.subtasks if s.subtask == name)
@@ -249,6 +253,9 @@ class SpeedReport:
             "settings_match": self.compatibility.matched,
             "mismatches": [m.as_dict() for m in self.compatibility.mismatches],
             "unchecked_settings": self.compatibility.unchecked,
+            "spec_bench_reported": (None if self.spec_bench_reported is None else
+                                    [t.as_dict() for t in self.spec_bench_reported]),
+            "spec_bench_unavailable": self.spec_bench_unavailable,
             "subtasks": subtasks,
             "questions": [asdict(q) for q in self.questions],
         })

@@ -167,6 +167,7 @@ def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
     comparison.mismatches = _json_safe([m.as_dict() for m in report.compatibility.mismatches])
     comparison.unchecked_settings = list(report.compatibility.unchecked)
 
+    spec_bench = {t.task: t.as_dict() for t in report.spec_bench_reported or []}
     for s in report.subtasks:
         a = s.acceptance
         extra = {k: v for k, v in a.as_dict().items()
@@ -178,6 +179,8 @@ def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
             "mean_paired_speedup": s.mean_paired_speedup,
             "per_run": s.per_run,
         })
+        if s.subtask in spec_bench:  # what Spec-Bench's own speed.py would print for it
+            extra["spec_bench_reported"] = spec_bench[s.subtask]
         comparison.subtasks.append(SubtaskResult(
             subtask=s.subtask,
             num_questions=s.num_questions,

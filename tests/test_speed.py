@@ -326,7 +326,8 @@ def test_help_explains_every_option():
         assert option in text
 
 
-def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
+def save_word_tokenizer(path):
+    """A local one-word-per-token tokenizer that adds a BOS, like Llama's, saved to `path`."""
     tokenizers = pytest.importorskip("tokenizers")
     transformers = pytest.importorskip("transformers")
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i + 3 for i in range(100)}}
@@ -336,7 +337,12 @@ def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
         single="<s> $A", special_tokens=[("<s>", 1)])
     transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-    ).save_pretrained(tmp_path / "tok")
+    ).save_pretrained(path)
+    return path
+
+
+def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
+    save_word_tokenizer(tmp_path / "tok")
     method, base = hand_method(), hand_base()
     for r in method + base:  # text with one word fewer than new_tokens (as if EOS were dropped)
         r["choices"][0]["turns"] = [text_of(ids[:-1]) for ids in r["choices"][0]["token_ids"]]
@@ -488,3 +494,80 @@ def test_spec_bench_files_are_accepted_with_unrecorded_settings_named(tmp_path, 
         method="vanilla", accept=1, draft_length=0, spec_bench=True, model_id="llama-2-7b-vanilla-float16"))
     assert speed.main(["--file-path", str(m), "--base-path", str(other), "--no-db"]) == 2
     assert "model differs: 'vicuna-7b-v1.3'" in capsys.readouterr().err
+
+
+# ---- what Spec-Bench's own speed.py would print ----------------------------------------------
+
+def base_with_one_word_fewer():
+    """The baseline's text one word short of its tokens per turn (as if the EOS were dropped),
+    so Spec-Bench's re-tokenised count differs from its new_tokens."""
+    base = hand_base()
+    for r in base:
+        r["choices"][0]["turns"] = [text_of(ids[:-1]) for ids in r["choices"][0]["token_ids"]]
+    return base
+
+
+def test_spec_bench_figure_uses_its_asymmetric_counting(tmp_path):
+    from evaluation.spec_bench_speed import spec_bench_figures
+
+    method_files, base_files = files(tmp_path, hand_method(), base_with_one_word_fewer())
+    figures = {t.task: t for t in spec_bench_figures(method_files, base_files, [(0, 0)],
+                                                     WordTokenizer())}
+    assert list(figures) == ["mt_bench", "translation", "qa", "overall"]
+    overall = figures["overall"]
+    # Method: new_tokens / time per question = 30, 30, 10 tok/s. Baseline: words + BOS - 1 per
+    # turn = 3 + 1, 5, 2 tokens in 0.5, 0.4, 0.2 s = 8, 12.5, 10 tok/s.
+    assert overall.tokens_per_s == pytest.approx(70 / 3)
+    assert overall.base_tokens_per_s == pytest.approx(30.5 / 3)
+    assert overall.speedup == pytest.approx(70 / 30.5)
+    assert overall.mean_accepted_tokens == pytest.approx(15 / 8)
+    assert figures["mt_bench"].speedup == pytest.approx(30 / 8)
+    # The reference arithmetic of Spec-Bench (above) agrees, task by task.
+    expected, mat = spec_bench_reference(method_files[0].path, base_files[0].path,
+                                         lambda t: WordTokenizer()(t)["input_ids"])
+    assert overall.speedup == pytest.approx(expected) and overall.mean_accepted_tokens == mat
+    # Our own figures count both sides alike and do not carry the artefact.
+    ours = compare_speed(method_files, base_files).subtask("overall")
+    assert ours.speedup_spec_bench == pytest.approx((70 / 3) / 14)
+
+
+def test_spec_bench_figure_is_not_given_where_its_division_would_fail(tmp_path):
+    from evaluation.spec_bench_speed import SpecBenchFigureUnavailable, spec_bench_figures
+
+    base = hand_base()
+    base[1]["choices"][0]["wall_time"] = [0.0]
+    method_files, base_files = files(tmp_path, hand_method(), base)
+    with pytest.raises(SpecBenchFigureUnavailable, match="question 161 has a total wall time of 0"):
+        spec_bench_figures(method_files, base_files, [(0, 0)], WordTokenizer())
+
+
+def test_cli_prints_and_stores_spec_bench_figure_with_a_tokenizer(tmp_path, capsys):
+    tokenizer = save_word_tokenizer(tmp_path / "tok")
+    m = write_answer_file(tmp_path / "pld.jsonl", hand_method())
+    b = write_answer_file(tmp_path / "vanilla.jsonl", base_with_one_word_fewer())
+    db, out = tmp_path / "r.db", tmp_path / "o.json"
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--db", str(db),
+                       "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert ("Spec-Bench's speed.py would report: not computed, it re-tokenises the baseline's "
+            "answer text, so it needs the target model's tokenizer: pass --tokenizer-path") in text
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--db", str(db),
+                       "--json", str(out), "--tokenizer-path", str(tokenizer)]) == 0
+    text = capsys.readouterr().out
+    assert "Spec-Bench's speed.py would report (its counting:" in text
+    overall_line = [line for line in text.splitlines() if line.startswith("Overall")][-1]
+    assert f"{70 / 30.5:.3f}x" in overall_line and "1.88" in overall_line
+    data = json.loads(out.read_text())
+    assert data["spec_bench_reported"][-1]["speedup"] == pytest.approx(70 / 30.5)
+    assert data["token_counting"] == "token_ids"  # our own counting is unchanged by the tokenizer
+    from sqlalchemy import select
+
+    from leaderboard.db import open_database
+    from leaderboard.models import SubtaskResult
+    with open_database(str(db))() as session:
+        extra = session.scalar(select(SubtaskResult.extra).where(SubtaskResult.subtask == "overall"))
+    assert extra["spec_bench_reported"]["speedup"] == pytest.approx(70 / 30.5)
+    # A tokenizer that cannot be loaded only costs Spec-Bench's figure, with the reason.
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--no-db",
+                       "--tokenizer-path", str(tmp_path / "missing")]) == 0
+    assert "would report: not computed, cannot load the tokenizer" in capsys.readouterr().out
