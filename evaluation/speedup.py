@@ -9,7 +9,10 @@ What differs from Spec-Bench's speed.py, and why:
   re-tokenised text;
 - the speedup is total tokens / total time on each side, with a bootstrap interval; Spec-Bench's
   ratio of mean per-question throughputs is kept as a compatibility column;
-- a zero, negative, non-finite or implausible wall time is an error, never averaged in.
+- a zero, negative, non-finite or implausible wall time is an error, never averaged in;
+- the baseline must be a baseline run of the same settings (evaluation/compatibility.py), and a
+  file is never compared with itself.
+The figure Spec-Bench's speed.py would print is computed apart, in spec_bench_speed.py.
 """
 
 from __future__ import annotations
