@@ -286,6 +286,14 @@ def test_reimporting_an_older_comparison_makes_it_current(tmp_path):
         assert len(rows) == 1
         # old: 3 tokens per 0.03 s against 1 per 0.02 s = 2x; new would be 6x.
         assert rows[0].overall == pytest.approx(2.0)
+    # An equality check stored again is dated by its latest import too.
+    args = ["--jsonfile1", str(base), "--jsonfile2", str(old), "--db", db]
+    assert equal.main(args) == 0
+    with open_database(db)() as session:
+        first = session.scalars(select(EqualityCheck.created)).one()
+    assert equal.main(args) == 0
+    with open_database(db)() as session:
+        assert session.scalars(select(EqualityCheck.created)).one() > first
 
 
 ODD_IDS = ["²", "--5", "7", "-3", "q1"]
