@@ -81,7 +81,25 @@ def sidebar_selection(selections: list[Selection]) -> Selection:
     return Selection(**chosen)
 
 
-def leaderboard_page(rows: list[LeaderboardRow], selection: Selection) -> None:
+def unchecked_note(rows: list[LeaderboardRow]) -> str | None:
+    """Which settings could not be compared with the baseline's, per method (e.g. files written
+    by Spec-Bench itself record no device), or None when every setting was checked."""
+    parts = [f"{r.method}: {', '.join(r.unchecked_settings)}" for r in rows if r.unchecked_settings]
+    if not parts:
+        return None
+    return ("Settings not recorded in both answer files, so not checked against the baseline — "
+            + "; ".join(parts) + ".")
+
+
+def unmatched_section(unmatched: list[LeaderboardRow]) -> None:
+    st.markdown("**Not ranked: comparisons whose method and baseline settings differ**")
+    st.caption("speed.py stored these with `--allow-mismatch`; their speedups do not measure "
+               "the method alone, so they are listed apart and never ranked.")
+    st.table(tables.styled_unmatched(tables.unmatched_frame(unmatched)))
+
+
+def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
+                     unmatched: list[LeaderboardRow] = ()) -> None:
     st.subheader("Leaderboard")
     st.caption(f"{describe(selection)} — speedup over the {rows[0].base_method} baseline, "
                "newest speed comparison per method, best value of each column highlighted.")
@@ -90,6 +108,11 @@ def leaderboard_page(rows: list[LeaderboardRow], selection: Selection) -> None:
         speeds = " / ".join(f"{s:.1f}" for s in base_speeds)
         st.markdown(f"Baseline ({rows[0].base_method}): **{speeds} tokens/s** overall")
     st.table(tables.styled_leaderboard(tables.leaderboard_frame(rows)))
+    note = unchecked_note(rows)
+    if note:
+        st.caption(note)
+    if unmatched:
+        unmatched_section(unmatched)
     markdown = export.leaderboard_markdown(rows, selection)
     st.download_button("Download as Markdown (Leaderboard.md layout)", markdown,
                        file_name="leaderboard.md", mime="text/markdown", key="download_markdown")
@@ -213,13 +236,20 @@ def main() -> None:
     try:
         with database.sessions() as session:
             selections = queries.available_selections(session)
+            st.title("Speculative decoding leaderboard")
+            if not selections:
+                st.info("Every speed comparison in this database was stored with settings that "
+                        "differ between method and baseline (speed.py --allow-mismatch), so "
+                        "there is nothing to rank. Compare each method with a baseline run of "
+                        "the same settings.")
+                return
             selection = sidebar_selection(selections)
             rows = queries.leaderboard_rows(session, selection)
-            st.title("Speculative decoding leaderboard")
+            unmatched = queries.unmatched_rows(session, selection)
             board, pictures, compare, drill = st.tabs(
                 ["Leaderboard", "Charts", "Compare", "Question drill-down"])
             with board:
-                leaderboard_page(rows, selection)
+                leaderboard_page(rows, selection, unmatched)
             with pictures:
                 charts_page(session, rows)
             with compare:

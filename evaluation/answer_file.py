@@ -12,9 +12,7 @@ import json
 import os
 from pathlib import Path
 
-
-def _sort_key(qid) -> tuple:
-    return (0, int(qid), "") if isinstance(qid, int) or str(qid).isdigit() else (1, 0, str(qid))
+from evaluation.answers import question_sort_key
 
 
 def read_answer_lines(path: Path) -> tuple[dict, list[str]]:
@@ -64,7 +62,7 @@ def finalise_answer_file(path: Path) -> int:
             f.writelines(bad)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        for qid in sorted(records, key=_sort_key):
+        for qid in sorted(records, key=question_sort_key):
             f.write(json.dumps(records[qid]) + "\n")
         f.flush()
         os.fsync(f.fileno())

@@ -16,7 +16,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Optional
 
 from evaluation.subtasks import subtask_of
@@ -69,6 +69,7 @@ RUN_FIELDS: dict[str, tuple[type, ...]] = {
     "seed": (int,),
     "lossy": (bool,),
     "environment": (dict,),
+    "conv_template": (str,),  # the prompt format ("chat", "vicuna", ...), where recorded
     "error": (str,),
 }
 # Run fields that must not change from line to line: a file mixing them mixes runs.
@@ -139,9 +140,15 @@ class AnswerFile:
         return {qid: a.error for qid, a in self.answers.items() if a.error is not None}
 
 
-def question_sort_key(question_id: str) -> tuple:
-    """Numeric ids in numeric order (as Spec-Bench's reorg sorts), then other ids as text."""
-    return (0, int(question_id), "") if question_id.lstrip("-").isdigit() else (1, 0, question_id)
+# A plain (ASCII) integer: str.isdigit() would also take "²" or "٣", which int() refuses.
+_PLAIN_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def question_sort_key(question_id: "str | int") -> tuple:
+    """Numeric ids in numeric order (as Spec-Bench's reorg sorts), then any other id as text;
+    never raises, whatever the id looks like ("²", "--5", "q7")."""
+    text = str(question_id)
+    return (0, int(text), "") if _PLAIN_INTEGER.fullmatch(text) else (1, 0, text)
 
 
 # ---- reading ----------------------------------------------------------------------------
@@ -399,3 +406,18 @@ def guess_from_model_id(model_id: str) -> ModelIdGuess:
     if match:
         guess.temperature = float(match.group(1))
     return guess
+
+
+def model_name_of_path(model_path: Any) -> Optional[str]:
+    """A hub id stays as it is; a local folder or file is named by its last component (so the
+    same model loaded from two machines' folders has one name)."""
+    if not isinstance(model_path, str) or not model_path:
+        return None
+    if model_path.startswith(("/", "~", ".")) or "\\" in model_path or model_path.count("/") > 1:
+        return PurePath(model_path.replace("\\", "/")).name or model_path
+    return model_path
+
+
+def bench_from_path(path: Path) -> Optional[str]:
+    """Spec-Bench writes data/{bench_name}/model_answer/{model_id}.jsonl; None elsewhere."""
+    return path.parent.parent.name if path.parent.name == "model_answer" else None

@@ -21,6 +21,8 @@ import warnings
 from typing import Optional
 
 from evaluation.answers import AnswerFileError, read_answer_file
+from evaluation.compatibility import CHECK_NAMES, parse_allowed
+from evaluation.spec_bench_speed import SpecBenchFigureUnavailable, spec_bench_figures
 from evaluation.speedup import (
     COUNT_AUTO,
     COUNT_RETOKENIZED,
@@ -31,7 +33,7 @@ from evaluation.speedup import (
     compare_speed,
 )
 from evaluation.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from evaluation.subtasks import OVERALL
+from evaluation.subtasks import OVERALL, display_name
 from evaluation.tables import format_table, number
 from leaderboard.store import StoreError, save_speed_report
 
@@ -50,6 +52,7 @@ def format_report(report: SpeedReport) -> str:
     lines.append(f"Questions compared: {len(report.question_ids)}")
     for note in report.left_out:
         lines.append(f"  left out (--allow-partial): {note}")
+    lines += settings_lines(report)
     lines.append(f"Token counting: {report.counting.reason}")
     lines.append("Speedup = (method total tokens / total time) / (baseline total tokens / total "
                  f"time); 95% CI: bootstrap over questions, {report.resamples} resamples, seed "
@@ -94,7 +97,58 @@ def format_report(report: SpeedReport) -> str:
     if overall.acceptance_length_histogram:
         lines.append("Acceptance-length histogram (overall, steps): " + "  ".join(
             f"{k}: {n}" for k, n in overall.acceptance_length_histogram.items()))
+    lines.append("")
+    lines += spec_bench_lines(report)
     return "\n".join(lines)
+
+
+def settings_lines(report: SpeedReport) -> list[str]:
+    """What the method/baseline settings check found: agreement, gaps, allowed mismatches."""
+    found = report.compatibility
+    differing = {m.setting for m in found.mismatches}
+    agreed = [name for name in CHECK_NAMES if name not in differing and name not in found.unchecked]
+    lines = [f"Settings that agree: {', '.join(agreed) or 'none could be checked'}"]
+    if found.unchecked:
+        lines.append(f"Settings not checked (not recorded in both files): "
+                     f"{', '.join(found.unchecked)}")
+    for mismatch in found.mismatches:
+        lines.append(f"MISMATCH (--allow-mismatch {mismatch.setting}): {mismatch.describe()}")
+    if found.mismatches:
+        lines.append("  These runs are not comparable as measured: the figures below are stored "
+                     "with the mismatch recorded, and the leaderboard never ranks them.")
+    return lines
+
+
+SPEC_BENCH_COUNTING = ("its counting: method tokens = new_tokens, baseline tokens = the "
+                       "re-tokenised answer text minus one BOS per turn; tokens/s = the mean of "
+                       "per-question tokens/s; every line of each file")
+
+
+def add_spec_bench_figures(report: SpeedReport, tokenizer, tokenizer_problem: Optional[str]) -> None:
+    """Attach what Spec-Bench's speed.py would print, or why it cannot be given."""
+    if tokenizer is None:
+        report.spec_bench_unavailable = tokenizer_problem or (
+            "it re-tokenises the baseline's answer text, so it needs the target model's "
+            "tokenizer: pass --tokenizer-path")
+        return
+    try:
+        report.spec_bench_reported = spec_bench_figures(report.method_files, report.base_files,
+                                                        report.pairs, tokenizer)
+    except SpecBenchFigureUnavailable as exc:
+        report.spec_bench_unavailable = str(exc)
+
+
+def spec_bench_lines(report: SpeedReport) -> list[str]:
+    if report.spec_bench_reported is None:
+        return [f"Spec-Bench's speed.py would report: not computed, {report.spec_bench_unavailable}"]
+    rows = [[display_name(t.task), str(t.method_lines), str(t.base_lines),
+             number(t.tokens_per_s, 2, t.tokens_per_s_std),
+             number(t.base_tokens_per_s, 2, t.base_tokens_per_s_std),
+             number(t.speedup, 3, t.speedup_std, "x"), number(t.mean_accepted_tokens, 2)]
+            for t in report.spec_bench_reported]
+    return [f"Spec-Bench's speed.py would report ({SPEC_BENCH_COUNTING}):",
+            format_table(["Task", "Method lines", "Baseline lines", "Tokens/s",
+                          "Baseline tokens/s", "Speedup ratio", "#Mean accepted tokens"], rows)]
 
 
 # ---- command line ---------------------------------------------------------------------
@@ -122,6 +176,14 @@ def load_tokenizer(path: str):
         raise SpeedInputError(f"cannot load the tokenizer from {path!r}: {exc}") from None
 
 
+def allowed_setting(text: str) -> str:
+    try:
+        parse_allowed([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="speed.py",
@@ -139,11 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "= token_ids when every file has them, else new_tokens; "
                              "retokenized = re-tokenise the answer text with --tokenizer-path")
     parser.add_argument("--tokenizer-path", metavar="P",
-                        help="tokenizer (folder or hub id) used by --count retokenized; given "
-                             "alone (as Spec-Bench's command line does) it is ignored, with a note")
+                        help="the target model's tokenizer (folder or hub id): used by --count "
+                             "retokenized, and to print the figures Spec-Bench's own speed.py "
+                             "would report (it re-tokenises the baseline's text)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="compare only the questions answered (without error) in every file "
                              "instead of stopping when the question sets differ")
+    parser.add_argument("--allow-mismatch", action="append", default=[], metavar="SETTING",
+                        type=allowed_setting,
+                        help="compare even though this setting differs between the method and "
+                             "the baseline (repeat, or separate by commas); the comparison is "
+                             "stored with the mismatch recorded and never ranked. Settings: "
+                             f"{', '.join(CHECK_NAMES)} (see docs/evaluation.md)")
     parser.add_argument("--bootstrap", type=int, default=BOOTSTRAP_RESAMPLES, metavar="N",
                         help=f"bootstrap resamples for the 95%% CI (default {BOOTSTRAP_RESAMPLES})")
     parser.add_argument("--seed", type=int, default=BOOTSTRAP_SEED,
@@ -171,16 +240,20 @@ def main(argv: Optional[list[str]] = None) -> int:
             base_files = [read_answer_file(p) for p in expand_paths(args.base_path, "--base-path")]
         for warning in caught:
             print(f"warning: {warning.message}", file=sys.stderr)
-        tokenizer = None
-        if args.count == COUNT_RETOKENIZED and args.tokenizer_path:
-            tokenizer = load_tokenizer(args.tokenizer_path)
-        elif args.tokenizer_path:
-            print("note: --tokenizer-path is used only with --count retokenized; tokens are "
-                  "counted the same way on both sides without it (see docs/evaluation.md)",
-                  file=sys.stderr)
+        tokenizer, tokenizer_problem = None, None
+        if args.tokenizer_path:
+            try:
+                tokenizer = load_tokenizer(args.tokenizer_path)
+            except SpeedInputError as exc:
+                if args.count == COUNT_RETOKENIZED:
+                    raise
+                tokenizer_problem = str(exc)  # only Spec-Bench's own figure needed it
         report = compare_speed(method_files, base_files, counting=args.count, tokenizer=tokenizer,
-                               allow_partial=args.allow_partial, resamples=args.bootstrap,
+                               allow_partial=args.allow_partial,
+                               allow_mismatch=parse_allowed(args.allow_mismatch),
+                               resamples=args.bootstrap,
                                seed=args.seed, max_tokens_per_s=args.max_tokens_per_s)
+        add_spec_bench_figures(report, tokenizer, tokenizer_problem)
         print(format_report(report))
         if args.json:
             write_json(args.json, report.as_dict())

@@ -9,19 +9,23 @@ What differs from Spec-Bench's speed.py, and why:
   re-tokenised text;
 - the speedup is total tokens / total time on each side, with a bootstrap interval; Spec-Bench's
   ratio of mean per-question throughputs is kept as a compatibility column;
-- a zero, negative, non-finite or implausible wall time is an error, never averaged in.
+- a zero, negative, non-finite or implausible wall time is an error, never averaged in;
+- the baseline must be a baseline run of the same settings (evaluation/compatibility.py), and a
+  file is never compared with itself.
+The figure Spec-Bench's speed.py would print is computed apart, in spec_bench_speed.py.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
 from evaluation.acceptance import AcceptanceFigures, acceptance_figures, max_draft_length
 from evaluation.answers import Answer, AnswerFile, question_sort_key
+from evaluation.compatibility import Compatibility, check_compatibility
 from evaluation.stats import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -215,6 +219,11 @@ class SpeedReport:
     questions: list[QuestionSpeed]
     resamples: int
     seed: int
+    compatibility: Compatibility = field(default_factory=lambda: Compatibility([], []))
+    # What Spec-Bench's own speed.py would print for these files (evaluation/spec_bench_speed.py),
+    # or why it is not given; set by the caller that has a tokenizer.
+    spec_bench_reported: Optional[list] = None  # list[SpecBenchTask]
+    spec_bench_unavailable: Optional[str] = None
 
     def subtask(self, name: str) -> SubtaskSpeed:
         return next(s for s in self.subtasks if s.subtask == name)
@@ -244,6 +253,12 @@ class SpeedReport:
             "num_questions": len(self.question_ids),
             "left_out": self.left_out,
             "bootstrap": {"resamples": self.resamples, "seed": self.seed, "confidence": 0.95},
+            "settings_match": self.compatibility.matched,
+            "mismatches": [m.as_dict() for m in self.compatibility.mismatches],
+            "unchecked_settings": self.compatibility.unchecked,
+            "spec_bench_reported": (None if self.spec_bench_reported is None else
+                                    [t.as_dict() for t in self.spec_bench_reported]),
+            "spec_bench_unavailable": self.spec_bench_unavailable,
             "subtasks": subtasks,
             "questions": [asdict(q) for q in self.questions],
         })
@@ -258,15 +273,29 @@ def _describe(f: AnswerFile) -> dict[str, Any]:
 
 def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], *,
                   counting: str = COUNT_AUTO, tokenizer: Optional[Callable] = None,
-                  allow_partial: bool = False, resamples: int = BOOTSTRAP_RESAMPLES,
+                  allow_partial: bool = False, allow_mismatch: Iterable[str] = (),
+                  resamples: int = BOOTSTRAP_RESAMPLES,
                   seed: int = BOOTSTRAP_SEED,
                   max_tokens_per_s: float = MAX_PLAUSIBLE_TOKENS_PER_S) -> SpeedReport:
-    """Validate the files against each other, then compute every figure. Raises SpeedInputError."""
+    """Validate the files against each other, then compute every figure. Raises SpeedInputError.
+
+    allow_mismatch names settings (evaluation.compatibility.CHECK_NAMES) that may differ between
+    the method and the baseline; the report records each such difference.
+    """
     if not method_files or not base_files:
         raise SpeedInputError("need at least one method file and one baseline file")
     if resamples < 1:
         raise SpeedInputError("--bootstrap must be at least 1")
     pairs = pair_runs(len(method_files), len(base_files))
+    refuse_same_file(method_files, base_files)
+    compatibility, refused = check_compatibility(method_files, base_files, pairs,
+                                                 set(allow_mismatch))
+    if refused:
+        raise SpeedInputError(
+            "these runs cannot be compared:\n  " + "\n  ".join(m.describe() for m in refused) +
+            f"\npass --allow-mismatch {','.join(dict.fromkeys(m.setting for m in refused))} to "
+            f"compare them anyway: the comparison is then stored with the mismatch recorded and "
+            f"never ranked on the leaderboard")
     rule = choose_token_counting(method_files, base_files, counting, tokenizer is not None)
     question_ids, left_out = select_questions(method_files + base_files, allow_partial)
 
@@ -306,7 +335,21 @@ def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], 
                                  method_tokens[0][qid], base_tokens[pairs[0][1]][qid])
                  for qid in question_ids]
     return SpeedReport(method_files, base_files, pairs, rule, question_ids, left_out, subtasks,
-                       questions, resamples, seed)
+                       questions, resamples, seed, compatibility)
+
+
+def refuse_same_file(method_files: list[AnswerFile], base_files: list[AnswerFile]) -> None:
+    """A file compared with itself measures nothing (its speedup is 1 by construction)."""
+    for m in method_files:
+        for b in base_files:
+            if m.path.resolve() == b.path.resolve():
+                given = f"{m.path} is given"
+            elif m.sha256 == b.sha256:
+                given = f"{m.path} and {b.path} are one file (same sha256), given"
+            else:
+                continue
+            raise SpeedInputError(f"{given} as both the method and the baseline; a speedup "
+                                  f"needs a method run and a separate baseline run")
 
 
 def _arrays(method_files, base_files, pairs, method_tokens, base_tokens, qids):

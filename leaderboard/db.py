@@ -1,19 +1,40 @@
-"""Opening the results database: default location, schema creation, schema version check."""
+"""Opening the results database: default location, driver and timeouts, schema creation, schema
+version check.
+
+Every connection gets timeouts, so a server that accepts the connection and never answers is an
+error within seconds rather than a hang. Creating the schema is one transaction that first takes
+the database's write lock, so two first imports into a fresh database both land: the second one
+waits for the first, then finds the schema made.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.orm import sessionmaker
 
 from leaderboard.models import SCHEMA_VERSION, Base, SchemaInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The evaluators write here and the app reads here unless --db (or SDBENCH_DB) says otherwise.
 DEFAULT_DB_PATH = REPO_ROOT / "results" / "leaderboard.db"
+
+# A server that does not complete the connection handshake within this is unreachable.
+CONNECT_TIMEOUT_S = 5
+# No statement of ours takes long; one that does is waiting on something that will not come.
+STATEMENT_TIMEOUT_S = 60
+# How long SQLite waits for another writer's lock (an import in progress) before giving up.
+SQLITE_LOCK_TIMEOUT_S = 30
+# The driver used for postgresql:// URLs that name none (the one requirements.txt installs).
+POSTGRESQL_DRIVER = "psycopg"
+# Execution option read by the SQLite "begin" hook below: the statement that opens a transaction.
+SQLITE_BEGIN = "sqlite_begin"
+# Arbitrary key of the PostgreSQL advisory lock that serialises schema creation.
+_SCHEMA_LOCK_KEY = 0x5DBE
 
 
 class DatabaseError(RuntimeError):
@@ -34,45 +55,130 @@ def normalise_url(url_or_path: "str | Path | None") -> str:
     return f"sqlite:///{Path(url_or_path).expanduser().resolve()}"
 
 
+def _with_driver(url: str) -> str:
+    """postgresql:// (and Heroku-style postgres://) without a driver means psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return f"postgresql+{POSTGRESQL_DRIVER}://" + url[len(prefix):]
+    return url
+
+
+def _connect_args(backend: str) -> dict:
+    if backend == "sqlite":
+        return {"timeout": SQLITE_LOCK_TIMEOUT_S}
+    if backend == "postgresql":
+        return {"connect_timeout": CONNECT_TIMEOUT_S,
+                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}"}
+    if backend in ("mysql", "mariadb"):
+        return {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": STATEMENT_TIMEOUT_S}
+    return {}
+
+
+def _use_explicit_sqlite_transactions(engine: Engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, open transactions (SQLAlchemy's documented
+    recipe): the sqlite3 module runs DDL outside any transaction, which would split the schema
+    creation, and it cannot open a transaction with BEGIN IMMEDIATE (take the write lock first)."""
+
+    @event.listens_for(engine, "connect")
+    def _driver_autocommit(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection):
+        connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
+
+
 def _make_engine(url: str, create: bool) -> Engine:
-    if create and url.startswith("sqlite:///"):
+    url = _with_driver(url)
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError as exc:
+        raise DatabaseError(f"not a database URL or file path: {url!r} ({exc})") from None
+    if create and backend == "sqlite" and url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, future=True)
+    try:
+        engine = create_engine(url, connect_args=_connect_args(backend))
+    except ModuleNotFoundError as exc:
+        raise DatabaseError(f"the database driver for {backend} is not installed ({exc}); for "
+                            f"PostgreSQL: pip install 'psycopg[binary]'") from None
+    if backend == "sqlite":
+        _use_explicit_sqlite_transactions(engine)
+    return engine
 
 
-def check_schema(engine: Engine) -> bool:
+def writing(engine_or_sessions: "Engine | sessionmaker") -> Engine:
+    """The engine whose transactions take the write lock as they open (SQLite: BEGIN IMMEDIATE).
+
+    A read-then-write transaction that starts as a reader can deadlock against another writer;
+    SQLite then fails one of them at once instead of waiting. Taking the lock first makes the
+    second writer wait its turn (up to SQLITE_LOCK_TIMEOUT_S). Other databases lock per row.
+    """
+    engine = engine_or_sessions
+    if isinstance(engine, sessionmaker):
+        engine = engine.kw["bind"]
+    return engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+
+
+def _schema_state(connection: Connection, url) -> bool:
     """True if the database has our current schema, False if it is empty; raises otherwise."""
-    tables = set(inspect(engine).get_table_names())
+    tables = set(inspect(connection).get_table_names())
     if not tables:
         return False
     if "schema_info" not in tables:
         raise DatabaseError(
-            f"{engine.url!r} is not a results database of this project (no schema_info table)"
+            f"{url!r} is not a results database of this project (no schema_info table)"
         )
-    with Session(engine) as session:
-        row = session.scalar(select(SchemaInfo).where(SchemaInfo.key == "schema_version"))
-    found = int(row.value) if row is not None else None
+    value = connection.scalar(select(SchemaInfo.value).where(SchemaInfo.key == "schema_version"))
+    found = int(value) if value is not None else None
     if found != SCHEMA_VERSION:
         raise DatabaseError(
-            f"results database {engine.url!r} has schema version {found}, this code needs "
+            f"results database {url!r} has schema version {found}, this code needs "
             f"{SCHEMA_VERSION}; move the old file away (or point --db elsewhere) and re-import "
             f"the answer files with speed.py / equal.py"
         )
     return True
 
 
+def check_schema(engine: Engine) -> bool:
+    """True if the database has our current schema, False if it is empty; raises otherwise."""
+    with engine.connect() as connection:
+        return _schema_state(connection, engine.url)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the tables and record the version, in one transaction holding the write lock, so
+    a concurrent creator waits and then finds the schema complete (or nothing at all)."""
+    with writing(engine).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        if _schema_state(connection, engine.url):
+            return  # made by someone else while we waited for the lock
+        Base.metadata.create_all(connection)
+        connection.execute(SchemaInfo.__table__.insert().values(key="schema_version",
+                                                                value=str(SCHEMA_VERSION)))
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The driver's own message (e.g. "connection timeout expired"), without SQLAlchemy's
+    statement dump and background link."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return str(exc.orig).strip() or type(exc.orig).__name__
+    return str(exc).strip() or type(exc).__name__
+
+
 def open_database(url_or_path: str | None = None, create: bool = True) -> sessionmaker:
     """A session factory for the database; creates the schema in an empty database if asked."""
     url = normalise_url(url_or_path)
+    engine = _make_engine(url, create)
+    shown = engine.url.render_as_string(hide_password=True)
     try:
-        engine = _make_engine(url, create)
         has_schema = check_schema(engine)
+        if not has_schema and create:
+            create_schema(engine)
     except DatabaseError:
+        engine.dispose()
         raise
     except Exception as exc:  # unreachable server, corrupt file, ...
-        raise DatabaseError(f"cannot open results database {url!r}: {exc}") from exc
-    if not has_schema and create:
-        Base.metadata.create_all(engine)
-        with Session(engine) as session, session.begin():
-            session.add(SchemaInfo(key="schema_version", value=str(SCHEMA_VERSION)))
-    return sessionmaker(engine, future=True)
+        engine.dispose()
+        raise DatabaseError(f"cannot open results database {shown!r}: {failure_reason(exc)}") from None
+    return sessionmaker(engine)

@@ -28,10 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: speed comparisons record their settings check
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
@@ -68,7 +68,7 @@ class Run(Base):
     lossy: Mapped[bool] = mapped_column(Boolean, default=False)
     source_format: Mapped[str] = mapped_column(String(32), default="ours")  # "ours" | "spec-bench"
     num_questions: Mapped[int] = mapped_column(Integer, default=0)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     answers: Mapped[list["Answer"]] = relationship(back_populates="run", cascade="all, delete-orphan")
 
@@ -111,7 +111,14 @@ class SpeedComparison(Base):
     base_run_ids: Mapped[list] = mapped_column(JSON)
     token_counting: Mapped[str] = mapped_column(String(64))  # "token_ids" | "new_tokens" | "retokenized"
     num_questions: Mapped[int] = mapped_column(Integer)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # The settings check of evaluation/compatibility.py: False when speed.py was told to compare
+    # despite a differing setting (--allow-mismatch); the leaderboard never ranks those.
+    settings_match: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    # [{"setting", "method_value", "base_value", "method_file", "base_file"}, ...]
+    mismatches: Mapped[list] = mapped_column(JSON, default=list)
+    # Settings not recorded on one side (e.g. everything but the model id's for Spec-Bench's files).
+    unchecked_settings: Mapped[list] = mapped_column(JSON, default=list)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     method_run: Mapped[Run] = relationship(foreign_keys=[method_run_id])
     base_run: Mapped[Run] = relationship(foreign_keys=[base_run_id])
@@ -174,7 +181,7 @@ class EqualityCheck(Base):
     num_equal: Mapped[int] = mapped_column(Integer)
     all_equal: Mapped[bool] = mapped_column(Boolean)
     per_subtask: Mapped[dict] = mapped_column(JSON, default=dict)  # subtask -> exact-match rate
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     run: Mapped[Run] = relationship(foreign_keys=[run_id])
     base_run: Mapped[Run] = relationship(foreign_keys=[base_run_id])

@@ -5,6 +5,10 @@ newest speed comparison of one method configuration (method name and parameters)
 (device, model, dtype, temperature, bench), where the selection is read off the comparison's
 method run. Two configurations of one method get two rows, labelled by the parameters in which
 they differ, rather than the older silently disappearing.
+
+Only comparisons whose method and baseline settings matched are ranked. One that speed.py was
+told to store despite a differing setting (--allow-mismatch) is shown apart, by
+`unmatched_rows`, labelled with what differs; it never appears among the ranked rows.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Optional
 
@@ -20,6 +24,8 @@ import pandas as pd
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from evaluation.answers import question_sort_key
+from evaluation.compatibility import Mismatch
 from evaluation.subtasks import OVERALL, ordered_subtasks
 from leaderboard.models import (
     Answer,
@@ -80,6 +86,15 @@ class LeaderboardRow:
     num_equal: Optional[int] = None
     num_compared: Optional[int] = None
     lossy_option: bool = False  # the run itself says a knowingly lossy option was used
+    # The settings check of speed.py: what differed (only for unmatched rows) and what could
+    # not be checked because one file did not record it.
+    mismatches: list[dict] = field(default_factory=list)
+    unchecked_settings: list[str] = field(default_factory=list)
+
+    @property
+    def mismatch_text(self) -> str:
+        """"dtype float16 vs float32; ..." (method value first, then the baseline's)."""
+        return "; ".join(Mismatch(**m).short() for m in self.mismatches)
 
 
 def available_selections(session: Session) -> list[Selection]:
@@ -88,17 +103,19 @@ def available_selections(session: Session) -> list[Selection]:
     stmt = (
         select(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench, newest)
         .join(SpeedComparison, SpeedComparison.method_run_id == Run.id)
+        .where(SpeedComparison.settings_match.is_(True))
         .group_by(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench)
         .order_by(newest.desc(), Run.device_name, Run.model)
     )
     return [Selection(*row[:5]) for row in session.execute(stmt)]
 
 
-def _newest_comparison_per_method(session: Session, selection: Selection) -> list[SpeedComparison]:
+def _newest_comparison_per_method(session: Session, selection: Selection,
+                                  matched: bool = True) -> list[SpeedComparison]:
     stmt = (
         select(SpeedComparison)
         .join(Run, SpeedComparison.method_run_id == Run.id)
-        .where(selection.matches())
+        .where(selection.matches(), SpeedComparison.settings_match.is_(matched))
         .options(selectinload(SpeedComparison.subtasks), selectinload(SpeedComparison.method_run),
                  selectinload(SpeedComparison.base_run))
         .order_by(SpeedComparison.created.desc(), SpeedComparison.id.desc())
@@ -163,6 +180,8 @@ def _row_of(session: Session, comparison: SpeedComparison, label: str) -> Leader
         tokens_per_s=overall.tokens_per_s if overall else None,
         base_tokens_per_s=overall.base_tokens_per_s if overall else None,
         lossy_option=bool(comparison.method_run.lossy),
+        mismatches=list(comparison.mismatches or []),
+        unchecked_settings=list(comparison.unchecked_settings or []),
     )
     check = _equality_of(session, comparison.method_run_id, comparison.base_run_id)
     if check is not None:
@@ -182,6 +201,15 @@ def leaderboard_rows(session: Session, selection: Selection) -> list[Leaderboard
     labels = configuration_labels([c.method_run for c in comparisons])
     rows = [_row_of(session, c, labels[_configuration_key(c.method_run)]) for c in comparisons]
     return sorted(rows, key=_overall_sort_key)
+
+
+def unmatched_rows(session: Session, selection: Selection) -> list[LeaderboardRow]:
+    """Comparisons stored despite differing settings (speed.py --allow-mismatch), newest per
+    method configuration, for showing apart from the ranking; never part of leaderboard_rows."""
+    comparisons = _newest_comparison_per_method(session, selection, matched=False)
+    labels = configuration_labels([c.method_run for c in comparisons])
+    rows = [_row_of(session, c, labels[_configuration_key(c.method_run)]) for c in comparisons]
+    return sorted(rows, key=lambda row: row.method)
 
 
 def subtasks_of(rows: list[LeaderboardRow]) -> list[str]:
@@ -276,11 +304,6 @@ class QuestionChoice:
     speedup: Optional[float]
 
 
-def _question_sort_key(question_id: str) -> tuple:
-    # Spec-Bench ids are integers stored as strings; sort 2 before 10.
-    return (0, int(question_id), "") if question_id.isdigit() else (1, 0, question_id)
-
-
 def question_choices(session: Session, row: LeaderboardRow) -> list[QuestionChoice]:
     """The questions of a row's method run, in subtask order, with their speedups if known."""
     speedups = dict(session.execute(
@@ -291,7 +314,7 @@ def question_choices(session: Session, row: LeaderboardRow) -> list[QuestionChoi
         select(Answer.question_id, Answer.subtask).where(Answer.run_id == row.method_run_id)
     ).all()
     order = {name: i for i, name in enumerate(ordered_subtasks({s for _, s in answers}))}
-    answers = sorted(answers, key=lambda a: (order[a.subtask], _question_sort_key(a.question_id)))
+    answers = sorted(answers, key=lambda a: (order[a.subtask], question_sort_key(a.question_id)))
     return [QuestionChoice(qid, subtask, speedups.get(qid)) for qid, subtask in answers]
 
 

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import math
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from evaluation.answers import AnswerFile, guess_from_model_id, read_answer_file
+from evaluation.answers import (
+    AnswerFile,
+    bench_from_path,
+    guess_from_model_id,
+    model_name_of_path,
+    read_answer_file,
+)
 from evaluation.stats import finite_or_none
-from leaderboard.db import DatabaseError, open_database
+from leaderboard.db import DatabaseError, failure_reason, open_database, writing
 from leaderboard.models import (
     Answer as AnswerRow,
     Difference,
@@ -28,6 +34,7 @@ from leaderboard.models import (
     Run,
     SpeedComparison,
     SubtaskResult,
+    utc_now,
 )
 
 if TYPE_CHECKING:  # the evaluators import this module, not the other way round
@@ -52,7 +59,7 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
         "model_id": answer_file.model_id,
         # The model id's prefix first: it names the model the same way in our files and in
         # Spec-Bench's (where no model path exists), so the leaderboard groups them together.
-        "model": guess.model or _model_name(env.get("model_path")) or answer_file.model_id,
+        "model": guess.model or model_name_of_path(env.get("model_path")) or answer_file.model_id,
         "method": answer_file.run_field("method") or guess.method or "unknown",
         "method_params": answer_file.run_field("method_params") or {},
         "device": _text(env.get("device")) or "unknown",
@@ -60,7 +67,7 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
         "dtype": _text(env.get("dtype")) or guess.dtype or "unknown",
         # Spec-Bench names the temperature only for sampling-capable methods; its default is 0.
         "temperature": float(temperature) if temperature is not None else 0.0,
-        "bench": answer_file.run_field("bench_name") or _bench_from_path(answer_file.path),
+        "bench": answer_file.run_field("bench_name") or bench_from_path(answer_file.path) or "unknown",
         "max_new_tokens": answer_file.run_field("max_new_tokens"),
         "torch_version": _text(env.get("torch")),
         "transformers_version": _text(env.get("transformers")),
@@ -73,20 +80,6 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
 
 def _text(value: Any) -> Optional[str]:
     return None if value is None or value == "" else str(value)
-
-
-def _model_name(model_path: Any) -> Optional[str]:
-    """A hub id stays as it is; a local folder or file is named by its last component."""
-    if not isinstance(model_path, str) or not model_path:
-        return None
-    if model_path.startswith(("/", "~", ".")) or "\\" in model_path or model_path.count("/") > 1:
-        return PurePath(model_path.replace("\\", "/")).name or model_path
-    return model_path
-
-
-def _bench_from_path(path: Path) -> str:
-    """Spec-Bench writes data/{bench_name}/model_answer/{model_id}.jsonl."""
-    return path.parent.parent.name if path.parent.name == "model_answer" else "unknown"
 
 
 def _check_storable(answer_file: AnswerFile) -> None:
@@ -163,13 +156,18 @@ def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
         comparison.subtasks.clear()  # flushed away before the new rows take their keys
         comparison.questions.clear()
         session.flush()
+    comparison.created = utc_now()  # importing an older comparison again makes it the current one
     comparison.method_run_id = method_runs[0].id
     comparison.base_run_id = base_runs[report.pairs[0][1]].id
     comparison.method_run_ids = [run.id for run in method_runs]
     comparison.base_run_ids = [run.id for run in base_runs]
     comparison.token_counting = report.counting.mode
     comparison.num_questions = len(report.question_ids)
+    comparison.settings_match = report.compatibility.matched
+    comparison.mismatches = _json_safe([m.as_dict() for m in report.compatibility.mismatches])
+    comparison.unchecked_settings = list(report.compatibility.unchecked)
 
+    spec_bench = {t.task: t.as_dict() for t in report.spec_bench_reported or []}
     for s in report.subtasks:
         a = s.acceptance
         extra = {k: v for k, v in a.as_dict().items()
@@ -181,6 +179,8 @@ def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
             "mean_paired_speedup": s.mean_paired_speedup,
             "per_run": s.per_run,
         })
+        if s.subtask in spec_bench:  # what Spec-Bench's own speed.py would print for it
+            extra["spec_bench_reported"] = spec_bench[s.subtask]
         comparison.subtasks.append(SubtaskResult(
             subtask=s.subtask,
             num_questions=s.num_questions,
@@ -232,6 +232,7 @@ def store_equality(session: Session, result: "EqualityResult") -> EqualityCheck:
     else:
         check.differences.clear()
         session.flush()
+    check.created = utc_now()
     check.compared_on = result.compared_on
     check.num_compared = result.num_compared
     check.num_equal = result.num_equal
@@ -253,13 +254,15 @@ def _save(db: Optional[str], write) -> str:
     """Run write(session) in one transaction; returns the database URL (password hidden)."""
     try:
         factory = open_database(db)
-        with factory() as session, session.begin():
+        # The write lock first: two imports at once then queue instead of one failing.
+        with factory(bind=writing(factory)) as session, session.begin():
             write(session)
             return session.get_bind().url.render_as_string(hide_password=True)
     except DatabaseError as exc:
         raise StoreError(str(exc)) from None
     except SQLAlchemyError as exc:
-        raise StoreError(f"nothing stored, the database refused the results: {exc}") from None
+        raise StoreError(f"nothing stored, the database refused the results: "
+                         f"{failure_reason(exc)}") from None
 
 
 def save_speed_report(db: Optional[str], report: "SpeedReport") -> str:

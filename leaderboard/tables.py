@@ -111,3 +111,18 @@ def styled_comparison(frame: pd.DataFrame) -> Styler:
         .format("{:.2f}x", subset=speedups, na_rep="–")
         .format("{:.2f}", subset=accepted, na_rep="–")
     )
+
+
+MISMATCH = "Settings that differ (method vs baseline)"
+BASELINE = "Baseline"
+
+
+def unmatched_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
+    """Comparisons stored despite differing settings: shown apart, never ranked or highlighted."""
+    records = [{METHOD: row.method, BASELINE: row.base_method, OVERALL: _number(row.overall),
+                MISMATCH: row.mismatch_text} for row in rows]
+    return pd.DataFrame.from_records(records, columns=[METHOD, BASELINE, OVERALL, MISMATCH])
+
+
+def styled_unmatched(frame: pd.DataFrame) -> Styler:
+    return frame.style.hide(axis="index").format("{:.2f}x", subset=[OVERALL], na_rep="–")

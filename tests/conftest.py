@@ -1,6 +1,10 @@
 import os
+import socket
 import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 # Tests never reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,3 +22,30 @@ SHARED_QUESTIONS = ROOT.parent / "shared" / "spec_bench" / "question.jsonl"
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def silent_server():
+    """A TCP server on 127.0.0.1 that accepts connections and never says a word."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"postgresql://user:secret@127.0.0.1:{server.getsockname()[1]}/results"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()

@@ -415,3 +415,44 @@ def test_filter_options_narrow_by_what_was_chosen_above():
     assert options_for(selections, "device_name", {}) == [A100, RTX3090]
     assert options_for(selections, "model", {"device_name": A100}) == [VICUNA, SMOLLM]
     assert options_for(selections, "model", {"device_name": RTX3090}) == [SMOLLM]
+
+
+def test_a_database_server_that_never_answers_gives_a_message_within_seconds(silent_server,
+                                                                             monkeypatch):
+    pytest.importorskip("psycopg")
+    import time
+
+    from leaderboard import db
+
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 1)  # libpq waits at least 2 s
+    start = time.monotonic()
+    app = run_app(monkeypatch, "--db", silent_server)
+    assert time.monotonic() - start < 15
+    assert len(app.error) == 1
+    assert "The results database cannot be used" in app.error[0].value
+    assert "timeout" in app.error[0].value and "secret" not in app.error[0].value
+
+
+def test_mismatched_comparisons_are_listed_apart_and_never_ranked(tmp_path, monkeypatch):
+    from evaluation import speed
+    from tests.answer_fixtures import synthetic_run, write_answer_file
+
+    vanilla = write_answer_file(tmp_path / "vanilla.jsonl",
+                                synthetic_run(method="vanilla", accept=1, draft_length=0))
+    pld = write_answer_file(tmp_path / "pld.jsonl", synthetic_run(seconds_per_step=0.03))
+    db = str(tmp_path / "results.db")
+    # Only the swapped files first: nothing can be ranked yet.
+    assert speed.main(["--file-path", str(vanilla), "--base-path", str(pld), "--db", db,
+                       "--allow-mismatch", "baseline_method"]) == 0
+    app = run_app(monkeypatch, "--db", db)
+    assert "nothing to rank" in app.info[0].value and not app.table
+    assert speed.main(["--file-path", str(pld), "--base-path", str(vanilla), "--db", db]) == 0
+    app = run_app(monkeypatch, "--db", db)
+    ranked, apart = (shown(t) for t in app.tabs[0].table[:2])
+    assert list(ranked["Method"]) == ["pld"]
+    assert list(apart["Method"]) == ["vanilla"] and list(apart["Baseline"]) == ["pld"]
+    assert list(apart["Settings that differ (method vs baseline)"]) == [
+        "baseline is pld, not vanilla"]
+    assert any("Not ranked" in m.value for m in app.tabs[0].markdown)
+    assert any("not checked against the baseline" in c.value and "pld: backend" in c.value
+               for c in app.tabs[0].caption)

@@ -48,3 +48,40 @@ def test_a_rerun_of_the_same_configuration_replaces_the_older_row(tmp_path):
     ])
     rows = _rows(sessions)
     assert [(row.method, round(row.overall, 1)) for row in rows] == [("pld", 1.5)]
+
+
+def test_comparisons_stored_despite_a_mismatch_are_never_ranked(tmp_path):
+    from evaluation import speed
+    from tests.answer_fixtures import synthetic_run, write_answer_file
+
+    vanilla = write_answer_file(tmp_path / "vanilla.jsonl",
+                                synthetic_run(method="vanilla", accept=1, draft_length=0))
+    pld = write_answer_file(tmp_path / "pld.jsonl", synthetic_run(seconds_per_step=0.03))
+    float32 = synthetic_run(method="sps", seconds_per_step=0.005)
+    for record in float32:
+        record["environment"]["dtype"] = "float32"
+    sps = write_answer_file(tmp_path / "sps.jsonl", float32)
+    db = str(tmp_path / "r.db")
+    assert speed.main(["--file-path", str(pld), "--base-path", str(vanilla), "--db", db]) == 0
+    # The files swapped (a "vanilla 0.5x" against the pld run) and a run of another dtype.
+    assert speed.main(["--file-path", str(vanilla), "--base-path", str(pld), "--db", db,
+                       "--allow-mismatch", "baseline_method"]) == 0
+    assert speed.main(["--file-path", str(sps), "--base-path", str(vanilla), "--db", db,
+                       "--allow-mismatch", "dtype"]) == 0
+    sessions = open_database(db)
+    with sessions() as session:
+        selections = queries.available_selections(session)
+        # The float32 sps run's own selection has only an unmatched comparison: not offered.
+        assert [s.dtype for s in selections] == ["float16"]
+        rows = queries.leaderboard_rows(session, selections[0])
+        assert [(row.method, row.base_method) for row in rows] == [("pld", "vanilla")]
+        assert rows[0].mismatches == [] and "backend" in rows[0].unchecked_settings
+        unmatched = queries.unmatched_rows(session, selections[0])
+        assert [(row.method, row.mismatch_text) for row in unmatched] == [
+            ("vanilla", "baseline is pld, not vanilla")]
+        float32_selection = queries.Selection(*[getattr(selections[0], f) for f in
+                                                queries.SELECTION_FIELDS[:2]], "float32", 0.0,
+                                              "spec_bench")
+        assert queries.leaderboard_rows(session, float32_selection) == []
+        assert [row.mismatch_text for row in queries.unmatched_rows(session, float32_selection)] \
+            == ["dtype float32 vs float16"]

@@ -326,7 +326,8 @@ def test_help_explains_every_option():
         assert option in text
 
 
-def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
+def save_word_tokenizer(path):
+    """A local one-word-per-token tokenizer that adds a BOS, like Llama's, saved to `path`."""
     tokenizers = pytest.importorskip("tokenizers")
     transformers = pytest.importorskip("transformers")
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i + 3 for i in range(100)}}
@@ -336,7 +337,12 @@ def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
         single="<s> $A", special_tokens=[("<s>", 1)])
     transformers.PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-    ).save_pretrained(tmp_path / "tok")
+    ).save_pretrained(path)
+    return path
+
+
+def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
+    save_word_tokenizer(tmp_path / "tok")
     method, base = hand_method(), hand_base()
     for r in method + base:  # text with one word fewer than new_tokens (as if EOS were dropped)
         r["choices"][0]["turns"] = [text_of(ids[:-1]) for ids in r["choices"][0]["token_ids"]]
@@ -354,3 +360,214 @@ def test_retokenized_counting_loads_a_local_tokenizer(tmp_path, capsys):
     assert speed.main(["--file-path", str(m), "--base-path", str(b), "--count", "retokenized",
                        "--tokenizer-path", str(tmp_path / "missing"), "--no-db"]) == 2
     assert "cannot load the tokenizer" in capsys.readouterr().err
+
+
+# ---- the settings check: what cannot be compared is refused, or stored labelled -------------
+
+def test_a_method_file_given_as_the_baseline_is_refused(tmp_path, capsys):
+    m, b = write_pair(tmp_path)
+    out = tmp_path / "o.json"
+    # Today's trap: the vanilla file as the method, the pld file as the baseline.
+    assert speed.main(["--file-path", str(b), "--base-path", str(m), "--no-db"]) == 2
+    err = capsys.readouterr().err
+    assert f"{m} is not a baseline run: its method is 'pld', a baseline's is 'vanilla'" in err
+    assert "--allow-mismatch baseline_method" in err and "Traceback" not in err
+    assert speed.main(["--file-path", str(b), "--base-path", str(m), "--no-db", "--json", str(out),
+                       "--allow-mismatch", "baseline_method"]) == 0
+    assert "MISMATCH (--allow-mismatch baseline_method)" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["settings_match"] is False
+    assert [(x["setting"], x["method_value"], x["base_value"]) for x in data["mismatches"]] == [
+        ("baseline_method", "vanilla", "pld")]
+
+
+def test_the_same_file_on_both_sides_is_refused(tmp_path, capsys):
+    m, b = write_pair(tmp_path)
+    assert speed.main(["--file-path", str(b), "--base-path", str(b), "--no-db"]) == 2
+    assert f"{b} is given as both the method and the baseline" in capsys.readouterr().err
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(b.read_bytes())
+    assert speed.main(["--file-path", str(copy), "--base-path", str(b), "--no-db",
+                       "--allow-mismatch", "baseline_method"]) == 2
+    assert "same sha256" in capsys.readouterr().err
+
+
+def _set_environment(key, value):
+    def change(record):
+        record["environment"][key] = value
+    return change
+
+
+def _set_field(key, value):
+    def change(record):
+        record[key] = value
+    return change
+
+
+def _other_model(record):
+    record["model_id"] = "llama-2-7b-chat-vanilla"
+    record["environment"]["model_path"] = "meta-llama/Llama-2-7b-chat-hf"
+
+
+@pytest.mark.parametrize("setting, change, method_value, base_value", [
+    ("device", _set_environment("device", "cpu"), "cuda", "cpu"),
+    ("device_name", _set_environment("device_name", "NVIDIA A100"), "NVIDIA H100 80GB HBM3", "NVIDIA A100"),
+    ("dtype", _set_environment("dtype", "bfloat16"), "float16", "bfloat16"),
+    ("temperature", _set_field("temperature", 0.7), 0.0, 0.7),
+    ("top_p", _set_field("top_p", 0.9), 1.0, 0.9),
+    ("top_k", _set_field("top_k", 50), 0, 50),
+    ("max_new_tokens", _set_field("max_new_tokens", 256), 1024, 256),
+    ("bench", _set_field("bench_name", "mt_bench"), "spec_bench", "mt_bench"),
+    ("model", _other_model, "vicuna-7b-v1.3", "llama-2-7b-chat"),
+])
+def test_each_differing_setting_is_refused_naming_it_and_both_values(
+        tmp_path, setting, change, method_value, base_value):
+    base = hand_base()
+    for record in base:
+        change(record)
+    with pytest.raises(SpeedInputError) as refused:
+        compare_speed(*files(tmp_path, hand_method(), base))
+    message = str(refused.value)
+    assert f"{setting} differs: {method_value!r} in the method file" in message
+    assert f"{base_value!r} in the baseline file" in message
+    assert f"--allow-mismatch {setting}" in message
+    report = compare_speed(*files(tmp_path, hand_method(), base),
+                           allow_mismatch={setting, "model_path"})
+    assert not report.compatibility.matched
+    assert (setting, method_value, base_value) in [
+        (x.setting, x.method_value, x.base_value) for x in report.compatibility.mismatches]
+
+
+def test_backend_and_prompt_format_are_compared_only_when_both_files_record_them(tmp_path):
+    method, base = hand_method(), hand_base()
+    for record in method:
+        record["environment"]["backend"] = "eager"
+        record["conv_template"] = "vicuna"
+    report = compare_speed(*files(tmp_path, method, base))  # the baseline records neither
+    assert report.compatibility.matched
+    assert {"backend", "prompt_format"} <= set(report.compatibility.unchecked)
+    for record in base:
+        record["environment"]["backend"] = "compiled"
+        record["conv_template"] = "chat"
+    with pytest.raises(SpeedInputError, match=r"(?s)backend differs: 'eager'.*'compiled'.*"
+                                              r"prompt_format differs: 'vicuna'.*'chat'"):
+        compare_speed(*files(tmp_path, method, base))
+    report = compare_speed(*files(tmp_path, method, base),
+                           allow_mismatch={"backend", "prompt_format"})
+    assert [x.setting for x in report.compatibility.mismatches] == ["backend", "prompt_format"]
+    assert "backend" not in report.compatibility.unchecked
+
+
+def test_allow_mismatch_takes_repeated_and_comma_separated_names(tmp_path, capsys):
+    base = hand_base()
+    for record in base:
+        record["environment"]["dtype"] = "float32"
+        record["top_k"] = 50
+        record["max_new_tokens"] = 64
+    m = write_answer_file(tmp_path / "m.jsonl", hand_method())
+    b = write_answer_file(tmp_path / "b.jsonl", base)
+    args = ["--file-path", str(m), "--base-path", str(b), "--no-db"]
+    assert speed.main([*args, "--allow-mismatch", "dtype,top_k"]) == 2
+    assert "max_new_tokens differs" in capsys.readouterr().err
+    assert speed.main([*args, "--allow-mismatch", "dtype,top_k", "--allow-mismatch",
+                       "max_new_tokens"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("MISMATCH") == 3 and "never ranks them" in out
+    with pytest.raises(SystemExit):
+        speed.main([*args, "--allow-mismatch", "colour"])
+    assert "unknown setting(s) colour" in capsys.readouterr().err
+
+
+def test_spec_bench_files_are_accepted_with_unrecorded_settings_named(tmp_path, capsys):
+    m = write_answer_file(tmp_path / "data" / "spec_bench" / "model_answer" / "vicuna-7b-v1.3-pld-float16.jsonl",
+                          synthetic_run(spec_bench=True))
+    b = write_answer_file(tmp_path / "data" / "spec_bench" / "model_answer" / "vicuna-7b-v1.3-vanilla-float16.jsonl",
+                          synthetic_run(method="vanilla", accept=1, draft_length=0, spec_bench=True))
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--no-db"]) == 0
+    out = capsys.readouterr().out
+    # What Spec-Bench's model ids and folders say is checked; the rest is named as unchecked.
+    assert "Settings that agree: baseline_method, model, dtype, bench" in out
+    assert ("Settings not checked (not recorded in both files): model_path, device, device_name, "
+            "temperature, top_p, top_k, max_new_tokens, backend, prompt_format") in out
+    # A Spec-Bench file of another model is still caught by its model id.
+    other = write_answer_file(tmp_path / "llama-2-7b-vanilla-float16.jsonl", synthetic_run(
+        method="vanilla", accept=1, draft_length=0, spec_bench=True, model_id="llama-2-7b-vanilla-float16"))
+    assert speed.main(["--file-path", str(m), "--base-path", str(other), "--no-db"]) == 2
+    assert "model differs: 'vicuna-7b-v1.3'" in capsys.readouterr().err
+
+
+# ---- what Spec-Bench's own speed.py would print ----------------------------------------------
+
+def base_with_one_word_fewer():
+    """The baseline's text one word short of its tokens per turn (as if the EOS were dropped),
+    so Spec-Bench's re-tokenised count differs from its new_tokens."""
+    base = hand_base()
+    for r in base:
+        r["choices"][0]["turns"] = [text_of(ids[:-1]) for ids in r["choices"][0]["token_ids"]]
+    return base
+
+
+def test_spec_bench_figure_uses_its_asymmetric_counting(tmp_path):
+    from evaluation.spec_bench_speed import spec_bench_figures
+
+    method_files, base_files = files(tmp_path, hand_method(), base_with_one_word_fewer())
+    figures = {t.task: t for t in spec_bench_figures(method_files, base_files, [(0, 0)],
+                                                     WordTokenizer())}
+    assert list(figures) == ["mt_bench", "translation", "qa", "overall"]
+    overall = figures["overall"]
+    # Method: new_tokens / time per question = 30, 30, 10 tok/s. Baseline: words + BOS - 1 per
+    # turn = 3 + 1, 5, 2 tokens in 0.5, 0.4, 0.2 s = 8, 12.5, 10 tok/s.
+    assert overall.tokens_per_s == pytest.approx(70 / 3)
+    assert overall.base_tokens_per_s == pytest.approx(30.5 / 3)
+    assert overall.speedup == pytest.approx(70 / 30.5)
+    assert overall.mean_accepted_tokens == pytest.approx(15 / 8)
+    assert figures["mt_bench"].speedup == pytest.approx(30 / 8)
+    # The reference arithmetic of Spec-Bench (above) agrees, task by task.
+    expected, mat = spec_bench_reference(method_files[0].path, base_files[0].path,
+                                         lambda t: WordTokenizer()(t)["input_ids"])
+    assert overall.speedup == pytest.approx(expected) and overall.mean_accepted_tokens == mat
+    # Our own figures count both sides alike and do not carry the artefact.
+    ours = compare_speed(method_files, base_files).subtask("overall")
+    assert ours.speedup_spec_bench == pytest.approx((70 / 3) / 14)
+
+
+def test_spec_bench_figure_is_not_given_where_its_division_would_fail(tmp_path):
+    from evaluation.spec_bench_speed import SpecBenchFigureUnavailable, spec_bench_figures
+
+    base = hand_base()
+    base[1]["choices"][0]["wall_time"] = [0.0]
+    method_files, base_files = files(tmp_path, hand_method(), base)
+    with pytest.raises(SpecBenchFigureUnavailable, match="question 161 has a total wall time of 0"):
+        spec_bench_figures(method_files, base_files, [(0, 0)], WordTokenizer())
+
+
+def test_cli_prints_and_stores_spec_bench_figure_with_a_tokenizer(tmp_path, capsys):
+    tokenizer = save_word_tokenizer(tmp_path / "tok")
+    m = write_answer_file(tmp_path / "pld.jsonl", hand_method())
+    b = write_answer_file(tmp_path / "vanilla.jsonl", base_with_one_word_fewer())
+    db, out = tmp_path / "r.db", tmp_path / "o.json"
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--db", str(db),
+                       "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert ("Spec-Bench's speed.py would report: not computed, it re-tokenises the baseline's "
+            "answer text, so it needs the target model's tokenizer: pass --tokenizer-path") in text
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--db", str(db),
+                       "--json", str(out), "--tokenizer-path", str(tokenizer)]) == 0
+    text = capsys.readouterr().out
+    assert "Spec-Bench's speed.py would report (its counting:" in text
+    overall_line = [line for line in text.splitlines() if line.startswith("Overall")][-1]
+    assert f"{70 / 30.5:.3f}x" in overall_line and "1.88" in overall_line
+    data = json.loads(out.read_text())
+    assert data["spec_bench_reported"][-1]["speedup"] == pytest.approx(70 / 30.5)
+    assert data["token_counting"] == "token_ids"  # our own counting is unchanged by the tokenizer
+    from sqlalchemy import select
+
+    from leaderboard.db import open_database
+    from leaderboard.models import SubtaskResult
+    with open_database(str(db))() as session:
+        extra = session.scalar(select(SubtaskResult.extra).where(SubtaskResult.subtask == "overall"))
+    assert extra["spec_bench_reported"]["speedup"] == pytest.approx(70 / 30.5)
+    # A tokenizer that cannot be loaded only costs Spec-Bench's figure, with the reason.
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--no-db",
+                       "--tokenizer-path", str(tmp_path / "missing")]) == 0
+    assert "would report: not computed, cannot load the tokenizer" in capsys.readouterr().out

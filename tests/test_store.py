@@ -219,3 +219,108 @@ def test_db_option_takes_a_url(tmp_path, pair):
 def test_comparison_key_tells_the_sides_apart():
     assert store.comparison_key(["a"], ["b"]) != store.comparison_key(["b"], ["a"])
     assert store.comparison_key(["a", "c"], ["b"]) == store.comparison_key(["c", "a"], ["b"])
+
+
+# ---- timeouts, concurrent first imports, re-imports, odd question ids ---------------------
+
+def test_a_server_that_never_answers_is_an_error_within_seconds(silent_server, pair, capsys,
+                                                                monkeypatch):
+    pytest.importorskip("psycopg")
+    import time
+
+    from leaderboard import db
+
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 1)  # libpq waits at least 2 s
+    for tool, args in ((speed, ["--file-path", str(pair[0]), "--base-path", str(pair[1])]),
+                       (equal, ["--jsonfile1", str(pair[1]), "--jsonfile2", str(pair[0])])):
+        start = time.monotonic()
+        assert tool.main([*args, "--db", silent_server]) == 2
+        assert time.monotonic() - start < 10
+        err = capsys.readouterr().err
+        assert "cannot open results database" in err and "timeout" in err
+        assert "secret" not in err and "Traceback" not in err
+
+
+def test_two_first_imports_into_a_fresh_sqlite_file_both_land(tmp_path):
+    import threading
+
+    reports = []
+    for i in range(2):  # two different comparisons, so both must be found afterwards
+        m = write_answer_file(tmp_path / f"m{i}.jsonl", synthetic_run(seconds_per_step=0.03 + 0.01 * i))
+        b = write_answer_file(tmp_path / f"b{i}.jsonl", synthetic_run(
+            method="vanilla", accept=1, draft_length=0, seconds_per_step=0.02 + 0.001 * i))
+        reports.append(compare_speed([read_answer_file(m)], [read_answer_file(b)]))
+    for trial in range(6):  # the old code lost one import in about 4 races of 10
+        db = tmp_path / f"fresh{trial}.db"
+        start, errors = threading.Barrier(2), []
+
+        def save(report):
+            start.wait()
+            try:
+                store.save_speed_report(str(db), report)  # each call opens its own engine
+            except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
+                errors.append(exc)
+
+        threads = [threading.Thread(target=save, args=(r,)) for r in reports]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert row_counts(db)["speed_comparisons"] == 2
+
+
+def test_reimporting_an_older_comparison_makes_it_current(tmp_path):
+    from leaderboard import queries
+
+    base = write_answer_file(tmp_path / "vanilla.jsonl",
+                             synthetic_run(method="vanilla", accept=1, draft_length=0))
+    old = write_answer_file(tmp_path / "old.jsonl", synthetic_run(seconds_per_step=0.03))
+    new = write_answer_file(tmp_path / "new.jsonl", synthetic_run(seconds_per_step=0.01))
+    db = str(tmp_path / "r.db")
+    for method in (old, new, old):
+        assert speed.main(["--file-path", str(method), "--base-path", str(base), "--db", db]) == 0
+    with open_database(db)() as session:
+        selection = queries.available_selections(session)[0]
+        rows = queries.leaderboard_rows(session, selection)
+        assert len(rows) == 1
+        # old: 3 tokens per 0.03 s against 1 per 0.02 s = 2x; new would be 6x.
+        assert rows[0].overall == pytest.approx(2.0)
+    # An equality check stored again is dated by its latest import too.
+    args = ["--jsonfile1", str(base), "--jsonfile2", str(old), "--db", db]
+    assert equal.main(args) == 0
+    with open_database(db)() as session:
+        first = session.scalars(select(EqualityCheck.created)).one()
+    assert equal.main(args) == 0
+    with open_database(db)() as session:
+        assert session.scalars(select(EqualityCheck.created)).one() > first
+
+
+ODD_IDS = ["²", "--5", "7", "-3", "q1"]
+
+
+def _odd_id_records(**kwargs):
+    records = synthetic_run(questions=[(i, "qa") for i in range(len(ODD_IDS))], **kwargs)
+    for record, qid in zip(records, ODD_IDS):
+        record["question_id"] = qid
+    return records
+
+
+def test_question_ids_that_are_not_plain_integers_never_crash_a_sort(tmp_path, capsys):
+    from evaluation.answer_file import finalise_answer_file
+    from leaderboard import queries
+
+    m = write_answer_file(tmp_path / "m.jsonl", _odd_id_records(seconds_per_step=0.03))
+    b = write_answer_file(tmp_path / "b.jsonl",
+                          _odd_id_records(method="vanilla", accept=1, draft_length=0))
+    db = str(tmp_path / "r.db")
+    assert speed.main(["--file-path", str(m), "--base-path", str(b), "--db", db]) == 0
+    assert equal.main(["--jsonfile1", str(b), "--jsonfile2", str(m), "--db", db]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    # Plain integers in numeric order first, then the rest as text.
+    assert list(read_answer_file(m).answers) == ["-3", "7", "--5", "q1", "²"]
+    with open_database(db)() as session:
+        row = queries.leaderboard_rows(session, queries.available_selections(session)[0])[0]
+        assert [c.question_id for c in queries.question_choices(session, row)] == \
+            ["-3", "7", "--5", "q1", "²"]
+    assert finalise_answer_file(m) == len(ODD_IDS)
