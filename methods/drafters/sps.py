@@ -99,7 +99,7 @@ class DraftModelDrafter(Drafter):
     def _forward(self, tokens: list[int]) -> torch.Tensor:
         start = len(self.cached)
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        out = self.draft_model(input_ids=ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1,
+        out = self.draft_model(input_ids=ids, cache=self.cache, use_cache=True, logits_to_keep=1,
                                position_ids=torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0))
         self.cached.extend(tokens)
         return out.logits[0, -1]
