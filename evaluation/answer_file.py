@@ -19,11 +19,12 @@ from pathlib import Path
 # What defines a run: a line whose value of one of these differs from the new run's belongs to
 # another run (another output or other timing conditions). Dotted names are inside "environment".
 RUN_FIELDS = (
-    "model_id", "method", "method_params", "lossy", "bench_name", "conv_template",
+    "method", "method_params", "lossy", "bench_name", "conv_template",
     "temperature", "top_p", "top_k", "max_new_tokens", "seed",
     "environment.model_path", "environment.dtype", "environment.device", "environment.device_name",
     "environment.attention", "environment.num_threads", "environment.torch",
     "environment.transformers", "environment.cuda",
+    "model_id",  # last: the default name follows the method, dtype and temperature above
 )
 _MISSING = object()
 
@@ -52,8 +53,7 @@ def check_same_run(path: Path, settings: dict, fields=RUN_FIELDS) -> None:
     if not records:
         return
     new = json.loads(json.dumps(settings))  # compare as they would be written (tuples -> lists)
-    how = (f"to keep both, write the new run elsewhere (another --answer-file or --model-id); "
-           f"to start over, remove {path}")
+    differences, unrecorded = [], []
     for name in fields:
         wanted = _field(new, name)
         if wanted is _MISSING:
@@ -61,14 +61,20 @@ def check_same_run(path: Path, settings: dict, fields=RUN_FIELDS) -> None:
         for qid, record in records.items():
             found = _field(record, name)
             if found is _MISSING:
-                raise AnswerFileError(
-                    f"{path} cannot be resumed: its line for question {qid} does not record {name} "
-                    f"(written by an older version or another tool), so it may come from other "
-                    f"settings; {how}")
+                unrecorded.append(f"{name} (question {qid})")
+                break
             if found != wanted:
-                raise AnswerFileError(
-                    f"{path} holds answers of another run: {name} is {found!r} there (question "
-                    f"{qid}) but {wanted!r} now; resume only with the same settings, or {how}")
+                differences.append(f"{name} is {found!r} there (question {qid}) but {wanted!r} now")
+                break
+    how = (f"to keep both runs, write the new one elsewhere (another --answer-file or --model-id); "
+           f"to start over, remove {path}")
+    if differences:
+        raise AnswerFileError(f"{path} holds answers of another run: {'; '.join(differences)}. "
+                              f"Resume with the same settings; {how}")
+    if unrecorded:
+        raise AnswerFileError(
+            f"{path} cannot be resumed: its lines do not record {', '.join(unrecorded)} (written by "
+            f"an older version or another tool), so they may come from other settings; {how}")
 
 
 def check_writable(path: Path) -> None:
