@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first question, as a 0-based line index (Spec-Bench's convention)")
     run.add_argument("--question-end", type=int, default=None, help="end line index (exclusive)")
     run.add_argument("--answer-file", default=None,
-                     help="output JSONL (default: <answer-dir>/<model-id>.jsonl)")
+                     help="output JSONL (default: <answer-dir>/<model-id>.jsonl); an existing file is "
+                          "resumed, and only with the settings its lines were written with")
     run.add_argument("--answer-dir", default=None,
                      help="folder of the answer files (default: data/<bench-name>/model_answer)")
     run.add_argument("--max-new-tokens", type=int, default=1024, help="new tokens per turn at most")
