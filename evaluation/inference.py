@@ -205,6 +205,8 @@ def check_args(args) -> None:
     """The options' values, alone and together (nothing is read or loaded yet)."""
     if args.max_new_tokens < 1:
         raise ValueError("--max-new-tokens must be at least 1")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup {args.warmup}: must be at least 0 (0 = no warm-up)")
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
         raise ValueError("need --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
     if len(args.method) > 1 and (args.answer_file or (args.model_id and "{method}" not in args.model_id)):

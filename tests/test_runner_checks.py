@@ -188,6 +188,11 @@ def test_unwritable_answer_dir_fails_before_the_model_loads(tiny_folder, questio
     assert "error: cannot write answers to" in capsys.readouterr().err
 
 
+def test_negative_warmup_is_refused_not_taken_as_none(tiny_folder, questions, tmp_path, capsys, no_model_load):
+    assert run(tiny_folder, questions, tmp_path / "a.jsonl", "vanilla", "--warmup", "-1") == 2
+    assert "error: --warmup -1: must be at least 0" in capsys.readouterr().err
+
+
 def test_answer_file_that_is_a_folder_is_refused(tiny_folder, questions, tmp_path, capsys, no_model_load):
     assert run(tiny_folder, questions, tmp_path, "vanilla") == 2
     assert "is a folder" in capsys.readouterr().err
