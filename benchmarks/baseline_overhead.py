@@ -55,10 +55,10 @@ def main() -> int:
     @torch.inference_mode()
     def bare_loop() -> int:
         cache = DynamicCache()
-        out = model(input_ids=torch.tensor([prompt], device=device), past_key_values=cache, use_cache=True)
+        out = model(input_ids=torch.tensor([prompt], device=device), cache=cache, use_cache=True)
         token = out.logits[0, -1].argmax()
         for _ in range(n - 1):
-            out = model(input_ids=token.view(1, 1), past_key_values=cache, use_cache=True)
+            out = model(input_ids=token.view(1, 1), cache=cache, use_cache=True)
             token = out.logits[0, -1].argmax()
         sync()
         return n

@@ -4,15 +4,97 @@ Each line is flushed and fsynced as soon as its question finishes, so a crash lo
 question in flight. Finalising rewrites the file sorted by question id with one line per id (the
 newest), through a temporary file and an atomic rename. Lines that cannot be parsed (a line cut
 by a crash) are kept in a ``.bad`` file beside it, never silently dropped.
+
+Resuming appends to the same file, so before any work a run checks that the file's lines were
+written with the same settings (``RUN_FIELDS``): one file never mixes two runs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from evaluation.answers import question_sort_key
+
+# What defines a run: a line whose value of one of these differs from the new run's belongs to
+# another run (another output or other timing conditions). Dotted names are inside "environment".
+RUN_FIELDS = (
+    "method", "method_params", "lossy", "bench_name", "conv_template",
+    "temperature", "top_p", "top_k", "max_new_tokens", "seed",
+    "environment.model_path", "environment.dtype", "environment.device", "environment.device_name",
+    "environment.attention", "environment.num_threads", "environment.torch",
+    "environment.transformers", "environment.cuda",
+    "model_id",  # last: the default name follows the method, dtype and temperature above
+)
+_MISSING = object()
+
+
+class AnswerFileError(ValueError):
+    """An answer file that cannot be written or resumed (the message says why and what to do)."""
+
+
+def _field(record: dict, name: str):
+    value = record
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def check_same_run(path: Path, settings: dict, fields=RUN_FIELDS) -> None:
+    """Refuse to resume ``path`` when one of its lines was written with other settings.
+
+    ``settings`` is the new run's line (or the part of it known so far); only the ``fields`` it
+    holds are compared. A line without a field (written by an older version, or by another tool)
+    cannot be shown to match, so it is refused too rather than assumed to match.
+    """
+    records, _ = read_answer_lines(path)
+    if not records:
+        return
+    new = json.loads(json.dumps(settings))  # compare as they would be written (tuples -> lists)
+    differences, unrecorded = [], []
+    for name in fields:
+        wanted = _field(new, name)
+        if wanted is _MISSING:
+            continue
+        for qid, record in records.items():
+            found = _field(record, name)
+            if found is _MISSING:
+                unrecorded.append(f"{name} (question {qid})")
+                break
+            if found != wanted:
+                differences.append(f"{name} is {found!r} there (question {qid}) but {wanted!r} now")
+                break
+    how = (f"to keep both runs, write the new one elsewhere (another --answer-file or --model-id); "
+           f"to start over, remove {path}")
+    if differences:
+        raise AnswerFileError(f"{path} holds answers of another run: {'; '.join(differences)}. "
+                              f"Resume with the same settings; {how}")
+    if unrecorded:
+        raise AnswerFileError(
+            f"{path} cannot be resumed: its lines do not record {', '.join(unrecorded)} (written by "
+            f"an older version or another tool), so they may come from other settings; {how}")
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, not after the first answer, if answers cannot be written to ``path``."""
+    try:
+        if path.is_dir():
+            raise AnswerFileError(f"answer file {path} is a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with path.open("a", encoding="utf-8"):
+                pass
+        else:  # a probe file beside it, so that a failed run leaves no empty answer file
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+                pass
+    except OSError as exc:
+        raise AnswerFileError(f"cannot write answers to {path}: {exc.strerror or exc}") from None
+
+
 
 
 def read_answer_lines(path: Path) -> tuple[dict, list[str]]:

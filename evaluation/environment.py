@@ -19,7 +19,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def describe_environment(device: torch.device, dtype: torch.dtype, model, model_path: str) -> dict:
+def describe_device(device: torch.device, dtype: torch.dtype) -> dict:
+    """The part of the environment known before a model is loaded."""
     import transformers
 
     on_cuda = device.type == "cuda"
@@ -33,6 +34,11 @@ def describe_environment(device: torch.device, dtype: torch.dtype, model, model_
         "cuda": torch.version.cuda if on_cuda else None,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
+    }
+
+
+def describe_environment(device: torch.device, dtype: torch.dtype, model, model_path: str) -> dict:
+    return describe_device(device, dtype) | {
         "model_path": model_path,
         "attention": getattr(model.config, "_attn_implementation", None),
     }

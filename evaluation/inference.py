@@ -33,13 +33,15 @@ import shortuuid
 import torch
 from tqdm import tqdm
 
-from evaluation.answer_file import answered_ids, append_answer, finalise_answer_file
-from evaluation.conversation import new_conversation
-from evaluation.environment import describe_environment
+from evaluation.answer_file import (answered_ids, append_answer, check_same_run, check_writable,
+                                    finalise_answer_file)
+from evaluation.conversation import new_conversation, resolve_template
+from evaluation.environment import describe_device, describe_environment
 from evaluation.questions import QuestionFileError, load_questions, question_file_for_bench
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
-from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, ModelLoadError, load_model
+from methods.core.model_loading import (EMBEDDED, EMBEDDED_MODEL_ID, ModelLoadError, check_model_source,
+                                        load_model, model_source, resolve_device, resolve_dtype)
 from methods.registry import available_methods, drafter_class
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first question, as a 0-based line index (Spec-Bench's convention)")
     run.add_argument("--question-end", type=int, default=None, help="end line index (exclusive)")
     run.add_argument("--answer-file", default=None,
-                     help="output JSONL (default: <answer-dir>/<model-id>.jsonl)")
+                     help="output JSONL (default: <answer-dir>/<model-id>.jsonl); an existing file is "
+                          "resumed, and only with the settings its lines were written with")
     run.add_argument("--answer-dir", default=None,
                      help="folder of the answer files (default: data/<bench-name>/model_answer)")
     run.add_argument("--max-new-tokens", type=int, default=1024, help="new tokens per turn at most")
@@ -198,38 +201,65 @@ class Lane:
     failures: int = 0
 
 
-def run(args) -> int:
+def check_args(args) -> None:
+    """The options' values, alone and together (nothing is read or loaded yet)."""
     if args.max_new_tokens < 1:
         raise ValueError("--max-new-tokens must be at least 1")
+    if args.warmup < 0:
+        raise ValueError(f"--warmup {args.warmup}: must be at least 0 (0 = no warm-up)")
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
         raise ValueError("need --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
     if len(args.method) > 1 and (args.answer_file or (args.model_id and "{method}" not in args.model_id)):
         raise ValueError("with several methods every one needs its own answers: give --model-id as a "
                          "template with {method} (e.g. mymodel-{method}-float32) and no --answer-file")
+
+
+def run_settings(args, method: str, model_id: str, environment: dict) -> dict:
+    """The fields of every answer line that say which run it belongs to (see RUN_FIELDS)."""
+    return {"model_id": model_id, "method": method, "bench_name": args.bench_name,
+            "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+            "max_new_tokens": args.max_new_tokens, "seed": args.seed, "environment": environment}
+
+
+def run(args) -> int:
+    # Cheap checks first, so that a mistake costs a second, not a model load plus a lost answer.
+    check_args(args)
     question_file = Path(args.question_file) if args.question_file else question_file_for_bench(args.bench_name)
     questions = load_questions(question_file, args.question_begin, args.question_end)
     if not questions:
         raise QuestionFileError(f"{question_file}: no questions in the selected range")
+    check_model_source(args.model_path, option="--model-path")
+    for method in args.method:
+        drafter_class(method).check_args(args)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    answer_dir = Path(args.answer_dir) if args.answer_dir else REPO_ROOT / "data" / args.bench_name / "model_answer"
+    planned = []  # (method, model_id, answer file)
+    for method in args.method:
+        model_id = (args.model_id.replace("{method}", method) if args.model_id
+                    else default_model_id(args, dtype, method))
+        answer_file = Path(args.answer_file) if args.answer_file else answer_dir / f"{model_id}.jsonl"
+        check_writable(answer_file)
+        # What is known before loading: a resume with another cap, seed, dtype... stops here.
+        early = describe_device(device, dtype) | {"model_path": model_source(args.model_path)}
+        check_same_run(answer_file, run_settings(args, method, model_id, early))
+        planned.append((method, model_id, answer_file))
 
     loaded = load_model(args.model_path, dtype=args.dtype, device=args.device)
     model, tokenizer = loaded.model, loaded.tokenizer
     engine = SpeculativeEngine(model, tokenizer)
     environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
     environment["tree_attention"] = engine.supports_tree_attention()
+    conv_template = resolve_template(tokenizer, args.conv_template)
 
-    answer_dir = Path(args.answer_dir) if args.answer_dir else REPO_ROOT / "data" / args.bench_name / "model_answer"
     lanes = []
-    for method in args.method:
+    for method, model_id, answer_file in planned:
         drafter = drafter_class(method).from_args(args, model, tokenizer)
-        model_id = (args.model_id.replace("{method}", method) if args.model_id
-                    else default_model_id(args, loaded.dtype, method))
-        answer_file = Path(args.answer_file) if args.answer_file else answer_dir / f"{model_id}.jsonl"
-        common = {
-            "model_id": model_id, "method": method, "method_params": drafter.params(),
-            "bench_name": args.bench_name, "temperature": args.temperature, "top_p": args.top_p,
-            "top_k": args.top_k, "max_new_tokens": args.max_new_tokens, "seed": args.seed,
-            "lossy": bool(getattr(drafter, "lossy", False)), "environment": environment,
+        common = run_settings(args, method, model_id, environment) | {
+            "method_params": drafter.params(), "conv_template": conv_template,
+            "lossy": bool(getattr(drafter, "lossy", False)),
         }
+        check_same_run(answer_file, common)  # now with the method's parameters and the rest
         lanes.append(Lane(method, drafter, answer_file, common, answered_ids(answer_file)))
     todo = [q for q in questions if any(q.question_id not in lane.done for lane in lanes)]
     for lane in lanes:

@@ -114,7 +114,7 @@ def test_compacted_cache_equals_fresh_prefill(model, monkeypatch):
         kept = layers[0][0].shape[2]  # every kept entry is a final token: a prefix of the output
         fresh = DynamicCache(config=model.config)
         with torch.inference_mode():
-            model(input_ids=torch.tensor([full[:kept]]), past_key_values=fresh, use_cache=True)
+            model(input_ids=torch.tensor([full[:kept]]), cache=fresh, use_cache=True)
         for (keys, values), ref in zip(layers, fresh.layers):
             torch.testing.assert_close(keys, ref.keys, rtol=1e-9, atol=1e-9)
             torch.testing.assert_close(values, ref.values, rtol=1e-9, atol=1e-9)

@@ -25,6 +25,32 @@ def device_defaults(model, cpu: dict, gpu: dict) -> dict:
     return gpu if next(model.parameters()).device.type == "cuda" else cpu
 
 
+def option_flag(prefix: str, name: str) -> str:
+    """The command-line spelling of a method option: ("pld", "num_pred") -> --pld-num-pred."""
+    return f"--{prefix}-{name}".replace("_", "-")
+
+
+def check_options(args, prefix: str, minimum: dict) -> None:
+    """Refuse a given option below its minimum, naming it (``minimum``: option name -> least
+    allowed value). Only options that were given are checked; the defaults are valid."""
+    for name, least in minimum.items():
+        value = getattr(args, f"{prefix}_{name}", None)
+        if value is not None and value < least:
+            raise ValueError(f"{option_flag(prefix, name)} {value}: must be at least {least}")
+
+
+def resolve_options(args, prefix: str, model, cpu: dict, gpu: dict, minimum: dict | None = None) -> dict:
+    """A drafter's options from the command line, each one not given (None) taken from the
+    defaults for the target's device. A given value is used as it is, 0 included, or refused
+    if it is below ``minimum`` (never silently replaced, as ``args.x or default`` would)."""
+    check_options(args, prefix, minimum or {})
+    resolved = {}
+    for name, default in device_defaults(model, cpu, gpu).items():
+        value = getattr(args, f"{prefix}_{name}", None)
+        resolved[name] = default if value is None else value
+    return resolved
+
+
 @dataclass
 class DecodingConfig:
     """One target distribution for every method: temperature, then top-k, then top-p."""
@@ -97,6 +123,12 @@ class Drafter:
     @classmethod
     def add_arguments(cls, group) -> None:
         """Add this method's options to an argparse argument group (names unique per method)."""
+
+    @classmethod
+    def check_args(cls, args) -> None:
+        """Cheap checks of this method's options (values, files), run before the target model
+        loads, so that a bad option is refused at once instead of after minutes of loading.
+        Raises ValueError naming the option."""
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "Drafter":

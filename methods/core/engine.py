@@ -52,7 +52,7 @@ class SpeculativeEngine:
     @torch.inference_mode()
     def _prefill(self, cache, tokens: list[int], want_hidden: bool):
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1,
+        out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1,
                          output_hidden_states=want_hidden)
         return out.hidden_states[-1][0] if want_hidden else None
 
@@ -64,7 +64,7 @@ class SpeculativeEngine:
         out = self.model(
             input_ids=block_tokens(root, tree, self.device),
             position_ids=block_positions(past_len, tree, self.device),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             output_hidden_states=want_hidden,
             **kwargs,

@@ -45,6 +45,27 @@ def embedded_gguf_path() -> Path:
     return path
 
 
+def looks_like_local_path(text: str) -> bool:
+    """Whether a model argument is meant as a file or folder rather than a hub id. A hub id is
+    ``name`` or ``owner/name`` and never starts with a dot, so an absolute path, ``~``, ``./``,
+    ``../``, a .gguf name or a path of several parts can only be local."""
+    separators = [s for s in (os.sep, os.altsep) if s and s != "/"]
+    return (Path(text).expanduser().is_absolute() or text.startswith(("~", ".")) or text.endswith(".gguf")
+            or text.count("/") > 1 or any(s in text for s in separators))
+
+
+def check_model_source(path_or_id, option: str = "--model-path") -> None:
+    """Refuse a model argument that cannot load, before anything heavy runs: a local path that does
+    not exist (the hub would answer with a puzzling "Repo id must use alphanumeric chars"), or
+    the embedded model when its package is missing."""
+    if path_or_id in (EMBEDDED, "", None):
+        embedded_gguf_path()
+        return
+    text = str(path_or_id)
+    if looks_like_local_path(text) and not Path(text).expanduser().exists():
+        raise ModelLoadError(f"{option} {text}: no such file or folder")
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -103,6 +124,7 @@ class LoadedModel:
 
 def local_folder_for(path_or_id: str) -> str:
     """Map the embedded default or a .gguf file to a loadable folder (converting once)."""
+    check_model_source(path_or_id, option="model path")
     if path_or_id in (EMBEDDED, "", None):
         gguf = embedded_gguf_path()
     elif str(path_or_id).endswith(".gguf"):
@@ -151,5 +173,10 @@ def load_model(path_or_id: str = EMBEDDED, dtype: str = "auto", device: str = "a
     model.to(dev)
     model.eval()
     model.requires_grad_(False)
-    source = f"{EMBEDDED}:{EMBEDDED_FILE}" if path_or_id in (EMBEDDED, "", None) else str(path_or_id)
-    return LoadedModel(model=model, tokenizer=tokenizer, source=source, device=dev, dtype=torch_dtype)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=model_source(path_or_id), device=dev,
+                       dtype=torch_dtype)
+
+
+def model_source(path_or_id) -> str:
+    """How a model is named in the records: what the user asked for, the embedded one by its file."""
+    return f"{EMBEDDED}:{EMBEDDED_FILE}" if path_or_id in (EMBEDDED, "", None) else str(path_or_id)

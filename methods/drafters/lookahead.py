@@ -44,7 +44,7 @@ from typing import Any, Optional
 
 import torch
 
-from methods.core.drafter import DraftSession, Drafter, StepResult, device_defaults
+from methods.core.drafter import DraftSession, Drafter, StepResult, check_options, resolve_options
 from methods.core.tree import DraftTree
 
 # Spec-Bench runs N=5, W=7, G=7 (28 window tokens + up to 28 guess tokens per forward). On a
@@ -52,6 +52,8 @@ from methods.core.tree import DraftTree
 # (measured, see docs/methods.md).
 GPU_DEFAULTS = {"level": 5, "window": 7, "guess": 7, "pool_from_prompt": False}
 CPU_DEFAULTS = {"level": 3, "window": 2, "guess": 2, "pool_from_prompt": True}
+# level 3 is the shortest n-gram worth a pool; guess 0 is allowed: the window runs, nothing is verified.
+MINIMUM = {"level": 3, "window": 1, "guess": 0}
 WINDOW_SEED = 10  # Spec-Bench re-seeds Python's RNG with 10 at every generate call
 
 
@@ -209,13 +211,10 @@ class LookaheadDrafter(Drafter):
                                 "(Spec-Bench starts every turn with an empty pool)")
 
     @classmethod
+    def check_args(cls, args) -> None:
+        check_options(args, "lookahead", MINIMUM)
+
+    @classmethod
     def from_args(cls, args, model, tokenizer) -> "LookaheadDrafter":
-        defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
-
-        def pick(name):
-            value = getattr(args, f"lookahead_{name}", None)
-            return defaults[name] if value is None else value
-
-        return cls(level=pick("level"), window=pick("window"), guess=pick("guess"),
-                   pool_from_prompt=pick("pool_from_prompt"),
-                   keep_pool=bool(getattr(args, "lookahead_keep_pool", False)))
+        options = resolve_options(args, "lookahead", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
+        return cls(**options, keep_pool=bool(getattr(args, "lookahead_keep_pool", False)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from methods.core.drafter import Drafter, device_defaults
+from methods.core.drafter import Drafter, check_options, resolve_options
 from methods.core.tree import DraftTree
 
 # Defaults chosen per device: on a CPU a forward over 11 tokens costs ~2x a 1-token forward, so
@@ -23,6 +23,7 @@ from methods.core.tree import DraftTree
 # prompts, with 2.5 instead of 5.7 tokens per forward).
 CPU_DEFAULTS = {"max_ngram": 3, "min_ngram": 2, "num_pred": 10}
 GPU_DEFAULTS = {"max_ngram": 3, "min_ngram": 1, "num_pred": 10}
+MINIMUM = {"max_ngram": 1, "min_ngram": 1, "num_pred": 1}
 
 
 def find_continuation(seq: np.ndarray, max_ngram: int, num_pred: int, allow_short: bool,
@@ -48,9 +49,11 @@ class PromptLookupDrafter(Drafter):
     def __init__(self, max_ngram: int = 3, num_pred: int = 10, allow_short: bool = False,
                  min_ngram: int = 1) -> None:
         if max_ngram < 1 or num_pred < 1:
-            raise ValueError("PLD needs --pld-max-ngram >= 1 and --pld-num-pred >= 1")
+            raise ValueError(f"PLD needs --pld-max-ngram >= 1 and --pld-num-pred >= 1 "
+                             f"(got {max_ngram} and {num_pred})")
         if not 1 <= min_ngram <= max_ngram:
-            raise ValueError("PLD needs 1 <= --pld-min-ngram <= --pld-max-ngram")
+            raise ValueError(f"PLD needs 1 <= --pld-min-ngram <= --pld-max-ngram "
+                             f"(got --pld-min-ngram {min_ngram}, --pld-max-ngram {max_ngram})")
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
         self.num_pred = num_pred
@@ -85,11 +88,10 @@ class PromptLookupDrafter(Drafter):
                                 "(Spec-Bench requires a full one)")
 
     @classmethod
+    def check_args(cls, args) -> None:
+        check_options(args, "pld", MINIMUM)
+
+    @classmethod
     def from_args(cls, args, model, tokenizer) -> "PromptLookupDrafter":
-        defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
-        return cls(
-            max_ngram=args.pld_max_ngram or defaults["max_ngram"],
-            min_ngram=args.pld_min_ngram or defaults["min_ngram"],
-            num_pred=args.pld_num_pred or defaults["num_pred"],
-            allow_short=args.pld_allow_short,
-        )
+        options = resolve_options(args, "pld", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
+        return cls(**options, allow_short=bool(getattr(args, "pld_allow_short", False)))

@@ -35,7 +35,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from methods.core.drafter import DraftSession, Drafter, StepResult, device_defaults
+from methods.core.drafter import DraftSession, Drafter, StepResult, check_options, resolve_options
 from methods.core.tree import DraftTree
 
 # How often the root's rank-r successor was the committed token, measured on the embedded model
@@ -47,6 +47,7 @@ RANK_ACCEPT = (0.36, 0.07, 0.055, 0.03, 0.015, 0.01, 0.007, 0.005)
 # ~4x a 1-token forward; the CPU default is a small tree (measured, see docs/methods.md).
 GPU_DEFAULTS = {"topk": 8, "tree_nodes": 80, "tree_depth": 6}
 CPU_DEFAULTS = {"topk": 8, "tree_nodes": 12, "tree_depth": 4}
+MINIMUM = {"topk": 1, "tree_nodes": 1, "tree_depth": 1}
 
 
 def tree_template(nodes: int, depth: int, topk: int,
@@ -147,12 +148,10 @@ class TokenRecyclingDrafter(Drafter):
                                 "whole run, the paper's hot start)")
 
     @classmethod
+    def check_args(cls, args) -> None:
+        check_options(args, "recycling", MINIMUM)
+
+    @classmethod
     def from_args(cls, args, model, tokenizer) -> "TokenRecyclingDrafter":
-        defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
-
-        def pick(name):
-            value = getattr(args, f"recycling_{name}", None)
-            return defaults[name] if value is None else value
-
-        return cls(topk=pick("topk"), tree_nodes=pick("tree_nodes"), tree_depth=pick("tree_depth"),
-                   cold_start=bool(getattr(args, "recycling_cold_start", False)))
+        options = resolve_options(args, "recycling", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
+        return cls(**options, cold_start=bool(getattr(args, "recycling_cold_start", False)))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from methods.core.drafter import Drafter, device_defaults
+from methods.core.drafter import Drafter, check_options, resolve_options
 from methods.drafters.rest_datastore import Datastore, default_datastore, read_datastore, retrieve
 from methods.core.tree import DraftTree
 
@@ -30,6 +30,7 @@ from methods.core.tree import DraftTree
 GPU_DEFAULTS = {"num_draft": 64, "max_token_span": 16, "k": 5000, "long": 10}
 CPU_DEFAULTS = {"num_draft": 4, "max_token_span": 16, "k": 5000, "long": 4}
 MIN_TOKEN_SPAN = 2  # REST never retrieves on a single token
+MINIMUM = {"num_draft": 1, "max_token_span": MIN_TOKEN_SPAN, "k": 1, "long": 1}
 
 
 class RestDrafter(Drafter):
@@ -76,13 +77,17 @@ class RestDrafter(Drafter):
                                 f"GPU {GPU_DEFAULTS['long']})")
 
     @classmethod
+    def check_args(cls, args) -> None:
+        check_options(args, "rest", MINIMUM)
+        path = getattr(args, "rest_datastore", None)
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"--rest-datastore {path}: no such file (build one with "
+                             f"`python -m methods.drafters.rest_datastore build`)")
+
+    @classmethod
     def from_args(cls, args, model, tokenizer) -> "RestDrafter":
-        defaults = device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)
-
-        def pick(name):
-            value = getattr(args, f"rest_{name}", None)
-            return defaults[name] if value is None else value
-
+        cls.check_args(args)
+        options = resolve_options(args, "rest", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
         path: Optional[Path] = getattr(args, "rest_datastore", None)
         if path is not None:
             store, name = read_datastore(path), Path(path).name
@@ -91,5 +96,4 @@ class RestDrafter(Drafter):
                 raise ValueError("REST without --rest-datastore needs the target's tokenizer")
             store = default_datastore(tokenizer)
             name = "bundled:" + store.meta.get("source", "")
-        return cls(store, num_draft=pick("num_draft"), max_token_span=pick("max_token_span"),
-                   k=pick("k"), long=pick("long"), datastore_name=name)
+        return cls(store, **options, datastore_name=name)

@@ -22,12 +22,13 @@ from typing import Optional
 import torch
 from transformers import DynamicCache
 
-from methods.core.drafter import Drafter, DraftSession, StepResult, device_defaults
+from methods.core.drafter import Drafter, DraftSession, StepResult, check_options, resolve_options
 from methods.core.sampling import sample, target_probs
 from methods.core.tree import DraftTree
 
 CPU_DEFAULTS = {"gamma": 3}
 GPU_DEFAULTS = {"gamma": 5}
+MINIMUM = {"gamma": 1}
 
 
 class TokenizerMismatchError(ValueError):
@@ -99,7 +100,7 @@ class DraftModelDrafter(Drafter):
     def _forward(self, tokens: list[int]) -> torch.Tensor:
         start = len(self.cached)
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        out = self.draft_model(input_ids=ids, past_key_values=self.cache, use_cache=True, logits_to_keep=1,
+        out = self.draft_model(input_ids=ids, cache=self.cache, use_cache=True, logits_to_keep=1,
                                position_ids=torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0))
         self.cached.extend(tokens)
         return out.logits[0, -1]
@@ -161,18 +162,26 @@ class DraftModelDrafter(Drafter):
                                 "drafts are accepted, else -1)")
 
     @classmethod
-    def from_args(cls, args, model, tokenizer) -> "DraftModelDrafter":
-        from methods.core.model_loading import load_model
+    def check_args(cls, args) -> None:
+        from methods.core.model_loading import check_model_source
 
-        path: Optional[str] = args.drafter_path
+        check_options(args, "sps", MINIMUM)
+        path: Optional[str] = getattr(args, "drafter_path", None)
         if not path:
             raise ValueError("method sps needs --drafter-path (a draft model, or self:N)")
         if path.startswith("self:"):
-            try:
-                layers = int(path.split(":", 1)[1])
-            except ValueError:
-                raise ValueError(f"--drafter-path {path!r}: expected self:N with N an integer") from None
-            draft = truncated_self_draft(model, layers)
+            self_layers(path)
+        else:
+            check_model_source(path, option="--drafter-path")
+
+    @classmethod
+    def from_args(cls, args, model, tokenizer) -> "DraftModelDrafter":
+        from methods.core.model_loading import load_model
+
+        cls.check_args(args)
+        path: str = args.drafter_path
+        if path.startswith("self:"):
+            draft = truncated_self_draft(model, self_layers(path))
         else:
             device = next(model.parameters()).device
             dtype = next(model.parameters()).dtype
@@ -180,5 +189,17 @@ class DraftModelDrafter(Drafter):
             loaded = load_model(path, dtype=dtype_name, device=str(device))
             check_same_tokenizer(tokenizer, loaded.tokenizer)
             draft = loaded.model
-        gamma = args.sps_gamma or device_defaults(model, CPU_DEFAULTS, GPU_DEFAULTS)["gamma"]
-        return cls(draft, gamma=gamma, schedule=args.sps_schedule, drafter_path=path)
+        options = resolve_options(args, "sps", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
+        return cls(draft, gamma=options["gamma"], schedule=getattr(args, "sps_schedule", "constant"),
+                   drafter_path=path)
+
+
+def self_layers(path: str) -> int:
+    """N of ``--drafter-path self:N`` (checked against the target's layer count when it loads)."""
+    try:
+        layers = int(path.split(":", 1)[1])
+    except ValueError:
+        raise ValueError(f"--drafter-path {path!r}: expected self:N with N an integer") from None
+    if layers < 1:
+        raise ValueError(f"--drafter-path {path!r}: N must be at least 1")
+    return layers
