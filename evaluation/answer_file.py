@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from evaluation.answers import question_sort_key
+from evaluation.answers import AnswerFileError, question_sort_key
 
 # What defines a run: a line whose value of one of these differs from the new run's belongs to
 # another run (another output or other timing conditions). Dotted names are inside "environment".
@@ -29,10 +29,6 @@ RUN_FIELDS = (
     "model_id",  # last: the default name follows the method, dtype and temperature above
 )
 _MISSING = object()
-
-
-class AnswerFileError(ValueError):
-    """An answer file that cannot be written or resumed (the message says why and what to do)."""
 
 
 def _field(record: dict, name: str):

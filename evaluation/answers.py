@@ -23,7 +23,8 @@ from evaluation.subtasks import subtask_of
 
 
 class AnswerFileError(ValueError):
-    """An answer file that cannot be read as one; the message names the file and line."""
+    """An answer file that cannot be read, written or resumed; the message names the file (and
+    line) and says what to do."""
 
 
 class AnswerFileWarning(UserWarning):
