@@ -166,3 +166,27 @@ def test_read_prompts_names_a_duplicate_id(tmp_path):
     path.write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n')
     with pytest.raises(ValueError, match=r"p.jsonl:2: duplicate id 'a'"):
         make_corpus.read_prompts(path)
+
+
+def test_merge_puts_shards_in_prompt_order_and_refuses_duplicates(tiny_folder, tmp_path):
+    prompts = write_prompts(tmp_path / "p.jsonl")
+    for k in (0, 1):
+        run_corpus(tiny_folder, prompts, tmp_path / f"s{k}.jsonl.gz", "--shard", f"{k}/2")
+    shards = [str(tmp_path / "s0.jsonl.gz"), str(tmp_path / "s1.jsonl.gz")]
+    assert make_corpus.main(["--prompts", str(prompts), "--out", str(tmp_path / "m.jsonl.gz"), "--merge", *shards]) == 0
+    assert [r["id"] for r in read(tmp_path / "m.jsonl.gz")] == [f"p{i}" for i in range(7)]
+    again = tmp_path / "again.jsonl.gz"
+    make_corpus.main(["--prompts", str(prompts), "--out", str(again), "--merge", *reversed(shards)])
+    assert again.read_bytes() == (tmp_path / "m.jsonl.gz").read_bytes()
+    with pytest.raises(SystemExit, match="also in another shard"):
+        make_corpus.main(["--prompts", str(prompts), "--out", str(tmp_path / "x.jsonl.gz"),
+                          "--merge", shards[0], shards[0]])
+
+
+def test_stats_count_answer_tokens_per_category_and_split():
+    records = [{"category": "a", "split": "train", "answer_token_ids": [1, 2, 3], "finished": True},
+               {"category": "a", "split": "heldout", "answer_token_ids": [4], "finished": False},
+               {"category": "b", "split": "train", "answer_token_ids": [5, 6], "finished": False}]
+    table = {line.rsplit(None, 3)[0]: line.split()[-3:] for line in make_corpus.corpus_stats(records).splitlines()[1:]}
+    assert table == {"category a": ["2", "4", "1"], "category b": ["1", "2", "1"], "split heldout": ["1", "1", "1"],
+                     "split train": ["2", "5", "1"], "all": ["3", "6", "2"]}

@@ -8,10 +8,14 @@ checks them against the evaluation sets). Each prompt is formatted with the mode
 template and answered greedily. Generation is batched with left padding; the prompts are sorted
 by length first so that a batch holds rows of similar length and little time goes on padding.
 
-The corpus in data/corpus/ was made with:
+The corpus in data/corpus/ was made by four single-threaded processes, one shard each (on a busy
+CPU the intra-op threads of a model this small mostly wait on each other), then merged:
 
-    python -m training.make_corpus --model-path embedded \
-        --out data/corpus/smollm2_corpus.jsonl.gz --max-new-tokens 352 --batch-size 16
+    for k in 0 1 2 3; do
+        python -m training.make_corpus --model-path embedded --out shard$k.jsonl.gz \
+            --max-new-tokens 288 --batch-size 32 --threads 1 --shard $k/4 &
+    done; wait
+    python -m training.make_corpus --out data/corpus/smollm2_corpus.jsonl.gz --merge shard?.jsonl.gz
 
 Output: gzip JSONL, one conversation per line:
     {"id", "category", "split": "train" | "heldout", "model", "max_new_tokens",
@@ -99,6 +103,45 @@ def read_corpus(out: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def merge_corpora(parts: list[Path], out: Path, prompts: list[dict]) -> int:
+    """Write the records of shard files into one corpus, in prompt-file order, as a single gzip
+    member without a timestamp (the same records give the same bytes). Returns the count."""
+    order = {p["id"]: i for i, p in enumerate(prompts)}
+    records: dict[str, dict] = {}
+    for part in parts:
+        for r in read_corpus(part):
+            if r["id"] in records:
+                raise SystemExit(f"{part}: id {r['id']!r} is also in another shard")
+            if r["id"] not in order:
+                raise SystemExit(f"{part}: id {r['id']!r} is not in the prompt file")
+            records[r["id"]] = r
+    missing = [p["id"] for p in prompts if p["id"] not in records]
+    if missing:
+        print(f"warning: {len(missing)} prompts have no answer in the shards, e.g. {missing[:3]}", file=sys.stderr)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
+        for r in sorted(records.values(), key=lambda r: order[r["id"]]):
+            f.write((json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8"))
+    tmp.replace(out)
+    return len(records)
+
+
+def corpus_stats(records: list[dict]) -> str:
+    """A table of conversations, answer tokens and cut answers per category and per split."""
+    rows: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for r in records:
+        for key in (("category", r.get("category", "")), ("split", r.get("split", "")), ("all", "")):
+            row = rows[key]
+            row[0] += 1
+            row[1] += len(r.get("answer_token_ids", []))
+            row[2] += not r.get("finished", False)
+    lines = [f"{'':24} {'convs':>6} {'answer tokens':>14} {'cut':>5}"]
+    for (kind, name), (n, tokens, cut) in sorted(rows.items(), key=lambda kv: ("category split all".split().index(kv[0][0]), kv[0][1])):
+        lines.append(f"{(kind + ' ' + name).strip():24} {n:6d} {tokens:14d} {cut:5d}")
+    return "\n".join(lines)
+
+
 def check_resumable(records: list[dict], out: Path, model_id: str, max_new_tokens: int) -> None:
     """A resumed run must add answers of the same kind as those already in the file."""
     for r in records:
@@ -112,10 +155,10 @@ def check_resumable(records: list[dict], out: Path, model_id: str, max_new_token
 
 
 def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True)
-    # The chat template already holds the special tokens: do not add a BOS a second time.
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    """The prompt exactly as the evaluation runner formats a first turn (chat template)."""
+    from evaluation.conversation import Conversation
+
+    return Conversation(tokenizer, "chat").prompt_ids(prompt)
 
 
 def eos_ids(model, tokenizer) -> set[int]:
@@ -151,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSONL with unique 'id', 'prompt' and optional 'category' (default: %(default)s)")
     parser.add_argument("--out", type=Path, required=True,
                         help="output .jsonl.gz; answers already in it are kept and their ids skipped")
-    parser.add_argument("--batch-size", type=int, default=16, help="prompts generated together (default: 16)")
-    parser.add_argument("--max-new-tokens", type=int, default=352,
-                        help="longest answer in tokens; longer ones are cut, finished=false (default: 352)")
+    parser.add_argument("--batch-size", type=int, default=32, help="prompts generated together (default: 32)")
+    parser.add_argument("--max-new-tokens", type=int, default=288,
+                        help="longest answer in tokens; longer ones are cut, finished=false (default: 288)")
     parser.add_argument("--heldout-fraction", type=float, default=0.1,
                         help="share of every category marked split=heldout (default: 0.1)")
     parser.add_argument("--dtype", default="auto", help="float32, bfloat16, float16, or auto (default)")
@@ -166,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
                              "processes can share the work; the batches are the same as without --shard. "
                              "Give each shard its own --out and concatenate the files afterwards "
                              "(gzip members concatenate)")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="SHARD",
+                        help="instead of generating, merge these shard files into --out (in prompt-file "
+                             "order; --out must not be one of them)")
+    parser.add_argument("--stats", action="store_true",
+                        help="only print the counts of --out per category and split")
     parser.add_argument("--limit", type=int, default=None,
                         help="only the first N prompts of the file (smoke tests); the split is still "
                              "computed over the whole file")
@@ -188,6 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     from methods.core.model_loading import EMBEDDED_MODEL_ID, EMBEDDED, load_model
 
     prompts = read_prompts(args.prompts)
+    if args.merge:
+        if args.out.resolve() in {m.resolve() for m in args.merge}:
+            parser.error("--out must not be one of the --merge files")
+        missing = [str(m) for m in args.merge if not m.is_file()]
+        if missing:
+            parser.error(f"--merge: no such file: {', '.join(missing)}")
+        n = merge_corpora(args.merge, args.out, prompts)
+        print(f"{args.out}: {n} conversations from {len(args.merge)} shards", file=sys.stderr)
+        print(corpus_stats(read_corpus(args.out)))
+        return 0
+    if args.stats:
+        if not args.out.is_file():
+            parser.error(f"--out {args.out}: no such file")
+        print(corpus_stats(read_corpus(args.out)))
+        return 0
     splits = assign_splits(prompts, args.heldout_fraction)
     prompts = prompts[: args.limit]
     model_id = EMBEDDED_MODEL_ID if args.model_path == EMBEDDED else str(args.model_path)
