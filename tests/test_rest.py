@@ -177,6 +177,60 @@ def test_with_a_chat_template_each_conversation_is_one_entry(tmp_path):
     assert store.n_entries == 3 and store.meta["mode"] == "chat"
 
 
+GEN_TEMPLATE = ("{% for m in messages %}{{ m['content'] }} </s> {% endfor %}"
+                "{% if add_generation_prompt %}a {% endif %}")
+
+
+def write_generated_corpus(path, tok):
+    """Records as training/make_corpus.py writes them: token ids, finished flag, split."""
+    prompt_ids = tok(tok.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False,
+                                             add_generation_prompt=True), add_special_tokens=False)["input_ids"]
+    records = [
+        # Stored ids that the text would not give back (a tokenizer may split text differently).
+        {"id": "g", "split": "train", "finished": True, "prompt_token_ids": prompt_ids,
+         "answer_token_ids": tok.convert_tokens_to_ids(["dog", "sat"]),
+         "conversations": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "fine"}]},
+        {"id": "h", "split": "heldout", "finished": False, "prompt_token_ids": prompt_ids,
+         "answer_token_ids": tok.convert_tokens_to_ids(["how"]),
+         "conversations": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "how"}]},
+        # Ids of another tokenizer: the text goes through the chat template instead.
+        {"id": "o", "split": "train", "finished": True, "prompt_token_ids": [90, 91],
+         "answer_token_ids": [92], "conversations": [{"role": "user", "content": "the cat"},
+                                                     {"role": "assistant", "content": "on mat"}]},
+    ]
+    with gzip.open(path, "wt") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    return prompt_ids
+
+
+def test_generated_corpus_entries_are_its_token_ids_without_the_heldout_split(tmp_path):
+    tok = make_word_tokenizer(tmp_path / "tok", chat_template=GEN_TEMPLATE)
+    prompt_ids = write_generated_corpus(tmp_path / "corpus.jsonl.gz", tok)
+    out = tmp_path / "store.sdbrest"
+    main(["build", "--corpus", str(tmp_path / "corpus.jsonl.gz"), "--tokenizer", str(tmp_path / "tok"),
+          "--out", str(out)])
+    store = read_datastore(out)
+    entries = [store.tokens[store.entry_starts[i]: store.entry_starts[i + 1]].tolist() for i in range(store.n_entries)]
+    templated = tok.apply_chat_template([{"role": "user", "content": "the cat"}, {"role": "assistant", "content": "on mat"}],
+                                        tokenize=True, return_dict=False)
+    assert entries == [prompt_ids + tok.convert_tokens_to_ids(["dog", "sat"]) + [tok.eos_token_id], list(templated)]
+    assert store.meta["include_heldout"] is False
+    main(["build", "--corpus", str(tmp_path / "corpus.jsonl.gz"), "--tokenizer", str(tmp_path / "tok"),
+          "--out", str(out), "--include-heldout"])
+    store = read_datastore(out)
+    assert store.n_entries == 3 and store.meta["include_heldout"] is True
+    assert store.tokens[store.entry_starts[1]: store.entry_starts[2]].tolist() == prompt_ids + tok.convert_tokens_to_ids(["how"])
+
+
+def test_build_command_names_a_missing_corpus(tmp_path, capsys):
+    make_word_tokenizer(tmp_path / "tok")
+    with pytest.raises(SystemExit):
+        main(["build", "--corpus", str(tmp_path / "none.jsonl"), "--tokenizer", str(tmp_path / "tok"),
+              "--out", str(tmp_path / "s.sdbrest")])
+    assert "none.jsonl: no such file" in capsys.readouterr().err
+
+
 def test_build_command_has_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["build", "--help"])

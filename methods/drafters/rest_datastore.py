@@ -29,8 +29,12 @@ Building from a conversation corpus (JSONL; our corpus format, ShareGPT's "conve
 
 With a chat template each conversation becomes one entry rendered through the template, so the
 datastore holds exactly the token sequences the model sees while decoding (the assistant header
-followed by the first words of an answer included); without one each message is an entry,
-tokenized with the tokenizer's special tokens, as Spec-Bench's datastore scripts do.
+followed by the first words of an answer included); a record of our own corpus that carries its
+token ids (training/make_corpus.py) contributes those ids instead, the prompt as formatted and
+the answer as generated, whenever the tokenizer formats the prompt to the same ids. Without a
+chat template each message is an entry, tokenized with the tokenizer's special tokens, as
+Spec-Bench's datastore scripts do. Conversations of the corpus's held-out split are left out
+(``--include-heldout`` adds them).
 """
 
 from __future__ import annotations
@@ -233,31 +237,74 @@ def retrieve(store: Datastore, context: Sequence[int], max_span: int = 16, min_s
 
 
 # ---------------------------------------------------------------------------------- corpora
-def read_conversations(path: Path) -> Iterator[list[dict]]:
-    """Yield each conversation as [{"role", "content"}, ...] from a (gzipped) JSONL file."""
+HELDOUT = "heldout"  # make_corpus's held-out split: kept out of datastores by default
+
+
+def read_records(path: Path) -> Iterator[dict]:
+    """The JSON records of a (gzipped) JSONL corpus."""
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if "conversations" in record:  # ours ({role, content}) or ShareGPT ({from, value})
-                turns = []
-                for msg in record["conversations"]:
-                    role = msg.get("role") or {"human": "user", "gpt": "assistant"}.get(msg.get("from"), msg.get("from"))
-                    turns.append({"role": role, "content": msg.get("content", msg.get("value", ""))})
-                yield turns
-            elif "data" in record:  # UltraChat: alternating user / assistant strings
-                yield [{"role": "user" if i % 2 == 0 else "assistant", "content": text}
-                       for i, text in enumerate(record["data"])]
-            else:
-                raise ValueError(f"{path}: a line has neither 'conversations' nor 'data'")
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                record = json.loads(line)
+                record.setdefault("_line", number)
+                yield record
+
+
+def record_turns(record: dict, path: Path) -> list[dict]:
+    """A corpus record's conversation as [{"role", "content"}, ...]."""
+    if "conversations" in record:  # ours ({role, content}) or ShareGPT ({from, value})
+        turns = []
+        for msg in record["conversations"]:
+            role = msg.get("role") or {"human": "user", "gpt": "assistant"}.get(msg.get("from"), msg.get("from"))
+            turns.append({"role": role, "content": msg.get("content", msg.get("value", ""))})
+        return turns
+    if "data" in record:  # UltraChat: alternating user / assistant strings
+        return [{"role": "user" if i % 2 == 0 else "assistant", "content": text}
+                for i, text in enumerate(record["data"])]
+    raise ValueError(f"{path}:{record.get('_line')}: a line has neither 'conversations' nor 'data'")
 
 
 def conversation_entries(conversation: list[dict], tokenizer, mode: str) -> list[list[int]]:
     if mode == "chat":
         return [list(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False))]
     return [tokenizer.encode(turn["content"]) for turn in conversation if turn["content"]]
+
+
+def generated_entry(record: dict, tokenizer) -> Optional[list[int]]:
+    """A make_corpus record as the exact ids the model saw and produced: the chat-formatted
+    prompt, the greedy answer, and the end-of-sequence token when the answer ended with one.
+    None when the record has no ids or this tokenizer formats the prompt differently (another
+    tokenizer or chat template: then the stored ids mean nothing to it)."""
+    prompt_ids, answer_ids = record.get("prompt_token_ids"), record.get("answer_token_ids")
+    turns = record.get("conversations") or []
+    if prompt_ids is None or answer_ids is None or len(turns) != 2:
+        return None
+    from evaluation.conversation import Conversation
+
+    if Conversation(tokenizer, "chat").prompt_ids(turns[0]["content"]) != prompt_ids:
+        return None
+    eos = [tokenizer.eos_token_id] if record.get("finished") and tokenizer.eos_token_id is not None else []
+    return list(prompt_ids) + list(answer_ids) + eos
+
+
+def corpus_entries(corpus: Path, tokenizer, mode: str, include_heldout: bool = False,
+                   progress: bool = True) -> list[list[int]]:
+    """The datastore entries of a corpus. In chat mode a record of our own corpus contributes the
+    token ids the model generated (re-tokenizing the decoded answer does not always give them
+    back); other records go through the chat template."""
+    from tqdm import tqdm
+
+    entries: list[list[int]] = []
+    for record in tqdm(read_records(corpus), desc="tokenizing", unit="conv", disable=not progress):
+        if not include_heldout and record.get("split") == HELDOUT:
+            continue
+        entry = generated_entry(record, tokenizer) if mode == "chat" else None
+        if entry is not None:
+            entries.append(entry)
+        else:
+            entries.extend(conversation_entries(record_turns(record, corpus), tokenizer, mode))
+    return entries
 
 
 def default_mode(tokenizer) -> str:
@@ -273,16 +320,17 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def build_from_corpus(corpus: Path, tokenizer, out: Path, mode: Optional[str] = None,
-                      progress: bool = True) -> Datastore:
-    from tqdm import tqdm
-
+                      progress: bool = True, include_heldout: bool = False) -> Datastore:
+    """The datastore of a corpus. Conversations of the held-out split (make_corpus's
+    ``"split": "heldout"``) are left out unless ``include_heldout``: they are kept for measuring
+    drafters on prompts none of them has seen, and a REST datastore holding their answers would
+    retrieve those answers word for word."""
     mode = mode or default_mode(tokenizer)
-    entries: list[list[int]] = []
-    for conversation in tqdm(read_conversations(corpus), desc="tokenizing", unit="conv", disable=not progress):
-        entries.extend(conversation_entries(conversation, tokenizer, mode))
+    entries = corpus_entries(corpus, tokenizer, mode, include_heldout, progress)
     vocab_size = max(len(tokenizer), max((max(e) for e in entries if e), default=-1) + 1)
     meta = {"source": Path(corpus).name, "tokenizer": Path(str(getattr(tokenizer, "name_or_path", ""))).name,
-            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), "mode": mode}
+            "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), "mode": mode,
+            "include_heldout": include_heldout}
     store = build_datastore(entries, vocab_size=vocab_size, meta=meta)
     write_datastore(store, out)
     return store
@@ -294,12 +342,14 @@ def cached_datastore_path(corpus: Path, tokenizer, mode: Optional[str] = None) -
 
     mode = mode or default_mode(tokenizer)
     corpus_hash = hashlib.sha256(Path(corpus).read_bytes()).hexdigest()[:16]
-    name = f"{Path(corpus).name.split('.')[0]}-{corpus_hash}-{tokenizer_fingerprint(tokenizer)}-{mode}-v{FORMAT_VERSION}.sdbrest"
+    # "train": built without the held-out split (what default_datastore builds).
+    name = (f"{Path(corpus).name.split('.')[0]}-{corpus_hash}-{tokenizer_fingerprint(tokenizer)}-{mode}-train"
+            f"-v{FORMAT_VERSION}.sdbrest")
     return cache_root() / "rest" / name
 
 
 def default_datastore(tokenizer, corpus: Path = BUNDLED_CORPUS) -> Datastore:
-    """The bundled corpus's datastore for this tokenizer, built once and cached."""
+    """The bundled corpus's datastore for this tokenizer (its train split), built once and cached."""
     if not Path(corpus).is_file():
         raise FileNotFoundError(f"no --rest-datastore given and the bundled corpus {corpus} is missing")
     path = cached_datastore_path(corpus, tokenizer)
@@ -324,6 +374,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     source.add_argument("--model-path", help="the target model ('embedded', a .gguf file, a folder or a hub id); "
                                              "only its tokenizer is loaded")
     build.add_argument("--out", type=Path, required=True, help="output datastore file")
+    build.add_argument("--include-heldout", action="store_true",
+                       help="also add the conversations of the corpus's held-out split (split=heldout), "
+                            "which are left out by default so that drafters can be compared on them")
     build.add_argument("--mode", choices=["chat", "messages"], default=None,
                        help="one entry per conversation through the chat template, or one per message "
                             "(default: chat when the tokenizer has a chat template)")
@@ -343,7 +396,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         from methods.core.model_loading import load_tokenizer
 
         tokenizer = load_tokenizer(args.model_path)
-    store = build_from_corpus(args.corpus, tokenizer, args.out, mode=args.mode)
+    if not args.corpus.is_file():
+        parser.error(f"--corpus {args.corpus}: no such file")
+    store = build_from_corpus(args.corpus, tokenizer, args.out, mode=args.mode, include_heldout=args.include_heldout)
     print(f"{args.out}: {store.n_entries} entries, {store.n_tokens} tokens", file=sys.stderr)
     return 0
 
