@@ -137,6 +137,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def compact_margins(margins: list[float]) -> list[float]:
+    """Margins to 3 significant digits: enough to tell a near-tie from a clear choice, and
+    short enough that a line with every token's margin stays readable."""
+    return [float(f"{m:.3g}") for m in margins]
+
+
 def answer_question(engine, drafter, tokenizer, model, question, config: DecodingConfig, args) -> dict:
     """Generate every turn of one question; a failure is recorded, never fed into the next turn."""
     conv = new_conversation(tokenizer, model, args.conv_template)
@@ -145,7 +151,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
                             stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
     choice = {"index": 0, "turns": [], "decoding_steps": [], "new_tokens": [], "wall_time": [],
               "accept_lengths": [], "token_ids": [], "prefill_time": [], "draft_time": [],
-              "verify_time": [], "draft_tokens": [], "prompt_tokens": []}
+              "verify_time": [], "draft_tokens": [], "prompt_tokens": [], "logit_margins": []}
     error = None
     for turn, text in enumerate(question.turns):
         try:
@@ -169,6 +175,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
         choice["verify_time"].append(stats.verify_time)
         choice["draft_tokens"].append(stats.draft_tokens)
         choice["prompt_tokens"].append(len(prompt))
+        choice["logit_margins"].append(compact_margins(stats.margins))
     record = {"question_id": question.question_id, "category": question.category,
               "answer_id": shortuuid.uuid(), "choices": [choice]}
     if error:
