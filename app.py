@@ -160,9 +160,9 @@ def _turn_view(method_text: str, base_text: str, differences: list, turn: int,
         if listed is not None and listed.unit == "token":
             note += f" (token {listed.first_divergence} according to equal.py)"
         st.warning(note)
-        if listed is not None:
-            st.caption(divergence_verdict_text(listed.margin_verdict, listed.base_margin,
-                                               threshold, threshold_dtype))
+    if listed is not None:  # equal.py's verdict, even where the texts happen to read the same
+        st.caption(divergence_verdict_text(listed.margin_verdict, listed.base_margin,
+                                           threshold, threshold_dtype))
     method_column, base_column = st.columns(2)
     method_column.markdown(highlighted_html(method_text, index), unsafe_allow_html=True)
     base_column.markdown(highlighted_html(base_text, index), unsafe_allow_html=True)

@@ -196,3 +196,19 @@ def test_a_method_listed_twice_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["--method", "pld,pld"])
     assert "listed twice" in capsys.readouterr().err
+
+
+def test_every_token_gets_the_targets_logit_margin(tiny_folder, questions, tmp_path):
+    """One margin per generated token, compact, and the same target margins for every method
+    (they come from the target's rows, whoever drafted)."""
+    margins = {}
+    for method, extra in [("vanilla", []), ("pld", [])]:
+        answer = tmp_path / f"{method}.jsonl"
+        assert run(tiny_folder, questions, answer, method, *extra) == 0
+        margins[method] = []
+        for record in read(answer):
+            choice = record["choices"][0]
+            assert [len(m) for m in choice["logit_margins"]] == choice["new_tokens"]
+            assert all(m >= 0 and len(repr(m)) <= 8 for turn in choice["logit_margins"] for m in turn)
+            margins[method].append(choice["logit_margins"])
+    assert margins["pld"] == margins["vanilla"]
