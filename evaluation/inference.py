@@ -36,7 +36,8 @@ from tqdm import tqdm
 from evaluation.answer_file import answered_ids, append_answer, finalise_answer_file
 from evaluation.conversation import new_conversation
 from evaluation.environment import describe_environment
-from evaluation.questions import QuestionFileError, load_questions, question_file_for_bench
+from evaluation.questions import (QuestionFileError, first_per_subtask, load_questions,
+                                  question_file_for_bench)
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, ModelLoadError, load_model
@@ -82,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--question-begin", type=int, default=None,
                      help="first question, as a 0-based line index (Spec-Bench's convention)")
     run.add_argument("--question-end", type=int, default=None, help="end line index (exclusive)")
+    run.add_argument("--per-subtask", type=positive_int, default=None, metavar="N",
+                     help="only the first N questions of each subtask (in file order, within "
+                          "--question-begin/--question-end): a short run that covers every subtask")
     run.add_argument("--answer-file", default=None,
                      help="output JSONL (default: <answer-dir>/<model-id>.jsonl)")
     run.add_argument("--answer-dir", default=None,
@@ -105,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
         group = parser.add_argument_group(f"method {name}")
         cls.add_arguments(group)
     return parser
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def method_list(text: str) -> list[str]:
@@ -215,6 +229,8 @@ def run(args) -> int:
                          "template with {method} (e.g. mymodel-{method}-float32) and no --answer-file")
     question_file = Path(args.question_file) if args.question_file else question_file_for_bench(args.bench_name)
     questions = load_questions(question_file, args.question_begin, args.question_end)
+    if args.per_subtask is not None:
+        questions = first_per_subtask(questions, args.per_subtask)
     if not questions:
         raise QuestionFileError(f"{question_file}: no questions in the selected range")
 
