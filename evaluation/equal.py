@@ -5,7 +5,9 @@
 As in Spec-Bench, jsonfile1 is the baseline and jsonfile2 the method, and the last line is
 "Result totally Equal!" or "Not Equal!". Beyond Spec-Bench: questions are matched by id, not by
 line; token ids are compared when both files carry them (text otherwise); every differing
-question turn is named with where it first diverges; the exact-match rate is given per subtask.
+question turn is named with where it first diverges, and each first divergence is called a
+near-tie or a real difference from the baseline's logit margin there (evaluation/near_ties.py);
+the exact-match rate is given per subtask.
 Exit status: 0 equal, 1 not equal, 2 error.
 """
 
