@@ -123,8 +123,8 @@ else
 fi
 BASE="${ANSWER_DIR}/${MODEL_NAME}-vanilla-${TAG}.jsonl"
 
-# The long per-method reports go to files (errors and warnings still show here); the table
-# printed below sums them up.
+# The long per-method reports (with any warnings) go to files; the table printed below sums
+# them up. A check that fails shows the end of its report here.
 REPORT_DIR=${REPORT_DIR:-results/reports/${MODEL_NAME}-${TAG}}
 mkdir -p "$REPORT_DIR"
 echo
@@ -134,10 +134,12 @@ method_files=()
 for method in $METHODS; do
   answers="${ANSWER_DIR}/${MODEL_NAME}-${method}-${TAG}.jsonl"
   method_files+=("$answers")
-  $PYTHON evaluation/speed.py --file-path "$answers" --base-path "$BASE" --db "$DB" \
-    > "$REPORT_DIR/speed-${method}.txt" || { status=1; echo "speed.py failed for $method; see $REPORT_DIR/speed-${method}.txt"; }
-  $PYTHON evaluation/equal.py --jsonfile1 "$BASE" --jsonfile2 "$answers" --db "$DB" \
-    > "$REPORT_DIR/equal-${method}.txt" || { status=1; echo "equal.py: $method is not the baseline's answers (or failed); see $REPORT_DIR/equal-${method}.txt"; }
+  report="$REPORT_DIR/speed-${method}.txt"
+  $PYTHON evaluation/speed.py --file-path "$answers" --base-path "$BASE" --db "$DB" > "$report" 2>&1 \
+    || { status=1; echo "speed.py failed for $method ($report):"; tail -n 3 "$report"; }
+  report="$REPORT_DIR/equal-${method}.txt"
+  $PYTHON evaluation/equal.py --jsonfile1 "$BASE" --jsonfile2 "$answers" --db "$DB" > "$report" 2>&1 \
+    || { status=1; echo "equal.py: $method differs from the baseline or failed ($report):"; tail -n 3 "$report"; }
 done
 echo
 $PYTHON -m evaluation.summary --base-path "$BASE" --file-path "${method_files[@]}" || status=1
