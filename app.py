@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Optional
 
 import streamlit as st
 from sqlalchemy.engine import make_url
@@ -18,7 +19,7 @@ from evaluation.subtasks import display_name
 from leaderboard import charts, export, queries, tables
 from leaderboard.connection import DatabaseStatus, ResultsDatabase, open_for_reading
 from leaderboard.db import DatabaseError, normalise_url, open_database
-from leaderboard.divergence import first_difference, highlighted_html
+from leaderboard.divergence import divergence_verdict_text, first_difference, highlighted_html
 from leaderboard.filters import FILTER_LABELS, describe, format_value, options_for
 from leaderboard.queries import SELECTION_FIELDS, LeaderboardRow, Selection
 
@@ -169,7 +170,8 @@ def compare_page(session: Session, selections: list[Selection], selection: Selec
                     key="chart_compare")
 
 
-def _turn_view(method_text: str, base_text: str, differences: list, turn: int) -> None:
+def _turn_view(method_text: str, base_text: str, differences: list, turn: int,
+               threshold: Optional[float] = None, threshold_dtype: Optional[str] = None) -> None:
     listed = next((d for d in differences if d.turn == turn), None)
     index = first_difference(method_text, base_text)
     if listed is not None and listed.unit == "char":
@@ -181,6 +183,9 @@ def _turn_view(method_text: str, base_text: str, differences: list, turn: int) -
         if listed is not None and listed.unit == "token":
             note += f" (token {listed.first_divergence} according to equal.py)"
         st.warning(note)
+    if listed is not None:  # equal.py's verdict, even where the texts happen to read the same
+        st.caption(divergence_verdict_text(listed.margin_verdict, listed.base_margin,
+                                           threshold, threshold_dtype))
     method_column, base_column = st.columns(2)
     method_column.markdown(highlighted_html(method_text, index), unsafe_allow_html=True)
     base_column.markdown(highlighted_html(base_text, index), unsafe_allow_html=True)
@@ -217,7 +222,8 @@ def drill_down_page(session: Session, rows: list[LeaderboardRow]) -> None:
     for turn in range(max(len(detail.method_turns), len(detail.base_turns))):
         method_text = detail.method_turns[turn] if turn < len(detail.method_turns) else ""
         base_text = detail.base_turns[turn] if turn < len(detail.base_turns) else ""
-        _turn_view(method_text, base_text, detail.differences, turn)
+        _turn_view(method_text, base_text, detail.differences, turn,
+                   detail.near_tie_threshold, detail.threshold_dtype)
     if lengths:
         st.plotly_chart(charts.accepted_per_step(lengths), key="chart_question_steps")
 

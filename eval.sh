@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Generate answers with the baseline and every method for one model, with the same settings,
 # then compute speedups (evaluation/speed.py) and check equality with the baseline
-# (evaluation/equal.py); both store their results in the leaderboard database.
+# (evaluation/equal.py); both store their results in the leaderboard database and their full
+# reports in results/reports/. It ends with one table of all methods (speedup with its 95%
+# interval, mean accepted tokens, lossless) and the command that opens the leaderboard.
 #
 # Out of the box: the embedded SmolLM2-135M-Instruct on the CPU, the bundled question set.
 #   ./eval.sh              # the full bundled set, 256 new tokens per turn
-#   ./eval.sh --quick      # a first try: 6 questions, 32 new tokens
+#   ./eval.sh --quick      # a first try: one question of every subtask, 32 new tokens
 #
 # Everything is set through environment variables (defaults in brackets):
 #   MODEL_PATH      target model: embedded, a .gguf file, a local folder or a hub id [embedded]
@@ -15,12 +17,15 @@
 #   METHODS         methods to run after the baseline [pld sps lookahead rest recycling]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
 #   MAX_NEW_TOKENS  new tokens per turn [256; 32 with --quick]
-#   QUESTION_BEGIN / QUESTION_END   0-based line range of the question file [all; 0..6 with --quick]
+#   QUESTION_BEGIN / QUESTION_END   0-based line range of the question file [all]
+#   PER_SUBTASK     only the first N questions of each subtask (within the range) [all; 1 with --quick]
 #   TEMP            temperature, 0 = greedy [0.0]
 #   DTYPE           auto (float32 on CPU, float16 on CUDA), float32, float16, bfloat16 [auto]
 #   DEVICE          auto, cpu, cuda [auto]
 #   CONV_TEMPLATE   auto (tokenizer's chat template, else vicuna), chat, vicuna [auto]
 #   DB              results database (path or SQLAlchemy URL) [results/leaderboard.db]
+#   ANSWER_DIR      folder of the answer files [data/$BENCH/model_answer]
+#   REPORT_DIR      folder of speed.py's and equal.py's full reports [results/reports/<model>-<tag>]
 #   INTERLEAVE      1: one process answers each question with the baseline and every method in
 #                   turn, so all are timed under the same conditions; 0: one process per method,
 #                   one after another, as Spec-Bench does [1]
@@ -55,8 +60,7 @@ INTERLEAVE=${INTERLEAVE:-1}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 if [ "$QUICK" = 1 ]; then
   MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-32}
-  QUESTION_BEGIN=${QUESTION_BEGIN:-0}
-  QUESTION_END=${QUESTION_END:-6}
+  PER_SUBTASK=${PER_SUBTASK:-1}
 else
   MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-256}
 fi
@@ -78,7 +82,7 @@ PY
 )
 TAG="${RESOLVED_DTYPE}-temp-${TEMP}"
 [ "$QUICK" = 1 ] && TAG="${TAG}-quick"
-ANSWER_DIR="data/${BENCH}/model_answer"
+ANSWER_DIR=${ANSWER_DIR:-data/${BENCH}/model_answer}
 
 if [ "$BENCH" = spec_bench ] && [ ! -f data/spec_bench/question.jsonl ]; then
   if [ -n "${SPEC_BENCH_QUESTIONS:-}" ]; then
@@ -91,12 +95,13 @@ fi
 range_args=()
 [ -n "${QUESTION_BEGIN:-}" ] && range_args+=(--question-begin "$QUESTION_BEGIN")
 [ -n "${QUESTION_END:-}" ] && range_args+=(--question-end "$QUESTION_END")
+[ -n "${PER_SUBTASK:-}" ] && range_args+=(--per-subtask "$PER_SUBTASK")
 
 generate() {  # generate METHOD[,METHOD...] [method options...]
   local methods=$1; shift
   # shellcheck disable=SC2086
   $PYTHON -m evaluation.inference --method "$methods" --model-path "$MODEL_PATH" \
-    --model-id "${MODEL_NAME}-{method}-${TAG}" --bench-name "$BENCH" \
+    --model-id "${MODEL_NAME}-{method}-${TAG}" --bench-name "$BENCH" --answer-dir "$ANSWER_DIR" \
     --max-new-tokens "$MAX_NEW_TOKENS" --temperature "$TEMP" --dtype "$DTYPE" --device "$DEVICE" \
     --conv-template "$CONV_TEMPLATE" "${range_args[@]}" "$@" $EXTRA_ARGS
 }
@@ -118,14 +123,27 @@ else
 fi
 BASE="${ANSWER_DIR}/${MODEL_NAME}-vanilla-${TAG}.jsonl"
 
+# The long per-method reports (with any warnings) go to files; the table printed below sums
+# them up. A check that fails shows the end of its report here.
+REPORT_DIR=${REPORT_DIR:-results/reports/${MODEL_NAME}-${TAG}}
+mkdir -p "$REPORT_DIR"
+echo
+echo "Speed and equality of every method against the baseline (full reports in $REPORT_DIR/) ..."
 status=0
+method_files=()
 for method in $METHODS; do
   answers="${ANSWER_DIR}/${MODEL_NAME}-${method}-${TAG}.jsonl"
-  echo
-  echo "== ${method} against the baseline =="
-  $PYTHON evaluation/speed.py --file-path "$answers" --base-path "$BASE" --db "$DB" || status=1
-  $PYTHON evaluation/equal.py --jsonfile1 "$BASE" --jsonfile2 "$answers" --db "$DB" || status=1
+  method_files+=("$answers")
+  report="$REPORT_DIR/speed-${method}.txt"
+  $PYTHON evaluation/speed.py --file-path "$answers" --base-path "$BASE" --db "$DB" > "$report" 2>&1 \
+    || { status=1; echo "speed.py failed for $method ($report):"; tail -n 3 "$report"; }
+  report="$REPORT_DIR/equal-${method}.txt"
+  $PYTHON evaluation/equal.py --jsonfile1 "$BASE" --jsonfile2 "$answers" --db "$DB" > "$report" 2>&1 \
+    || { status=1; echo "equal.py: $method differs from the baseline or failed ($report):"; tail -n 3 "$report"; }
 done
 echo
-echo "Results are in $DB; look at them with: streamlit run app.py -- --db $DB"
+$PYTHON -m evaluation.summary --base-path "$BASE" --file-path "${method_files[@]}" || status=1
+echo
+echo "Results are stored in $DB. Open the leaderboard with:"
+echo "  streamlit run app.py -- --db $DB"
 exit $status

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
+from tqdm import tqdm
 from transformers import DynamicCache
 
 from methods.core.drafter import DecodingConfig
@@ -76,7 +77,7 @@ def main() -> int:
         loop()
     seconds = dict.fromkeys(loops, 0.0)
     tokens = dict.fromkeys(loops, 0)
-    for round_ in range(args.rounds):
+    for round_ in tqdm(range(args.rounds), desc="rounds", unit="round", file=sys.stderr):
         names = list(loops)
         names = names[round_ % 3:] + names[: round_ % 3]
         for name in names:

@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+from tqdm import tqdm
 import torch
 
 from evaluation.conversation import new_conversation
@@ -124,7 +125,7 @@ def main() -> int:
         run(m, warm)
 
     results = {m: {"tokens": [], "time": [], "accept": [], "equal": 0, "ids": []} for m in methods}
-    for i, (group, prompt) in enumerate(encoded):
+    for i, (group, prompt) in enumerate(tqdm(encoded, desc="prompts", unit="prompt", file=sys.stderr)):
         order = methods[i % len(methods):] + methods[: i % len(methods)]
         outputs = {}
         for m in order:
@@ -137,7 +138,7 @@ def main() -> int:
         for m in methods:
             results[m]["equal"] += int(outputs[m] == base_ids)
         line = " ".join(f"{m}={results[m]['tokens'][-1] / results[m]['time'][-1]:.1f}" for m in methods)
-        print(f"[{i + 1:2d}/{len(encoded)}] {group:15s} tok/s {line}", flush=True)
+        tqdm.write(f"[{i + 1:2d}/{len(encoded)}] {group:15s} tok/s {line}")
 
     def paired_ratio(a: str, b: str) -> tuple[float, float, float]:
         """a's tokens/s over b's on the same prompts, with a 95% bootstrap interval."""

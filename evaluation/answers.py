@@ -57,6 +57,7 @@ PER_TURN_EXTRA_FIELDS: dict[str, type] = {
     "verify_time": float,
     "draft_tokens": int,
     "prompt_tokens": int,
+    "logit_margins": list,
 }
 # Our optional per-line fields that describe the run; their presence marks a file as ours.
 RUN_FIELDS: dict[str, tuple[type, ...]] = {
@@ -101,6 +102,7 @@ class Answer:
     verify_time: Optional[list[float]] = None
     draft_tokens: Optional[list[int]] = None
     prompt_tokens: Optional[list[int]] = None
+    logit_margins: Optional[list[list[float]]] = None  # per turn, one per generated token
     error: Optional[str] = None
     run_fields: dict[str, Any] = field(default_factory=dict)  # the RUN_FIELDS this line carries
 
@@ -233,6 +235,12 @@ def parse_answer(record: Any, where: str, line: int = 0) -> Answer:
     if extras["token_ids"] is not None:
         for t, ids in enumerate(extras["token_ids"]):
             _check_elements(ids, int, f"{cwhere}.token_ids[{t}]")
+    if extras["logit_margins"] is not None:
+        for t, (margins, count) in enumerate(zip(extras["logit_margins"], lists["new_tokens"])):
+            _check_elements(margins, float, f"{cwhere}.logit_margins[{t}]")
+            if len(margins) != count:  # one margin per generated token
+                raise AnswerFileError(f"{cwhere}: turn {t + 1} has {len(margins)} logit_margins but "
+                                      f"new_tokens says {count}")
 
     per_turn = {name: lists[name] for name in PER_TURN_CHOICE_FIELDS}
     per_turn.update({name: value for name, value in extras.items() if value is not None})
@@ -277,6 +285,8 @@ def parse_answer(record: Any, where: str, line: int = 0) -> Answer:
         verify_time=_floats(extras["verify_time"]),
         draft_tokens=extras["draft_tokens"],
         prompt_tokens=extras["prompt_tokens"],
+        logit_margins=(None if extras["logit_margins"] is None
+                       else [[float(m) for m in turn] for turn in extras["logit_margins"]]),
         error=error,
         run_fields=run_fields,
     )

@@ -5,7 +5,9 @@
 As in Spec-Bench, jsonfile1 is the baseline and jsonfile2 the method, and the last line is
 "Result totally Equal!" or "Not Equal!". Beyond Spec-Bench: questions are matched by id, not by
 line; token ids are compared when both files carry them (text otherwise); every differing
-question turn is named with where it first diverges; the exact-match rate is given per subtask.
+question turn is named with where it first diverges, and each first divergence is called a
+near-tie or a real difference from the baseline's logit margin there (evaluation/near_ties.py);
+the exact-match rate is given per subtask.
 Exit status: 0 equal, 1 not equal, 2 error.
 """
 
@@ -24,7 +26,9 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
-from evaluation.answers import Answer, AnswerFile, AnswerFileError, question_sort_key, read_answer_file
+from evaluation.answers import (Answer, AnswerFile, AnswerFileError, guess_from_model_id,
+                                question_sort_key, read_answer_file)
+from evaluation.near_ties import NEAR_TIE, REAL, UNKNOWN, classify, near_tie_threshold
 from evaluation.subtasks import display_name, ordered_subtasks
 from evaluation.tables import format_table
 from leaderboard.store import StoreError, save_equality_result
@@ -51,6 +55,10 @@ class TurnDifference:
     excerpt: str  # the method's side from a little before the divergence
     base_excerpt: str
     lengths: tuple[int, int]  # (method, baseline) length of the turn in `unit`s; -1 if absent
+    # The baseline's top-1 minus top-2 logit margin at the divergence (None: not recorded, or
+    # not a token divergence) and what it makes of it: near-tie, real or unknown.
+    base_margin: Optional[float] = None
+    margin_verdict: str = UNKNOWN
 
 
 @dataclass
@@ -76,6 +84,14 @@ class EqualityResult:
     left_out: list[str]
     subtasks: list[SubtaskEquality]
     differences: list[TurnDifference] = field(default_factory=list)
+    dtype: Optional[str] = None  # the precision the near-tie threshold is for
+    near_tie_threshold: Optional[float] = None
+
+    def verdict_counts(self) -> dict[str, int]:
+        counts = {NEAR_TIE: 0, REAL: 0, UNKNOWN: 0}
+        for d in self.differences:
+            counts[d.margin_verdict] += 1
+        return counts
 
     @property
     def num_compared(self) -> int:
@@ -97,6 +113,8 @@ class EqualityResult:
             "num_equal_turns": self.num_equal, "all_equal": self.all_equal,
             "subtasks": [dict(asdict(s), exact_match_rate=s.exact_match_rate) for s in self.subtasks],
             "differences": [asdict(d) for d in self.differences],
+            "dtype": self.dtype, "near_tie_threshold": self.near_tie_threshold,
+            "verdicts": self.verdict_counts(),
         }
 
 
@@ -122,6 +140,26 @@ def excerpt(sequence: Optional[Sequence], index: int, unit: str) -> str:
     else:
         body = ", ".join(str(t) for t in sequence[start:end])
     return ("…" if start > 0 else "") + body + ("…" if end < len(sequence) else "")
+
+
+def run_dtype(answer_file: AnswerFile) -> Optional[str]:
+    """The dtype a run computed in: our environment field, else Spec-Bench's model-id naming."""
+    env = answer_file.run_field("environment") or {}
+    return env.get("dtype") or guess_from_model_id(answer_file.model_id).dtype
+
+
+def coarser_dtype(a: Optional[str], b: Optional[str]) -> Optional[str]:
+    """Of two dtypes, the one with the larger rounding (its threshold covers both runs)."""
+    known = [d for d in (a, b) if near_tie_threshold(d) is not None]
+    return max(known, key=near_tie_threshold) if known else None
+
+
+def base_margin_at(base: Answer, turn: int, index: int, unit: str) -> Optional[float]:
+    """The baseline's margin of its token `index` in `turn`, if it recorded one."""
+    if unit != "token" or base.logit_margins is None or turn >= len(base.logit_margins):
+        return None
+    margins = base.logit_margins[turn]
+    return margins[index] if index < len(margins) else None
 
 
 def _turns(answer: Answer, compared_on: str) -> list:
@@ -151,6 +189,8 @@ def compare_answers(method_file: AnswerFile, base_file: AnswerFile,
     if not common:
         raise EqualInputError("the two files have no question in common")
 
+    dtype = coarser_dtype(run_dtype(base_file), run_dtype(method_file))
+    threshold = near_tie_threshold(dtype)
     per_subtask: dict[str, SubtaskEquality] = {}
     differences = []
     for qid in common:
@@ -168,15 +208,18 @@ def compare_answers(method_file: AnswerFile, base_file: AnswerFile,
                 stats.equal_turns += 1
                 continue
             question_equal = False
+            margin = None if mine is None or other is None else base_margin_at(base, t, index, unit)
             differences.append(TurnDifference(
                 question_id=qid, category=base.category, turn=t, first_divergence=index,
                 unit=unit, excerpt=excerpt(mine, index, unit),
                 base_excerpt=excerpt(other, index, unit),
                 lengths=(-1 if mine is None else len(mine), -1 if other is None else len(other)),
+                base_margin=margin, margin_verdict=classify(margin, threshold),
             ))
         stats.equal_questions += question_equal
     subtasks = [per_subtask[name] for name in ordered_subtasks(per_subtask)]
-    return EqualityResult(method_file, base_file, compare, common, left_out, subtasks, differences)
+    return EqualityResult(method_file, base_file, compare, common, left_out, subtasks, differences,
+                          dtype, threshold)
 
 
 # ---- output -----------------------------------------------------------------------------
@@ -209,11 +252,34 @@ def format_result(result: EqualityResult, max_shown: int = 20) -> str:
             lines.append(f"  question {d.question_id} ({d.category}) turn {d.turn + 1}: first "
                          f"divergence at {d.unit} {d.first_divergence} "
                          f"(lengths: method {d.lengths[0]}, baseline {d.lengths[1]})")
+            lines.append(f"    {margin_note(d, result)}")
             lines.append(f"    baseline: {json.dumps(d.base_excerpt, ensure_ascii=False)}")
             lines.append(f"    method:   {json.dumps(d.excerpt, ensure_ascii=False)}")
+        counts = result.verdict_counts()
+        lines.append(f"First divergences: {counts[NEAR_TIE]} near-tie(s) (numerically fragile), "
+                     f"{counts[REAL]} real difference(s), {counts[UNKNOWN]} unknown"
+                     + (f"; near-tie = baseline margin below {result.near_tie_threshold:.3g} "
+                        f"for {result.dtype}" if result.near_tie_threshold is not None else ""))
     lines.append("")
     lines.append(EQUAL_LINE if result.all_equal else NOT_EQUAL_LINE)
     return "\n".join(lines)
+
+
+def margin_note(d: TurnDifference, result: EqualityResult) -> str:
+    """One line on the baseline's margin at a divergence and what it means."""
+    if d.margin_verdict == UNKNOWN:
+        if d.unit != "token":
+            why = "compared on text"
+        elif result.near_tie_threshold is None:
+            why = f"dtype {result.dtype or 'unknown'} has no threshold"
+        else:
+            why = "the baseline recorded no logit_margins there"
+        return f"near-tie or real: unknown ({why})"
+    verdict = ("near-tie: rounding alone can flip it" if d.margin_verdict == NEAR_TIE
+               else "real difference: rounding cannot explain it")
+    sign = "<" if d.margin_verdict == NEAR_TIE else ">="
+    return (f"baseline margin there {d.base_margin:.3g} {sign} {result.near_tie_threshold:.3g} "
+            f"({result.dtype}): {verdict}")
 
 
 # ---- command line -----------------------------------------------------------------------

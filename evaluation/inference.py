@@ -37,7 +37,8 @@ from evaluation.answer_file import (answered_ids, append_answer, check_same_run,
                                     finalise_answer_file)
 from evaluation.conversation import new_conversation, resolve_template
 from evaluation.environment import describe_device, describe_environment
-from evaluation.questions import QuestionFileError, load_questions, question_file_for_bench
+from evaluation.questions import (QuestionFileError, first_per_subtask, load_questions,
+                                  question_file_for_bench)
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import (EMBEDDED, EMBEDDED_MODEL_ID, ModelLoadError, check_model_source,
@@ -84,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--question-begin", type=int, default=None,
                      help="first question, as a 0-based line index (Spec-Bench's convention)")
     run.add_argument("--question-end", type=int, default=None, help="end line index (exclusive)")
+    run.add_argument("--per-subtask", type=positive_int, default=None, metavar="N",
+                     help="only the first N questions of each subtask (in file order, within "
+                          "--question-begin/--question-end): a short run that covers every subtask")
     run.add_argument("--answer-file", default=None,
                      help="output JSONL (default: <answer-dir>/<model-id>.jsonl); an existing file is "
                           "resumed, and only with the settings its lines were written with")
@@ -108,6 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
         group = parser.add_argument_group(f"method {name}")
         cls.add_arguments(group)
     return parser
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def method_list(text: str) -> list[str]:
@@ -140,6 +154,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def compact_margins(margins: list[float]) -> list[float]:
+    """Margins to 3 significant digits: enough to tell a near-tie from a clear choice, and
+    short enough that a line with every token's margin stays readable."""
+    return [float(f"{m:.3g}") for m in margins]
+
+
 def answer_question(engine, drafter, tokenizer, model, question, config: DecodingConfig, args) -> dict:
     """Generate every turn of one question; a failure is recorded, never fed into the next turn."""
     conv = new_conversation(tokenizer, model, args.conv_template)
@@ -148,7 +168,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
                             stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
     choice = {"index": 0, "turns": [], "decoding_steps": [], "new_tokens": [], "wall_time": [],
               "accept_lengths": [], "token_ids": [], "prefill_time": [], "draft_time": [],
-              "verify_time": [], "draft_tokens": [], "prompt_tokens": []}
+              "verify_time": [], "draft_tokens": [], "prompt_tokens": [], "logit_margins": []}
     error = None
     for turn, text in enumerate(question.turns):
         try:
@@ -172,6 +192,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
         choice["verify_time"].append(stats.verify_time)
         choice["draft_tokens"].append(stats.draft_tokens)
         choice["prompt_tokens"].append(len(prompt))
+        choice["logit_margins"].append(compact_margins(stats.margins))
     record = {"question_id": question.question_id, "category": question.category,
               "answer_id": shortuuid.uuid(), "choices": [choice]}
     if error:
@@ -226,6 +247,8 @@ def run(args) -> int:
     check_args(args)
     question_file = Path(args.question_file) if args.question_file else question_file_for_bench(args.bench_name)
     questions = load_questions(question_file, args.question_begin, args.question_end)
+    if args.per_subtask is not None:
+        questions = first_per_subtask(questions, args.per_subtask)
     if not questions:
         raise QuestionFileError(f"{question_file}: no questions in the selected range")
     check_model_source(args.model_path, option="--model-path")

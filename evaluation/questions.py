@@ -102,6 +102,20 @@ def load_questions(
     return questions[begin:end]
 
 
+def first_per_subtask(questions: list[Question], count: int) -> list[Question]:
+    """The first `count` questions of each subtask, in file order: a small run that still
+    reaches every column of the leaderboard (a plain line range often holds one subtask)."""
+    if count < 1:
+        raise ValueError(f"questions per subtask must be at least 1, got {count}")
+    taken: dict[str, int] = {}
+    chosen = []
+    for question in questions:
+        if taken.get(question.subtask, 0) < count:
+            taken[question.subtask] = taken.get(question.subtask, 0) + 1
+            chosen.append(question)
+    return chosen
+
+
 def _numbered_lines(path: Path) -> Iterable[tuple[int, str]]:
     """(1-based line number, text) for each line; decoding errors name their line."""
     if not path.exists():

@@ -36,3 +36,18 @@ def highlighted_html(text: str, index: Optional[int]) -> str:
         f'<mark class="divergence" style="background: #f8b4b4;">{html.escape(first)}</mark>'
         f'<span style="background: #fde8e8;">{html.escape(rest)}</span></div>'
     )
+
+
+def divergence_verdict_text(verdict: str, base_margin: Optional[float],
+                            threshold: Optional[float], dtype: Optional[str]) -> str:
+    """What equal.py made of a first divergence, in words for the drill-down page."""
+    if verdict == "near-tie":
+        return (f"Near-tie: the baseline's top two logits there were {base_margin:.3g} apart, "
+                f"below {threshold:.3g} ({dtype}); rounding alone can swap them, so this is "
+                "numerically fragile, not a sign of a broken method.")
+    if verdict == "real":
+        return (f"Real difference: the baseline's top two logits there were {base_margin:.3g} "
+                f"apart, at least {threshold:.3g} ({dtype}); rounding cannot explain it.")
+    return ("Near-tie or real difference: unknown (the baseline recorded no logit margins "
+            "there, or the runs' dtype is unknown).")
+

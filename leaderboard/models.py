@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2  # 2: speed comparisons record their settings check
+SCHEMA_VERSION = 3  # 2: speed comparisons record their settings check; 3: near-tie verdicts
 
 
 def utc_now() -> datetime:
@@ -181,6 +181,11 @@ class EqualityCheck(Base):
     num_equal: Mapped[int] = mapped_column(Integer)
     all_equal: Mapped[bool] = mapped_column(Boolean)
     per_subtask: Mapped[dict] = mapped_column(JSON, default=dict)  # subtask -> exact-match rate
+    # Divergences whose baseline margin is below this are near-ties (evaluation/near_ties.py);
+    # None when the runs' dtype is unknown.
+    near_tie_threshold: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    threshold_dtype: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    num_near_ties: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     run: Mapped[Run] = relationship(foreign_keys=[run_id])
@@ -201,3 +206,7 @@ class Difference(Base):
     unit: Mapped[str] = mapped_column(String(16))  # "token" | "char"
     excerpt: Mapped[str] = mapped_column(Text)  # the method's text around the divergence
     base_excerpt: Mapped[str] = mapped_column(Text)
+    # The baseline's top-1 minus top-2 logit at the divergence (None: not recorded) and the
+    # verdict: "near-tie" (rounding can flip it), "real" or "unknown".
+    base_margin: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    margin_verdict: Mapped[str] = mapped_column(String(16), default="unknown")

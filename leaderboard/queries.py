@@ -329,6 +329,8 @@ class QuestionDetail:
     base_error: Optional[str]
     result: Optional[QuestionResult]  # speed.py's per-question numbers, if written
     differences: list[Difference]  # equal.py's rows for this question, if checked
+    near_tie_threshold: Optional[float] = None  # equal.py's threshold for these runs
+    threshold_dtype: Optional[str] = None
 
 
 def question_detail(session: Session, row: LeaderboardRow, question_id: str) -> QuestionDetail:
@@ -344,6 +346,8 @@ def question_detail(session: Session, row: LeaderboardRow, question_id: str) -> 
             QuestionResult.question_id == question_id,
         )
     )
+    check = session.scalar(select(EqualityCheck).where(
+        EqualityCheck.run_id == row.method_run_id, EqualityCheck.base_run_id == row.base_run_id))
     differences = list(session.scalars(
         select(Difference)
         .join(EqualityCheck, Difference.check_id == EqualityCheck.id)
@@ -364,4 +368,6 @@ def question_detail(session: Session, row: LeaderboardRow, question_id: str) -> 
         base_error=base_answer.error if base_answer else None,
         result=result,
         differences=differences,
+        near_tie_threshold=check.near_tie_threshold if check else None,
+        threshold_dtype=check.threshold_dtype if check else None,
     )

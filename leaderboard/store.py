@@ -238,11 +238,15 @@ def store_equality(session: Session, result: "EqualityResult") -> EqualityCheck:
     check.num_equal = result.num_equal
     check.all_equal = result.all_equal
     check.per_subtask = {s.subtask: s.exact_match_rate for s in result.subtasks}
+    check.near_tie_threshold = result.near_tie_threshold
+    check.threshold_dtype = result.dtype
+    check.num_near_ties = result.verdict_counts()["near-tie"]
     for d in result.differences:
         check.differences.append(Difference(
             question_id=d.question_id, category=d.category, turn=d.turn,
             first_divergence=d.first_divergence, unit=d.unit,
             excerpt=d.excerpt, base_excerpt=d.base_excerpt,
+            base_margin=d.base_margin, margin_verdict=d.margin_verdict,
         ))
     session.flush()
     return check

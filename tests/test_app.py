@@ -456,3 +456,37 @@ def test_mismatched_comparisons_are_listed_apart_and_never_ranked(tmp_path, monk
     assert any("Not ranked" in m.value for m in app.tabs[0].markdown)
     assert any("not checked against the baseline" in c.value and "pld: backend" in c.value
                for c in app.tabs[0].caption)
+
+
+def test_drill_down_says_whether_a_divergence_is_a_near_tie(tmp_path, monkeypatch):
+    from evaluation import equal, speed
+    from evaluation.near_ties import near_tie_threshold
+    from tests.answer_fixtures import synthetic_run, text_of, write_answer_file
+
+    threshold = near_tie_threshold("float16")  # the fixtures' dtype
+    runs = {"pld": synthetic_run(seconds_per_step=0.03),
+            "vanilla": synthetic_run(method="vanilla", accept=1, draft_length=0)}
+    for records in runs.values():
+        for record in records:
+            choice = record["choices"][0]
+            choice["logit_margins"] = [[5.0] * len(ids) for ids in choice["token_ids"]]
+    runs["vanilla"][0]["choices"][0]["logit_margins"][0][3] = threshold / 8  # q81, turn 1
+    for question, index in ((0, 3), (1, 4)):  # q81 at token 3, q82 (the baseline was sure) at 4
+        choice = runs["pld"][question]["choices"][0]
+        choice["token_ids"][0][index] += 1
+        choice["turns"][0] = text_of(choice["token_ids"][0])
+    method = write_answer_file(tmp_path / "pld.jsonl", runs["pld"])
+    base = write_answer_file(tmp_path / "vanilla.jsonl", runs["vanilla"])
+    db = tmp_path / "results.db"
+    assert speed.main(["--file-path", str(method), "--base-path", str(base), "--db", str(db)]) == 0
+    assert equal.main(["--jsonfile1", str(base), "--jsonfile2", str(method), "--db", str(db)]) == 1
+
+    app = run_app(monkeypatch, "--db", str(db))
+    app.selectbox(key="drill_question").set_value("81").run()
+    captions = [c.value for c in app.tabs[3].caption]
+    assert any(c.startswith(f"Near-tie: the baseline's top two logits there were {threshold / 8:.3g} "
+                            f"apart, below {threshold:.3g} (float16)") for c in captions), captions
+    app.selectbox(key="drill_question").set_value("82").run()
+    captions = [c.value for c in app.tabs[3].caption]
+    assert any(c.startswith("Real difference: the baseline's top two logits there were 5 apart")
+               for c in captions), captions

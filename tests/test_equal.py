@@ -7,9 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from evaluation import equal
-from evaluation.answers import read_answer_file
+from evaluation.answers import AnswerFileError, read_answer_file
+from evaluation.near_ties import near_tie_threshold
 from evaluation.equal import EqualInputError, compare_answers, first_divergence
 from tests.answer_fixtures import synthetic_run, write_answer_file
 
@@ -165,3 +167,72 @@ def test_help_explains_every_option():
     for option in ("--file-path", "--jsonfile1", "--jsonfile2", "--compare", "--allow-partial",
                    "--show", "--json", "--db", "--no-db"):
         assert option in text
+
+
+# ---- near-ties: the baseline's logit margin at each first divergence ------------------------
+
+def with_margins(records, margin=5.0):
+    """Give every token of every turn the same margin (as the runner writes them)."""
+    for record in records:
+        choice = record["choices"][0]
+        choice["logit_margins"] = [[margin] * len(ids) for ids in choice["token_ids"]]
+    return records
+
+
+def test_divergences_are_classified_by_the_baselines_margin(tmp_path, capsys):
+    threshold = near_tie_threshold("float16")  # the fixtures' environment dtype
+    base = with_margins(baseline_records())
+    base[0]["choices"][0]["logit_margins"][1][5] = threshold / 4  # q81 turn 2: nearly a tie
+    base[3]["choices"][0]["logit_margins"][0][9] = threshold * 4  # q162: a clear choice
+    method = with_margins(method_records())
+    method[0]["choices"][0]["token_ids"][1][5] += 1
+    method[3]["choices"][0]["token_ids"][0][9:] = [1, 2, 3]
+    result = compare_answers(*read_pair(tmp_path, method, base))
+    assert result.dtype == "float16" and result.near_tie_threshold == threshold
+    verdicts = [(d.question_id, d.margin_verdict, d.base_margin) for d in result.differences]
+    assert verdicts == [("81", "near-tie", pytest.approx(threshold / 4)),
+                        ("162", "real", pytest.approx(threshold * 4))]
+    text = equal.format_result(result)
+    assert "near-tie: rounding alone can flip it" in text
+    assert "real difference: rounding cannot explain it" in text
+    assert "First divergences: 1 near-tie(s) (numerically fragile), 1 real difference(s), 0 unknown" in text
+
+    db = tmp_path / "results.db"
+    assert equal.main(["--jsonfile1", str(tmp_path / "base.jsonl"), "--jsonfile2",
+                       str(tmp_path / "method.jsonl"), "--db", str(db)]) == 1
+    from leaderboard.db import open_database
+    from leaderboard.models import Difference, EqualityCheck
+    with open_database(str(db), create=False)() as session:
+        check = session.query(EqualityCheck).one()
+        assert (check.num_near_ties, check.threshold_dtype) == (1, "float16")
+        assert check.near_tie_threshold == pytest.approx(threshold)
+        rows = {d.question_id: (d.margin_verdict, d.base_margin) for d in session.query(Difference)}
+    assert rows == {"81": ("near-tie", pytest.approx(threshold / 4)),
+                    "162": ("real", pytest.approx(threshold * 4))}
+
+
+def test_files_without_margins_leave_the_verdict_unknown(tmp_path):
+    method = method_records()
+    method[0]["choices"][0]["token_ids"][1][5] += 1
+    result = compare_answers(*read_pair(tmp_path, method, baseline_records()))
+    [d] = result.differences
+    assert (d.margin_verdict, d.base_margin) == ("unknown", None)
+    assert "unknown (the baseline recorded no logit_margins there)" in equal.format_result(result)
+
+
+@pytest.mark.parametrize("dtype, finer", [("bfloat16", "float16"), ("float16", "float32"),
+                                          ("float32", "float64")])
+def test_threshold_scales_with_the_dtypes_precision(dtype, finer):
+    coarse, fine = near_tie_threshold(dtype), near_tie_threshold(finer)
+    ratio = torch.finfo(getattr(torch, dtype)).eps / torch.finfo(getattr(torch, finer)).eps
+    assert coarse / fine == pytest.approx(ratio)
+    assert near_tie_threshold("unknown") is None
+    assert equal.coarser_dtype(dtype, finer) == dtype and equal.coarser_dtype(None, finer) == finer
+
+
+def test_a_margins_list_must_have_one_entry_per_token(tmp_path):
+    records = with_margins(baseline_records())
+    records[2]["choices"][0]["logit_margins"][0].pop()
+    path = write_answer_file(tmp_path / "base.jsonl", records)
+    with pytest.raises(AnswerFileError, match=r"base.jsonl:3: choices\[0\]: turn 1 has 11 logit_margins"):
+        read_answer_file(path)

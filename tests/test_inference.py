@@ -196,3 +196,35 @@ def test_a_method_listed_twice_is_a_usage_error(capsys):
     with pytest.raises(SystemExit):
         main(["--method", "pld,pld"])
     assert "listed twice" in capsys.readouterr().err
+
+
+def test_every_token_gets_the_targets_logit_margin(tiny_folder, questions, tmp_path):
+    """One margin per generated token, compact, and the same target margins for every method
+    (they come from the target's rows, whoever drafted)."""
+    margins = {}
+    for method, extra in [("vanilla", []), ("pld", [])]:
+        answer = tmp_path / f"{method}.jsonl"
+        assert run(tiny_folder, questions, answer, method, *extra) == 0
+        margins[method] = []
+        for record in read(answer):
+            choice = record["choices"][0]
+            assert [len(m) for m in choice["logit_margins"]] == choice["new_tokens"]
+            assert all(m >= 0 and len(repr(m)) <= 8 for turn in choice["logit_margins"] for m in turn)
+            margins[method].append(choice["logit_margins"])
+    assert margins["pld"] == margins["vanilla"]
+
+
+def test_per_subtask_answers_the_first_questions_of_each_subtask(tiny_folder, tmp_path):
+    path = tmp_path / "question.jsonl"
+    rows = [(1, "qa"), (2, "qa"), (3, "writing"), (4, "translation"), (5, "coding"), (6, "qa")]
+    path.write_text("".join(json.dumps({"question_id": i, "category": c, "turns": ["w5 w6 w7"]}) + "\n"
+                            for i, c in rows))
+    answer = tmp_path / "a.jsonl"
+    assert run(tiny_folder, path, answer, "vanilla", "--per-subtask", "1") == 0
+    assert [r["question_id"] for r in read(answer)] == [1, 3, 4]  # writing and coding: mt_bench
+
+
+def test_per_subtask_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        main(["--method", "vanilla", "--per-subtask", "0"])
+    assert "--per-subtask: must be at least 1, got 0" in capsys.readouterr().err

@@ -308,3 +308,21 @@ def test_committed_bundled_file_is_what_its_generator_writes():
     assert BUNDLED.read_text(encoding="utf-8") == generator.render(generator.build_questions()), (
         "data/bundled/question.jsonl is stale: run `python data/bundled/build_questions.py`"
     )
+
+
+def test_first_per_subtask_keeps_file_order_and_groups_mt_bench(tmp_path):
+    from evaluation.questions import first_per_subtask
+    rows = [(1, "writing"), (2, "coding"), (3, "qa"), (4, "qa"), (5, "translation"), (6, "qa"),
+            (7, "roleplay")]
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps({"question_id": i, "category": c, "turns": ["x"]}) + "\n"
+                            for i, c in rows))
+    questions = load_questions(path)
+    assert [q.question_id for q in first_per_subtask(questions, 1)] == [1, 3, 5]
+    assert [q.question_id for q in first_per_subtask(questions, 2)] == [1, 2, 3, 4, 5]
+
+
+def test_bundled_set_gives_one_question_of_each_of_its_eight_subtasks():
+    from evaluation.questions import first_per_subtask, question_file_for_bench
+    chosen = first_per_subtask(load_questions(question_file_for_bench("bundled")), 1)
+    assert len(chosen) == len({q.subtask for q in chosen}) == 8

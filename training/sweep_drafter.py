@@ -19,6 +19,7 @@ import time
 from collections import Counter
 
 import torch
+from tqdm import tqdm
 
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
 
         # Every 11th prompt: a mix of the corpus's categories.
         warm_prompts = [p["prompt"] for p in read_prompts(DEFAULT_PROMPTS)][::11][: args.warm]
-        for text in warm_prompts:
+        for text in tqdm(warm_prompts, desc="warm-up", unit="prompt", file=sys.stderr):
             ids = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=True,
                                                 add_generation_prompt=True, return_dict=False)
             for drafter in drafters:
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
     times = [0.0] * len(configs)
     forward = [0] * len(configs)
     rank_hits: Counter = Counter()
-    for i, prompt in enumerate(prompts):
+    for i, prompt in enumerate(tqdm(prompts, desc="prompts", unit="prompt", file=sys.stderr)):
         base_ids, base = engine.generate(prompt, VanillaDrafter(), decoding)
         order = list(range(len(configs)))
         if i % 2:
@@ -143,8 +144,8 @@ def main(argv=None) -> int:
             tokens[j] += stats.new_tokens
             times[j] += stats.wall_time
             forward[j] += stats.forward_tokens
-        print(f"prompt {i}: baseline {base.new_tokens} tokens, {1000 * base.wall_time / base.decoding_steps:.0f} ms/token; "
-              + "; ".join(f"{configs[j]} x{ratios[j][-1]:.2f}" for j in range(len(configs))), flush=True)
+        tqdm.write(f"prompt {i}: baseline {base.new_tokens} tokens, {1000 * base.wall_time / base.decoding_steps:.0f} ms/token; "
+                   + "; ".join(f"{configs[j]} x{ratios[j][-1]:.2f}" for j in range(len(configs))))
     print(f"{'config':45s} {'MAT':>5s} {'tok/fwd':>7s} {'ms/step':>8s} {'speedup':>8s} {'min':>6s} {'max':>6s}")
     for j, config in enumerate(configs):
         geo = math.exp(sum(math.log(r) for r in ratios[j]) / len(ratios[j]))

@@ -149,3 +149,6 @@ class TurnStats:
     wall_time: float = 0.0
     draft_tokens: int = 0  # candidate nodes proposed over the turn
     forward_tokens: int = 0  # tokens sent through the target in verification forwards
+    # Per committed token (1:1 with the turn's tokens): the gap between the two largest raw
+    # logits of the target row that chose it. A small gap is where rounding can flip an argmax.
+    margins: list[float] = field(default_factory=list)

@@ -114,6 +114,18 @@ class SpeculativeEngine:
             tree = self._best_chain(tree)
         return tree
 
+    @staticmethod
+    def _committed_margins(logits: torch.Tensor, accepted_nodes: list[int]) -> list[float]:
+        """Top-1 minus top-2 raw logit of the rows that chose the committed tokens.
+
+        Accepted node j was chosen by its parent's row (the root row for the first), and the
+        next token by the last accepted node's row: rows [0] + [node + 1 for each node]. Only
+        these rows are looked at, so the cost is one top-2 over a handful of rows per step.
+        """
+        rows = logits[[0] + [node + 1 for node in accepted_nodes]]
+        top = torch.topk(rows.double(), k=2, dim=-1).values
+        return (top[:, 0] - top[:, 1]).tolist()
+
     # ------------------------------------------------------------------ stopping
     def _stop_index(self, generated: list[int], new: int, config: DecodingConfig) -> Optional[int]:
         """Length to cut ``generated`` to if its last ``new`` tokens hit a stop condition."""
@@ -175,14 +187,17 @@ class SpeculativeEngine:
                 else:
                     acceptance = accept_sampling(tree, logits, config, generator)
                 committed = tree.tokens[acceptance.accepted_nodes].tolist() + [acceptance.next_token]
+                margins = self._committed_margins(logits, acceptance.accepted_nodes)
                 generated.extend(committed)
                 cut = self._stop_index(generated, len(committed), config)
                 finished = cut is not None or len(generated) >= config.max_new_tokens
                 if cut is not None:
                     del committed[len(committed) - (len(generated) - cut):]
                     del generated[cut:]
+                    del margins[len(committed):]
                 else:
                     compact_cache(cache, past_len, len(tree) + 1, acceptance.accepted_nodes)
+                stats.margins.extend(margins)
                 context.extend(committed)
                 t2 = self._now()
 

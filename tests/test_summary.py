@@ -1,0 +1,35 @@
+"""evaluation.summary: one row per method, with speed.py's and equal.py's own figures."""
+
+from evaluation import summary
+from evaluation.answers import read_answer_file
+from evaluation.equal import compare_answers
+from evaluation.speedup import compare_speed
+from tests.answer_fixtures import synthetic_run, write_answer_file
+
+
+def test_one_row_per_method_with_speedup_interval_accepted_tokens_and_lossless(tmp_path, capsys):
+    base = write_answer_file(tmp_path / "vanilla.jsonl",
+                             synthetic_run(method="vanilla", accept=1, draft_length=0))
+    fast = write_answer_file(tmp_path / "pld.jsonl", synthetic_run(method="pld", accept=3))
+    broken_records = synthetic_run(method="sps", accept=2)
+    broken_records[0]["choices"][0]["token_ids"][0][4] += 1
+    broken = write_answer_file(tmp_path / "sps.jsonl", broken_records)
+    assert summary.main(["--base-path", str(base), "--file-path", str(fast), str(broken)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "All methods against vanilla (9 questions):"
+    assert lines[1].split() == ["Method", "Speedup", "[95%", "CI]", "Mean", "accepted", "tokens",
+                                "Lossless"]
+    rows = {line.split()[0]: line for line in lines[3:]}
+    assert set(rows) == {"pld", "sps"}
+    overall = compare_speed([read_answer_file(fast)], [read_answer_file(base)]).subtask("overall")
+    assert (f"{overall.speedup:.2f}x [{overall.speedup_ci_low:.2f}, {overall.speedup_ci_high:.2f}]"
+            in rows["pld"])
+    assert f"{overall.acceptance.mean_acceptance_length:.2f}" in rows["pld"]
+    assert rows["pld"].endswith("yes (11/11 turns)")
+    equality = compare_answers(read_answer_file(broken), read_answer_file(base))
+    assert rows["sps"].endswith(f"no ({equality.num_equal}/11 turns equal)")
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path, capsys):
+    assert summary.main(["--base-path", str(tmp_path / "none.jsonl"), "--file-path", "x"]) == 2
+    assert "none.jsonl: no such answer file" in capsys.readouterr().err
