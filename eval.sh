@@ -12,8 +12,9 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling]
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling medusa]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
+#   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
 #   MAX_NEW_TOKENS  new tokens per turn [256; 32 with --quick]
 #   QUESTION_BEGIN / QUESTION_END   0-based line range of the question file [all; 0..6 with --quick]
 #   TEMP            temperature, 0 = greedy [0.0]
@@ -29,6 +30,7 @@
 # A GPU set-up like Spec-Bench's (Vicuna-7B v1.3, fp16, the 68M draft model):
 #   MODEL_PATH=/models/vicuna-7b-v1.3 MODEL_NAME=vicuna-7b-v1.3 DRAFTER_PATH=/models/vicuna-68m \
 #   BENCH=spec_bench DTYPE=float16 DEVICE=cuda CONV_TEMPLATE=vicuna MAX_NEW_TOKENS=1024 ./eval.sh
+# (add MEDUSA_PATH=/models/medusa-vicuna-7b-v1.3 for Medusa; without it medusa is skipped there)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -44,7 +46,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling}
+METHODS=${METHODS:-pld sps lookahead rest recycling medusa}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
@@ -101,8 +103,14 @@ generate() {  # generate METHOD[,METHOD...] [method options...]
     --conv-template "$CONV_TEMPLATE" "${range_args[@]}" "$@" $EXTRA_ARGS
 }
 
+# Medusa's shipped heads belong to the embedded model; elsewhere it needs MEDUSA_PATH.
+if [ "$MODEL_PATH" != embedded ] && [ -z "${MEDUSA_PATH:-}" ] && [[ " $METHODS " == *" medusa "* ]]; then
+  echo "eval.sh: skipping medusa (no MEDUSA_PATH for $MODEL_PATH)" >&2
+  METHODS=$(echo " $METHODS " | sed 's/ medusa / /' | xargs)
+fi
 drafter_args=()
-case " $METHODS " in *" sps "*) drafter_args=(--drafter-path "$DRAFTER_PATH") ;; esac
+case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
+if [ -n "${MEDUSA_PATH:-}" ]; then drafter_args+=(--medusa-path "$MEDUSA_PATH"); fi
 if [ "$INTERLEAVE" = 1 ]; then
   # One process: every question is answered by the baseline and each method in turn, so they
   # are timed under the same machine conditions.
@@ -111,7 +119,7 @@ else
   generate vanilla
   for method in $METHODS; do
     case "$method" in
-      sps) generate sps "${drafter_args[@]}" ;;
+      sps|medusa) generate "$method" "${drafter_args[@]}" ;;
       *) generate "$method" ;;
     esac
   done

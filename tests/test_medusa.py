@@ -95,6 +95,20 @@ def test_best_first_choices_keep_the_most_valuable_prefix_closed_paths():
     assert chosen.index([2]) < chosen.index([2, 0])  # a child never comes before its parent
 
 
+def test_offline_tree_sizing_counts_the_longest_path_in_the_tree():
+    import numpy as np
+
+    from training.size_medusa_tree import accepted_depth, forward_cost, parse_cost, path_frequencies
+
+    ranks = np.array([[0, 0, -1], [1, 0, 0], [0, 2, 0], [-1, 0, 0], [0, -2, -2]])
+    tree = {(0,), (0, 0), (1,), (0, 2), (0, 2, 0)}
+    assert accepted_depth(ranks, tree).tolist() == [2, 1, 3, 0, 1]
+    freq = path_frequencies(ranks)
+    assert freq[(0,)] == 0.6 and freq[(0, 2, 0)] == 0.2 and (0, 0, -1) not in freq
+    cost = parse_cost("1:65,4:130")
+    assert forward_cost(2, cost) == pytest.approx(65 + 65 / 3) and forward_cost(5, cost) is None
+
+
 # ---------------------------------------------------------------------------------- typical acceptance
 def test_typical_acceptance_keeps_probable_tokens_and_prefers_the_likelier_path():
     logits = torch.full((4, 5), -10.0, dtype=torch.float64)
