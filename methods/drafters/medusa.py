@@ -91,7 +91,10 @@ class MedusaDrafter(Drafter):
         self._feature = None
 
     def params(self) -> dict[str, Any]:
-        return {"heads": str(getattr(self.heads, "source", "in memory")), "num_heads": self.heads.num_heads,
+        source = Path(getattr(self.heads, "source", "in memory"))
+        if source.is_absolute() and source.is_relative_to(REPO_ROOT):
+            source = source.relative_to(REPO_ROOT)  # the shipped heads: the same name on every machine
+        return {"heads": str(source), "num_heads": self.heads.num_heads,
                 "choices": self.choices_name, "tree_nodes": len(self.tree),
                 "tree_nodes_per_depth": self.tree.nodes_per_depth(), "typical": self.typical,
                 **({"posterior_threshold": self.posterior_threshold, "posterior_alpha": self.posterior_alpha}
@@ -106,7 +109,7 @@ class MedusaDrafter(Drafter):
                                 "the heads shipped for the embedded model")
         group.add_argument("--medusa-choices", default=None,
                            help="candidate tree: 'mc_sim_7b_63' (the published 63-node tree, GPU default), "
-                                "'cpu' (6 nodes, CPU default, sized for the embedded model) or a literal "
+                                f"'cpu' ({len(CPU_CHOICES)} nodes, CPU default, sized for the embedded model) or a literal "
                                 "list of rank paths such as '[[0], [0, 0], [1]]'")
         group.add_argument("--medusa-typical", action=argparse.BooleanOptionalAction, default=False,
                            help="Medusa's typical acceptance at temperature > 0 instead of lossless "
