@@ -72,6 +72,15 @@ def cosine_with_warmup(total_steps: int, warmup_steps: int):
     return factor
 
 
+def repo_relative(arg: str) -> str:
+    """Paths inside the checkout are recorded relative to it, so a shipped artifact's command is
+    the same on every machine."""
+    path = Path(arg)
+    if path.is_absolute() and path.exists() and path.resolve().is_relative_to(REPO_ROOT):
+        return str(path.resolve().relative_to(REPO_ROOT))
+    return arg
+
+
 def write_readme(out: Path, method: str, command: str, meta: dict) -> None:
     training, metrics = meta["training"], meta["metrics"]
     last = metrics["heldout"][-1]
@@ -162,7 +171,8 @@ def main(argv=None) -> int:
     bar.close()
     train_time = time.perf_counter() - train_start
 
-    command = "python -m training.train_drafter " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m training.train_drafter " + " ".join(
+        shlex.quote(repo_relative(a)) for a in (argv if argv is not None else sys.argv[1:]))
     from training.features import file_sha256
 
     meta = {

@@ -36,7 +36,7 @@ EMBEDDED_HEADS = REPO_ROOT / "data" / "drafters" / EMBEDDED_MODEL_ID / "medusa"
 
 # CPU tree for the embedded model, chosen offline from held-out acceptance of the shipped heads
 # divided by the measured cost of a verify forward (training/size_medusa_tree.py; docs/methods.md).
-CPU_CHOICES = [[0], [1], [0, 0], [2], [0, 1], [0, 0, 0]]
+CPU_CHOICES = [[0]]
 
 NAMED_CHOICES = {"mc_sim_7b_63": MC_SIM_7B_63, "cpu": CPU_CHOICES}
 GPU_DEFAULTS = {"choices": "mc_sim_7b_63"}

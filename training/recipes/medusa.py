@@ -28,7 +28,7 @@ UNKNOWN = -1  # a held-out label outside the draft vocabulary: counted as a miss
 
 class MedusaRecipe(Recipe):
     name = "medusa"
-    defaults = {"epochs": 3, "lr": 1e-3, "batch_size": 1024, "warmup": 0.05, "weight_decay": 0.0}
+    defaults = {"epochs": 3, "lr": 1e-3, "batch_size": 256, "warmup": 0.05, "weight_decay": 0.0}
 
     @classmethod
     def add_arguments(cls, group) -> None:
