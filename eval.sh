@@ -14,8 +14,9 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling]
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling medusa]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
+#   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
 #   MAX_NEW_TOKENS  new tokens per turn [256; 32 with --quick]
 #   QUESTION_BEGIN / QUESTION_END   0-based line range of the question file [all]
 #   PER_SUBTASK     only the first N questions of each subtask (within the range) [all; 1 with --quick]
@@ -34,6 +35,7 @@
 # A GPU set-up like Spec-Bench's (Vicuna-7B v1.3, fp16, the 68M draft model):
 #   MODEL_PATH=/models/vicuna-7b-v1.3 MODEL_NAME=vicuna-7b-v1.3 DRAFTER_PATH=/models/vicuna-68m \
 #   BENCH=spec_bench DTYPE=float16 DEVICE=cuda CONV_TEMPLATE=vicuna MAX_NEW_TOKENS=1024 ./eval.sh
+# (add MEDUSA_PATH=/models/medusa-vicuna-7b-v1.3 for Medusa; without it medusa is skipped there)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -49,7 +51,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling}
+METHODS=${METHODS:-pld sps lookahead rest recycling medusa}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
@@ -106,8 +108,14 @@ generate() {  # generate METHOD[,METHOD...] [method options...]
     --conv-template "$CONV_TEMPLATE" "${range_args[@]}" "$@" $EXTRA_ARGS
 }
 
+# Medusa's shipped heads belong to the embedded model; elsewhere it needs MEDUSA_PATH.
+if [ "$MODEL_PATH" != embedded ] && [ -z "${MEDUSA_PATH:-}" ] && [[ " $METHODS " == *" medusa "* ]]; then
+  echo "eval.sh: skipping medusa (no MEDUSA_PATH for $MODEL_PATH)" >&2
+  METHODS=$(echo " $METHODS " | sed 's/ medusa / /' | xargs)
+fi
 drafter_args=()
-case " $METHODS " in *" sps "*) drafter_args=(--drafter-path "$DRAFTER_PATH") ;; esac
+case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
+if [ -n "${MEDUSA_PATH:-}" ]; then drafter_args+=(--medusa-path "$MEDUSA_PATH"); fi
 if [ "$INTERLEAVE" = 1 ]; then
   # One process: every question is answered by the baseline and each method in turn, so they
   # are timed under the same machine conditions.
@@ -116,7 +124,7 @@ else
   generate vanilla
   for method in $METHODS; do
     case "$method" in
-      sps) generate sps "${drafter_args[@]}" ;;
+      sps|medusa) generate "$method" "${drafter_args[@]}" ;;
       *) generate "$method" ;;
     esac
   done

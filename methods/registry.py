@@ -16,6 +16,8 @@ METHODS: dict[str, str] = {
     "lookahead": "methods.drafters.lookahead:LookaheadDrafter",
     "rest": "methods.drafters.rest:RestDrafter",
     "recycling": "methods.drafters.recycling:TokenRecyclingDrafter",
+    # Trained drafters (heads in methods/heads/, training in training/).
+    "medusa": "methods.drafters.medusa:MedusaDrafter",
 }
 
 

@@ -44,3 +44,27 @@ def test_embedded_model_answers_bundled_questions_identically_with_pld_and_sps(t
             assert all(0 < n <= 12 for n in r["choices"][0]["new_tokens"])
             assert all(text.strip() for text in r["choices"][0]["turns"])
     assert outputs["pld"] == outputs["vanilla"] == outputs["sps"]
+
+
+def test_shipped_medusa_heads_load_by_default_and_keep_the_baseline_output():
+    from types import SimpleNamespace
+
+    from methods.core.drafter import DecodingConfig
+    from methods.core.engine import SpeculativeEngine
+    from methods.core.model_loading import load_model
+    from methods.drafters.medusa import EMBEDDED_HEADS, MedusaDrafter
+    from methods.drafters.vanilla import VanillaDrafter
+
+    loaded = load_model()
+    args = SimpleNamespace(model_path="embedded", medusa_path=None, medusa_choices=None, medusa_typical=False)
+    drafter = MedusaDrafter.from_args(args, loaded.model, loaded.tokenizer)
+    assert drafter.params()["heads"] == str(EMBEDDED_HEADS.relative_to(EMBEDDED_HEADS.parents[3]))
+    engine = SpeculativeEngine(loaded.model, loaded.tokenizer)
+    prompt = loaded.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "List three facts about the moon."}], add_generation_prompt=True)
+    prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+    config = DecodingConfig(max_new_tokens=32)
+    expected, _ = engine.generate(prompt, VanillaDrafter(), config)
+    got, stats = engine.generate(prompt, drafter, config)
+    assert got == expected
+    assert stats.new_tokens / stats.decoding_steps > 1.05  # the trained heads are right some of the time

@@ -13,10 +13,16 @@ Both rules walk the tree from the root. ``logits`` rows are [root, node 0, ..., 
   all are rejected the committed token is sampled from the residual p. This is the SpecInfer/EAGLE
   multi-candidate rule and reduces to Leviathan et al.'s rule for a chain; the committed tokens
   are distributed exactly as if sampled from p one at a time.
+- Typical acceptance (Medusa's option, LOSSY): a candidate x is accepted iff its parent was and
+  p(x) > min(eps, delta * exp(-H(p))) at the parent, with p the target distribution there and H
+  its entropy. The deepest accepted node wins (ties: the larger sum of log p along the path) and
+  the next token is sampled from p at it. Committed text no longer follows p exactly, so only a
+  drafter that marks itself lossy may use it (see ``Drafter.sampling_acceptance``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -92,3 +98,33 @@ def accept_sampling(tree: DraftTree, logits: torch.Tensor, config: DecodingConfi
                 p = residual / total
         if not moved:
             return Acceptance(path, sample(p, generator))
+
+
+def accept_typical(tree: DraftTree, logits: torch.Tensor, config: DecodingConfig,
+                   generator: torch.Generator | None, posterior_threshold: float = 0.09,
+                   posterior_alpha: float = 0.3) -> Acceptance:
+    """Medusa's typical acceptance (eps = posterior_threshold, delta = posterior_alpha)."""
+    probs = target_probs(logits, config)
+    entropy = -(probs * torch.log(probs + 1e-5)).sum(dim=-1)
+    threshold = torch.minimum(torch.full_like(entropy, posterior_threshold),
+                              posterior_alpha * torch.exp(-entropy)).tolist()
+    n = len(tree)
+    tokens = tree.tokens.tolist()
+    parents = tree.parents.tolist()
+    candidate = tree.candidates.tolist()
+    accepted = [False] * n
+    depth = [0] * n
+    score = [0.0] * n
+    best, best_key = -1, (0, 0.0)
+    for i in range(n):
+        parent = parents[i]
+        if not candidate[i] or (parent >= 0 and not accepted[parent]):
+            continue
+        p_x = float(probs[parent + 1, tokens[i]])
+        if p_x > threshold[parent + 1]:
+            accepted[i] = True
+            depth[i] = 1 if parent < 0 else depth[parent] + 1
+            score[i] = math.log(p_x) + (0.0 if parent < 0 else score[parent])
+            if (depth[i], score[i]) > best_key:
+                best, best_key = i, (depth[i], score[i])
+    return Acceptance(tree.path_to(best), sample(probs[best + 1], generator))

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import torch
 
+from methods.core.hidden_states import HiddenStateRequest, HiddenStates
 from methods.core.tree import DraftTree
 
 
@@ -77,8 +78,10 @@ class DraftSession:
     dtype: torch.dtype
     vocab_size: int
     generator: Optional[torch.Generator] = None  # the engine's RNG for sampled drafts
-    # The target's last-layer hidden states over the prompt (only for drafters that ask for them).
+    # The target's final (normed) hidden states over the prefilled prompt, i.e. prompt[:-1]
+    # (only for drafters that ask for them); ``prompt_features`` holds everything asked for.
     prompt_hidden_states: Optional[torch.Tensor] = None
+    prompt_features: Optional[HiddenStates] = None
 
 
 @dataclass
@@ -90,15 +93,23 @@ class StepResult:
     committed: list[int]  # tokens committed by this step: accepted drafts + the target's own token
     logits: torch.Tensor  # raw target logits, rows [root, node 0, ..., node n-1]
     context: list[int]  # the whole sequence after this step (prompt + generated)
-    hidden_states: Optional[torch.Tensor] = None  # [1 + n, hidden] when the drafter asked
+    hidden_states: Optional[torch.Tensor] = None  # final feature [1 + n, hidden] when asked for
     finished: bool = False  # the turn ends with this step (stop token, stop string or cap)
+    # Everything the drafter's hidden_state_request asked for, rows aligned with ``logits``.
+    features: Optional[HiddenStates] = None
 
 
 class Drafter:
     """Base class. Subclasses set ``name`` and override what they need."""
 
     name: str = "drafter"
+    # Target hidden states the drafter reads (methods/core/hidden_states.py); None = nothing,
+    # unless the older ``wants_hidden_states = True`` asks for the final feature.
+    hidden_state_request: Optional[HiddenStateRequest] = None
     wants_hidden_states: bool = False
+    # A rule replacing the engine's lossless sampling acceptance at T > 0, called as
+    # rule(tree, logits, config, generator) -> Acceptance. Only lossy options set it.
+    sampling_acceptance = None
     # True only for options that knowingly change the output distribution (e.g. typical
     # acceptance); such runs are marked lossy in their records.
     lossy: bool = False

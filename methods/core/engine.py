@@ -16,6 +16,7 @@ one step is one target forward after the prefill.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable, Optional
 
@@ -24,6 +25,7 @@ from transformers import DynamicCache
 
 from methods.core.acceptance import Acceptance, accept_greedy, accept_sampling
 from methods.core.drafter import DecodingConfig, DraftSession, Drafter, StepResult, TurnStats
+from methods.core.hidden_states import HiddenStateCapture, request_of
 from methods.core.kv_cache import compact_cache
 from methods.core.tree import DraftTree
 from methods.core.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
@@ -50,15 +52,21 @@ class SpeculativeEngine:
 
     # ------------------------------------------------------------------ forwards
     @torch.inference_mode()
-    def _prefill(self, cache, tokens: list[int], want_hidden: bool):
+    def _prefill(self, cache, tokens: list[int], capture: Optional[HiddenStateCapture] = None):
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
+        if capture is not None:
+            capture.arm()
         out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1,
-                         output_hidden_states=want_hidden)
-        return out.hidden_states[-1][0] if want_hidden else None
+                         **(capture.forward_kwargs() if capture is not None else {}))
+        return capture.collect(out) if capture is not None else None
 
     @torch.inference_mode()
-    def _verify_forward(self, cache, past_len: int, root: int, tree: DraftTree, want_hidden: bool):
+    def _verify_forward(self, cache, past_len: int, root: int, tree: DraftTree,
+                        capture: Optional[HiddenStateCapture] = None):
         kwargs = {}
+        if capture is not None:
+            capture.arm()
+            kwargs.update(capture.forward_kwargs())
         if needs_custom_mask(tree):
             kwargs["attention_mask"] = block_attention_mask(past_len, tree, self.dtype, self.device)
         out = self.model(
@@ -66,11 +74,9 @@ class SpeculativeEngine:
             position_ids=block_positions(past_len, tree, self.device),
             cache=cache,
             use_cache=True,
-            output_hidden_states=want_hidden,
             **kwargs,
         )
-        hidden = out.hidden_states[-1][0] if want_hidden else None
-        return out.logits[0], hidden
+        return out.logits[0], (capture.collect(out) if capture is not None else None)
 
     # ------------------------------------------------------------------ tree support
     def supports_tree_attention(self) -> bool:
@@ -87,8 +93,8 @@ class SpeculativeEngine:
             rows = []
             for t in (tree, chain):
                 cache = DynamicCache(config=self.model.config)
-                self._prefill(cache, probe_prefix, False)
-                logits, _ = self._verify_forward(cache, len(probe_prefix), root, t, False)
+                self._prefill(cache, probe_prefix)
+                logits, _ = self._verify_forward(cache, len(probe_prefix), root, t)
                 rows.append(logits[-1].float())
             scale = rows[1].abs().max().clamp(min=1.0)
             self._tree_attention = bool(((rows[0] - rows[1]).abs().max() / scale) < 1e-3)
@@ -157,18 +163,25 @@ class SpeculativeEngine:
         if not config.greedy:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(0 if seed is None else seed)
-        want_hidden = bool(getattr(drafter, "wants_hidden_states", False))
+        request = request_of(drafter)
+        capture = HiddenStateCapture(self.model, request) if request else None
         stats = TurnStats()
+        # Reads the drafter's hidden states off the target's forwards (hooks removed at the end).
+        with capture if capture is not None else contextlib.nullcontext():
+            generated = self._generate(prompt_ids, drafter, config, generator, capture, stats, on_step)
+        return generated, stats
 
+    def _generate(self, prompt_ids, drafter, config, generator, capture, stats, on_step) -> list[int]:
         start = self._now()
         cache = DynamicCache(config=self.model.config)
-        prompt_hidden = self._prefill(cache, prompt_ids[:-1], want_hidden) if len(prompt_ids) > 1 else None
+        prompt_states = self._prefill(cache, prompt_ids[:-1], capture) if len(prompt_ids) > 1 else None
         after_prefill = self._now()
         stats.prefill_time = after_prefill - start
 
         session = DraftSession(model=self.model, config=config, device=self.device, dtype=self.dtype,
                                vocab_size=self.vocab_size, generator=generator,
-                               prompt_hidden_states=prompt_hidden)
+                               prompt_hidden_states=None if prompt_states is None else prompt_states.final,
+                               prompt_features=prompt_states)
         drafter.begin(list(prompt_ids), session)
         stats.draft_time += self._now() - after_prefill
 
@@ -181,11 +194,13 @@ class SpeculativeEngine:
                 tree = self._fit(drafter.propose(context, remaining - 1), remaining - 1)
                 t1 = self._now()
                 past_len = len(context) - 1
-                logits, hidden = self._verify_forward(cache, past_len, context[-1], tree, want_hidden)
+                logits, states = self._verify_forward(cache, past_len, context[-1], tree, capture)
                 if config.greedy:
                     acceptance: Acceptance = accept_greedy(tree, logits)
                 else:
-                    acceptance = accept_sampling(tree, logits, config, generator)
+                    # A drafter may bring its own (declared lossy) rule, e.g. typical acceptance.
+                    rule = getattr(drafter, "sampling_acceptance", None) or accept_sampling
+                    acceptance = rule(tree, logits, config, generator)
                 committed = tree.tokens[acceptance.accepted_nodes].tolist() + [acceptance.next_token]
                 margins = self._committed_margins(logits, acceptance.accepted_nodes)
                 generated.extend(committed)
@@ -209,7 +224,8 @@ class SpeculativeEngine:
                 stats.forward_tokens += len(tree) + 1
 
                 step = StepResult(tree=tree, accepted_nodes=acceptance.accepted_nodes, committed=committed,
-                                  logits=logits, context=context, hidden_states=hidden, finished=finished)
+                                  logits=logits, context=context, finished=finished, features=states,
+                                  hidden_states=None if states is None else states.final)
                 drafter.accept(step)
                 if on_step is not None:
                     on_step(step)
@@ -220,4 +236,4 @@ class SpeculativeEngine:
             drafter.end()
         stats.new_tokens = len(generated)
         stats.wall_time = self._now() - start
-        return generated, stats
+        return generated

@@ -1,0 +1,130 @@
+"""The drafter trainer end to end on a tiny local model: features, a few steps, the artifact."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
+from methods.core.hidden_states import HiddenStateRequest
+from methods.core.model_loading import load_model
+from methods.drafters.medusa import MedusaDrafter
+from methods.drafters.vanilla import VanillaDrafter
+from methods.heads.artifact import BaseMismatchError
+from methods.heads.medusa import load_medusa
+from tests.engine_helpers import random_prompts
+from tests.test_inference import VOCAB, save_tiny_model
+from training.features import build_features, is_heldout
+from training.train_drafter import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = save_tiny_model(tmp_path_factory.mktemp("tiny-base"))
+    return folder, load_model(str(folder), dtype="float32", device="cpu")
+
+
+def write_corpus(path, loaded, count=24, with_ids=True):
+    """The tiny model's own greedy answers, with token ids and a split, or as text only."""
+    engine = SpeculativeEngine(loaded.model)
+    tok = loaded.tokenizer
+    rows = []
+    for i, prompt_ids in enumerate(random_prompts(count, VOCAB, seed=40)):
+        user = " ".join(f"w{t}" for t in prompt_ids)
+        prompt = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=True,
+                                         add_generation_prompt=True)
+        prompt = list(prompt["input_ids"] if hasattr(prompt, "keys") else prompt)
+        answer, _ = engine.generate(prompt, VanillaDrafter(), DecodingConfig(max_new_tokens=20))
+        row = {"id": f"c{i}", "conversations": [{"role": "user", "content": user},
+                                                {"role": "assistant", "content": tok.decode(answer)}]}
+        if with_ids:
+            row.update(answer_token_ids=answer, split="heldout" if i % 4 == 0 else "train", finished=False)
+        rows.append(row)
+    with gzip.open(path, "wt") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return path
+
+
+def test_trainer_trains_a_few_steps_and_writes_a_loadable_artifact(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "cache"))
+    folder, loaded = tiny
+    corpus = write_corpus(tmp_path / "corpus.jsonl.gz", loaded)
+    out = tmp_path / "heads"
+    assert main(["--method", "medusa", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
+                 "--epochs", "2", "--batch-size", "64", "--medusa-heads", "3", "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == "medusa" and config["medusa_num_heads"] == 3 and config["shares_base_lm_head"]
+    assert config["base_model_name_or_path"] == str(folder) and config["base_fingerprint"]["tensors"]
+    epochs = config["metrics"]["heldout"]
+    assert len(epochs) == 2 and all(len(e["top1"]) == 3 and 0 <= min(e["top1"]) <= max(e["top1"]) <= 1 for e in epochs)
+    assert min(epochs[-1]["positions"]) > 0
+    state = load_file(str(out / "medusa_lm_head.safetensors"))
+    assert set(state) == {f"{k}.0.linear.{p}" for k in range(3) for p in ("weight", "bias")} | {"draft_vocab"}
+    assert all(v.dtype == torch.float16 for k, v in state.items() if k != "draft_vocab")  # no lm_head saved
+    assert "Held-out top-1" in (out / "README.md").read_text()
+
+    # The trained heads draft on the engine and the output stays the baseline's.
+    heads = load_medusa(out, loaded.model)
+    assert heads.num_heads == 3 and heads.draft_vocab is not None
+    drafter = MedusaDrafter(heads, choices=[[0], [1], [0, 0], [0, 0, 0]])
+    engine = SpeculativeEngine(loaded.model)
+    config = DecodingConfig(max_new_tokens=16)
+    for prompt in random_prompts(3, VOCAB, seed=50):
+        assert engine.generate(prompt, drafter, config)[0] == engine.generate(prompt, VanillaDrafter(), config)[0]
+
+    # On a different base the artifact is refused.
+    other = load_model(str(save_tiny_model(tmp_path / "other", seed=1)), dtype="float32", device="cpu")
+    with pytest.raises(BaseMismatchError, match="another base"):
+        load_medusa(out, other.model)
+
+
+def test_training_learns_something(tiny, tmp_path, monkeypatch):
+    """More steps than the smoke test: held-out accuracy of head 0 rises above its start."""
+    monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "cache"))
+    folder, loaded = tiny
+    corpus = write_corpus(tmp_path / "corpus.jsonl.gz", loaded, count=40)
+    out = tmp_path / "heads"
+    main(["--method", "medusa", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
+          "--epochs", "1", "--max-steps", "1", "--lr", "1e-9", "--batch-size", "64", "--no-progress"])
+    before = json.loads((out / "config.json").read_text())["metrics"]["heldout"][-1]["top1"][0]
+    main(["--method", "medusa", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
+          "--epochs", "30", "--lr", "3e-3", "--batch-size", "64", "--no-progress"])
+    after = json.loads((out / "config.json").read_text())["metrics"]["heldout"][-1]["top1"][0]
+    assert after > before + 0.05
+
+
+def test_text_only_corpus_is_tokenised_and_split_by_a_fixed_rule(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "cache"))
+    _, loaded = tiny
+    corpus = write_corpus(tmp_path / "text.jsonl.gz", loaded, count=30, with_ids=False)
+    request = HiddenStateRequest(layer_inputs=(1,), final=True)
+    features = build_features(loaded.model, loaded.tokenizer, corpus, request, heldout_fraction=0.3, progress=False)
+    expected = [is_heldout(f"c{i}", 0.3) for i in range(30)]
+    assert features.heldout.tolist() == expected and any(expected) and not all(expected)
+    # Rows are the target's states on the stored tokens; the answer ends with the end-of-turn token.
+    s0, s1 = features.starts[0], features.starts[1]
+    tokens = features.tokens[s0:s1].tolist()
+    assert tokens[-1] == loaded.tokenizer.eos_token_id and features.answer[s1 - 1] and not features.answer[s0]
+    with torch.no_grad():
+        hs = loaded.model(input_ids=torch.tensor([tokens]), output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(features.final[s0:s1], hs[-1][0].numpy(), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(features.layer_inputs[1][s0:s1], hs[1][0].numpy(), rtol=2e-3, atol=2e-3)
+    # A second call reads the cache.
+    again = build_features(loaded.model, loaded.tokenizer, corpus, request, heldout_fraction=0.3, progress=False)
+    assert again.folder == features.folder and isinstance(again.final, np.memmap)
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for action in build_parser()._actions:
+        if action.option_strings:
+            assert action.help, f"{action.option_strings} has no help"
+    assert "--medusa-heads" in text and "--model-path" in text

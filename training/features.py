@@ -1,0 +1,221 @@
+"""Teacher-forced target features over a distillation corpus, cached on disk.
+
+Every trained drafter learns from the same thing: the frozen target run once over each corpus
+conversation (prompt + the target's own answer). This module does that forward, keeps per
+position the token id, whether the position is an answer token (the loss mask), and the hidden
+states the method asks for (``HiddenStateRequest``: the final normed feature, inputs of given
+layers), stored as float16 numpy memmaps under ``<cache>/features/`` (``$SDBENCH_CACHE`` or
+``~/.cache/sdbench``). The cache key is the base model's weight fingerprint, the corpus file's
+sha256 and the extraction settings, so a second training run starts at once.
+
+Corpus lines (gzip JSONL) are conversations as written by training/make_corpus.py. The answer is
+taken from ``answer_token_ids`` when the line has it (the exact tokens the target generated;
+``prompt_token_ids`` likewise for the prompt, else the chat template of the user turn), else the
+assistant text is tokenised through the chat template. ``split`` ("train" / "heldout") is used
+when present; otherwise a fixed hash of the conversation id puts about ``heldout_fraction`` of
+the conversations in the held-out split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from methods.core.hidden_states import HiddenStateCapture, HiddenStateRequest
+from methods.core.model_loading import cache_root
+from methods.heads.artifact import base_fingerprint
+
+FORMAT_VERSION = 1
+
+
+class CorpusError(ValueError):
+    pass
+
+
+@dataclass
+class Sequence:
+    tokens: list[int]
+    answer_start: int  # index of the first answer token
+    heldout: bool
+
+
+@dataclass
+class Features:
+    """Flat arrays over all positions of all sequences (``starts`` delimits sequences)."""
+
+    tokens: np.ndarray  # int32 [N]
+    answer: np.ndarray  # bool [N]: the token is part of an answer (a training label)
+    starts: np.ndarray  # int64 [S + 1]
+    heldout: np.ndarray  # bool [S]
+    final: Optional[np.ndarray]  # float16 [N, H]
+    layer_inputs: dict[int, np.ndarray]  # float16 [N, H] per requested layer
+    folder: Path
+
+    @property
+    def sequence_of_position(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.heldout)), np.diff(self.starts))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_heldout(conversation_id: str, fraction: float) -> bool:
+    """Deterministic held-out rule for corpora without a ``split`` field."""
+    h = int(hashlib.sha256(str(conversation_id).encode()).hexdigest()[:8], 16)
+    return h / 0xFFFFFFFF < fraction
+
+
+def read_corpus(path: Path, limit: Optional[int] = None) -> list[dict]:
+    if not path.is_file():
+        raise CorpusError(f"corpus not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise CorpusError(f"{path}:{number}: not JSON ({exc})") from None
+            if limit is not None and len(records) >= limit:
+                break
+    if not records:
+        raise CorpusError(f"{path}: no conversations")
+    return records
+
+
+def _chat_ids(tokenizer, messages, add_generation_prompt: bool) -> list[int]:
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in some versions
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def to_sequence(record: dict, tokenizer, heldout_fraction: float, where: str) -> Sequence:
+    messages = record.get("conversations")
+    if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
+        raise CorpusError(f"{where}: 'conversations' must end with an assistant message")
+    split = record.get("split")
+    if split is None:
+        heldout = is_heldout(record.get("id", where), heldout_fraction)
+    elif split in ("train", "heldout"):
+        heldout = split == "heldout"
+    else:
+        raise CorpusError(f"{where}: split {split!r} is neither 'train' nor 'heldout'")
+    eos = tokenizer.eos_token_id
+    if "answer_token_ids" in record:
+        answer = [int(t) for t in record["answer_token_ids"]]
+        if record.get("finished") and eos is not None and (not answer or answer[-1] != eos):
+            answer.append(eos)  # the target stopped with its end token: drafters must predict it too
+        prompt = record.get("prompt_token_ids")
+        prompt = [int(t) for t in prompt] if prompt is not None else _chat_ids(tokenizer, messages[:-1], True)
+    else:
+        prompt = _chat_ids(tokenizer, messages[:-1], True)
+        full = _chat_ids(tokenizer, messages, False)
+        if full[: len(prompt)] != prompt:
+            raise CorpusError(f"{where}: the chat template of the whole conversation does not start with the prompt's")
+        answer = full[len(prompt):]
+        # Up to and including the end-of-turn token; what the template adds after it is not generated.
+        if eos in answer:
+            answer = answer[: answer.index(eos) + 1]
+    if not answer:
+        raise CorpusError(f"{where}: empty answer")
+    return Sequence(tokens=prompt + answer, answer_start=len(prompt), heldout=heldout)
+
+
+def _cache_key(model, corpus_sha: str, request: HiddenStateRequest, limit, max_length, heldout_fraction) -> str:
+    fingerprint = base_fingerprint(model)
+    text = json.dumps({"v": FORMAT_VERSION, "base": fingerprint["tensors"], "corpus": corpus_sha,
+                       "layers": list(request.layer_inputs), "final": request.final, "limit": limit,
+                       "max_length": max_length, "heldout": heldout_fraction}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _open(folder: Path, meta: dict) -> Features:
+    n, h = meta["positions"], meta["hidden"]
+
+    def mm(name, dtype, shape):
+        return np.memmap(folder / name, dtype=dtype, mode="r", shape=shape)
+
+    return Features(
+        tokens=np.load(folder / "tokens.npy"), answer=np.load(folder / "answer.npy"),
+        starts=np.load(folder / "starts.npy"), heldout=np.load(folder / "heldout.npy"),
+        final=mm("final.f16", np.float16, (n, h)) if meta["final"] else None,
+        layer_inputs={i: mm(f"layer{i}.f16", np.float16, (n, h)) for i in meta["layers"]},
+        folder=folder,
+    )
+
+
+@torch.inference_mode()
+def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, limit: Optional[int] = None,
+                   max_length: int = 1024, heldout_fraction: float = 0.1, cache: bool = True,
+                   progress: bool = True) -> Features:
+    """Run the frozen ``model`` over the corpus once (or reuse the cached run)."""
+    corpus = Path(corpus)
+    key = _cache_key(model, file_sha256(corpus), request, limit, max_length, heldout_fraction)
+    folder = cache_root() / "features" / key
+    if cache and (folder / "meta.json").is_file():
+        return _open(folder, json.loads((folder / "meta.json").read_text()))
+
+    sequences = [to_sequence(r, tokenizer, heldout_fraction, f"{corpus} conversation {i}")
+                 for i, r in enumerate(read_corpus(corpus, limit))]
+    for s in sequences:
+        del s.tokens[max_length:]
+    sequences = [s for s in sequences if s.answer_start < len(s.tokens)]
+    if not any(s.heldout for s in sequences) or all(s.heldout for s in sequences):
+        raise CorpusError(f"{corpus}: training needs conversations in both the train and the held-out "
+                          f"split ({sum(s.heldout for s in sequences)} of {len(sequences)} held out)")
+    lengths = np.array([len(s.tokens) for s in sequences], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    n = int(starts[-1])
+    hidden = int(model.config.get_text_config().hidden_size)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tokens = np.concatenate([np.array(s.tokens, dtype=np.int32) for s in sequences])
+    answer = np.zeros(n, dtype=bool)
+    for s, start in zip(sequences, starts[:-1]):
+        answer[start + s.answer_start: start + len(s.tokens)] = True
+    np.save(tmp / "tokens.npy", tokens)
+    np.save(tmp / "answer.npy", answer)
+    np.save(tmp / "starts.npy", starts)
+    np.save(tmp / "heldout.npy", np.array([s.heldout for s in sequences], dtype=bool))
+    final = np.memmap(tmp / "final.f16", dtype=np.float16, mode="w+", shape=(n, hidden)) if request.final else None
+    layers = {i: np.memmap(tmp / f"layer{i}.f16", dtype=np.float16, mode="w+", shape=(n, hidden))
+              for i in request.layer_inputs}
+    device = next(model.parameters()).device
+    with HiddenStateCapture(model, request) as capture:
+        for s, start in tqdm(list(zip(sequences, starts[:-1])), desc="target features", unit="seq",
+                             disable=not progress):
+            capture.arm()
+            out = model(input_ids=torch.tensor([s.tokens], device=device), use_cache=False, logits_to_keep=1,
+                        **capture.forward_kwargs())
+            states = capture.collect(out)
+            end = start + len(s.tokens)
+            if final is not None:
+                final[start:end] = states.final.float().cpu().numpy()
+            for i, array in layers.items():
+                array[start:end] = states.layer_inputs[i].float().cpu().numpy()
+    for array in ([final] if final is not None else []) + list(layers.values()):
+        array.flush()
+    meta = {"version": FORMAT_VERSION, "positions": n, "hidden": hidden, "sequences": len(sequences),
+            "final": request.final, "layers": list(request.layer_inputs), "corpus": str(corpus)}
+    (tmp / "meta.json").write_text(json.dumps(meta))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return _open(folder, meta)

@@ -1,0 +1,60 @@
+"""Training recipes: one per trained method, all driven by training/train_drafter.py.
+
+A recipe says which target hidden states it learns from, builds the trainable module on the frozen
+base, computes the loss of a batch of corpus positions, measures held-out accuracy and saves the
+artifact. The trainer owns everything else (corpus features, optimiser, schedule, seeds, progress,
+epochs). Entries are "module:Class" strings, imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+RECIPES: dict[str, str] = {
+    "medusa": "training.recipes.medusa:MedusaRecipe",
+}
+
+
+def recipe_class(name: str):
+    try:
+        module_name, class_name = RECIPES[name].split(":")
+    except KeyError:
+        raise ValueError(f"no training recipe for {name!r}; available: {', '.join(RECIPES)}") from None
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+class Recipe:
+    """Interface of a recipe (see training/recipes/medusa.py for a complete one)."""
+
+    name = "recipe"
+    # Defaults the trainer uses when the command line does not override them.
+    defaults: dict = {}
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        """The method's own options (prefixed with --<method>-)."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+
+    def request(self):
+        """The HiddenStateRequest of the features this method learns from."""
+        raise NotImplementedError
+
+    def build(self, base, features, generator):
+        """Create the trainable module (base frozen) and the training/held-out position sets."""
+        raise NotImplementedError
+
+    def train_batches(self, rng, batch_size: int):
+        """Yield batches over the training positions for one epoch, in an order drawn from rng."""
+        raise NotImplementedError
+
+    def loss(self, batch):
+        raise NotImplementedError
+
+    def evaluate(self) -> dict:
+        """Held-out metrics, e.g. {"top1": [per head]}."""
+        raise NotImplementedError
+
+    def save(self, out, meta: dict) -> None:
+        raise NotImplementedError

@@ -1,0 +1,200 @@
+"""Train a drafter's heads on a frozen target from a self-distillation corpus.
+
+    python -m training.train_drafter --method medusa --model-path embedded \\
+        --corpus data/corpus/smollm2_corpus.jsonl.gz --out data/drafters/smollm2-135m-instruct/medusa
+
+Steps: load the target (any Hugging Face causal LM, a .gguf file or the embedded model) in
+float32 and freeze it; run it once over the corpus to get the hidden states the method learns
+from (training/features.py, cached); train the method's recipe (training/recipes/) with AdamW
+and a linear-warm-up cosine schedule; after every epoch print the held-out top-1 accuracy per
+head; write the artifact folder (config.json with the metrics, the base's name and weight
+fingerprint; fp16 safetensors without the base's shared tensors; a README.md with the command).
+Seeds are fixed (--seed); apart from thread scheduling a run repeats exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, load_model
+from training.features import build_features
+from training.recipes import RECIPES, recipe_class
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CORPUS = REPO_ROOT / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.train_drafter", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--method", required=True, choices=list(RECIPES), help="which drafter to train")
+    parser.add_argument("--model-path", default=EMBEDDED,
+                        help="the frozen target: 'embedded', a .gguf file, a local Hugging Face folder or a hub id")
+    parser.add_argument("--corpus", default=str(DEFAULT_CORPUS),
+                        help="self-distillation corpus (gzip JSONL conversations, see training/features.py)")
+    parser.add_argument("--out", required=True, help="artifact folder to write")
+    parser.add_argument("--epochs", type=float, default=None, help="passes over the training positions "
+                        "(method default: medusa 3); fractions allowed")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (method default: medusa 1e-3)")
+    parser.add_argument("--warmup", type=float, default=None, help="fraction of the steps spent warming up linearly")
+    parser.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
+    parser.add_argument("--batch-size", type=int, default=None, help="corpus positions per optimiser step")
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (quick trials, tests)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N conversations of the corpus")
+    parser.add_argument("--max-length", type=int, default=1024, help="tokens per conversation at most")
+    parser.add_argument("--heldout-fraction", type=float, default=0.1,
+                        help="share of conversations held out when the corpus has no 'split' field")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and batch order")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="device for the target and the training")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the target features even if cached")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for name in RECIPES:
+        recipe_class(name).add_arguments(parser.add_argument_group(f"method {name}"))
+    return parser
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+def repo_relative(arg: str) -> str:
+    """Paths inside the checkout are recorded relative to it, so a shipped artifact's command is
+    the same on every machine."""
+    path = Path(arg)
+    if path.is_absolute() and path.exists() and path.resolve().is_relative_to(REPO_ROOT):
+        return str(path.resolve().relative_to(REPO_ROOT))
+    return arg
+
+
+def write_readme(out: Path, method: str, command: str, meta: dict) -> None:
+    training, metrics = meta["training"], meta["metrics"]
+    last = metrics["heldout"][-1]
+    lines = [
+        f"# {method} heads for {meta['base_model']}",
+        "",
+        f"Trained by `training/train_drafter.py` on a frozen base; the base's embeddings and lm_head",
+        f"are shared and not stored here. Loading onto another base is refused (weight fingerprint in",
+        f"`config.json`).",
+        "",
+        "Command:",
+        "",
+        f"    {command}",
+        "",
+        f"- corpus: `{training['corpus']}` (sha256 `{training['corpus_sha256'][:16]}...`), "
+        f"{training['train_positions']} training / {training['heldout_positions']} held-out positions",
+        f"- {training['steps']} steps of {training['batch_size']} positions, {training['epochs']} epochs, "
+        f"lr {training['lr']} (cosine, {training['warmup']:.0%} warm-up), seed {training['seed']}",
+        f"- wall time {training['wall_time_s']:.0f} s (features {training['feature_time_s']:.0f} s, "
+        f"training {training['train_time_s']:.0f} s) on {training['device']}, {training['threads']} threads",
+        "",
+        "Held-out top-1 accuracy per head (head k guesses the token k + 2 ahead), per epoch:",
+        "",
+        "| epoch | " + " | ".join(f"head {k}" for k in range(len(last["top1"]))) + " |",
+        "|---|" + "---|" * len(last["top1"]),
+    ]
+    for e, row in enumerate(metrics["heldout"], 1):
+        lines.append(f"| {e} | " + " | ".join(f"{a:.3f}" for a in row["top1"]) + " |")
+    (out / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    recipe_cls = recipe_class(args.method)
+    for key, value in recipe_cls.defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    started = time.perf_counter()
+
+    loaded = load_model(args.model_path, dtype="float32", device=args.device)
+    base, tokenizer = loaded.model, loaded.tokenizer
+    recipe = recipe_cls(args)
+    corpus = Path(args.corpus)
+    features = build_features(base, tokenizer, corpus, recipe.request(), limit=args.limit,
+                              max_length=args.max_length, heldout_fraction=args.heldout_fraction,
+                              cache=not args.no_cache, progress=not args.no_progress)
+    feature_time = time.perf_counter() - started
+    module = recipe.build(base, features, generator)
+    print(f"{args.method}: {recipe.summary()}", flush=True)
+
+    steps_per_epoch = math.ceil(len(recipe.train_positions) / args.batch_size)
+    total = max(1, round(steps_per_epoch * args.epochs))
+    if args.max_steps is not None:
+        total = min(total, args.max_steps)
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, max(1, round(args.warmup * total))))
+
+    heldout = []
+    step = 0
+    train_start = time.perf_counter()
+    bar = tqdm(total=total, desc=f"training {args.method}", unit="step", disable=args.no_progress)
+    epoch = 0
+    while step < total:
+        epoch += 1
+        module.train()
+        for batch in recipe.train_batches(rng, args.batch_size):
+            loss = recipe.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
+            if step >= total:
+                break
+        module.eval()
+        metrics = recipe.evaluate()
+        heldout.append(metrics)
+        bar.write(f"epoch {epoch}: held-out top-1 per head " + " ".join(f"{a:.3f}" for a in metrics["top1"]))
+    bar.close()
+    train_time = time.perf_counter() - train_start
+
+    command = "python -m training.train_drafter " + " ".join(
+        shlex.quote(repo_relative(a)) for a in (argv if argv is not None else sys.argv[1:]))
+    from training.features import file_sha256
+
+    meta = {
+        "base_model": EMBEDDED_MODEL_ID if args.model_path in (EMBEDDED, "", None) else str(args.model_path),
+        "training": {
+            "command": command, "corpus": corpus.name, "corpus_sha256": file_sha256(corpus),
+            "conversations": int(len(features.heldout)), "train_positions": int(len(recipe.train_positions)),
+            "heldout_positions": int(len(recipe.heldout_positions)), "steps": step, "epochs": epoch,
+            "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup, "weight_decay": args.weight_decay,
+            "seed": args.seed, "device": str(loaded.device), "threads": torch.get_num_threads(),
+            "wall_time_s": round(time.perf_counter() - started, 1), "feature_time_s": round(feature_time, 1),
+            "train_time_s": round(train_time, 1),
+        },
+        "metrics": {"heldout": heldout},
+    }
+    out = Path(args.out)
+    recipe.save(out, meta)
+    write_readme(out, args.method, command, meta)
+    size = sum(f.stat().st_size for f in out.iterdir())
+    print(f"wrote {out} ({size / 1e6:.1f} MB) in {meta['training']['wall_time_s']:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
