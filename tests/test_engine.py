@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-import methods.core.engine as engine_module
+from methods.core.backends import BACKENDS
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.drafters.pld import PromptLookupDrafter, find_continuation
@@ -24,9 +24,9 @@ def model():
     return make_tiny_llama(vocab_size=VOCAB, seed=0, layers=3)
 
 
-@pytest.fixture(scope="module")
-def engine(model):
-    return SpeculativeEngine(model)
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(model, request):
+    return SpeculativeEngine(model, backend=request.param)
 
 
 def test_baseline_equals_transformers_generate(model, engine):
@@ -92,32 +92,40 @@ def test_multi_turn_conversation_equal_baseline(engine, model):
                 history += got
 
 
-def test_compacted_cache_equals_fresh_prefill(model, monkeypatch):
+def _cache_rows(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The valid (keys, values) of each layer as [heads, seq, dim], for either backend's cache."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys[0].clone(), layer.values[0].clone()) for layer in cache.layers]
+    return [(k[:, : cache.length].clone(), v[:, : cache.length].clone()) for k, v in zip(cache.keys, cache.values)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_compacted_cache_equals_fresh_prefill(model, monkeypatch, backend):
     """After every step the cache is exactly the cache of a fresh prefill of the kept sequence."""
-    engine = SpeculativeEngine(model)
+    engine = SpeculativeEngine(model, backend=backend)
     prompt = random_prompts(2, VOCAB, seed=5)[1]
     expected = baseline(engine, prompt, DecodingConfig(max_new_tokens=20))
     snapshots = []
-    real_compact = engine_module.compact_cache
+    real_compact = engine.target.compact
 
     def checked_compact(cache, past_len, block_len, accepted_nodes):
         real_compact(cache, past_len, block_len, accepted_nodes)
-        snapshots.append([(layer.keys.clone(), layer.values.clone()) for layer in cache.layers])
+        snapshots.append(_cache_rows(cache))
 
-    monkeypatch.setattr(engine_module, "compact_cache", checked_compact)
+    monkeypatch.setattr(engine.target, "compact", checked_compact)
     drafter = RandomTreeDrafter(VOCAB, seed=7, oracle=expected)
     got, stats = engine.generate(prompt, drafter, DecodingConfig(max_new_tokens=20))
     assert got == expected and max(stats.accept_lengths) > 1
     assert len(snapshots) >= 3
     full = prompt + got
     for layers in snapshots:
-        kept = layers[0][0].shape[2]  # every kept entry is a final token: a prefix of the output
+        kept = layers[0][0].shape[1]  # every kept entry is a final token: a prefix of the output
         fresh = DynamicCache(config=model.config)
         with torch.inference_mode():
             model(input_ids=torch.tensor([full[:kept]]), cache=fresh, use_cache=True)
         for (keys, values), ref in zip(layers, fresh.layers):
-            torch.testing.assert_close(keys, ref.keys, rtol=1e-9, atol=1e-9)
-            torch.testing.assert_close(values, ref.values, rtol=1e-9, atol=1e-9)
+            torch.testing.assert_close(keys, ref.keys[0], rtol=1e-9, atol=1e-9)
+            torch.testing.assert_close(values, ref.values[0], rtol=1e-9, atol=1e-9)
 
 
 def test_stop_token_cuts_output_the_same_way_for_every_method(model, engine):

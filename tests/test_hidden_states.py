@@ -81,9 +81,10 @@ def check_rows(model, recorder):
     return trees
 
 
-@pytest.mark.parametrize("wrapped", [False, True], ids=["hooks", "output_hidden_states"])
-def test_rows_equal_a_separate_forward_for_chains_and_trees(model, wrapped):
-    engine = SpeculativeEngine(PassThrough(model) if wrapped else model)
+@pytest.mark.parametrize("wrapped,backend", [(False, "hf"), (True, "hf"), (False, "lean")],
+                         ids=["hooks", "output_hidden_states", "lean"])
+def test_rows_equal_a_separate_forward_for_chains_and_trees(model, wrapped, backend):
+    engine = SpeculativeEngine(PassThrough(model) if wrapped else model, backend=backend)
     config = DecodingConfig(max_new_tokens=12)
     trees = 0
     for i, prompt in enumerate(random_prompts(3, VOCAB, seed=11)):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from methods.core.drafter import DecodingConfig, DraftSession, StepResult
+from methods.core.backends import BACKENDS
 from methods.core.engine import SpeculativeEngine
 from methods.drafters.lookahead import CPU_DEFAULTS, LookaheadDrafter, NgramPool
 from methods.drafters.vanilla import VanillaDrafter
@@ -16,9 +17,9 @@ from tests.tiny_model import make_tiny_llama
 VOCAB = 97
 
 
-@pytest.fixture(scope="module")
-def engine():
-    return SpeculativeEngine(make_tiny_llama(vocab_size=VOCAB, seed=0))
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(request):
+    return SpeculativeEngine(make_tiny_llama(vocab_size=VOCAB, seed=0), backend=request.param)
 
 
 def session():

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from methods.core.drafter import DecodingConfig
+from methods.core.backends import BACKENDS
 from methods.core.engine import SpeculativeEngine
 from methods.drafters.pld import PromptLookupDrafter
 from methods.drafters.sps import DraftModelDrafter, truncated_self_draft
@@ -21,9 +22,9 @@ def model():
     return make_tiny_llama(vocab_size=VOCAB, seed=0, layers=3)
 
 
-@pytest.fixture(scope="module")
-def engine(model):
-    return SpeculativeEngine(model)
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(model, request):
+    return SpeculativeEngine(model, backend=request.param)
 
 
 def reference_margins(model, prompt: list[int], generated: list[int]) -> list[float]:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from methods.core.drafter import DecodingConfig, DraftSession, StepResult
+from methods.core.backends import BACKENDS
 from methods.core.engine import SpeculativeEngine
 from methods.drafters.recycling import CPU_DEFAULTS, GPU_DEFAULTS, TokenRecyclingDrafter, tree_template
 from methods.core.tree import DraftTree
@@ -18,9 +19,9 @@ from tests.tiny_model import make_tiny_llama
 VOCAB = 97
 
 
-@pytest.fixture(scope="module")
-def engine():
-    return SpeculativeEngine(make_tiny_llama(vocab_size=VOCAB, seed=0))
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(request):
+    return SpeculativeEngine(make_tiny_llama(vocab_size=VOCAB, seed=0), backend=request.param)
 
 
 def session(vocab=VOCAB):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from methods.core.drafter import DecodingConfig
+from methods.core.backends import BACKENDS
 from methods.core.engine import SpeculativeEngine
 from methods.drafters.rest import CPU_DEFAULTS, RestDrafter
 from methods.drafters.rest_datastore import (Datastore, build_datastore, continuations, main, match_range,
@@ -238,9 +239,9 @@ def test_build_command_has_help(capsys):
 
 
 # ---------------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def engine():
-    return SpeculativeEngine(make_tiny_llama(vocab_size=VOCAB, seed=0))
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(request):
+    return SpeculativeEngine(make_tiny_llama(vocab_size=VOCAB, seed=0), backend=request.param)
 
 
 @pytest.fixture(scope="module")

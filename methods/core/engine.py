@@ -16,30 +16,32 @@ one step is one target forward after the prefill.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Callable, Optional
 
 import torch
-from transformers import DynamicCache
 
 from methods.core.acceptance import Acceptance, accept_greedy, accept_sampling
+from methods.core.backends import make_target
 from methods.core.drafter import DecodingConfig, DraftSession, Drafter, StepResult, TurnStats
-from methods.core.hidden_states import HiddenStateCapture, request_of
-from methods.core.kv_cache import compact_cache
+from methods.core.hidden_states import request_of
 from methods.core.tree import DraftTree
-from methods.core.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
+from methods.core.verify_inputs import needs_custom_mask
 
 
 class SpeculativeEngine:
-    def __init__(self, model, tokenizer=None):
+    """``backend``: how the target's forwards run, ``hf`` (default) or ``lean`` (see
+    methods/core/backends), or a Target object."""
+
+    def __init__(self, model, tokenizer=None, backend="hf"):
         self.model = model
         self.tokenizer = tokenizer  # only needed for stop strings
         param = next(model.parameters())
         self.device = param.device
         self.dtype = param.dtype
         self.vocab_size = int(model.config.get_text_config().vocab_size)
-        self._tree_attention: Optional[bool] = None
+        self.target = make_target(backend, model)
+        self.backend = self.target.name
 
     # ------------------------------------------------------------------ device helpers
     def _sync(self) -> None:
@@ -50,55 +52,11 @@ class SpeculativeEngine:
         self._sync()
         return time.perf_counter()
 
-    # ------------------------------------------------------------------ forwards
-    @torch.inference_mode()
-    def _prefill(self, cache, tokens: list[int], capture: Optional[HiddenStateCapture] = None):
-        ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
-        if capture is not None:
-            capture.arm()
-        out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=1,
-                         **(capture.forward_kwargs() if capture is not None else {}))
-        return capture.collect(out) if capture is not None else None
-
-    @torch.inference_mode()
-    def _verify_forward(self, cache, past_len: int, root: int, tree: DraftTree,
-                        capture: Optional[HiddenStateCapture] = None):
-        kwargs = {}
-        if capture is not None:
-            capture.arm()
-            kwargs.update(capture.forward_kwargs())
-        if needs_custom_mask(tree):
-            kwargs["attention_mask"] = block_attention_mask(past_len, tree, self.dtype, self.device)
-        out = self.model(
-            input_ids=block_tokens(root, tree, self.device),
-            position_ids=block_positions(past_len, tree, self.device),
-            cache=cache,
-            use_cache=True,
-            **kwargs,
-        )
-        return out.logits[0], (capture.collect(out) if capture is not None else None)
-
     # ------------------------------------------------------------------ tree support
     def supports_tree_attention(self) -> bool:
-        """Whether the model honours a custom 4D mask (checked once, on a 4-token probe).
-
-        A model whose attention ignores the mask would verify every node against its siblings
-        and silently produce wrong text, so for such a model trees are cut to their best chain.
-        """
-        if self._tree_attention is None:
-            ids = [i % self.vocab_size for i in range(3, 10)]
-            probe_prefix, (root, a, b, c) = ids[:3], ids[3:]
-            tree = DraftTree(torch.tensor([a, b, c]), torch.tensor([-1, -1, 1]))
-            chain = DraftTree.chain([b, c])
-            rows = []
-            for t in (tree, chain):
-                cache = DynamicCache(config=self.model.config)
-                self._prefill(cache, probe_prefix)
-                logits, _ = self._verify_forward(cache, len(probe_prefix), root, t)
-                rows.append(logits[-1].float())
-            scale = rows[1].abs().max().clamp(min=1.0)
-            self._tree_attention = bool(((rows[0] - rows[1]).abs().max() / scale) < 1e-3)
-        return self._tree_attention
+        """Whether the target honours a tree mask; where it does not, trees are cut to their
+        best chain (a model that ignored the mask would silently produce wrong text)."""
+        return self.target.supports_tree_attention()
 
     @staticmethod
     def _best_chain(tree: DraftTree) -> DraftTree:
@@ -163,18 +121,17 @@ class SpeculativeEngine:
         if not config.greedy:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(0 if seed is None else seed)
-        request = request_of(drafter)
-        capture = HiddenStateCapture(self.model, request) if request else None
         stats = TurnStats()
-        # Reads the drafter's hidden states off the target's forwards (hooks removed at the end).
-        with capture if capture is not None else contextlib.nullcontext():
-            generated = self._generate(prompt_ids, drafter, config, generator, capture, stats, on_step)
+        # The target hands over the hidden states the drafter asked for, one row per token.
+        with self.target.capturing(request_of(drafter)):
+            generated = self._generate(prompt_ids, drafter, config, generator, stats, on_step)
         return generated, stats
 
-    def _generate(self, prompt_ids, drafter, config, generator, capture, stats, on_step) -> list[int]:
+    def _generate(self, prompt_ids, drafter, config, generator, stats, on_step) -> list[int]:
+        target = self.target
         start = self._now()
-        cache = DynamicCache(config=self.model.config)
-        prompt_states = self._prefill(cache, prompt_ids[:-1], capture) if len(prompt_ids) > 1 else None
+        cache = target.new_cache()
+        prompt_states = target.prefill(cache, prompt_ids[:-1]) if len(prompt_ids) > 1 else None
         after_prefill = self._now()
         stats.prefill_time = after_prefill - start
 
@@ -194,7 +151,7 @@ class SpeculativeEngine:
                 tree = self._fit(drafter.propose(context, remaining - 1), remaining - 1)
                 t1 = self._now()
                 past_len = len(context) - 1
-                logits, states = self._verify_forward(cache, past_len, context[-1], tree, capture)
+                logits, states = target.verify(cache, past_len, context[-1], tree)
                 if config.greedy:
                     acceptance: Acceptance = accept_greedy(tree, logits)
                 else:
@@ -211,7 +168,7 @@ class SpeculativeEngine:
                     del generated[cut:]
                     del margins[len(committed):]
                 else:
-                    compact_cache(cache, past_len, len(tree) + 1, acceptance.accepted_nodes)
+                    target.compact(cache, past_len, len(tree) + 1, acceptance.accepted_nodes)
                 stats.margins.extend(margins)
                 context.extend(committed)
                 t2 = self._now()

@@ -1,0 +1,286 @@
+"""The ``lean`` backend: a llama-family decoder as one short loop over the model's own weights.
+
+Per token block the Hugging Face forward spends most of a CPU forward outside the matrix
+products (mask and cache bookkeeping, module calls, dtype checks) and BLAS sgemm is 2-3x slower
+per call at 2-32 rows than at one. This loop does only the arithmetic:
+
+    x = embed(ids)
+    per layer: h = rms(x); q, k, v = h @ Wqkv; rope(q, k); cache[k, v]; x += attn(q) @ Wo
+               h = rms(x); g, u = h @ Wgu;  x += (act(g) * u) @ Wdown
+    final = rms(x); logits = final @ lm_head
+
+with every product through ``skinny_kernel`` (float32 on the CPU, up to ``SKINNY_MAX_ROWS``
+rows) or torch otherwise. What it reuses from the model, so that nothing of the modelling
+file is copied and numerics follow the model's own definitions: the weights, the rotary
+embedding module (rope scaling types included), the activation module, the norms' eps and the
+attention's scaling. q/k/v and gate/up are multiplied as one matrix each: their weights are
+moved once into one buffer, and the model's own parameters become views of it, so the model
+is unchanged for every other use and no weight is held twice.
+
+The cache is preallocated per layer ([kv_heads, capacity, head_dim], grown by doubling) and
+compaction moves the accepted rows in place, so a step allocates nothing that scales with the
+context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from methods.core.backends import skinny_kernel
+from methods.core.hidden_states import HiddenStateRequest, HiddenStates, NOTHING
+from methods.core.tree import DraftTree
+from methods.core.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
+
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+# Above this many rows BLAS sgemm is as fast as the native kernel (long prompts, big trees):
+# measured with benchmarks/forward_cost.py --kernel-rows.
+SKINNY_MAX_ROWS = 48
+INITIAL_CAPACITY = 512
+
+
+def unsupported_reason(model) -> Optional[str]:
+    """Why the lean backend cannot run ``model``, or None if it can."""
+    config = model.config
+    kind = getattr(config, "model_type", None)
+    if kind not in SUPPORTED_MODEL_TYPES:
+        return f"model type {kind!r} is not one of {', '.join(SUPPORTED_MODEL_TYPES)}"
+    decoder = getattr(model, "model", None)
+    needed = ("embed_tokens", "layers", "norm", "rotary_emb")
+    if decoder is None or not all(hasattr(decoder, n) for n in needed) or not hasattr(model, "lm_head"):
+        return "the model does not have the llama layout (model.embed_tokens/layers/norm/rotary_emb, lm_head)"
+    if getattr(config, "pretraining_tp", 1) not in (None, 1):
+        return "pretraining_tp > 1 is not supported"
+    if getattr(config, "use_sliding_window", False):
+        return "sliding-window attention is not supported"
+    layer = decoder.layers[0]
+    attention, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
+    parts = ("q_proj", "k_proj", "v_proj", "o_proj")
+    if attention is None or mlp is None or not all(hasattr(attention, p) for p in parts) or \
+            not all(hasattr(mlp, p) for p in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+        return "the decoder layers do not have the llama attention/MLP layout"
+    return None
+
+
+class LeanCache:
+    """Per-layer keys and values [kv_heads, capacity, head_dim]; ``length`` entries are valid."""
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, dtype, device,
+                 capacity: int = INITIAL_CAPACITY):
+        shape = (kv_heads, capacity, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.length = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.keys[0].shape[1]
+
+    def reserve(self, needed: int) -> None:
+        if needed <= self.capacity:
+            return
+        capacity = self.capacity
+        while capacity < needed:
+            capacity *= 2
+        for store in (self.keys, self.values):
+            for i, old in enumerate(store):
+                new = old.new_zeros(old.shape[0], capacity, old.shape[2])
+                new[:, : self.length] = old[:, : self.length]
+                store[i] = new
+
+    def compact(self, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
+        """Keep [0, past_len] (prefix and root) and past_len + 1 + i for each accepted node i."""
+        keep = len(accepted_nodes) + 1
+        if accepted_nodes != list(range(len(accepted_nodes))):
+            source = torch.tensor([past_len + 1 + i for i in accepted_nodes], device=self.keys[0].device)
+            target = slice(past_len + 1, past_len + keep)
+            for store in (self.keys, self.values):
+                for tensor in store:
+                    tensor[:, target] = tensor.index_select(1, source)
+        self.length = past_len + keep
+
+
+def _fuse_rows(owner, name: str, linears) -> torch.Tensor:
+    """One [sum of out_features, in] weight for several Linear layers that read the same input;
+    each layer's own weight becomes a view of it (values unchanged, memory held once). The buffer
+    is remembered on ``owner`` so that a second LeanTarget on the same model reuses it."""
+    fused = getattr(owner, name, None)
+    row = 0
+    if fused is not None:
+        for lin in linears:
+            rows = lin.weight.shape[0]
+            if lin.weight.data_ptr() != fused[row: row + rows].data_ptr():
+                break  # a weight was replaced since: fuse again
+            row += rows
+        else:
+            return fused
+    fused = torch.cat([lin.weight.detach() for lin in linears]).contiguous()
+    row = 0
+    for lin in linears:
+        rows = lin.weight.shape[0]
+        lin.weight.data = fused[row: row + rows]
+        row += rows
+    object.__setattr__(owner, name, fused)  # a plain attribute: not a parameter or buffer
+    return fused
+
+
+def _fused_bias(linears) -> Optional[torch.Tensor]:
+    biases = [lin.bias for lin in linears]
+    if all(b is None for b in biases):
+        return None
+    return torch.cat([b.detach() if b is not None else torch.zeros(lin.weight.shape[0], dtype=lin.weight.dtype,
+                                                                    device=lin.weight.device)
+                      for b, lin in zip(biases, linears)])
+
+
+class _Layer:
+    def __init__(self, layer):
+        attention, mlp = layer.self_attn, layer.mlp
+        self.qkv = _fuse_rows(attention, "_lean_qkv", [attention.q_proj, attention.k_proj, attention.v_proj])
+        self.qkv_bias = _fused_bias([attention.q_proj, attention.k_proj, attention.v_proj])
+        self.split = [attention.q_proj.weight.shape[0], attention.k_proj.weight.shape[0],
+                      attention.v_proj.weight.shape[0]]
+        self.o = attention.o_proj.weight
+        self.o_bias = attention.o_proj.bias
+        self.gate_up = _fuse_rows(mlp, "_lean_gate_up", [mlp.gate_proj, mlp.up_proj])
+        self.gate_up_bias = _fused_bias([mlp.gate_proj, mlp.up_proj])
+        self.down = mlp.down_proj.weight
+        self.down_bias = mlp.down_proj.bias
+        self.act = mlp.act_fn
+        self.norm_in = layer.input_layernorm
+        self.norm_post = layer.post_attention_layernorm
+        self.scaling = float(attention.scaling)
+        self.head_dim = int(attention.head_dim)
+
+
+def _rms(norm, x: torch.Tensor) -> torch.Tensor:
+    """The llama RMSNorm as the model defines it: statistics in float32 (also for a float64
+    model), the normed input cast back to the input's dtype, times the weight."""
+    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps")
+    h = x if x.dtype == torch.float32 else x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return norm.weight * (h if x.dtype == torch.float32 else h.to(x.dtype))
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class LeanTarget:
+    name = "lean"
+
+    def __init__(self, model, native_kernel: Optional[bool] = None):
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise ValueError(f"the lean backend cannot run this model: {reason}")
+        self.model = model
+        decoder = model.model
+        param = next(model.parameters())
+        self.device, self.dtype = param.device, param.dtype
+        config = model.config
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(getattr(config, "num_key_value_heads", None) or self.heads)
+        self.embed = decoder.embed_tokens
+        self.rotary = decoder.rotary_emb
+        self.norm = decoder.norm
+        self.lm_head = model.lm_head
+        with torch.no_grad():
+            self.layers = [_Layer(layer) for layer in decoder.layers]
+        self.head_dim = self.layers[0].head_dim
+        usable = self.device.type == "cpu" and self.dtype == torch.float32
+        kernel = skinny_kernel.load() if usable and native_kernel is not False else None
+        if native_kernel and kernel is None:
+            raise RuntimeError(f"the native kernel is not available: "
+                               f"{skinny_kernel.why_not() if usable else 'it needs float32 on the CPU'}")
+        self._kernel = kernel
+        self._request: HiddenStateRequest = NOTHING
+
+    # ------------------------------------------------------------------ the contract
+    @property
+    def native_kernel(self) -> bool:
+        return self._kernel is not None
+
+    def new_cache(self) -> LeanCache:
+        return LeanCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype, self.device)
+
+    @contextlib.contextmanager
+    def capturing(self, request: HiddenStateRequest):
+        bad = [i for i in request.layer_inputs if not 0 <= i < len(self.layers)]
+        if bad:
+            raise ValueError(f"hidden states asked for layer(s) {bad}, but the model has {len(self.layers)} layers")
+        self._request = request
+        try:
+            yield
+        finally:
+            self._request = NOTHING
+
+    @torch.inference_mode()
+    def prefill(self, cache: LeanCache, tokens: list[int]) -> Optional[HiddenStates]:
+        ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        positions = torch.arange(len(tokens), device=self.device)
+        _, states = self._forward(cache, ids, positions, 0, None, causal=True, logits=False)
+        return states
+
+    @torch.inference_mode()
+    def verify(self, cache: LeanCache, past_len: int, root: int, tree: DraftTree):
+        ids = block_tokens(root, tree, self.device)[0]
+        positions = block_positions(past_len, tree, self.device)[0]
+        n = len(tree) + 1
+        mask = None
+        if needs_custom_mask(tree):
+            mask = block_attention_mask(past_len, tree, self.dtype, self.device)[0, 0]
+        elif n > 1:  # a chain: causal, offset by the cached prefix
+            mask = torch.ones(n, past_len + n, dtype=torch.bool, device=self.device).tril_(past_len)
+        return self._forward(cache, ids, positions, past_len, mask, causal=False, logits=True)
+
+    def compact(self, cache: LeanCache, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
+        cache.compact(past_len, block_len, accepted_nodes)
+
+    def supports_tree_attention(self) -> bool:
+        return True  # the mask is applied here, not by the model
+
+    # ------------------------------------------------------------------ arithmetic
+    def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
+        if self._kernel is not None and x.shape[0] <= SKINNY_MAX_ROWS:
+            out = skinny_kernel.skinny_matmul(self._kernel, x, weight)
+            return out if bias is None else out.add_(bias)
+        return F.linear(x, weight, bias)
+
+    def _forward(self, cache: LeanCache, ids, positions, past_len: int, mask, causal: bool, logits: bool):
+        n = ids.shape[0]
+        end = past_len + n
+        cache.reserve(end)
+        request = self._request
+        x = self.embed(ids)
+        cos, sin = self.rotary(x[None], positions[None])
+        cos, sin = cos[0, :, None, :], sin[0, :, None, :]  # [n, 1, head_dim]: broadcast over heads
+        inputs: dict[int, torch.Tensor] = {}
+        hd = self.head_dim
+        for i, layer in enumerate(self.layers):
+            if i in request.layer_inputs:
+                inputs[i] = x
+            h = _rms(layer.norm_in, x)
+            q, k, v = self._linear(h, layer.qkv, layer.qkv_bias).split(layer.split, dim=-1)
+            q = _rotate(q.view(n, self.heads, hd), cos, sin).transpose(0, 1)
+            keys, values = cache.keys[i], cache.values[i]
+            keys[:, past_len:end] = _rotate(k.view(n, self.kv_heads, hd), cos, sin).transpose(0, 1)
+            values[:, past_len:end] = v.view(n, self.kv_heads, hd).transpose(0, 1)
+            attended = F.scaled_dot_product_attention(
+                q[None], keys[None, :, :end], values[None, :, :end], attn_mask=mask,
+                is_causal=causal and n > 1, scale=layer.scaling, enable_gqa=self.heads != self.kv_heads)
+            x = x + self._linear(attended[0].transpose(0, 1).reshape(n, self.heads * hd), layer.o, layer.o_bias)
+            h = _rms(layer.norm_post, x)
+            gate, up = self._linear(h, layer.gate_up, layer.gate_up_bias).chunk(2, dim=-1)
+            x = x + self._linear(layer.act(gate) * up, layer.down, layer.down_bias)
+        cache.length = end
+        final = _rms(self.norm, x)
+        states = None
+        if request:
+            states = HiddenStates(final=final if request.final else None, layer_inputs=inputs)
+        out = self._linear(final, self.lm_head.weight, self.lm_head.bias) if logits else None
+        return out, states

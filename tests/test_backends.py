@@ -1,0 +1,169 @@
+"""The lean backend computes what the hf backend computes: logits, cache and hidden states.
+
+float64 tiny models for exact comparisons (torch's matmul then, the native kernel is float32),
+float32 ones for the native kernel, and a Qwen2-style model (biased q/k/v) for the other layout.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+
+from methods.core.backends import BackendError, make_target, resolve_backend, skinny_kernel
+from methods.core.backends.hf import HfTarget
+from methods.core.backends.lean import LeanTarget, unsupported_reason
+from methods.core.hidden_states import HiddenStateRequest
+from methods.core.tree import DraftTree
+from tests.tiny_model import make_tiny_llama
+
+VOCAB = 97
+
+
+def make_tiny_qwen2(dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    config = Qwen2Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=False, attn_implementation="sdpa")
+    model = Qwen2ForCausalLM(config).to(dtype)
+    with torch.no_grad():
+        for layer in model.model.layers:  # non-zero biases, so that they are really checked
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0, 0.5)
+    return model.eval()
+
+
+def blocks():
+    """A chain, a tree with an auxiliary node, a deeper tree, a single root."""
+    return [
+        DraftTree.chain([5, 6, 7, 8]),
+        DraftTree(torch.tensor([11, 12, 13, 14, 15]), torch.tensor([-1, -1, 0, 0, 2]),
+                  is_candidate=torch.tensor([True, True, True, False, True])),
+        DraftTree(torch.tensor([20, 21, 22, 23, 24, 25, 26]), torch.tensor([-1, 0, 1, -1, 3, 0, 5])),
+        DraftTree.empty(),
+    ]
+
+
+def run_steps(target, prompt, request=HiddenStateRequest(final=True, layer_inputs=(0, 1))):
+    """Prefill, then verify each block in turn and keep its first path (compacting between)."""
+    out = []
+    with torch.inference_mode(), target.capturing(request):
+        cache = target.new_cache()
+        states = target.prefill(cache, prompt[:-1])
+        out.append(("prefill", states.final, states.layer_inputs))
+        context = list(prompt)
+        for tree in blocks():
+            past = len(context) - 1
+            logits, states = target.verify(cache, past, context[-1], tree)
+            out.append(("verify", logits, states.final, states.layer_inputs))
+            accepted = tree.path_to(len(tree) - 1) if len(tree) else []
+            target.compact(cache, past, len(tree) + 1, accepted)
+            context += tree.tokens[accepted].tolist() + [3]
+    return out
+
+
+def assert_same(a, b, tol):
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y, tol)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k], tol)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("make_model", [lambda: make_tiny_llama(vocab_size=VOCAB, layers=3),
+                                        lambda: make_tiny_qwen2()], ids=["llama", "qwen2"])
+def test_lean_logits_and_states_equal_hf_in_float64(make_model):
+    model = make_model()
+    prompt = [4, 9, 17, 33, 2, 60, 8]
+    assert_same(run_steps(LeanTarget(model), prompt), run_steps(HfTarget(model), prompt), 1e-10)
+
+
+def test_lean_with_the_native_kernel_matches_hf_in_float32():
+    if skinny_kernel.load() is None:
+        pytest.skip(f"native kernel unavailable: {skinny_kernel.why_not()}")
+    model = make_tiny_llama(vocab_size=VOCAB, layers=3, dtype=torch.float32)
+    lean = LeanTarget(model)
+    assert lean.native_kernel
+    prompt = [4, 9, 17, 33, 2, 60, 8]
+    assert_same(run_steps(lean, prompt), run_steps(HfTarget(model), prompt), 2e-4)
+
+
+def test_fusing_leaves_the_model_unchanged_and_holds_weights_once():
+    model = make_tiny_llama(vocab_size=VOCAB, layers=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.tensor([[4, 9, 17, 33]])
+    with torch.inference_mode():
+        logits_before = model(ids).logits
+    LeanTarget(model)
+    second = LeanTarget(model)  # reuses the fused buffers
+    attention = model.model.layers[0].self_attn
+    assert second.layers[0].qkv.data_ptr() == attention.q_proj.weight.data_ptr()
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    with torch.inference_mode():
+        assert torch.equal(model(ids).logits, logits_before)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 16, 33, 48])
+@pytest.mark.parametrize("n,k", [(64, 32), (61, 37), (8, 8), (3, 576)])
+def test_native_kernel_equals_torch_matmul(rows, n, k):
+    fn = skinny_kernel.load()
+    if fn is None:
+        pytest.skip(f"native kernel unavailable: {skinny_kernel.why_not()}")
+    gen = torch.Generator().manual_seed(rows * 1000 + n + k)
+    x = torch.randn(rows, k, generator=gen)
+    w = torch.randn(n, k, generator=gen)
+    expected = (x.double() @ w.double().T).float()
+    torch.testing.assert_close(skinny_kernel.skinny_matmul(fn, x, w), expected, rtol=1e-5, atol=1e-4)
+    # A non-contiguous input is made contiguous, never read with the wrong strides.
+    xt = torch.randn(k, rows, generator=gen).T
+    torch.testing.assert_close(skinny_kernel.skinny_matmul(fn, xt, w), (xt.double() @ w.double().T).float(),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_disabling_the_native_kernel_falls_back_to_torch(monkeypatch):
+    monkeypatch.setattr(skinny_kernel, "_state", {})
+    monkeypatch.setenv(skinny_kernel.DISABLE_ENV, "0")
+    assert skinny_kernel.load() is None and "SDBENCH_NATIVE_KERNEL=0" in skinny_kernel.why_not()
+    model = make_tiny_llama(vocab_size=VOCAB, dtype=torch.float32)
+    assert not LeanTarget(model).native_kernel
+    monkeypatch.setattr(skinny_kernel, "_state", {})
+
+
+def test_cache_grows_past_its_initial_capacity(monkeypatch):
+    import methods.core.backends.lean as lean
+
+    monkeypatch.setattr(lean, "INITIAL_CAPACITY", 4)
+    model = make_tiny_llama(vocab_size=VOCAB)
+    prompt = list(range(3, 20))
+    assert_same(run_steps(LeanTarget(model), prompt), run_steps(HfTarget(model), prompt), 1e-10)
+
+
+def test_backend_choice_and_clear_refusals():
+    llama = make_tiny_llama(vocab_size=VOCAB)
+    assert resolve_backend("auto", llama) == "lean"  # on the CPU
+    assert make_target("hf", llama).name == "hf"
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=16, n_layer=1, n_head=2)).eval()
+    assert "gpt2" in unsupported_reason(gpt2)
+    assert resolve_backend("auto", gpt2) == "hf"
+    with pytest.raises(BackendError, match="--backend lean cannot run this model.*gpt2"):
+        resolve_backend("lean", gpt2)
+    with pytest.raises(BackendError, match="unknown --backend 'fast'"):
+        resolve_backend("fast", llama)
+
+
+def test_a_request_for_a_missing_layer_is_refused():
+    target = LeanTarget(make_tiny_llama(vocab_size=VOCAB, layers=2))
+    with pytest.raises(ValueError, match=r"layer\(s\) \[5\]"):
+        with target.capturing(HiddenStateRequest(layer_inputs=(5,))):
+            pass
