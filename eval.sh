@@ -23,6 +23,7 @@
 #   TEMP            temperature, 0 = greedy [0.0]
 #   DTYPE           auto (float32 on CPU, float16 on CUDA), float32, float16, bfloat16 [auto]
 #   DEVICE          auto, cpu, cuda [auto]
+#   BACKEND         target forwards: auto (lean on the CPU for llama/Qwen2 models, else hf), hf, lean [auto]
 #   CONV_TEMPLATE   auto (tokenizer's chat template, else vicuna), chat, vicuna [auto]
 #   DB              results database (path or SQLAlchemy URL) [results/leaderboard.db]
 #   ANSWER_DIR      folder of the answer files [data/$BENCH/model_answer]
@@ -55,6 +56,7 @@ METHODS=${METHODS:-pld sps lookahead rest recycling medusa}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
+BACKEND=${BACKEND:-auto}
 DEVICE=${DEVICE:-auto}
 CONV_TEMPLATE=${CONV_TEMPLATE:-auto}
 DB=${DB:-results/leaderboard.db}
@@ -82,7 +84,8 @@ except ModelLoadError as error:
     sys.exit(f"eval.sh: {error}")
 PY
 )
-TAG="${RESOLVED_DTYPE}-temp-${TEMP}"
+# An explicit backend is part of the name, so that hf and lean answers never share a file.
+if [ "$BACKEND" = auto ]; then TAG="${RESOLVED_DTYPE}-temp-${TEMP}"; else TAG="${RESOLVED_DTYPE}-${BACKEND}-temp-${TEMP}"; fi
 [ "$QUICK" = 1 ] && TAG="${TAG}-quick"
 ANSWER_DIR=${ANSWER_DIR:-data/${BENCH}/model_answer}
 
@@ -104,7 +107,7 @@ generate() {  # generate METHOD[,METHOD...] [method options...]
   # shellcheck disable=SC2086
   $PYTHON -m evaluation.inference --method "$methods" --model-path "$MODEL_PATH" \
     --model-id "${MODEL_NAME}-{method}-${TAG}" --bench-name "$BENCH" --answer-dir "$ANSWER_DIR" \
-    --max-new-tokens "$MAX_NEW_TOKENS" --temperature "$TEMP" --dtype "$DTYPE" --device "$DEVICE" \
+    --max-new-tokens "$MAX_NEW_TOKENS" --temperature "$TEMP" --dtype "$DTYPE" --device "$DEVICE" --backend "$BACKEND" \
     --conv-template "$CONV_TEMPLATE" "${range_args[@]}" "$@" $EXTRA_ARGS
 }
 

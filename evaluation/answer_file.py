@@ -25,7 +25,7 @@ RUN_FIELDS = (
     "temperature", "top_p", "top_k", "max_new_tokens", "seed",
     "environment.model_path", "environment.dtype", "environment.device", "environment.device_name",
     "environment.attention", "environment.num_threads", "environment.torch",
-    "environment.transformers", "environment.cuda",
+    "environment.transformers", "environment.cuda", "environment.backend", "environment.native_kernel",
     "model_id",  # last: the default name follows the method, dtype and temperature above
 )
 _MISSING = object()

@@ -40,6 +40,7 @@ from evaluation.environment import describe_device, describe_environment
 from evaluation.questions import (QuestionFileError, first_per_subtask, load_questions,
                                   question_file_for_bench)
 from methods.core.drafter import DecodingConfig
+from methods.core.backends import CHOICES as BACKEND_CHOICES, resolve_backend
 from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import (EMBEDDED, EMBEDDED_MODEL_ID, ModelLoadError, check_model_source,
                                         load_model, model_source, resolve_device, resolve_dtype)
@@ -105,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--conv-template", default="auto",
                      help="prompt format: auto (the tokenizer's chat template, else vicuna), chat, "
                           "or a fastchat template name such as vicuna")
+    run.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
+                     help="how the target's forwards run: hf (the Hugging Face model's own forward, as "
+                          "Spec-Bench runs it), lean (a llama/Qwen2 loop over the same weights with a "
+                          "native few-row matrix product: faster on the CPU), auto (lean on the CPU when "
+                          "the model is one it runs, else hf). Recorded with every answer; speed.py "
+                          "never compares runs of different backends")
     run.add_argument("--warmup", type=int, default=2, help="warm-up generations before timing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name in available_methods():
@@ -140,7 +147,9 @@ def default_model_id(args, dtype: torch.dtype, method: str) -> str:
         model = EMBEDDED_MODEL_ID
     else:
         model = Path(str(args.model_path).rstrip("/")).name.removesuffix(".gguf")
-    return f"{model}-{method}-{str(dtype).replace('torch.', '')}-temp-{args.temperature}"
+    # An explicit backend is part of the name, so that hf and lean runs never share a file.
+    backend = "" if getattr(args, "backend", "auto") == "auto" else f"-{args.backend}"
+    return f"{model}-{method}-{str(dtype).replace('torch.', '')}{backend}-temp-{args.temperature}"
 
 
 def turn_seed(base: int, question_id, turn: int) -> int:
@@ -270,8 +279,10 @@ def run(args) -> int:
 
     loaded = load_model(args.model_path, dtype=args.dtype, device=args.device)
     model, tokenizer = loaded.model, loaded.tokenizer
-    engine = SpeculativeEngine(model, tokenizer)
+    engine = SpeculativeEngine(model, tokenizer, backend=resolve_backend(args.backend, model))
     environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
+    environment["backend"] = engine.backend
+    environment["native_kernel"] = bool(getattr(engine.target, "native_kernel", False))
     environment["tree_attention"] = engine.supports_tree_attention()
     conv_template = resolve_template(tokenizer, args.conv_template)
 

@@ -49,7 +49,7 @@ def _settings_lines(selection: Selection) -> list[str]:
         "",
         f"- Device: {selection.device_name}",
         f"- Experimental Settings: {selection.model}, {decoding}, {selection.dtype} precision, "
-        f"bench {selection.bench}",
+        f"bench {selection.bench}, {selection.backend} backend",
         "",
     ]
 

@@ -16,6 +16,7 @@ FILTER_LABELS: dict[str, str] = {
     "dtype": "Dtype",
     "temperature": "Temperature",
     "bench": "Bench",
+    "backend": "Backend",
 }
 
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 3  # 2: speed comparisons record their settings check; 3: near-tie verdicts
+SCHEMA_VERSION = 4  # 2: speed comparisons record their settings check; 3: near-tie verdicts; 4: backend
 
 
 def utc_now() -> datetime:
@@ -59,6 +59,8 @@ class Run(Base):
     device: Mapped[str] = mapped_column(String(32), default="unknown")  # cpu / cuda / unknown
     device_name: Mapped[str] = mapped_column(String(256), default="unknown")  # e.g. "NVIDIA A100"
     dtype: Mapped[str] = mapped_column(String(32), default="unknown")
+    # How the target's forwards ran (hf / lean); files that do not say ran the hf forward.
+    backend: Mapped[str] = mapped_column(String(32), default="hf")
     temperature: Mapped[float] = mapped_column(Float, default=0.0)
     bench: Mapped[str] = mapped_column(String(128), default="unknown")
     max_new_tokens: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)

@@ -49,6 +49,7 @@ class Selection:
     dtype: str
     temperature: float
     bench: str
+    backend: str = "hf"  # results of different backends are never ranked together
 
     def matches(self):
         """SQL condition: a run made under this selection."""
@@ -58,10 +59,11 @@ class Selection:
             Run.dtype == self.dtype,
             Run.temperature == self.temperature,
             Run.bench == self.bench,
+            Run.backend == self.backend,
         )
 
 
-SELECTION_FIELDS: tuple[str, ...] = ("device_name", "model", "dtype", "temperature", "bench")
+SELECTION_FIELDS: tuple[str, ...] = ("device_name", "model", "dtype", "temperature", "bench", "backend")
 
 
 @dataclass
@@ -101,13 +103,13 @@ def available_selections(session: Session) -> list[Selection]:
     """Every selection with at least one speed comparison, newest comparison first."""
     newest = func.max(SpeedComparison.created)
     stmt = (
-        select(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench, newest)
+        select(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend, newest)
         .join(SpeedComparison, SpeedComparison.method_run_id == Run.id)
         .where(SpeedComparison.settings_match.is_(True))
-        .group_by(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench)
+        .group_by(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend)
         .order_by(newest.desc(), Run.device_name, Run.model)
     )
-    return [Selection(*row[:5]) for row in session.execute(stmt)]
+    return [Selection(*row[:6]) for row in session.execute(stmt)]
 
 
 def _newest_comparison_per_method(session: Session, selection: Selection,

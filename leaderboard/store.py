@@ -65,6 +65,8 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
         "device": _text(env.get("device")) or "unknown",
         "device_name": _text(env.get("device_name")) or "unknown",
         "dtype": _text(env.get("dtype")) or guess.dtype or "unknown",
+        # Spec-Bench's files and ours from before the lean backend ran the Hugging Face forward.
+        "backend": _text(env.get("backend")) or "hf",
         # Spec-Bench names the temperature only for sampling-capable methods; its default is 0.
         "temperature": float(temperature) if temperature is not None else 0.0,
         "bench": answer_file.run_field("bench_name") or bench_from_path(answer_file.path) or "unknown",

@@ -272,7 +272,7 @@ def test_markdown_export_follows_spec_bench_leaderboard_layout():
 
     assert lines[0] == f"## Leaderboard on {A100}"
     assert (f"- Experimental Settings: {VICUNA}, greedy decoding, float16 precision, "
-            "bench spec_bench") in lines
+            "bench spec_bench, hf backend") in lines
     table = [line for line in lines if line.startswith("|")]
     assert table[0] == ("| Models | Multi-turn Conversation | Translation | Summarization | "
                         "Question Answering | Mathematical Reasoning | Retrieval-aug. Generation | "

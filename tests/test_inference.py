@@ -228,3 +228,19 @@ def test_per_subtask_must_be_positive(capsys):
     with pytest.raises(SystemExit):
         main(["--method", "vanilla", "--per-subtask", "0"])
     assert "--per-subtask: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_backend_is_recorded_and_both_backends_give_the_same_answers(tiny_folder, questions, tmp_path):
+    answers = {}
+    for backend in ("hf", "lean"):
+        answer = tmp_path / f"{backend}.jsonl"
+        assert run(tiny_folder, questions, answer, "pld", "--backend", backend) == 0
+        records = [json.loads(line) for line in answer.read_text().splitlines()]
+        assert {r["environment"]["backend"] for r in records} == {backend}
+        answers[backend] = [r["choices"][0]["token_ids"] for r in records]
+    assert answers["hf"] == answers["lean"]
+    # auto is lean on the CPU for a llama model; resuming the hf file with it is refused.
+    assert run(tiny_folder, questions, tmp_path / "auto.jsonl", "vanilla") == 0
+    auto = json.loads((tmp_path / "auto.jsonl").read_text().splitlines()[0])
+    assert auto["environment"]["backend"] == "lean"
+    assert run(tiny_folder, questions, tmp_path / "hf.jsonl", "pld", "--backend", "lean") == 2

@@ -324,3 +324,32 @@ def test_question_ids_that_are_not_plain_integers_never_crash_a_sort(tmp_path, c
         assert [c.question_id for c in queries.question_choices(session, row)] == \
             ["-3", "7", "--5", "q1", "²"]
     assert finalise_answer_file(m) == len(ODD_IDS)
+
+
+def test_backend_is_stored_and_separates_selections(tmp_path):
+    """A lean and an hf run of the same settings land in two selections, never one ranking."""
+    from leaderboard import queries
+
+    session = open_database(str(tmp_path / "r.db"))()
+    for backend in ("hf", "lean"):
+        runs = []
+        for method, accept in (("pld", 3), ("vanilla", 1)):
+            records = synthetic_run(method=method, accept=accept, draft_length=4 if accept > 1 else 0,
+                                    model_id=f"vicuna-7b-v1.3-{method}-float16-{backend}")
+            for record in records:
+                record["environment"] = record["environment"] | {"backend": backend}
+            runs.append(write_answer_file(tmp_path / f"{method}-{backend}.jsonl", records))
+        speed.main(["--file-path", str(runs[0]), "--base-path", str(runs[1]), "--db",
+                    f"sqlite:///{tmp_path / 'r.db'}"])
+    backends = sorted(session.scalars(select(Run.backend)).all())
+    assert backends == ["hf", "hf", "lean", "lean"]
+    selections = queries.available_selections(session)
+    assert sorted(s.backend for s in selections) == ["hf", "lean"]
+    for selection in selections:
+        rows = queries.leaderboard_rows(session, selection)
+        assert [r.method for r in rows] == ["pld"]
+
+
+def test_files_without_a_backend_are_hf_runs(tmp_path, pair):
+    session = open_database(str(tmp_path / "r.db"))()
+    assert store.import_run(session, pair[0]).backend == "hf"
