@@ -35,6 +35,7 @@ from evaluation.conversation import new_conversation
 from evaluation.questions import load_questions
 from evaluation.subtasks import subtask_of
 from methods.core.drafter import DecodingConfig
+from methods.core.backends import CHOICES as BACKEND_CHOICES, resolve_backend
 from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import EMBEDDED, load_model
 from methods.registry import drafter_class
@@ -86,13 +87,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--drafter-path", default="self:8", help="SpS draft model")
     parser.add_argument("--json", default=None, help="write per-prompt results here")
+    parser.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
+                        help="target forwards of our engine (hf, lean; auto = lean on the CPU) [auto]")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     loaded = load_model(args.model_path, dtype="auto", device="auto")
     model, tokenizer = loaded.model, loaded.tokenizer
-    engine = SpeculativeEngine(model, tokenizer)
+    engine = SpeculativeEngine(model, tokenizer, backend=resolve_backend(args.backend, model))
     conv = new_conversation(tokenizer, model)
     config = DecodingConfig(max_new_tokens=args.max_new_tokens, stop_token_ids=conv.stop_token_ids,
                             stop_strings=conv.stop_strings)
@@ -119,7 +122,7 @@ def main() -> int:
     prompts = [(g, conv_prompt) for g, conv_prompt in pick_prompts(args.questions, args.per_group)]
     encoded = [(g, new_conversation(tokenizer, model).prompt_ids(text)) for g, text in prompts]
     print(f"{len(encoded)} prompts, {args.max_new_tokens} new tokens, methods {methods}, "
-          f"device {loaded.device}, threads {torch.get_num_threads()}", flush=True)
+          f"device {loaded.device}, threads {torch.get_num_threads()}, backend {engine.backend}", flush=True)
     warm = new_conversation(tokenizer, model).prompt_ids("Write two sentences about the sea.")
     for m in methods:
         run(m, warm)

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from methods.core.drafter import DecodingConfig
+from methods.core.backends import CHOICES as BACKEND_CHOICES, resolve_backend
 from methods.core.engine import SpeculativeEngine
 from methods.registry import drafter_class
 from methods.drafters.vanilla import VanillaDrafter
@@ -81,6 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--method", required=True)
     parser.add_argument("--config", action="append", default=[], help="key=value,... for the drafter's constructor")
     parser.add_argument("--model-path", default="embedded")
+    parser.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
+                        help="target forwards: hf, lean, auto (lean on the CPU) [auto]")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--prompts", type=int, default=len(DEV_PROMPTS))
     parser.add_argument("--warm", type=int, default=0,
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
     from methods.core.model_loading import load_model
 
     loaded = load_model(args.model_path, dtype="float32", device="cpu")
-    engine = SpeculativeEngine(loaded.model, loaded.tokenizer)
+    engine = SpeculativeEngine(loaded.model, loaded.tokenizer, backend=resolve_backend(args.backend, loaded.model))
     tokenizer = loaded.tokenizer
     decoding = DecodingConfig(max_new_tokens=args.max_new_tokens,
                               stop_token_ids=frozenset({tokenizer.eos_token_id}))
