@@ -36,9 +36,10 @@ from methods.core.tree import DraftTree
 from methods.core.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
-# Above this many rows BLAS sgemm is as fast as the native kernel (long prompts, big trees):
-# measured with benchmarks/forward_cost.py --kernel-rows.
-SKINNY_MAX_ROWS = 48
+# Above this many rows torch's BLAS is as fast as the native kernel (long prompts, big trees).
+# `benchmarks/forward_cost.py --kernel-rows --reps 5`, whole forward, ms native vs torch:
+# 16 rows 85 vs 149, 32: 131 vs 195, 48: 169 vs 223, 64: 220 vs 256, 96: 308 vs 332, 128: 393 vs 395.
+SKINNY_MAX_ROWS = 96
 INITIAL_CAPACITY = 512
 
 
