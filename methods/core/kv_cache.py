@@ -11,19 +11,29 @@ from __future__ import annotations
 import torch
 
 
-def compact_cache(cache, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
-    """Keep entries [0, past_len] (prefix and root) and past_len + 1 + i for each accepted node i."""
+def keep_accepted_rows(tensors, seq_dim: int, past_len: int, accepted_nodes: list[int]) -> int:
+    """Move the accepted nodes' entries of each tensor (along ``seq_dim``) to just after the root.
+
+    Returns the kept length, past_len + 1 + len(accepted_nodes); entries beyond it are stale.
+    Shared by both backends' caches, whose layouts differ only in where the sequence axis is.
+    """
     keep = len(accepted_nodes) + 1
-    drop = block_len - keep
-    contiguous = accepted_nodes == list(range(len(accepted_nodes)))
-    if not contiguous:
+    if accepted_nodes != list(range(len(accepted_nodes))):
         # Accepted nodes appear in increasing order (parents precede children), so moving each
         # one forward never overwrites a source that is still needed; index_select copies anyway.
         source = torch.tensor([past_len + 1 + i for i in accepted_nodes])
-        for layer in cache.layers:
-            src = source.to(layer.keys.device)
-            target = slice(past_len + 1, past_len + keep)
-            layer.keys[:, :, target] = layer.keys.index_select(2, src)
-            layer.values[:, :, target] = layer.values.index_select(2, src)
+        target = slice(past_len + 1, past_len + keep)
+        for tensor in tensors:
+            index = [slice(None)] * tensor.dim()
+            index[seq_dim] = target
+            tensor[tuple(index)] = tensor.index_select(seq_dim, source.to(tensor.device))
+    return past_len + keep
+
+
+def compact_cache(cache, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
+    """Keep entries [0, past_len] (prefix and root) and past_len + 1 + i for each accepted node i."""
+    tensors = [t for layer in cache.layers for t in (layer.keys, layer.values)]
+    keep_accepted_rows(tensors, 2, past_len, accepted_nodes)
+    drop = block_len - len(accepted_nodes) - 1
     if drop > 0:
         cache.crop(-drop)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from methods.core.backends import skinny_kernel
 from methods.core.hidden_states import HiddenStateRequest, HiddenStates, NOTHING
+from methods.core.kv_cache import keep_accepted_rows
 from methods.core.tree import DraftTree
 from methods.core.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
 
@@ -94,14 +95,7 @@ class LeanCache:
 
     def compact(self, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
         """Keep [0, past_len] (prefix and root) and past_len + 1 + i for each accepted node i."""
-        keep = len(accepted_nodes) + 1
-        if accepted_nodes != list(range(len(accepted_nodes))):
-            source = torch.tensor([past_len + 1 + i for i in accepted_nodes], device=self.keys[0].device)
-            target = slice(past_len + 1, past_len + keep)
-            for store in (self.keys, self.values):
-                for tensor in store:
-                    tensor[:, target] = tensor.index_select(1, source)
-        self.length = past_len + keep
+        self.length = keep_accepted_rows([*self.keys, *self.values], 1, past_len, accepted_nodes)
 
 
 def _fuse_rows(owner, name: str, linears) -> torch.Tensor:
