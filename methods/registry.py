@@ -18,6 +18,7 @@ METHODS: dict[str, str] = {
     "recycling": "methods.drafters.recycling:TokenRecyclingDrafter",
     # Trained drafters (heads in methods/heads/, training in training/).
     "medusa": "methods.drafters.medusa:MedusaDrafter",
+    "hydra": "methods.drafters.hydra:HydraDrafter",
 }
 
 

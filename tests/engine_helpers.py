@@ -69,3 +69,17 @@ def random_prompts(count: int, vocab_size: int, seed: int = 0) -> list[list[int]
             prompt = prompt + prompt[: rng.randint(2, 8)] + prompt
         prompts.append(prompt)
     return prompts
+
+
+def run_turns(engine, drafter, prompt, config, turns=2, lengths=None):
+    """A multi-turn conversation: each turn's prompt holds the earlier turns and their answers, as
+    the runner builds it. ``lengths`` (a list) collects every step's accepted length."""
+    history, outputs = list(prompt), []
+    for turn in range(turns):
+        history += [10 + turn, 11, 12]
+        out, stats = engine.generate(history, drafter, config)
+        outputs.append(out)
+        if lengths is not None:
+            lengths.extend(stats.accept_lengths)
+        history += out
+    return outputs

@@ -132,6 +132,19 @@ def test_tree_sampling_over_siblings_preserves_the_target_distribution():
     assert stat < chi2_critical(df), (stat, df)
 
 
+def exact_first_two(model, prompt: list[int], config: DecodingConfig) -> dict:
+    """The model's exact joint distribution of the first two sampled tokens after ``prompt``."""
+    vocab = model.config.vocab_size
+    with torch.inference_mode():
+        first = target_probs(model(torch.tensor([prompt])).logits[0, -1], config)
+        exact = {}
+        for a in range(vocab):
+            second = target_probs(model(torch.tensor([prompt + [a]])).logits[0, -1], config)
+            for b in range(vocab):
+                exact[(a, b)] = float(first[a] * second[b])
+    return exact
+
+
 def test_engine_sampling_with_random_trees_matches_the_model_distribution():
     """End to end: the first two sampled tokens follow the model's exact joint distribution."""
     vocab = 7
@@ -141,13 +154,7 @@ def test_engine_sampling_with_random_trees_matches_the_model_distribution():
     engine = SpeculativeEngine(model)
     config = DecodingConfig(max_new_tokens=2, temperature=1.0)
     prompt = [3, 4, 5]
-    with torch.inference_mode():
-        first = target_probs(model(torch.tensor([prompt])).logits[0, -1], config)
-        exact = {}
-        for a in range(vocab):
-            second = target_probs(model(torch.tensor([prompt + [a]])).logits[0, -1], config)
-            for b in range(vocab):
-                exact[(a, b)] = float(first[a] * second[b])
+    exact = exact_first_two(model, prompt, config)
     draws = 2000
     drafter = RandomTreeDrafter(vocab, seed=0, max_nodes=6, aux_fraction=0.2)
     counts = Counter()

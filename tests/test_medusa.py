@@ -18,7 +18,7 @@ from methods.core.tree import DraftTree
 from methods.drafters.medusa import CPU_CHOICES, MedusaDrafter
 from methods.heads.artifact import ArtifactError, BaseMismatchError, base_fingerprint, check_base
 from methods.heads.medusa import MedusaHeads, load_medusa
-from tests.engine_helpers import baseline, random_prompts
+from tests.engine_helpers import baseline, random_prompts, run_turns
 from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97
@@ -129,16 +129,6 @@ def test_typical_acceptance_keeps_probable_tokens_and_prefers_the_likelier_path(
 
 
 # ---------------------------------------------------------------------------------- the drafter
-def run_turns(engine, drafter, prompt, config, turns=2):
-    history, outputs = list(prompt), []
-    for turn in range(turns):
-        history += [10 + turn, 11, 12]
-        out, _ = engine.generate(history, drafter, config)
-        outputs.append(out)
-        history += out
-    return outputs
-
-
 @pytest.mark.parametrize("choices", [MC_SIM_7B_63, CPU_CHOICES, [[0], [0, 0], [0, 0, 0], [0, 0, 0, 0], [1]]],
                          ids=["mc_sim_7b_63", "cpu", "chain-ish"])
 def test_greedy_output_is_the_baseline_token_for_token_multi_turn(engine, model, choices):

@@ -33,6 +33,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO_ROOT / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
 
 
+def method_defaults(key: str) -> str:
+    """Each recipe's default for a trainer option, for the help text (e.g. "medusa 3, hydra 3")."""
+    values = [(name, recipe_class(name).defaults.get(key)) for name in RECIPES]
+    return ", ".join(f"{name} {value:g}" for name, value in values if value is not None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train_drafter", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -43,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="self-distillation corpus (gzip JSONL conversations, see training/features.py)")
     parser.add_argument("--out", required=True, help="artifact folder to write")
     parser.add_argument("--epochs", type=float, default=None, help="passes over the training positions "
-                        "(method default: medusa 3); fractions allowed")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (method default: medusa 1e-3)")
+                        f"(method default: {method_defaults('epochs')}); fractions allowed")
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"peak learning rate (method default: {method_defaults('lr')})")
     parser.add_argument("--warmup", type=float, default=None, help="fraction of the steps spent warming up linearly")
     parser.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay")
-    parser.add_argument("--batch-size", type=int, default=None, help="corpus positions per optimiser step")
+    parser.add_argument("--batch-size", type=int, default=None, help="corpus positions per optimiser step "
+                        f"(method default: {method_defaults('batch_size')})")
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (quick trials, tests)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N conversations of the corpus")
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per conversation at most")
@@ -81,7 +89,7 @@ def repo_relative(arg: str) -> str:
     return arg
 
 
-def write_readme(out: Path, method: str, command: str, meta: dict) -> None:
+def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> None:
     training, metrics = meta["training"], meta["metrics"]
     last = metrics["heldout"][-1]
     lines = [
@@ -102,9 +110,9 @@ def write_readme(out: Path, method: str, command: str, meta: dict) -> None:
         f"- wall time {training['wall_time_s']:.0f} s (features {training['feature_time_s']:.0f} s, "
         f"training {training['train_time_s']:.0f} s) on {training['device']}, {training['threads']} threads",
         "",
-        "Held-out top-1 accuracy per head (head k guesses the token k + 2 ahead), per epoch:",
+        f"{recipe.metric_label}, per epoch:",
         "",
-        "| epoch | " + " | ".join(f"head {k}" for k in range(len(last["top1"]))) + " |",
+        "| epoch | " + " | ".join(recipe.metric_names_for(len(last["top1"]))) + " |",
         "|---|" + "---|" * len(last["top1"]),
     ]
     for e, row in enumerate(metrics["heldout"], 1):
@@ -137,12 +145,12 @@ def main(argv=None) -> int:
     module = recipe.build(base, features, generator)
     print(f"{args.method}: {recipe.summary()}", flush=True)
 
-    steps_per_epoch = math.ceil(len(recipe.train_positions) / args.batch_size)
+    steps_per_epoch = recipe.steps_per_epoch(args.batch_size)
     total = max(1, round(steps_per_epoch * args.epochs))
     if args.max_steps is not None:
         total = min(total, args.max_steps)
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay, betas=recipe.betas)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, max(1, round(args.warmup * total))))
 
     heldout = []
@@ -157,6 +165,8 @@ def main(argv=None) -> int:
             loss = recipe.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if recipe.clip_value is not None:  # EAGLE's recipe clips gradients by value
+                torch.nn.utils.clip_grad_value_(params, recipe.clip_value)
             optimizer.step()
             schedule.step()
             step += 1
@@ -167,7 +177,8 @@ def main(argv=None) -> int:
         module.eval()
         metrics = recipe.evaluate()
         heldout.append(metrics)
-        bar.write(f"epoch {epoch}: held-out top-1 per head " + " ".join(f"{a:.3f}" for a in metrics["top1"]))
+        bar.write(f"epoch {epoch}: held-out top-1 " + ", ".join(
+            f"{name} {a:.3f}" for name, a in zip(recipe.metric_names_for(len(metrics["top1"])), metrics["top1"])))
     bar.close()
     train_time = time.perf_counter() - train_start
 
@@ -190,7 +201,7 @@ def main(argv=None) -> int:
     }
     out = Path(args.out)
     recipe.save(out, meta)
-    write_readme(out, args.method, command, meta)
+    write_readme(out, args.method, command, meta, recipe)
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"wrote {out} ({size / 1e6:.1f} MB) in {meta['training']['wall_time_s']:.0f} s", flush=True)
     return 0

@@ -14,25 +14,20 @@ node and keeps one; the result is the same).
 
 from __future__ import annotations
 
-import argparse
-import functools
-from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from methods.core.acceptance import accept_typical
 from methods.core.drafter import DraftSession, Drafter, StepResult, resolve_options
 from methods.core.hidden_states import HiddenStateRequest
-from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID
 from methods.core.static_tree import MC_SIM_7B_63, StaticTree, parse_choices
 from methods.core.tree import DraftTree
-from methods.heads.artifact import ArtifactError
+from methods.drafters.trained import (SHIPPED, TypicalAcceptance, add_typical_arguments, artifact_folder,
+                                      check_folder_option, recorded_source, typical_options)
 from methods.heads.medusa import MedusaHeads, load_medusa
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # The heads trained for the embedded model (training/train_drafter.py), used by default on it.
-EMBEDDED_HEADS = REPO_ROOT / "data" / "drafters" / EMBEDDED_MODEL_ID / "medusa"
+EMBEDDED_HEADS = SHIPPED / "medusa"
 
 # CPU tree for the embedded model, chosen offline from held-out acceptance of the shipped heads
 # divided by the measured cost of a verify forward (training/size_medusa_tree.py; docs/methods.md).
@@ -49,7 +44,7 @@ def choices_from_option(value: str) -> list[list[int]]:
     return parse_choices(value)
 
 
-class MedusaDrafter(Drafter):
+class MedusaDrafter(TypicalAcceptance, Drafter):
     name = "medusa"
     hidden_state_request = HiddenStateRequest(final=True)
 
@@ -59,11 +54,7 @@ class MedusaDrafter(Drafter):
         if tree.max_depth > heads.num_heads:
             tree = tree.truncated(heads.num_heads)  # a depth needs its head
         self.heads, self.tree, self.choices_name = heads, tree, choices_name
-        self.typical, self.posterior_threshold, self.posterior_alpha = typical, posterior_threshold, posterior_alpha
-        self.lossy = typical
-        if typical:
-            self.sampling_acceptance = functools.partial(
-                accept_typical, posterior_threshold=posterior_threshold, posterior_alpha=posterior_alpha)
+        self.set_typical(typical, posterior_threshold, posterior_alpha)
         self._feature: Optional[torch.Tensor] = None
         self._bound_to = None
 
@@ -91,14 +82,9 @@ class MedusaDrafter(Drafter):
         self._feature = None
 
     def params(self) -> dict[str, Any]:
-        source = Path(getattr(self.heads, "source", "in memory"))
-        if source.is_absolute() and source.is_relative_to(REPO_ROOT):
-            source = source.relative_to(REPO_ROOT)  # the shipped heads: the same name on every machine
-        return {"heads": str(source), "num_heads": self.heads.num_heads,
+        return {"heads": recorded_source(self.heads), "num_heads": self.heads.num_heads,
                 "choices": self.choices_name, "tree_nodes": len(self.tree),
-                "tree_nodes_per_depth": self.tree.nodes_per_depth(), "typical": self.typical,
-                **({"posterior_threshold": self.posterior_threshold, "posterior_alpha": self.posterior_alpha}
-                   if self.typical else {})}
+                "tree_nodes_per_depth": self.tree.nodes_per_depth(), **self.typical_params()}
 
     # ------------------------------------------------------------------ command line
     @classmethod
@@ -111,33 +97,16 @@ class MedusaDrafter(Drafter):
                            help="candidate tree: 'mc_sim_7b_63' (the published 63-node tree, GPU default), "
                                 f"'cpu' ({len(CPU_CHOICES)} nodes, CPU default, sized for the embedded model) or a literal "
                                 "list of rank paths such as '[[0], [0, 0], [1]]'")
-        group.add_argument("--medusa-typical", action=argparse.BooleanOptionalAction, default=False,
-                           help="Medusa's typical acceptance at temperature > 0 instead of lossless "
-                                "rejection sampling; LOSSY, the run is recorded as lossy")
-        group.add_argument("--medusa-posterior-threshold", type=float, default=0.09,
-                           help="typical acceptance: epsilon, the hard probability threshold")
-        group.add_argument("--medusa-posterior-alpha", type=float, default=0.3,
-                           help="typical acceptance: delta, the entropy-scaled threshold factor")
+        add_typical_arguments(group, "medusa")
 
     @classmethod
     def check_args(cls, args) -> None:
-        path = getattr(args, "medusa_path", None)
-        if path is not None and not Path(path).is_dir():
-            raise ValueError(f"--medusa-path {path}: no such folder (a trained or published Medusa "
-                             f"folder with config.json and the head weights)")
+        check_folder_option(args, "--medusa-path", "a trained or published Medusa folder with config.json and "
+                                                   "the head weights")
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "MedusaDrafter":
-        path = getattr(args, "medusa_path", None)
-        if path is None:
-            if getattr(args, "model_path", EMBEDDED) not in (EMBEDDED, "", None):
-                raise ArtifactError(
-                    f"--method medusa on {args.model_path}: give its heads with --medusa-path (a trained "
-                    f"or published Medusa folder); shipped heads exist only for the embedded model")
-            path = EMBEDDED_HEADS
+        path = artifact_folder(args, "medusa", "medusa", "--medusa-path", shipped=EMBEDDED_HEADS)
         name = resolve_options(args, "medusa", model, CPU_DEFAULTS, GPU_DEFAULTS)["choices"]
         return cls(load_medusa(path, model), choices=choices_from_option(name),
-                   choices_name=name if name in NAMED_CHOICES else "custom",
-                   typical=bool(getattr(args, "medusa_typical", False)),
-                   posterior_threshold=getattr(args, "medusa_posterior_threshold", 0.09),
-                   posterior_alpha=getattr(args, "medusa_posterior_alpha", 0.3))
+                   choices_name=name if name in NAMED_CHOICES else "custom", **typical_options(args, "medusa"))

@@ -9,9 +9,11 @@ epochs). Entries are "module:Class" strings, imported on first use.
 from __future__ import annotations
 
 import importlib
+import math
 
 RECIPES: dict[str, str] = {
     "medusa": "training.recipes.medusa:MedusaRecipe",
+    "hydra": "training.recipes.hydra:HydraRecipe",
 }
 
 
@@ -29,6 +31,18 @@ class Recipe:
     name = "recipe"
     # Defaults the trainer uses when the command line does not override them.
     defaults: dict = {}
+    betas = (0.9, 0.999)  # AdamW's
+    clip_value = None  # clip gradients by value (EAGLE's recipe); None = no clipping
+    # How the held-out "top1" list reads (README and progress lines).
+    metric_label = "Held-out top-1 accuracy per head (head k guesses the token k + 2 ahead)"
+    metric_names: tuple = ()
+
+    def metric_names_for(self, count: int) -> list[str]:
+        return list(self.metric_names[:count]) or [f"head {k}" for k in range(count)]
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        """Optimiser steps in one pass over the training positions."""
+        return math.ceil(len(self.train_positions) / batch_size)
 
     @classmethod
     def add_arguments(cls, group) -> None:
