@@ -14,9 +14,11 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling medusa]
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling medusa eagle eagle2]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
 #   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
+#   EAGLE_PATH      EAGLE draft folder for eagle and eagle2 (published, `speculators` or trained)
+#                   [the shipped draft; embedded model only]
 #   MAX_NEW_TOKENS  new tokens per turn [256; 32 with --quick]
 #   QUESTION_BEGIN / QUESTION_END   0-based line range of the question file [all]
 #   PER_SUBTASK     only the first N questions of each subtask (within the range) [all; 1 with --quick]
@@ -36,7 +38,8 @@
 # A GPU set-up like Spec-Bench's (Vicuna-7B v1.3, fp16, the 68M draft model):
 #   MODEL_PATH=/models/vicuna-7b-v1.3 MODEL_NAME=vicuna-7b-v1.3 DRAFTER_PATH=/models/vicuna-68m \
 #   BENCH=spec_bench DTYPE=float16 DEVICE=cuda CONV_TEMPLATE=vicuna MAX_NEW_TOKENS=1024 ./eval.sh
-# (add MEDUSA_PATH=/models/medusa-vicuna-7b-v1.3 for Medusa; without it medusa is skipped there)
+# (add MEDUSA_PATH=/models/medusa-vicuna-7b-v1.3 for Medusa and EAGLE_PATH=/models/EAGLE-Vicuna-7B-v1.3
+# for EAGLE and EAGLE-2; without them those methods are skipped there)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -52,7 +55,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling medusa}
+METHODS=${METHODS:-pld sps lookahead rest recycling medusa eagle eagle2}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
@@ -111,14 +114,24 @@ generate() {  # generate METHOD[,METHOD...] [method options...]
     --conv-template "$CONV_TEMPLATE" "${range_args[@]}" "$@" $EXTRA_ARGS
 }
 
-# Medusa's shipped heads belong to the embedded model; elsewhere it needs MEDUSA_PATH.
-if [ "$MODEL_PATH" != embedded ] && [ -z "${MEDUSA_PATH:-}" ] && [[ " $METHODS " == *" medusa "* ]]; then
-  echo "eval.sh: skipping medusa (no MEDUSA_PATH for $MODEL_PATH)" >&2
-  METHODS=$(echo " $METHODS " | sed 's/ medusa / /' | xargs)
-fi
+# Trained drafters shipped in data/drafters/ belong to the embedded model; elsewhere each needs
+# its folder (METHOD's variable), or it is skipped.
+skip_without() {  # skip_without VARIABLE METHOD...
+  local variable=$1; shift
+  [ "$MODEL_PATH" != embedded ] && [ -z "${!variable:-}" ] || return 0
+  for method in "$@"; do
+    if [[ " $METHODS " == *" $method "* ]]; then
+      echo "eval.sh: skipping $method (no $variable for $MODEL_PATH)" >&2
+      METHODS=$(echo " $METHODS " | sed "s/ $method / /" | xargs)
+    fi
+  done
+}
+skip_without MEDUSA_PATH medusa
+skip_without EAGLE_PATH eagle eagle2
 drafter_args=()
 case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
 if [ -n "${MEDUSA_PATH:-}" ]; then drafter_args+=(--medusa-path "$MEDUSA_PATH"); fi
+if [ -n "${EAGLE_PATH:-}" ]; then drafter_args+=(--eagle-path "$EAGLE_PATH"); fi
 if [ "$INTERLEAVE" = 1 ]; then
   # One process: every question is answered by the baseline and each method in turn, so they
   # are timed under the same machine conditions.
@@ -127,7 +140,7 @@ else
   generate vanilla
   for method in $METHODS; do
     case "$method" in
-      sps|medusa) generate "$method" "${drafter_args[@]}" ;;
+      sps|medusa|eagle|eagle2) generate "$method" "${drafter_args[@]}" ;;
       *) generate "$method" ;;
     esac
   done

@@ -19,6 +19,8 @@ METHODS: dict[str, str] = {
     # Trained drafters (heads in methods/heads/, training in training/).
     "medusa": "methods.drafters.medusa:MedusaDrafter",
     "hydra": "methods.drafters.hydra:HydraDrafter",
+    "eagle": "methods.drafters.eagle:EagleDrafter",
+    "eagle2": "methods.drafters.eagle2:Eagle2Drafter",
 }
 
 

@@ -13,6 +13,7 @@ Greedy decoding; every output is checked against the baseline's.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -60,6 +61,10 @@ DEV_PROMPTS = [
 
 
 def parse_config(text: str) -> dict:
+    """``key=value,...`` (whole numbers and true/false), or a JSON object for values such as a
+    choices tree: ``{"choices": [[0], [0, 0]]}``."""
+    if text.lstrip().startswith("{"):
+        return json.loads(text)
     config = {}
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
@@ -68,8 +73,13 @@ def parse_config(text: str) -> dict:
     return config
 
 
-def make_drafter(method: str, config: dict, tokenizer):
+def make_drafter(method: str, config: dict, tokenizer, model, eagle_path=None):
     cls = drafter_class(method)
+    if method in ("eagle", "eagle2"):
+        from methods.drafters.eagle import EMBEDDED_DRAFT
+        from methods.heads.eagle_format import load_eagle
+
+        return cls(load_eagle(eagle_path or EMBEDDED_DRAFT, model), **config)
     if method == "rest":
         from methods.drafters.rest_datastore import default_datastore
 
@@ -82,6 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--method", required=True)
     parser.add_argument("--config", action="append", default=[], help="key=value,... for the drafter's constructor")
     parser.add_argument("--model-path", default="embedded")
+    parser.add_argument("--eagle-path", default=None, help="EAGLE draft for eagle/eagle2 [the shipped one]")
     parser.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
                         help="target forwards: hf, lean, auto (lean on the CPU) [auto]")
     parser.add_argument("--max-new-tokens", type=int, default=96)
@@ -103,7 +114,7 @@ def main(argv=None) -> int:
     decoding = DecodingConfig(max_new_tokens=args.max_new_tokens,
                               stop_token_ids=frozenset({tokenizer.eos_token_id}))
     configs = [parse_config(c) for c in args.config]
-    drafters = [make_drafter(args.method, c, tokenizer) for c in configs]
+    drafters = [make_drafter(args.method, c, tokenizer, loaded.model, args.eagle_path) for c in configs]
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
                                              add_generation_prompt=True, return_dict=False)
                for p in DEV_PROMPTS[: args.prompts]]

@@ -33,6 +33,14 @@ MC_SIM_7B_63 = [
 ]
 
 
+# EAGLE-1's default tree for Vicuna-7B (SafeAILab/EAGLE and Spec-Bench model/eagle/choices.py):
+# the same name as Medusa's, a different tree. 25 nodes: 4 / 8 / 8 / 3 / 2 per depth.
+EAGLE_MC_SIM_7B_63 = [
+    [0], [1], [2], [3], [0, 0], [0, 1], [0, 2], [1, 0], [1, 1], [2, 0], [2, 1], [3, 0], [0, 0, 0],
+    [0, 0, 1], [0, 0, 2], [0, 1, 0], [0, 1, 1], [0, 2, 0], [0, 2, 1], [1, 0, 0], [0, 0, 0, 0],
+    [0, 0, 0, 1], [0, 0, 0, 2], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1],
+]
+
 class ChoicesError(ValueError):
     pass
 

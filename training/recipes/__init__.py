@@ -14,6 +14,7 @@ import math
 RECIPES: dict[str, str] = {
     "medusa": "training.recipes.medusa:MedusaRecipe",
     "hydra": "training.recipes.hydra:HydraRecipe",
+    "eagle": "training.recipes.eagle:EagleRecipe",
 }
 
 

@@ -1,0 +1,211 @@
+"""EAGLE's draft on a frozen base (the EAGLE paper's recipe, sized for a small CPU budget).
+
+Per corpus conversation the draft runs causally over the pairs (f_i + noise, x_{i+1}), i.e. the
+target's final features with the token that followed each, exactly as it does in the engine
+(methods/drafters/eagle_state.py), and predicts f̂_{i+1}. The loss at every pair whose next label
+x_{i+2} is an answer token:
+
+    value_weight * SmoothL1(f̂_{i+1}, f_{i+1}) + token_weight * CE(lm_head(f̂_{i+1}), x_{i+2})
+
+(EAGLE's 1.0 and 0.1). The corpus answers are the target's own greedy tokens, so the hard CE label
+is the target's argmax. The feature noise is uniform, ``noise`` times the features' RMS wide
+(EAGLE's absolute ±0.1 was sized for Vicuna's features). As in the Medusa recipe, the softmax is
+restricted to the corpus's answer vocabulary, which becomes the draft's vocabulary at use.
+
+Held-out metrics, without noise: ``top1[0]`` = the draft's next-token accuracy on the true
+features (depth 1 of a tree); ``top1[1]`` = the share of positions where depth 1 *and* depth 2
+are both right, depth 2 being drafted from the draft's own depth-1 output as in the engine, i.e.
+how often a 2-token chain would be accepted whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from methods.core.hidden_states import HiddenStateRequest
+from methods.heads.artifact import base_fingerprint, save_artifact
+from methods.heads.eagle import EagleDraftModel, EagleShape
+from training.recipes import Recipe
+
+UNKNOWN = -1  # a label outside the draft vocabulary (held-out only): counted as a miss
+
+
+class EagleRecipe(Recipe):
+    name = "eagle"
+    # batch_size counts corpus positions per step (whole conversations are packed up to it).
+    defaults = {"epochs": 6, "lr": 3e-4, "batch_size": 4096, "warmup": 0.05, "weight_decay": 0.0}
+    betas = (0.9, 0.95)
+    clip_value = 0.5
+    metric_label = ("Held-out accuracy of the draft: depth 1 = next token from the true features; "
+                    "depth 1+2 = both of a 2-token chain right, depth 2 drafted from the draft's own output")
+    metric_names = ("depth 1", "depth 1+2")
+
+    @classmethod
+    def add_arguments(cls, group) -> None:
+        group.add_argument("--eagle-intermediate", type=int, default=None,
+                           help="MLP width of the draft layer (default: the base's intermediate size)")
+        group.add_argument("--eagle-noise", type=float, default=0.05,
+                           help="uniform feature noise, as a fraction of the features' RMS (full width)")
+        group.add_argument("--eagle-value-weight", type=float, default=1.0, help="weight of the feature regression")
+        group.add_argument("--eagle-token-weight", type=float, default=0.1, help="weight of the token cross-entropy")
+
+    def request(self) -> HiddenStateRequest:
+        return HiddenStateRequest(final=True)
+
+    # ------------------------------------------------------------------ data
+    def build(self, base, features, generator) -> EagleDraftModel:
+        tokens, answer, starts = features.tokens, features.answer, features.starts
+        self.tokens, self.answer, self.starts = tokens, answer, starts
+        seq = features.sequence_of_position
+        train_seq = ~features.heldout[seq]
+        self.vocab = np.unique(tokens[answer & train_seq]).astype(np.int64)
+        self.t2d = np.full(int(base.config.get_text_config().vocab_size), UNKNOWN, dtype=np.int64)
+        self.t2d[self.vocab] = np.arange(len(self.vocab))
+        lengths = np.diff(starts)
+        usable = lengths >= 3  # a pair and a label at least
+        self.train_sequences = np.flatnonzero(usable & ~features.heldout)
+        self.heldout_sequences = np.flatnonzero(usable & features.heldout)
+        # A position i is trained when its label x_{i+2} is an answer token of the same sequence.
+        positions = np.arange(len(tokens))
+        end = starts[1:][seq]
+        labelled = positions + 2 < end
+        labelled[labelled] &= answer[positions[labelled] + 2]
+        self.train_positions = np.flatnonzero(labelled & train_seq)
+        self.heldout_positions = np.flatnonzero(labelled & ~train_seq)
+        self.final = np.asarray(features.final)
+        sample = self.final[np.linspace(0, len(self.final) - 1, 4096).astype(np.int64)].astype(np.float32)
+        self.feature_rms = float(np.sqrt((sample ** 2).mean()))
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        self.shape = EagleShape.like_base(base, intermediate_size=self.args.eagle_intermediate)
+        self.module = EagleDraftModel(self.shape, draft_vocab=torch.from_numpy(self.vocab))
+        self.module.bind(base)
+        self.base = base
+        self._noise_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        return self.module
+
+    def summary(self) -> str:
+        return (f"{len(self.train_positions)} training and {len(self.heldout_positions)} held-out positions "
+                f"({len(self.train_sequences)} / {len(self.heldout_sequences)} conversations), draft vocabulary "
+                f"{len(self.vocab)} tokens, {sum(p.numel() for p in self.module.parameters()) / 1e6:.2f}M "
+                f"parameters, feature RMS {self.feature_rms:.3f}")
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return len(self._pack(self.train_sequences, batch_size))
+
+    def _pack(self, sequences: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """Consecutive conversations up to ``batch_size`` positions per batch (at least one)."""
+        lengths = np.diff(self.starts)
+        batches, current, size = [], [], 0
+        for s in sequences:
+            if current and size + lengths[s] > batch_size:
+                batches.append(np.array(current))
+                current, size = [], 0
+            current.append(s)
+            size += lengths[s]
+        if current:
+            batches.append(np.array(current))
+        return batches
+
+    def train_batches(self, rng, batch_size: int):
+        # Shuffled, then sorted by length inside windows so a batch pads little.
+        order = rng.permutation(self.train_sequences)
+        lengths = np.diff(self.starts)
+        window = 64
+        order = np.concatenate([sorted(order[i: i + window], key=lambda s: lengths[s])
+                                for i in range(0, len(order), window)]) if len(order) else order
+        batches = self._pack(order, batch_size)
+        for i in rng.permutation(len(batches)):
+            yield batches[i]
+
+    # ------------------------------------------------------------------ maths
+    def _tensors(self, sequences: np.ndarray, noise: bool):
+        """Padded pairs of a batch: inputs, targets, labels and masks, [B, L] with L = longest - 1."""
+        spans = [(int(self.starts[s]), int(self.starts[s + 1])) for s in sequences]
+        width = max(b - a for a, b in spans) - 1
+        batch = len(spans)
+        hidden = self.final.shape[1]
+        feats = torch.zeros(batch, width, hidden)
+        targets = torch.zeros(batch, width, hidden)
+        next_tokens = torch.zeros(batch, width, dtype=torch.long)
+        labels = torch.full((batch, width), UNKNOWN, dtype=torch.long)
+        trained = torch.zeros(batch, width, dtype=torch.bool)
+        valid = torch.zeros(batch, width, dtype=torch.bool)
+        for row, (a, b) in enumerate(spans):
+            n = b - a - 1  # pairs (f_i, x_{i+1}) for i = 0 .. n-1
+            f = torch.from_numpy(self.final[a:b].astype(np.float32))
+            feats[row, :n] = f[:-1]
+            targets[row, :n] = f[1:]
+            next_tokens[row, :n] = torch.from_numpy(self.tokens[a + 1: b].astype(np.int64))
+            valid[row, :n] = True
+            m = n - 1  # labels x_{i+2} exist for i = 0 .. n-2
+            labels[row, :m] = torch.from_numpy(self.t2d[self.tokens[a + 2: b]])
+            trained[row, :m] = torch.from_numpy(self.answer[a + 2: b].copy())
+        if noise and self.args.eagle_noise > 0:
+            amplitude = self.args.eagle_noise * self.feature_rms
+            feats = feats + (torch.rand(feats.shape, generator=self._noise_generator) - 0.5) * amplitude
+        return feats, targets, next_tokens, labels, trained, valid
+
+    def _first_pass(self, feats, next_tokens, valid):
+        width = feats.shape[1]
+        causal = torch.ones(width, width, dtype=torch.bool).tril()
+        visible = causal[None] & valid[:, None, :]
+        visible |= torch.eye(width, dtype=torch.bool)[None]  # padded rows see themselves (no empty row)
+        positions = torch.arange(width)[None]
+        return self.module(feats, self.module.embed(next_tokens), positions, None, visible), visible
+
+    def loss(self, batch: np.ndarray) -> torch.Tensor:
+        feats, targets, next_tokens, labels, trained, valid = self._tensors(batch, noise=True)
+        (out, _), _ = self._first_pass(feats, next_tokens, valid)
+        trained &= labels != UNKNOWN
+        predicted = out[trained]
+        value = F.smooth_l1_loss(predicted, targets[trained])
+        token = F.cross_entropy(self.module.draft_logits(predicted), labels[trained])
+        return self.args.eagle_value_weight * value + self.args.eagle_token_weight * token
+
+    @torch.no_grad()
+    def evaluate(self, batch_size: int = 4096) -> dict:
+        right1 = right12 = counted = 0
+        for batch in self._pack(self.heldout_sequences, batch_size):
+            feats, _, next_tokens, labels, trained, valid = self._tensors(batch, noise=False)
+            (out, kv), visible = self._first_pass(feats, next_tokens, valid)
+            pred1 = self.module.to_token_ids(self.module.draft_logits(out).argmax(-1))
+            # Depth 2: the pair (f̂_{i+1}, x_{i+2}) at position i + 1, seeing the real pairs 0..i
+            # and itself, predicts x_{i+3}.
+            width = feats.shape[1]
+            label_tokens = torch.zeros_like(next_tokens)
+            label_tokens[:, :-1] = next_tokens[:, 1:]  # x_{i+2}
+            own = torch.eye(width, dtype=torch.bool)[None].expand(len(batch), -1, -1)
+            out2, _ = self.module(out, self.module.embed(label_tokens), torch.arange(1, width + 1)[None], kv,
+                                  torch.cat([visible, own], dim=2))
+            pred2 = self.module.to_token_ids(self.module.draft_logits(out2).argmax(-1))
+            truth1 = label_tokens
+            truth2 = torch.zeros_like(next_tokens)
+            truth2[:, :-2] = next_tokens[:, 2:]  # x_{i+3}
+            has2 = torch.zeros_like(trained)
+            has2[:, :-1] = trained[:, 1:]  # x_{i+3} is an answer token too
+            ok1 = (pred1 == truth1) & (labels != UNKNOWN)
+            right1 += int((ok1 & trained).sum())
+            right12 += int((ok1 & (pred2 == truth2) & trained & has2).sum())
+            counted += int(trained.sum())
+        return {"top1": [round(right1 / max(counted, 1), 4), round(right12 / max(counted, 1), 4)],
+                "positions": [counted, counted]}
+
+    # ------------------------------------------------------------------ artifact
+    def save(self, out, meta: dict) -> None:
+        tensors = {k: v for k, v in self.module.state_dict().items()}
+        tensors["draft_vocab"] = torch.from_numpy(self.vocab.astype(np.int32))
+        config = {
+            "method": "eagle",
+            "base_model_name_or_path": meta["base_model"],
+            "shares_base_lm_head": True,  # embeddings and lm_head are the base's, not stored
+            "draft_shape": self.shape.to_dict(),
+            "draft_vocab_size": len(self.vocab),
+            "feature_noise": {"fraction_of_rms": self.args.eagle_noise, "feature_rms": round(self.feature_rms, 4)},
+            "loss_weights": {"value": self.args.eagle_value_weight, "token": self.args.eagle_token_weight},
+            "base_fingerprint": base_fingerprint(self.base),
+            "training": meta["training"],
+            "metrics": meta["metrics"],
+        }
+        save_artifact(out, config, tensors, "model.safetensors")
