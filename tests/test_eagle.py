@@ -423,7 +423,8 @@ def test_trainer_writes_a_draft_that_loads_and_drafts_losslessly(tmp_path, monke
     corpus = write_corpus(tmp_path / "corpus.jsonl.gz", loaded)
     out = tmp_path / "eagle"
     assert main(["--method", "eagle", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
-                 "--epochs", "2", "--batch-size", "128", "--eagle-intermediate", "48", "--no-progress"]) == 0
+                 "--epochs", "2", "--batch-size", "128", "--eagle-intermediate", "48", "--eagle-steps", "2",
+                 "--no-progress"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["method"] == "eagle" and config["shares_base_lm_head"] and config["draft_shape"]["intermediate_size"] == 48
     assert config["draft_shape"]["rope_theta"] == loaded.model.config.rope_parameters["rope_theta"]

@@ -93,7 +93,7 @@ def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> No
     training, metrics = meta["training"], meta["metrics"]
     last = metrics["heldout"][-1]
     lines = [
-        f"# {method} heads for {meta['base_model']}",
+        f"# {method} drafter for {meta['base_model']}",
         "",
         f"Trained by `training/train_drafter.py` on a frozen base; the base's embeddings and lm_head",
         f"are shared and not stored here. Loading onto another base is refused (weight fingerprint in",

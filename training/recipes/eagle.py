@@ -7,7 +7,10 @@ x_{i+2} is an answer token:
 
     value_weight * SmoothL1(f̂_{i+1}, f_{i+1}) + token_weight * CE(lm_head(f̂_{i+1}), x_{i+2})
 
-(EAGLE's 1.0 and 0.1). The corpus answers are the target's own greedy tokens, so the hard CE label
+(EAGLE's 1.0 and 0.1). With ``--eagle-steps 2`` the draft also takes a second step from its own
+output f̂_{i+1} (the pair (f̂_{i+1}, x_{i+2}) at position i + 1, exactly a depth-2 tree node in the
+engine) and the same loss towards f_{i+2} and x_{i+3} is added with weight 0.8: the draft then
+learns to continue its own guesses, which is what every node below depth 1 does. The corpus answers are the target's own greedy tokens, so the hard CE label
 is the target's argmax. The feature noise is uniform, ``noise`` times the features' RMS wide
 (EAGLE's absolute ±0.1 was sized for Vicuna's features). As in the Medusa recipe, the softmax is
 restricted to the corpus's answer vocabulary, which becomes the draft's vocabulary at use.
@@ -50,6 +53,11 @@ class EagleRecipe(Recipe):
                            help="uniform feature noise, as a fraction of the features' RMS (full width)")
         group.add_argument("--eagle-value-weight", type=float, default=1.0, help="weight of the feature regression")
         group.add_argument("--eagle-token-weight", type=float, default=0.1, help="weight of the token cross-entropy")
+        group.add_argument("--eagle-steps", type=int, default=1, choices=(1, 2),
+                           help="draft steps trained per position: 1 = EAGLE's recipe (true features in); 2 = also "
+                                "the next step drafted from the draft's own output, as a tree's depth 2 is "
+                                "(weight --eagle-step-weight), so the draft learns to continue its own guesses")
+        group.add_argument("--eagle-step-weight", type=float, default=0.8, help="loss weight of the second step")
 
     def request(self) -> HiddenStateRequest:
         return HiddenStateRequest(final=True)
@@ -92,7 +100,15 @@ class EagleRecipe(Recipe):
                 f"parameters, feature RMS {self.feature_rms:.3f}")
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return len(self._pack(self.train_sequences, batch_size))
+        return len(self._train_buckets(batch_size))
+
+    def _train_buckets(self, batch_size: int) -> list[np.ndarray]:
+        """Training conversations packed once, by length (little padding); epochs shuffle their order."""
+        if getattr(self, "_buckets", (None, None))[0] != batch_size:
+            lengths = np.diff(self.starts)
+            by_length = self.train_sequences[np.argsort(lengths[self.train_sequences], kind="stable")]
+            self._buckets = (batch_size, self._pack(by_length, batch_size))
+        return self._buckets[1]
 
     def _pack(self, sequences: np.ndarray, batch_size: int) -> list[np.ndarray]:
         """Consecutive conversations up to ``batch_size`` positions per batch (at least one)."""
@@ -109,15 +125,9 @@ class EagleRecipe(Recipe):
         return batches
 
     def train_batches(self, rng, batch_size: int):
-        # Shuffled, then sorted by length inside windows so a batch pads little.
-        order = rng.permutation(self.train_sequences)
-        lengths = np.diff(self.starts)
-        window = 64
-        order = np.concatenate([sorted(order[i: i + window], key=lambda s: lengths[s])
-                                for i in range(0, len(order), window)]) if len(order) else order
-        batches = self._pack(order, batch_size)
-        for i in rng.permutation(len(batches)):
-            yield batches[i]
+        buckets = self._train_buckets(batch_size)
+        for i in rng.permutation(len(buckets)):
+            yield buckets[i]
 
     # ------------------------------------------------------------------ maths
     def _tensors(self, sequences: np.ndarray, noise: bool):
@@ -155,14 +165,41 @@ class EagleRecipe(Recipe):
         positions = torch.arange(width)[None]
         return self.module(feats, self.module.embed(next_tokens), positions, None, visible), visible
 
+    def _second_pass(self, out, kv, visible, next_tokens):
+        """Depth 2: the pair (f̂_{i+1}, x_{i+2}) at position i + 1, seeing the real pairs 0..i and
+        itself (as a tree node under the root does in the engine), predicts f_{i+2} and x_{i+3}."""
+        width = out.shape[1]
+        following = torch.zeros_like(next_tokens)
+        following[:, :-1] = next_tokens[:, 1:]  # x_{i+2}
+        own = torch.eye(width, dtype=torch.bool)[None].expand(out.shape[0], -1, -1)
+        out2, _ = self.module(out, self.module.embed(following), torch.arange(1, width + 1)[None], kv,
+                              torch.cat([visible, own], dim=2))
+        return out2
+
+    @staticmethod
+    def _shifted(x: torch.Tensor, fill) -> torch.Tensor:
+        """x moved one position left (row i holds row i + 1's value), ``fill`` at the end."""
+        out = torch.full_like(x, fill)
+        out[:, :-1] = x[:, 1:]
+        return out
+
+    def _step_loss(self, predicted, targets, labels, trained) -> torch.Tensor:
+        trained = trained & (labels != UNKNOWN)
+        value = F.smooth_l1_loss(predicted[trained], targets[trained])
+        token = F.cross_entropy(self.module.draft_logits(predicted[trained]), labels[trained])
+        return self.args.eagle_value_weight * value + self.args.eagle_token_weight * token
+
     def loss(self, batch: np.ndarray) -> torch.Tensor:
         feats, targets, next_tokens, labels, trained, valid = self._tensors(batch, noise=True)
-        (out, _), _ = self._first_pass(feats, next_tokens, valid)
-        trained &= labels != UNKNOWN
-        predicted = out[trained]
-        value = F.smooth_l1_loss(predicted, targets[trained])
-        token = F.cross_entropy(self.module.draft_logits(predicted), labels[trained])
-        return self.args.eagle_value_weight * value + self.args.eagle_token_weight * token
+        (out, kv), visible = self._first_pass(feats, next_tokens, valid)
+        loss = self._step_loss(out, targets, labels, trained)
+        if self.args.eagle_steps >= 2:
+            out2 = self._second_pass(out, kv, visible, next_tokens)
+            targets2 = torch.zeros_like(targets)
+            targets2[:, :-1] = targets[:, 1:]  # f_{i+2}
+            loss = loss + self.args.eagle_step_weight * self._step_loss(
+                out2, targets2, self._shifted(labels, UNKNOWN), self._shifted(trained, False))
+        return loss
 
     @torch.no_grad()
     def evaluate(self, batch_size: int = 4096) -> dict:
@@ -171,20 +208,11 @@ class EagleRecipe(Recipe):
             feats, _, next_tokens, labels, trained, valid = self._tensors(batch, noise=False)
             (out, kv), visible = self._first_pass(feats, next_tokens, valid)
             pred1 = self.module.to_token_ids(self.module.draft_logits(out).argmax(-1))
-            # Depth 2: the pair (f̂_{i+1}, x_{i+2}) at position i + 1, seeing the real pairs 0..i
-            # and itself, predicts x_{i+3}.
-            width = feats.shape[1]
-            label_tokens = torch.zeros_like(next_tokens)
-            label_tokens[:, :-1] = next_tokens[:, 1:]  # x_{i+2}
-            own = torch.eye(width, dtype=torch.bool)[None].expand(len(batch), -1, -1)
-            out2, _ = self.module(out, self.module.embed(label_tokens), torch.arange(1, width + 1)[None], kv,
-                                  torch.cat([visible, own], dim=2))
+            out2 = self._second_pass(out, kv, visible, next_tokens)
             pred2 = self.module.to_token_ids(self.module.draft_logits(out2).argmax(-1))
-            truth1 = label_tokens
-            truth2 = torch.zeros_like(next_tokens)
-            truth2[:, :-2] = next_tokens[:, 2:]  # x_{i+3}
-            has2 = torch.zeros_like(trained)
-            has2[:, :-1] = trained[:, 1:]  # x_{i+3} is an answer token too
+            truth1 = self._shifted(next_tokens, 0)  # x_{i+2}
+            truth2 = self._shifted(truth1, 0)  # x_{i+3}
+            has2 = self._shifted(trained, False)  # x_{i+3} is an answer token too
             ok1 = (pred1 == truth1) & (labels != UNKNOWN)
             right1 += int((ok1 & trained).sum())
             right12 += int((ok1 & (pred2 == truth2) & trained & has2).sum())
