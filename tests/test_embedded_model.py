@@ -46,19 +46,25 @@ def test_embedded_model_answers_bundled_questions_identically_with_pld_and_sps(t
     assert outputs["pld"] == outputs["vanilla"] == outputs["sps"]
 
 
-def test_shipped_medusa_heads_load_by_default_and_keep_the_baseline_output():
-    from types import SimpleNamespace
-
+@pytest.mark.parametrize("method", ["medusa", "hydra", "eagle", "eagle2"])
+def test_shipped_trained_drafters_load_by_default_and_keep_the_baseline_output(method):
+    """Each trained method with its defaults (the runner's own parser): the weights shipped for
+    the embedded model load, draft through the engine, are right some of the time, and the text
+    is the baseline's."""
+    from evaluation.inference import build_parser
     from methods.core.drafter import DecodingConfig
     from methods.core.engine import SpeculativeEngine
     from methods.core.model_loading import load_model
-    from methods.drafters.medusa import EMBEDDED_HEADS, MedusaDrafter
+    from methods.drafters.trained import SHIPPED
     from methods.drafters.vanilla import VanillaDrafter
+    from methods.registry import drafter_class
 
     loaded = load_model()
-    args = SimpleNamespace(model_path="embedded", medusa_path=None, medusa_choices=None, medusa_typical=False)
-    drafter = MedusaDrafter.from_args(args, loaded.model, loaded.tokenizer)
-    assert drafter.params()["heads"] == str(EMBEDDED_HEADS.relative_to(EMBEDDED_HEADS.parents[3]))
+    args = build_parser().parse_args(["--method", method])
+    drafter = drafter_class(method).from_args(args, loaded.model, loaded.tokenizer)
+    kind = "eagle" if method == "eagle2" else method
+    recorded = drafter.params().get("heads", drafter.params().get("draft"))
+    assert recorded == str((SHIPPED / kind).relative_to(SHIPPED.parents[2]))
     engine = SpeculativeEngine(loaded.model, loaded.tokenizer)
     prompt = loaded.tokenizer.apply_chat_template(
         [{"role": "user", "content": "List three facts about the moon."}], add_generation_prompt=True)
@@ -67,4 +73,4 @@ def test_shipped_medusa_heads_load_by_default_and_keep_the_baseline_output():
     expected, _ = engine.generate(prompt, VanillaDrafter(), config)
     got, stats = engine.generate(prompt, drafter, config)
     assert got == expected
-    assert stats.new_tokens / stats.decoding_steps > 1.05  # the trained heads are right some of the time
+    assert stats.new_tokens / stats.decoding_steps > 1.05  # the trained weights are right some of the time

@@ -73,13 +73,22 @@ def parse_config(text: str) -> dict:
     return config
 
 
-def make_drafter(method: str, config: dict, tokenizer, model, eagle_path=None):
+def make_drafter(method: str, config: dict, tokenizer, model, weights=None):
+    """A drafter built from ``config`` (its constructor's keywords); trained ones load ``weights``
+    or the folder shipped for the embedded model."""
     cls = drafter_class(method)
-    if method in ("eagle", "eagle2"):
-        from methods.drafters.eagle import EMBEDDED_DRAFT
-        from methods.heads.eagle_format import load_eagle
+    trained = {"medusa": ("medusa", "methods.heads.medusa:load_medusa"),
+               "hydra": ("hydra", "methods.heads.hydra:load_hydra"),
+               "eagle": ("eagle", "methods.heads.eagle_format:load_eagle"),
+               "eagle2": ("eagle", "methods.heads.eagle_format:load_eagle")}
+    if method in trained:
+        import importlib
 
-        return cls(load_eagle(eagle_path or EMBEDDED_DRAFT, model), **config)
+        from methods.drafters.trained import SHIPPED
+
+        kind, loader = trained[method]
+        module, name = loader.split(":")
+        return cls(getattr(importlib.import_module(module), name)(weights or SHIPPED / kind, model), **config)
     if method == "rest":
         from methods.drafters.rest_datastore import default_datastore
 
@@ -92,7 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--method", required=True)
     parser.add_argument("--config", action="append", default=[], help="key=value,... for the drafter's constructor")
     parser.add_argument("--model-path", default="embedded")
-    parser.add_argument("--eagle-path", default=None, help="EAGLE draft for eagle/eagle2 [the shipped one]")
+    parser.add_argument("--weights", default=None,
+                        help="trained drafter folder for medusa, hydra, eagle, eagle2 [the one shipped for the embedded model]")
     parser.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
                         help="target forwards: hf, lean, auto (lean on the CPU) [auto]")
     parser.add_argument("--max-new-tokens", type=int, default=96)
@@ -114,7 +124,7 @@ def main(argv=None) -> int:
     decoding = DecodingConfig(max_new_tokens=args.max_new_tokens,
                               stop_token_ids=frozenset({tokenizer.eos_token_id}))
     configs = [parse_config(c) for c in args.config]
-    drafters = [make_drafter(args.method, c, tokenizer, loaded.model, args.eagle_path) for c in configs]
+    drafters = [make_drafter(args.method, c, tokenizer, loaded.model, args.weights) for c in configs]
     prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=True,
                                              add_generation_prompt=True, return_dict=False)
                for p in DEV_PROMPTS[: args.prompts]]

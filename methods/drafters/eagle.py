@@ -35,8 +35,10 @@ from methods.heads.eagle_format import load_eagle
 # eagle2 share it, as the published EAGLE weights serve both.
 EMBEDDED_DRAFT = SHIPPED / "eagle"
 
-# CPU tree for the embedded model, chosen by measurement (training/sweep_drafter.py; docs/methods.md).
-CPU_CHOICES = [[0], [0, 0], [0, 0, 0], [1]]
+# CPU tree for the embedded model, chosen by measurement (training/sweep_drafter.py on the lean
+# backend; docs/methods.md): the two best depth-1 guesses. The one-node tree was as fast (1.10x
+# both) with a lower MAT; deeper trees cost more per step than their extra tokens saved.
+CPU_CHOICES = [[0], [1]]
 NAMED_CHOICES = {"mc_sim_7b_63": EAGLE_MC_SIM_7B_63, "cpu": CPU_CHOICES}
 GPU_DEFAULTS = {"choices": "mc_sim_7b_63"}
 CPU_DEFAULTS = {"choices": "cpu"}
@@ -92,6 +94,8 @@ class EagleDrafter(EagleFamilyDrafter):
 
     def __init__(self, draft: EagleDraftModel, choices=EAGLE_MC_SIM_7B_63, choices_name: str = "custom"):
         super().__init__(draft)
+        if isinstance(choices, str):  # a named tree ("mc_sim_7b_63", "cpu")
+            choices, choices_name = NAMED_CHOICES[choices], choices
         self.tree = StaticTree(choices)
         self.choices_name = choices_name
 

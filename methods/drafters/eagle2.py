@@ -29,8 +29,10 @@ from methods.heads.eagle import EagleDraftModel
 
 # Spec-Bench's evaluation/inference_eagle2.py (the published code's own default depth is 7).
 GPU_DEFAULTS = {"total_token": 60, "depth": 5, "top_k": 10}
-# Sized by measurement for the embedded model on a 2-core CPU (docs/methods.md).
-CPU_DEFAULTS = {"total_token": 8, "depth": 3, "top_k": 4}
+# Sized by measurement for the embedded model on a 2-core CPU, lean backend (training/sweep_drafter.py;
+# docs/methods.md): 3 tokens per step (root + 2), the best 2 of a depth-2 candidate pool. Trees of
+# 2-4 tokens were within noise of each other (1.06-1.10x); of those, this one has the higher MAT.
+CPU_DEFAULTS = {"total_token": 3, "depth": 1, "top_k": 2}
 MINIMUM = {"total_token": 1, "depth": 0, "top_k": 1}
 
 
