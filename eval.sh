@@ -14,9 +14,10 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling medusa eagle eagle2]
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling medusa hydra eagle eagle2]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
 #   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
+#   HYDRA_PATH      Hydra heads folder (trained or published) [the shipped heads; embedded model only]
 #   EAGLE_PATH      EAGLE draft folder for eagle and eagle2 (published, `speculators` or trained)
 #                   [the shipped draft; embedded model only]
 #   MAX_NEW_TOKENS  new tokens per turn [256; 32 with --quick]
@@ -38,8 +39,9 @@
 # A GPU set-up like Spec-Bench's (Vicuna-7B v1.3, fp16, the 68M draft model):
 #   MODEL_PATH=/models/vicuna-7b-v1.3 MODEL_NAME=vicuna-7b-v1.3 DRAFTER_PATH=/models/vicuna-68m \
 #   BENCH=spec_bench DTYPE=float16 DEVICE=cuda CONV_TEMPLATE=vicuna MAX_NEW_TOKENS=1024 ./eval.sh
-# (add MEDUSA_PATH=/models/medusa-vicuna-7b-v1.3 for Medusa and EAGLE_PATH=/models/EAGLE-Vicuna-7B-v1.3
-# for EAGLE and EAGLE-2; without them those methods are skipped there)
+# (add MEDUSA_PATH=/models/medusa-vicuna-7b-v1.3, HYDRA_PATH=/models/hydra-vicuna-7b-v1.3 and
+# EAGLE_PATH=/models/EAGLE-Vicuna-7B-v1.3 for Medusa, Hydra, EAGLE and EAGLE-2; without them those
+# methods are skipped there)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -55,7 +57,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling medusa eagle eagle2}
+METHODS=${METHODS:-pld sps lookahead rest recycling medusa hydra eagle eagle2}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
@@ -127,10 +129,12 @@ skip_without() {  # skip_without VARIABLE METHOD...
   done
 }
 skip_without MEDUSA_PATH medusa
+skip_without HYDRA_PATH hydra
 skip_without EAGLE_PATH eagle eagle2
 drafter_args=()
 case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
 if [ -n "${MEDUSA_PATH:-}" ]; then drafter_args+=(--medusa-path "$MEDUSA_PATH"); fi
+if [ -n "${HYDRA_PATH:-}" ]; then drafter_args+=(--hydra-path "$HYDRA_PATH"); fi
 if [ -n "${EAGLE_PATH:-}" ]; then drafter_args+=(--eagle-path "$EAGLE_PATH"); fi
 if [ "$INTERLEAVE" = 1 ]; then
   # One process: every question is answered by the baseline and each method in turn, so they
@@ -140,7 +144,7 @@ else
   generate vanilla
   for method in $METHODS; do
     case "$method" in
-      sps|medusa|eagle|eagle2) generate "$method" "${drafter_args[@]}" ;;
+      sps|medusa|hydra|eagle|eagle2) generate "$method" "${drafter_args[@]}" ;;
       *) generate "$method" ;;
     esac
   done
