@@ -252,3 +252,16 @@ def test_only_a_path_shaped_argument_is_taken_as_local(text, local):
 
 def test_a_hub_id_passes_the_cheap_check():
     check_model_source("HuggingFaceTB/SmolLM2-135M-Instruct")  # the hub decides, not us
+
+
+@pytest.mark.parametrize("method, flag", [("medusa", "--medusa-path"), ("hydra", "--hydra-path"),
+                                          ("eagle", "--eagle-path"), ("eagle2", "--eagle-path")])
+def test_a_trained_method_on_another_model_without_weights_fails_before_the_model_loads(
+        tiny_folder, questions, tmp_path, capsys, no_model_load, method, flag):
+    """Trained weights ship only for the embedded model: elsewhere the run is refused at once,
+    naming the option that gives them, instead of after the model has loaded."""
+    assert run(tiny_folder, questions, tmp_path / "a.jsonl", method) == 2
+    err = capsys.readouterr().err
+    assert f"--method {method} on {tiny_folder}" in err and flag in err
+    assert run(tiny_folder, questions, tmp_path / "a.jsonl", method, flag, str(tmp_path / "none")) == 2
+    assert f"{flag} {tmp_path / 'none'}: no such folder" in capsys.readouterr().err

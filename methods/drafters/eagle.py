@@ -44,17 +44,18 @@ GPU_DEFAULTS = {"choices": "mc_sim_7b_63"}
 CPU_DEFAULTS = {"choices": "cpu"}
 
 
-def load_draft_for(args, model) -> EagleDraftModel:
+def load_draft_for(args, model, method: str) -> EagleDraftModel:
     """The EAGLE draft named by --eagle-path, or the shipped one on the embedded model."""
-    method = getattr(args, "method", None)
-    folder = artifact_folder(args, method if method in ("eagle", "eagle2") else "eagle", "eagle", "--eagle-path",
-                             shipped=EMBEDDED_DRAFT)
-    return load_eagle(folder, model)
+    return load_eagle(artifact_folder(args, method, "eagle", "--eagle-path", shipped=EMBEDDED_DRAFT), model)
 
 
-def check_eagle_path(args) -> None:
+def check_eagle_path(args, method: str) -> None:
+    """A given --eagle-path must be a folder; without one, the shipped draft must exist and the
+    model must be the embedded one (checked before the model loads)."""
     check_folder_option(args, "--eagle-path", "a published, `speculators` or trained EAGLE folder with "
                                               "config.json and the draft weights")
+    if getattr(args, "eagle_path", None) is None:
+        artifact_folder(args, method, "eagle", "--eagle-path", shipped=EMBEDDED_DRAFT)
 
 
 class EagleFamilyDrafter(Drafter):
@@ -192,7 +193,7 @@ class EagleDrafter(EagleFamilyDrafter):
 
     @classmethod
     def check_args(cls, args) -> None:
-        check_eagle_path(args)
+        check_eagle_path(args, "eagle")
         value = getattr(args, "eagle_choices", None)
         if value is not None and value not in NAMED_CHOICES:
             StaticTree(parse_choices(value))  # a bad tree is refused before the model loads
@@ -201,5 +202,5 @@ class EagleDrafter(EagleFamilyDrafter):
     def from_args(cls, args, model, tokenizer) -> "EagleDrafter":
         name = resolve_options(args, "eagle", model, CPU_DEFAULTS, GPU_DEFAULTS)["choices"]
         choices = NAMED_CHOICES[name] if name in NAMED_CHOICES else parse_choices(name)
-        return cls(load_draft_for(args, model), choices=choices,
+        return cls(load_draft_for(args, model, "eagle"), choices=choices,
                    choices_name=name if name in NAMED_CHOICES else "custom")

@@ -113,10 +113,10 @@ class Eagle2Drafter(EagleFamilyDrafter):
 
     @classmethod
     def check_args(cls, args) -> None:
-        check_eagle_path(args)
+        check_eagle_path(args, "eagle2")
         check_options(args, "eagle2", MINIMUM)
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "Eagle2Drafter":
         options = resolve_options(args, "eagle2", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
-        return cls(load_draft_for(args, model), **options)
+        return cls(load_draft_for(args, model, "eagle2"), **options)

@@ -103,6 +103,8 @@ class MedusaDrafter(TypicalAcceptance, Drafter):
     def check_args(cls, args) -> None:
         check_folder_option(args, "--medusa-path", "a trained or published Medusa folder with config.json and "
                                                    "the head weights")
+        if getattr(args, "medusa_path", None) is None:  # the shipped heads: embedded model only
+            artifact_folder(args, "medusa", "medusa", "--medusa-path", shipped=EMBEDDED_HEADS)
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "MedusaDrafter":
