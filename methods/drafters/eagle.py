@@ -168,10 +168,14 @@ class EagleDrafter(EagleFamilyDrafter):
             for j, u in enumerate(expand):
                 outputs[u], entries[u] = outs[j], first + j
             fill(expand, outs)
+        draft_probs = None
+        rows = [p for p in probs if p is not None]
+        if sampled and rows:  # nodes left out (no mass left to draw them) get a placeholder row, pruned below
+            # On the target's device, where the engine's acceptance compares them with its logits.
+            empty = torch.zeros_like(rows[0])
+            draft_probs = torch.stack([p if p is not None else empty for p in probs])
         draft = DraftTree(torch.tensor(tokens, dtype=torch.long), torch.tensor(parents, dtype=torch.long),
-                          draft_probs=torch.stack(
-                              [p if p is not None else torch.zeros(self.session.vocab_size) for p in probs])
-                          if sampled else None)
+                          draft_probs=draft_probs)
         return draft.prune(torch.tensor(present, dtype=torch.bool))
 
     def params(self) -> dict[str, Any]:

@@ -84,12 +84,13 @@ class Eagle2Drafter(EagleFamilyDrafter):
             beam_parent_out = outs[best // k]
             beam_parent_entry = (first_entry + best // k).tolist()
             count += len(child_scores)
-        all_parents = torch.cat(parents)
+        # The tree is built on the CPU like every drafter's (the scores may live on a GPU).
+        all_parents = torch.cat([p.cpu() for p in parents])
         # Best scores first; a stable sort puts a parent before a child that ties it.
-        order = torch.sort(-all_scores, stable=True).indices
+        order = torch.sort(-all_scores.cpu(), stable=True).indices
         keep = torch.zeros(count, dtype=torch.bool)
         keep[order[:nodes_wanted]] = True
-        return DraftTree(all_tokens, all_parents).prune(keep)
+        return DraftTree(all_tokens.cpu(), all_parents).prune(keep)
 
     def params(self) -> dict[str, Any]:
         return {"draft": recorded_source(self.draft), "total_token": self.total_token, "depth": self.depth,
