@@ -185,6 +185,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
             seed = turn_seed(args.seed, question.question_id, turn)
             seed_everything(seed)
             ids, stats = engine.generate(prompt, drafter, config, seed=seed)
+            drafter_stats = drafter.turn_stats() if hasattr(drafter, "turn_stats") else {}
             answer = conv.answer_text(ids)
         except Exception as exc:  # recorded with the question; the run goes on
             error = f"turn {turn + 1}: {type(exc).__name__}: {exc}"
@@ -202,6 +203,8 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
         choice["draft_tokens"].append(stats.draft_tokens)
         choice["prompt_tokens"].append(len(prompt))
         choice["logit_margins"].append(compact_margins(stats.margins))
+        if drafter_stats:  # only drafters that count something (samd's draft sources) add the field
+            choice.setdefault("drafter_stats", []).append(drafter_stats)
     record = {"question_id": question.question_id, "category": question.category,
               "answer_id": shortuuid.uuid(), "choices": [choice]}
     if error:

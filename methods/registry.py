@@ -16,6 +16,7 @@ METHODS: dict[str, str] = {
     "lookahead": "methods.drafters.lookahead:LookaheadDrafter",
     "rest": "methods.drafters.rest:RestDrafter",
     "recycling": "methods.drafters.recycling:TokenRecyclingDrafter",
+    "samd": "methods.drafters.samd:SamdDrafter",
     # Trained drafters (heads in methods/heads/, training in training/).
     "medusa": "methods.drafters.medusa:MedusaDrafter",
     "hydra": "methods.drafters.hydra:HydraDrafter",

@@ -61,7 +61,7 @@ DEV_PROMPTS = [
 
 
 def parse_config(text: str) -> dict:
-    """``key=value,...`` (whole numbers and true/false), or a JSON object for values such as a
+    """``key=value,...`` (whole numbers, true/false, other words as text), or a JSON object for values such as a
     choices tree: ``{"choices": [[0], [0, 0]]}``."""
     if text.lstrip().startswith("{"):
         return json.loads(text)
@@ -69,7 +69,10 @@ def parse_config(text: str) -> dict:
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
         value = value.strip()
-        config[key.strip()] = value.lower() == "true" if value.lower() in ("true", "false") else int(value)
+        if value.lower() in ("true", "false"):
+            config[key.strip()] = value.lower() == "true"
+        else:
+            config[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
     return config
 
 
@@ -77,6 +80,13 @@ def make_drafter(method: str, config: dict, tokenizer, model, weights=None):
     """A drafter built from ``config`` (its constructor's keywords); trained ones load ``weights``
     or the folder shipped for the embedded model."""
     cls = drafter_class(method)
+    if method == "samd":  # its corpus automaton and fallback drafter come from the runner's options
+        from evaluation.inference import build_parser
+
+        args = build_parser().parse_args(["--method", "samd"])
+        for key, value in config.items():
+            setattr(args, f"samd_{key}", value)
+        return cls.from_args(args, model, tokenizer)
     trained = {"medusa": ("medusa", "methods.heads.medusa:load_medusa"),
                "hydra": ("hydra", "methods.heads.hydra:load_hydra"),
                "eagle": ("eagle", "methods.heads.eagle_format:load_eagle"),

@@ -130,6 +130,11 @@ class Drafter:
         """The method's parameters, recorded with every answer."""
         return {}
 
+    def turn_stats(self) -> dict[str, int]:
+        """Counts of the turn just generated that only the drafter knows (e.g. which source
+        supplied each draft); the runner records them per turn as ``drafter_stats``. Empty: none."""
+        return {}
+
     # ---- command line: the runner asks every method for its options ----
     @classmethod
     def add_arguments(cls, group) -> None:

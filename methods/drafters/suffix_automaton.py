@@ -1,0 +1,370 @@
+"""Suffix automata over token ids: SAM-Decoding's retrieval structure (Hu et al., 2024).
+
+The suffix automaton of a text is the smallest automaton that accepts exactly its substrings. A
+state stands for a set of substrings that end at the same set of positions; it keeps the length
+of its longest substring, a suffix link (the state of the longest suffix that ends at more
+positions) and, here, one end position of its substrings, so that the tokens that followed that
+occurrence can be read from the text. Appending a token costs amortised O(1) (Blumer et al.,
+1985), and so does advancing a "longest suffix that occurs" match by one token.
+
+Two kinds are used by methods/drafters/samd.py:
+
+- ``SuffixAutomaton``, the dynamic one: built online from the current turn's text, one token at a
+  time. The longest suffix of the text that also occurs earlier is simply the suffix-link target
+  of the state of the whole text (the longest suffix that ends at more than one position), so the
+  match needs no walk of its own. Each state keeps its *earliest* end position, which in one
+  growing text is the occurrence followed by the most tokens.
+- ``StaticSuffixAutomaton``: built once from a corpus of documents, frozen into flat numpy arrays
+  (a sorted slice of (token, target) edges per state, link, length, end position) and saved to a
+  file that is memory-mapped when read. A ``StaticMatcher`` advances its match state by each
+  committed token, following suffix links on a miss. Documents are joined with a separator id
+  that no context holds, so no match spans two documents; each state keeps the end position whose
+  document has the most tokens left after it (the longest continuation).
+
+File format (version 1, little-endian, our own):
+
+    offset 0   8 bytes  magic b"SDBSAM\\0\\0"
+               u32      format version (1)
+               u32      header length H
+               H bytes  JSON header: {"n_tokens", "n_states", "n_edges", "n_documents", ...}
+    (zero padding to a multiple of 64 bytes, then each array padded the same way)
+               int32    tokens[n_tokens]          documents, each followed by SEPARATOR (-1)
+               int64    edge_start[n_states + 1]  state s's edges are edge_start[s]:edge_start[s + 1]
+               int32    edge_token[n_edges]       sorted within each state's slice
+               int32    edge_target[n_edges]
+               int32    link[n_states]            -1 for the root
+               int32    length[n_states]
+               int64    end[n_states]             index in tokens of the last token of an occurrence
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+MAGIC = b"SDBSAM\0\0"
+FORMAT_VERSION = 1
+ALIGN = 64
+SEPARATOR = -1  # ends every document of a static automaton; never a token of a context
+
+# name, dtype, length key (see the format above)
+_ARRAYS = (("tokens", "<i4", "n_tokens"), ("edge_start", "<i8", "n_states+1"), ("edge_token", "<i4", "n_edges"),
+           ("edge_target", "<i4", "n_edges"), ("link", "<i4", "n_states"), ("length", "<i4", "n_states"),
+           ("end", "<i8", "n_states"))
+
+
+# ---------------------------------------------------------------------------------- dynamic
+class SuffixAutomaton:
+    """Online suffix automaton of one growing token sequence (also the builder of static ones)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[int] = []
+        self.next: list[dict[int, int]] = [{}]
+        self.link: list[int] = [-1]
+        self.length: list[int] = [0]
+        self.first_end: list[int] = [-1]  # earliest end position of the state's substrings
+        self.last = 0  # the state of the whole text
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_states(self) -> int:
+        return len(self.length)
+
+    def extend(self, tokens: Iterable[int]) -> None:
+        for token in tokens:
+            self.append(int(token))
+
+    def append(self, token: int) -> None:
+        nxt, link, length, first_end = self.next, self.link, self.length, self.first_end
+        position = len(self.tokens)
+        self.tokens.append(token)
+        cur = len(length)
+        nxt.append({})
+        link.append(0)
+        length.append(length[self.last] + 1)
+        first_end.append(position)
+        p = self.last
+        while p != -1 and token not in nxt[p]:
+            nxt[p][token] = cur
+            p = link[p]
+        if p != -1:
+            q = nxt[p][token]
+            if length[p] + 1 == length[q]:
+                link[cur] = q
+            else:
+                # q also holds longer strings that do not end here: split off the short ones.
+                clone = len(length)
+                nxt.append(dict(nxt[q]))
+                link.append(link[q])
+                length.append(length[p] + 1)
+                first_end.append(first_end[q])  # the new end is later, so the earliest stays q's
+                while p != -1 and nxt[p].get(token) == q:
+                    nxt[p][token] = clone
+                    p = link[p]
+                link[q] = clone
+                link[cur] = clone
+        self.last = cur
+
+    # ---- the match: the longest suffix of the text that also ends at an earlier position
+    @property
+    def match_state(self) -> int:
+        return self.link[self.last] if self.last else 0
+
+    @property
+    def match_length(self) -> int:
+        return self.length[self.match_state]
+
+    def continuation(self, limit: int) -> list[int]:
+        """Up to ``limit`` tokens that followed the earliest earlier occurrence of the match.
+
+        As SAM-Decoding does, when that occurrence is followed by fewer than ``limit`` tokens the
+        match is shortened (suffix links) to one whose earliest occurrence leaves more room: a
+        shorter match with a full continuation over a longer one with a stub.
+        """
+        state = self.match_state
+        if state <= 0 or limit < 1:
+            return []
+        last_index = len(self.tokens) - 1
+        link, first_end = self.link, self.first_end
+        while link[state] > 0 and last_index - first_end[state] < limit:
+            state = link[state]
+        end = first_end[state]
+        return self.tokens[end + 1: end + 1 + limit]
+
+
+# ---------------------------------------------------------------------------------- static
+@dataclass
+class StaticSuffixAutomaton:
+    tokens: np.ndarray  # int32 [n_tokens], SEPARATOR after every document
+    edge_start: np.ndarray  # int64 [n_states + 1]
+    edge_token: np.ndarray  # int32 [n_edges]
+    edge_target: np.ndarray  # int32 [n_edges]
+    link: np.ndarray  # int32 [n_states]
+    length: np.ndarray  # int32 [n_states]
+    end: np.ndarray  # int64 [n_states]: the occurrence with the longest continuation in its document
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_states(self) -> int:
+        return int(self.length.shape[0])
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+    def transition(self, state: int, token: int) -> int:
+        """The target of ``state``'s edge labelled ``token``, or -1."""
+        lo, hi = int(self.edge_start[state]), int(self.edge_start[state + 1])
+        if lo == hi:
+            return -1
+        i = lo + int(np.searchsorted(self.edge_token[lo:hi], token))
+        return int(self.edge_target[i]) if i < hi and int(self.edge_token[i]) == token else -1
+
+    def continuation(self, state: int, limit: int) -> list[int]:
+        """Up to ``limit`` tokens after the state's recorded occurrence, within its document."""
+        if state <= 0 or limit < 1:
+            return []
+        end = int(self.end[state])
+        following = self.tokens[end + 1: end + 1 + limit]
+        stop = np.flatnonzero(following == SEPARATOR)
+        return following[: stop[0] if stop.size else len(following)].tolist()
+
+
+class StaticMatcher:
+    """The longest suffix of the tokens fed so far that occurs in a static automaton."""
+
+    def __init__(self, automaton: StaticSuffixAutomaton) -> None:
+        self.automaton = automaton
+        self.state = 0
+        self.length = 0
+
+    def reset(self) -> None:
+        self.state = self.length = 0
+
+    def feed(self, tokens: Iterable[int]) -> None:
+        sam = self.automaton
+        state, length = self.state, self.length
+        for token in tokens:
+            token = int(token)
+            target = sam.transition(state, token)
+            while target < 0 and state > 0:
+                # A miss: the longest suffix that is one class shorter (amortised O(1): each
+                # link shortens the match, which grows by at most one per token).
+                state = int(sam.link[state])
+                length = int(sam.length[state])
+                target = sam.transition(state, token)
+            if target < 0:
+                state = length = 0
+            else:
+                state, length = target, length + 1
+        self.state, self.length = state, length
+
+    def continuation(self, limit: int) -> list[int]:
+        return self.automaton.continuation(self.state, limit) if self.length else []
+
+
+def build_static(documents: Iterable[Sequence[int]], meta: Optional[dict] = None) -> StaticSuffixAutomaton:
+    """The frozen suffix automaton of a corpus of token sequences."""
+    builder = SuffixAutomaton()
+    n_documents = 0
+    for document in documents:
+        if len(document):
+            builder.extend(document)
+            builder.append(SEPARATOR)
+            n_documents += 1
+    return freeze(builder, dict(meta or {}, n_documents=n_documents))
+
+
+def freeze(builder: SuffixAutomaton, meta: dict) -> StaticSuffixAutomaton:
+    """Flat arrays of an automaton built over separator-terminated documents."""
+    tokens = np.asarray(builder.tokens, dtype=np.int64)
+    if tokens.size and (tokens.min() < SEPARATOR or tokens.max() >= 2**31 - 1):
+        raise ValueError("token ids must lie in [0, 2**31 - 1)")
+    n_states = builder.n_states
+    if n_states >= 2**31:
+        raise ValueError("corpus too large for 32-bit state ids")
+    # Edges, sorted by (state, token); separator edges are dropped, no look-up ever takes one.
+    counts = np.fromiter((len(d) for d in builder.next), dtype=np.int64, count=n_states)
+    source = np.repeat(np.arange(n_states, dtype=np.int64), counts)
+    edge_token = np.fromiter((t for d in builder.next for t in d), dtype=np.int64, count=int(counts.sum()))
+    edge_target = np.fromiter((s for d in builder.next for s in d.values()), dtype=np.int64, count=int(counts.sum()))
+    keep = edge_token != SEPARATOR
+    source, edge_token, edge_target = source[keep], edge_token[keep], edge_target[keep]
+    order = np.lexsort((edge_token, source))
+    source, edge_token, edge_target = source[order], edge_token[order], edge_target[order]
+    edge_start = np.zeros(n_states + 1, dtype=np.int64)
+    np.cumsum(np.bincount(source, minlength=n_states), out=edge_start[1:])
+
+    length = np.asarray(builder.length, dtype=np.int64)
+    link = np.asarray(builder.link, dtype=np.int64)
+    end = _longest_continuation_ends(tokens, length, link, np.asarray(builder.first_end, dtype=np.int64))
+    info = dict(meta)
+    info.update(n_tokens=int(tokens.size), n_states=n_states, n_edges=int(edge_token.size))
+    return StaticSuffixAutomaton(tokens.astype(np.int32), edge_start, edge_token.astype(np.int32),
+                                 edge_target.astype(np.int32), link.astype(np.int32), length.astype(np.int32),
+                                 end, info)
+
+
+def _longest_continuation_ends(tokens: np.ndarray, length: np.ndarray, link: np.ndarray,
+                               first_end: np.ndarray) -> np.ndarray:
+    """Per state, the end position (among all its occurrences) followed by the most tokens before
+    its document's separator. A state's end positions are those of the states created by an
+    append (not clones) in its suffix-link subtree, so pushing the best one up the links, longest
+    states first (a link is always shorter), visits each state once."""
+    separators = np.flatnonzero(tokens == SEPARATOR)
+    positions = np.arange(tokens.size)
+    left = separators[np.searchsorted(separators, positions)] - positions - 1 if separators.size else \
+        tokens.size - positions - 1
+    appended = length == first_end + 1  # a clone is always shorter than its first end position + 1
+    best = np.where(appended, first_end, -1)
+    best[0] = -1
+    best_list, left_list, link_list = best.tolist(), left.tolist(), link.tolist()
+    for state in np.argsort(-length, kind="stable").tolist():
+        parent = link_list[state]
+        mine = best_list[state]
+        if parent <= 0 or mine < 0:
+            continue
+        theirs = best_list[parent]
+        if theirs < 0 or left_list[mine] > left_list[theirs]:
+            best_list[parent] = mine
+    return np.asarray(best_list, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------- file
+def _padding(offset: int) -> bytes:
+    return b"\0" * (-offset % ALIGN)
+
+
+def _count(header: dict, key: str) -> int:
+    return header["n_states"] + 1 if key == "n_states+1" else header[key]
+
+
+def write_static(automaton: StaticSuffixAutomaton, path: Path) -> None:
+    path = Path(path)
+    header = dict(automaton.meta)
+    header.update(n_tokens=automaton.n_tokens, n_states=automaton.n_states, n_edges=int(automaton.edge_token.shape[0]))
+    blob = json.dumps(header, sort_keys=True).encode("utf-8")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique: two runs may build at once
+    with open(tmp, "wb") as f:
+        f.write(MAGIC)
+        f.write(np.array([FORMAT_VERSION, len(blob)], dtype="<u4").tobytes())
+        f.write(blob)
+        f.write(_padding(f.tell()))
+        for name, dtype, _ in _ARRAYS:
+            f.write(np.ascontiguousarray(getattr(automaton, name), dtype=dtype).tobytes())
+            f.write(_padding(f.tell()))
+    tmp.replace(path)  # atomic: a half-written file is never read
+
+
+def read_static(path: Path, mmap: bool = True) -> StaticSuffixAutomaton:
+    path = Path(path)
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError(f"{path} is not an sdbench suffix automaton (bad magic)")
+        version, size = np.frombuffer(f.read(8), dtype="<u4").tolist()
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{path}: suffix automaton format version {version}, this code reads {FORMAT_VERSION}")
+        header = json.loads(f.read(size).decode("utf-8"))
+        offset = f.tell()
+    arrays = {}
+    for name, dtype, key in _ARRAYS:
+        count = _count(header, key)
+        offset += -offset % ALIGN
+        if mmap and count:
+            # A plain ndarray view of the map: numpy's memmap subclass makes every slice slower.
+            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,)).view(np.ndarray)
+        else:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                arrays[name] = np.frombuffer(f.read(count * np.dtype(dtype).itemsize), dtype=dtype)
+        offset += count * np.dtype(dtype).itemsize
+    return StaticSuffixAutomaton(meta=header, **arrays)
+
+
+# ---------------------------------------------------------------------------------- the bundled corpus
+def cached_static_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Path:
+    """Where the automaton of ``corpus`` for ``tokenizer`` is cached, named like REST's datastore:
+    corpus hash, tokenizer fingerprint, entry mode, train split, format version."""
+    from methods.core.model_loading import cache_root
+    from methods.drafters.rest_datastore import default_mode, tokenizer_fingerprint
+
+    mode = mode or default_mode(tokenizer)
+    corpus_hash = hashlib.sha256(Path(corpus).read_bytes()).hexdigest()[:16]
+    name = (f"{Path(corpus).name.split('.')[0]}-{corpus_hash}-{tokenizer_fingerprint(tokenizer)}-{mode}-train"
+            f"-v{FORMAT_VERSION}.sdbsam")
+    return cache_root() / "samd" / name
+
+
+def build_from_corpus(corpus: Path, tokenizer, out: Path, mode: Optional[str] = None) -> StaticSuffixAutomaton:
+    """The automaton of a conversation corpus's train split: the same documents as REST's
+    datastore (rest_datastore.corpus_entries: the ids the model generated, or chat-formatted)."""
+    from methods.drafters.rest_datastore import corpus_entries, default_mode, tokenizer_fingerprint
+
+    mode = mode or default_mode(tokenizer)
+    entries = corpus_entries(Path(corpus), tokenizer, mode, include_heldout=False, progress=False)
+    meta = {"source": Path(corpus).name, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+            "mode": mode, "include_heldout": False}
+    automaton = build_static(entries, meta)
+    write_static(automaton, out)
+    return automaton
+
+
+def corpus_automaton(tokenizer, corpus: Path) -> StaticSuffixAutomaton:
+    """The automaton of a corpus for this tokenizer, built on first use and cached, memory-mapped."""
+    if not Path(corpus).is_file():
+        raise FileNotFoundError(f"SAM-Decoding's corpus {corpus} is missing")
+    path = cached_static_path(corpus, tokenizer)
+    if not path.is_file():
+        print(f"Building the suffix automaton of {Path(corpus).name} once; cached in {path}", file=sys.stderr)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        build_from_corpus(corpus, tokenizer, path)
+    return read_static(path)
