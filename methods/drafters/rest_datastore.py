@@ -51,9 +51,10 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from methods.drafters.array_file import read_arrays, read_header, write_arrays
+
 MAGIC = b"SDBREST\0"
 FORMAT_VERSION = 1
-ALIGN = 64
 
 # The corpus the project generates with the embedded model (training/make_corpus.py).
 BUNDLED_CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
@@ -96,51 +97,22 @@ def build_datastore(entries: Iterable[Sequence[int]], vocab_size: Optional[int] 
     return Datastore(tokens, np.asarray(suffix_array, dtype=sa_dtype), entry_starts, info)
 
 
-def _padding(offset: int) -> bytes:
-    return b"\0" * (-offset % ALIGN)
-
-
 def write_datastore(store: Datastore, path: Path) -> None:
-    path = Path(path)
     header = dict(store.meta)
     header.update(n_tokens=store.n_tokens, n_entries=store.n_entries,
                   sa_dtype=np.dtype(store.suffix_array.dtype).name)
-    blob = json.dumps(header, sort_keys=True).encode("utf-8")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(np.array([FORMAT_VERSION, len(blob)], dtype="<u4").tobytes())
-        f.write(blob)
-        f.write(_padding(f.tell()))
-        for array, dtype in ((store.tokens, "<i4"), (store.suffix_array, "<" + np.dtype(store.suffix_array.dtype).str[1:]),
-                             (store.entry_starts, "<i8")):
-            f.write(np.ascontiguousarray(array, dtype=dtype).tobytes())
-            f.write(_padding(f.tell()))
-    tmp.replace(path)  # atomic: a half-written datastore is never read
+    sa_dtype = "<" + np.dtype(store.suffix_array.dtype).str[1:]
+    write_arrays(path, MAGIC, FORMAT_VERSION, header,
+                 [(store.tokens, "<i4"), (store.suffix_array, sa_dtype), (store.entry_starts, "<i8")])
 
 
 def read_datastore(path: Path, mmap: bool = True) -> Datastore:
     path = Path(path)
-    with open(path, "rb") as f:
-        if f.read(len(MAGIC)) != MAGIC:
-            raise ValueError(f"{path} is not an sdbench REST datastore (bad magic)")
-        version, length = np.frombuffer(f.read(8), dtype="<u4").tolist()
-        if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: datastore format version {version}, this code reads {FORMAT_VERSION}")
-        header = json.loads(f.read(length).decode("utf-8"))
-        offset = f.tell()
+    header, offset = read_header(path, MAGIC, FORMAT_VERSION, "REST datastore")
     n, entries = header["n_tokens"], header["n_entries"]
-    arrays = []
-    for dtype, count in (("<i4", n), ("<" + np.dtype(header["sa_dtype"]).str[1:], n), ("<i8", entries + 1)):
-        offset += -offset % ALIGN
-        if mmap and count:
-            arrays.append(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,)))
-        else:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                arrays.append(np.frombuffer(f.read(count * np.dtype(dtype).itemsize), dtype=dtype))
-        offset += count * np.dtype(dtype).itemsize
-    return Datastore(arrays[0], arrays[1], arrays[2], header)
+    tokens, suffix_array, entry_starts = read_arrays(
+        path, offset, [("<i4", n), ("<" + np.dtype(header["sa_dtype"]).str[1:], n), ("<i8", entries + 1)], mmap)
+    return Datastore(tokens, suffix_array, entry_starts, header)
 
 
 # ---------------------------------------------------------------------------------- retrieval

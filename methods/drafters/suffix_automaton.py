@@ -40,8 +40,6 @@ File format (version 1, little-endian, our own):
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +47,10 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from methods.drafters.array_file import read_arrays, read_header, write_arrays
+
 MAGIC = b"SDBSAM\0\0"
 FORMAT_VERSION = 1
-ALIGN = 64
 SEPARATOR = -1  # ends every document of a static automaton; never a token of a context
 
 # name, dtype, length key (see the format above)
@@ -280,54 +279,21 @@ def _longest_continuation_ends(tokens: np.ndarray, length: np.ndarray, link: np.
 
 
 # ---------------------------------------------------------------------------------- file
-def _padding(offset: int) -> bytes:
-    return b"\0" * (-offset % ALIGN)
-
-
 def _count(header: dict, key: str) -> int:
     return header["n_states"] + 1 if key == "n_states+1" else header[key]
 
 
 def write_static(automaton: StaticSuffixAutomaton, path: Path) -> None:
-    path = Path(path)
     header = dict(automaton.meta)
     header.update(n_tokens=automaton.n_tokens, n_states=automaton.n_states, n_edges=int(automaton.edge_token.shape[0]))
-    blob = json.dumps(header, sort_keys=True).encode("utf-8")
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # unique: two runs may build at once
-    with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(np.array([FORMAT_VERSION, len(blob)], dtype="<u4").tobytes())
-        f.write(blob)
-        f.write(_padding(f.tell()))
-        for name, dtype, _ in _ARRAYS:
-            f.write(np.ascontiguousarray(getattr(automaton, name), dtype=dtype).tobytes())
-            f.write(_padding(f.tell()))
-    tmp.replace(path)  # atomic: a half-written file is never read
+    write_arrays(path, MAGIC, FORMAT_VERSION, header, [(getattr(automaton, name), dtype) for name, dtype, _ in _ARRAYS])
 
 
 def read_static(path: Path, mmap: bool = True) -> StaticSuffixAutomaton:
     path = Path(path)
-    with open(path, "rb") as f:
-        if f.read(len(MAGIC)) != MAGIC:
-            raise ValueError(f"{path} is not an sdbench suffix automaton (bad magic)")
-        version, size = np.frombuffer(f.read(8), dtype="<u4").tolist()
-        if version != FORMAT_VERSION:
-            raise ValueError(f"{path}: suffix automaton format version {version}, this code reads {FORMAT_VERSION}")
-        header = json.loads(f.read(size).decode("utf-8"))
-        offset = f.tell()
-    arrays = {}
-    for name, dtype, key in _ARRAYS:
-        count = _count(header, key)
-        offset += -offset % ALIGN
-        if mmap and count:
-            # A plain ndarray view of the map: numpy's memmap subclass makes every slice slower.
-            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,)).view(np.ndarray)
-        else:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                arrays[name] = np.frombuffer(f.read(count * np.dtype(dtype).itemsize), dtype=dtype)
-        offset += count * np.dtype(dtype).itemsize
-    return StaticSuffixAutomaton(meta=header, **arrays)
+    header, offset = read_header(path, MAGIC, FORMAT_VERSION, "suffix automaton")
+    arrays = read_arrays(path, offset, [(dtype, _count(header, key)) for _, dtype, key in _ARRAYS], mmap)
+    return StaticSuffixAutomaton(meta=header, **{name: a for (name, _, _), a in zip(_ARRAYS, arrays)})
 
 
 # ---------------------------------------------------------------------------------- the bundled corpus
