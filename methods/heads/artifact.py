@@ -117,3 +117,30 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise ArtifactError(f"{path}: expected a state dict, found {type(state).__name__}")
     return state
+
+
+def find_weights(folder: Path, names: tuple[str, ...], what: str) -> Path:
+    """The first of ``names`` present in ``folder`` (formats accept safetensors or a torch pickle)."""
+    for name in names:
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    raise ArtifactError(f"{folder}: no {what} weights ({' or '.join(names)})")
+
+
+def check_draft_vocab(draft_vocab, vocab_size: int, where) -> None:
+    """A trained artifact's draft vocabulary must name ids the target has."""
+    if draft_vocab is not None and (draft_vocab.min() < 0 or draft_vocab.max() >= vocab_size):
+        raise ArtifactError(f"{where}: draft_vocab holds ids outside the target's vocabulary of {vocab_size}")
+
+
+def ready_for_drafting(module, base_model, folder, config: dict):
+    """A loaded drafter module as every method uses it: on the base's device and dtype, frozen, in
+    eval mode, bound to the base's shared tensors, and labelled with the folder it came from."""
+    param = next(base_model.parameters())
+    module.to(device=param.device, dtype=param.dtype)
+    module.eval()
+    module.requires_grad_(False)
+    module.bind(base_model)
+    module.source = str(folder)
+    module.config = config
+    return module

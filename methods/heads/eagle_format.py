@@ -23,18 +23,12 @@ from pathlib import Path
 
 import torch
 
-from methods.heads.artifact import ArtifactError, check_base, load_state, read_config
+from methods.heads.artifact import (ArtifactError, check_base, check_draft_vocab, find_weights, load_state,
+                                    read_config, ready_for_drafting)
 from methods.heads.eagle import EagleDraftModel, EagleShape
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
-
-
-def weights_file(folder: Path) -> Path:
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise ArtifactError(f"{folder}: no EAGLE weights ({' or '.join(WEIGHT_FILES)})")
 
 
 def shape_from_config(config: dict, state: dict[str, torch.Tensor], where: str) -> EagleShape:
@@ -107,7 +101,7 @@ def load_eagle(folder: str | Path, base_model) -> EagleDraftModel:
         shape, state, path = read_speculators_eagle(folder, config, base_model)
         draft_vocab = None
     else:
-        path = weights_file(folder)
+        path = find_weights(folder, WEIGHT_FILES, "EAGLE")
         state = dict(load_state(path))
         draft_vocab = state.pop("draft_vocab", None)
         if config.get("shares_base_lm_head"):
@@ -123,16 +117,10 @@ def load_eagle(folder: str | Path, base_model) -> EagleDraftModel:
     if shape.hidden_size != base_hidden:
         raise ArtifactError(f"{folder}: the draft's hidden size is {shape.hidden_size}, the target's {base_hidden}: "
                             f"this draft was made for another model")
-    if draft_vocab is not None and (draft_vocab.min() < 0 or draft_vocab.max() >= base_vocab):
-        raise ArtifactError(f"{path}: draft_vocab holds ids outside the target's vocabulary of {base_vocab}")
+    check_draft_vocab(draft_vocab, base_vocab, path)
     param = next(base_model.parameters())
     # Built in the base's dtype first, so the file's values are rounded once (not via float32).
     model = EagleDraftModel(shape, draft_vocab=draft_vocab).to(device=param.device, dtype=param.dtype)
     fill(model, state, str(path), f"hidden {shape.hidden_size}, intermediate {shape.intermediate_size}, "
                                   f"{shape.num_attention_heads} heads / {shape.num_key_value_heads} KV heads")
-    model.eval()
-    model.requires_grad_(False)
-    model.bind(base_model)
-    model.source = str(folder)
-    model.config = config
-    return model
+    return ready_for_drafting(model, base_model, folder, config)

@@ -45,7 +45,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from methods.heads.artifact import ArtifactError, check_base, load_state, read_config
+from methods.heads.artifact import (ArtifactError, check_base, check_draft_vocab, find_weights, load_state,
+                                    read_config, ready_for_drafting)
 from methods.heads.medusa import ResBlock
 
 WEIGHT_FILES = ("hydra_lm_head.safetensors", "hydra_lm_head.pt")
@@ -322,13 +323,6 @@ class HydraHeads(nn.Module):
 
 
 # ---------------------------------------------------------------------------------- loading
-def _weights_file(folder: Path) -> Path:
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise ArtifactError(f"{folder}: no Hydra weights ({' or '.join(WEIGHT_FILES)})")
-
-
 @dataclass
 class _Keys:
     blocks: dict[int, dict[int, dict[str, torch.Tensor]]] = field(default_factory=dict)  # head -> index -> name
@@ -369,7 +363,7 @@ def load_hydra(folder: str | Path, base_model) -> HydraHeads:
         if "base_fingerprint" not in config:
             raise ArtifactError(f"{folder}/config.json shares the base's lm_head but records no base_fingerprint")
         check_base(config["base_fingerprint"], base_model, f"Hydra heads {folder}")
-    path = _weights_file(folder)
+    path = find_weights(folder, WEIGHT_FILES, "Hydra")
     state = load_state(path)
     draft_vocab = state.pop("draft_vocab", None)
     keys = _sort_keys(state)
@@ -473,14 +467,6 @@ def load_hydra(folder: str | Path, base_model) -> HydraHeads:
                                 f"hydra_head_arch {arch!r}")
     if shares and keys.projections:
         warnings.warn(f"{path}: the heads share the base's lm_head; their own hydra_lm_head.* tensors are ignored")
-    if draft_vocab is not None and (draft_vocab.min() < 0 or draft_vocab.max() >= vocab):
-        raise ArtifactError(f"{path}: draft_vocab holds ids outside the target's vocabulary of {vocab}")
-    param = next(base_model.parameters())
-    heads.to(device=param.device, dtype=param.dtype)
-    heads.eval()
-    heads.requires_grad_(False)
-    heads.bind(base_model)
+    check_draft_vocab(draft_vocab, vocab, path)
     heads.feature_layer = None if offset == 0 else int(text.num_hidden_layers) - offset
-    heads.source = str(folder)
-    heads.config = config
-    return heads
+    return ready_for_drafting(heads, base_model, folder, config)

@@ -27,7 +27,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from methods.heads.artifact import ArtifactError, check_base, load_state, read_config
+from methods.heads.artifact import (ArtifactError, check_base, check_draft_vocab, find_weights, load_state,
+                                    read_config, ready_for_drafting)
 
 WEIGHT_FILES = ("medusa_lm_head.safetensors", "medusa_lm_head.pt")
 KEY = re.compile(r"^(\d+)\.(\d+)\.(linear\.weight|linear\.bias|weight)$")
@@ -107,13 +108,6 @@ class MedusaHeads(nn.Module):
         return state
 
 
-def _weights_file(folder: Path) -> Path:
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise ArtifactError(f"{folder}: no Medusa weights ({' or '.join(WEIGHT_FILES)})")
-
-
 def load_medusa(folder: str | Path, base_model) -> MedusaHeads:
     """Medusa heads from a published or trained folder, checked against ``base_model``."""
     folder = Path(folder)
@@ -125,7 +119,7 @@ def load_medusa(folder: str | Path, base_model) -> MedusaHeads:
         if "base_fingerprint" not in config:
             raise ArtifactError(f"{folder}/config.json shares the base's lm_head but records no base_fingerprint")
         check_base(config["base_fingerprint"], base_model, f"Medusa heads {folder}")
-    path = _weights_file(folder)
+    path = find_weights(folder, WEIGHT_FILES, "Medusa")
     state = load_state(path)
     draft_vocab = state.pop("draft_vocab", None)
 
@@ -180,13 +174,5 @@ def load_medusa(folder: str | Path, base_model) -> MedusaHeads:
             heads.blocks[k].linear.bias.copy_(bias)
             if not shares:
                 heads.projections[k].copy_(take(f"{k}.{num_layers}.weight", (vocab, hidden)))
-    if draft_vocab is not None and (draft_vocab.min() < 0 or draft_vocab.max() >= vocab):
-        raise ArtifactError(f"{path}: draft_vocab holds ids outside the target's vocabulary of {vocab}")
-    param = next(base_model.parameters())
-    heads.to(device=param.device, dtype=param.dtype)
-    heads.eval()
-    heads.requires_grad_(False)
-    heads.bind(base_model)
-    heads.source = str(folder)
-    heads.config = config
-    return heads
+    check_draft_vocab(draft_vocab, vocab, path)
+    return ready_for_drafting(heads, base_model, folder, config)
