@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
-from methods.core.drafter import DraftSession, Drafter, StepResult, resolve_options
+from methods.core.drafter import DraftSession, Drafter, StepResult
 from methods.core.hidden_states import HiddenStateRequest
 from methods.core.sampling import target_probs
-from methods.core.static_tree import EAGLE_MC_SIM_7B_63, StaticTree, parse_choices
+from methods.core.static_tree import EAGLE_MC_SIM_7B_63, StaticTree
 from methods.core.tree import DraftTree
 from methods.drafters.eagle_state import PairTracker, TreeExpansion
-from methods.drafters.trained import SHIPPED, artifact_folder, check_folder_option, recorded_source
+from methods.drafters.trained import SHIPPED, ChoicesOption, artifact_folder, check_folder_option, recorded_source
 from methods.heads.eagle import EagleDraftModel
 from methods.heads.eagle_format import load_eagle
 
@@ -39,9 +39,7 @@ EMBEDDED_DRAFT = SHIPPED / "eagle"
 # backend; docs/methods.md): the two best depth-1 guesses. The one-node tree was as fast (1.10x
 # both) with a lower MAT; deeper trees cost more per step than their extra tokens saved.
 CPU_CHOICES = [[0], [1]]
-NAMED_CHOICES = {"mc_sim_7b_63": EAGLE_MC_SIM_7B_63, "cpu": CPU_CHOICES}
-GPU_DEFAULTS = {"choices": "mc_sim_7b_63"}
-CPU_DEFAULTS = {"choices": "cpu"}
+CHOICES = ChoicesOption("eagle", "mc_sim_7b_63", EAGLE_MC_SIM_7B_63, CPU_CHOICES, "EAGLE's published 25-node tree")
 
 
 def load_draft_for(args, model, method: str) -> EagleDraftModel:
@@ -96,7 +94,7 @@ class EagleDrafter(EagleFamilyDrafter):
     def __init__(self, draft: EagleDraftModel, choices=EAGLE_MC_SIM_7B_63, choices_name: str = "custom"):
         super().__init__(draft)
         if isinstance(choices, str):  # a named tree ("mc_sim_7b_63", "cpu")
-            choices, choices_name = NAMED_CHOICES[choices], choices
+            choices, choices_name = CHOICES.named[choices], choices
         self.tree = StaticTree(choices)
         self.choices_name = choices_name
 
@@ -190,21 +188,14 @@ class EagleDrafter(EagleFamilyDrafter):
                            help="EAGLE draft for eagle and eagle2: a published EAGLE folder (config.json + "
                                 "pytorch_model.bin/model.safetensors), a `speculators` folder, or one trained "
                                 "by training/train_drafter.py; default: the draft shipped for the embedded model")
-        group.add_argument("--eagle-choices", default=None,
-                           help="candidate tree: 'mc_sim_7b_63' (EAGLE's published 25-node tree, GPU default), "
-                                f"'cpu' ({len(CPU_CHOICES)} nodes, CPU default, sized for the embedded model) or a "
-                                "literal list of rank paths such as '[[0], [0, 0], [1]]'")
+        CHOICES.add_argument(group)
 
     @classmethod
     def check_args(cls, args) -> None:
         check_eagle_path(args, "eagle")
-        value = getattr(args, "eagle_choices", None)
-        if value is not None and value not in NAMED_CHOICES:
-            StaticTree(parse_choices(value))  # a bad tree is refused before the model loads
+        CHOICES.check(args)
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "EagleDrafter":
-        name = resolve_options(args, "eagle", model, CPU_DEFAULTS, GPU_DEFAULTS)["choices"]
-        choices = NAMED_CHOICES[name] if name in NAMED_CHOICES else parse_choices(name)
-        return cls(load_draft_for(args, model, "eagle"), choices=choices,
-                   choices_name=name if name in NAMED_CHOICES else "custom")
+        choices, name = CHOICES.resolve(args, model)
+        return cls(load_draft_for(args, model, "eagle"), choices=choices, choices_name=name)

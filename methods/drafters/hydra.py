@@ -20,11 +20,11 @@ from typing import Any, Optional
 
 import torch
 
-from methods.core.drafter import DraftSession, Drafter, StepResult, resolve_options
+from methods.core.drafter import DraftSession, Drafter, StepResult
 from methods.core.hidden_states import HiddenStateRequest, HiddenStates
-from methods.core.static_tree import MC_SIM_7B_63, StaticTree, parse_choices
+from methods.core.static_tree import MC_SIM_7B_63, StaticTree
 from methods.core.tree import DraftTree
-from methods.drafters.trained import (SHIPPED, TypicalAcceptance, add_typical_arguments, artifact_folder,
+from methods.drafters.trained import (SHIPPED, ChoicesOption, TypicalAcceptance, add_typical_arguments, artifact_folder,
                                       check_folder_option, recorded_source, typical_options)
 from methods.heads.hydra import HydraHeads, PrefixCache, load_hydra
 
@@ -36,15 +36,7 @@ EMBEDDED_HEADS = SHIPPED / "hydra"
 # one-node tree was as fast (1.14x against 1.12x, within noise) with a lower MAT (1.32 against 1.52).
 CPU_CHOICES = [[0], [1], [0, 0]]
 
-NAMED_CHOICES = {"mc_sim_7b_63": MC_SIM_7B_63, "cpu": CPU_CHOICES}
-GPU_DEFAULTS = {"choices": "mc_sim_7b_63"}
-CPU_DEFAULTS = {"choices": "cpu"}
-
-
-def choices_from_option(value: str) -> list[list[int]]:
-    if value in NAMED_CHOICES:
-        return NAMED_CHOICES[value]
-    return parse_choices(value)
+CHOICES = ChoicesOption("hydra", "mc_sim_7b_63", MC_SIM_7B_63, CPU_CHOICES, "the published 63-node Medusa/Hydra tree")
 
 
 @dataclass
@@ -166,22 +158,14 @@ class HydraDrafter(TypicalAcceptance, Drafter):
                            help="Hydra heads: a folder trained by training/train_drafter.py or a published one "
                                 "(config.json + hydra_lm_head.pt/.safetensors, mlp or prefix-mlp heads); "
                                 "default: the heads shipped for the embedded model")
-        group.add_argument("--hydra-choices", default=None,
-                           help="candidate tree: 'mc_sim_7b_63' (the published 63-node Medusa/Hydra tree, GPU "
-                                f"default), 'cpu' ({len(CPU_CHOICES)} nodes, CPU default) or a literal list of "
-                                "rank paths such as '[[0], [0, 0], [1]]'")
+        CHOICES.add_argument(group)
         add_typical_arguments(group, "hydra")
 
     @classmethod
     def check_args(cls, args) -> None:
         check_folder_option(args, "--hydra-path", "a trained or published Hydra folder with config.json and "
                                                   "the head weights")
-        choices = getattr(args, "hydra_choices", None)
-        if choices is not None and choices not in NAMED_CHOICES:
-            try:
-                StaticTree(parse_choices(choices))
-            except ValueError as exc:
-                raise ValueError(f"--hydra-choices: {exc}") from None
+        CHOICES.check(args)
         if getattr(args, "hydra_path", None) is None:
             cls.default_path(args)  # a missing shipped folder is refused before the model loads
 
@@ -192,6 +176,5 @@ class HydraDrafter(TypicalAcceptance, Drafter):
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "HydraDrafter":
         path = cls.default_path(args)
-        name = resolve_options(args, "hydra", model, CPU_DEFAULTS, GPU_DEFAULTS)["choices"]
-        return cls(load_hydra(path, model), choices=choices_from_option(name),
-                   choices_name=name if name in NAMED_CHOICES else "custom", **typical_options(args, "hydra"))
+        choices, name = CHOICES.resolve(args, model)
+        return cls(load_hydra(path, model), choices=choices, choices_name=name, **typical_options(args, "hydra"))

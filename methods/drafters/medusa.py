@@ -18,11 +18,11 @@ from typing import Any, Optional
 
 import torch
 
-from methods.core.drafter import DraftSession, Drafter, StepResult, resolve_options
+from methods.core.drafter import DraftSession, Drafter, StepResult
 from methods.core.hidden_states import HiddenStateRequest
-from methods.core.static_tree import MC_SIM_7B_63, StaticTree, parse_choices
+from methods.core.static_tree import MC_SIM_7B_63, StaticTree
 from methods.core.tree import DraftTree
-from methods.drafters.trained import (SHIPPED, TypicalAcceptance, add_typical_arguments, artifact_folder,
+from methods.drafters.trained import (SHIPPED, ChoicesOption, TypicalAcceptance, add_typical_arguments, artifact_folder,
                                       check_folder_option, recorded_source, typical_options)
 from methods.heads.medusa import MedusaHeads, load_medusa
 
@@ -33,15 +33,7 @@ EMBEDDED_HEADS = SHIPPED / "medusa"
 # divided by the measured cost of a verify forward (training/size_medusa_tree.py; docs/methods.md).
 CPU_CHOICES = [[0]]
 
-NAMED_CHOICES = {"mc_sim_7b_63": MC_SIM_7B_63, "cpu": CPU_CHOICES}
-GPU_DEFAULTS = {"choices": "mc_sim_7b_63"}
-CPU_DEFAULTS = {"choices": "cpu"}
-
-
-def choices_from_option(value: str) -> list[list[int]]:
-    if value in NAMED_CHOICES:
-        return NAMED_CHOICES[value]
-    return parse_choices(value)
+CHOICES = ChoicesOption("medusa", "mc_sim_7b_63", MC_SIM_7B_63, CPU_CHOICES, "the published 63-node tree")
 
 
 class MedusaDrafter(TypicalAcceptance, Drafter):
@@ -93,22 +85,19 @@ class MedusaDrafter(TypicalAcceptance, Drafter):
                            help="Medusa heads: a folder trained by training/train_drafter.py or a published "
                                 "FasterDecoding one (config.json + medusa_lm_head.pt/.safetensors); default: "
                                 "the heads shipped for the embedded model")
-        group.add_argument("--medusa-choices", default=None,
-                           help="candidate tree: 'mc_sim_7b_63' (the published 63-node tree, GPU default), "
-                                f"'cpu' ({len(CPU_CHOICES)} nodes, CPU default, sized for the embedded model) or a literal "
-                                "list of rank paths such as '[[0], [0, 0], [1]]'")
+        CHOICES.add_argument(group)
         add_typical_arguments(group, "medusa")
 
     @classmethod
     def check_args(cls, args) -> None:
         check_folder_option(args, "--medusa-path", "a trained or published Medusa folder with config.json and "
                                                    "the head weights")
+        CHOICES.check(args)
         if getattr(args, "medusa_path", None) is None:  # the shipped heads: embedded model only
             artifact_folder(args, "medusa", "medusa", "--medusa-path", shipped=EMBEDDED_HEADS)
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "MedusaDrafter":
         path = artifact_folder(args, "medusa", "medusa", "--medusa-path", shipped=EMBEDDED_HEADS)
-        name = resolve_options(args, "medusa", model, CPU_DEFAULTS, GPU_DEFAULTS)["choices"]
-        return cls(load_medusa(path, model), choices=choices_from_option(name),
-                   choices_name=name if name in NAMED_CHOICES else "custom", **typical_options(args, "medusa"))
+        choices, name = CHOICES.resolve(args, model)
+        return cls(load_medusa(path, model), choices=choices, choices_name=name, **typical_options(args, "medusa"))

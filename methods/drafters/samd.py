@@ -83,7 +83,6 @@ class SamdDrafter(Drafter):
         self.sampling_acceptance = getattr(fallback, "sampling_acceptance", None)
         self.lossy = bool(getattr(fallback, "lossy", False))
         self.counts = dict.fromkeys(SOURCES, 0)  # this turn
-        self.total_counts = dict.fromkeys(SOURCES, 0)  # since the drafter was made
         self.last_source = "none"
 
     # ------------------------------------------------------------------ per turn
@@ -115,7 +114,6 @@ class SamdDrafter(Drafter):
         tree, source = self._draft(context, max_depth)
         self.last_source = source
         self.counts[source] += 1
-        self.total_counts[source] += 1
         return tree
 
     def _catch_up(self, context: list[int]) -> None:

@@ -14,6 +14,8 @@ import functools
 from pathlib import Path
 
 from methods.core.acceptance import accept_typical
+from methods.core.drafter import resolve_options
+from methods.core.static_tree import StaticTree, parse_choices
 from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID
 from methods.heads.artifact import ArtifactError
 
@@ -85,3 +87,37 @@ class TypicalAcceptance:
         return {"typical": self.typical,
                 **({"posterior_threshold": self.posterior_threshold, "posterior_alpha": self.posterior_alpha}
                    if self.typical else {})}
+
+
+# ---------------------------------------------------------------------- static trees (choices lists)
+class ChoicesOption:
+    """A static-tree drafter's ``--PREFIX-choices``: the published tree (the GPU default), ``cpu``
+    (the CPU default, sized for the embedded model) or a literal list of rank paths."""
+
+    def __init__(self, prefix: str, published_name: str, published: list, cpu: list, published_text: str):
+        self.prefix, self.published_text = prefix, published_text
+        self.named = {published_name: published, "cpu": cpu}
+        self.gpu_defaults, self.cpu_defaults = {"choices": published_name}, {"choices": "cpu"}
+
+    def add_argument(self, group) -> None:
+        published = next(iter(self.named))
+        group.add_argument(f"--{self.prefix}-choices", default=None,
+                           help=f"candidate tree: '{published}' ({self.published_text}, GPU default), 'cpu' "
+                                f"({len(self.named['cpu'])} nodes, CPU default, sized for the embedded model) or a "
+                                f"literal list of rank paths such as '[[0], [0, 0], [1]]'")
+
+    def check(self, args) -> None:
+        """Refuse a malformed literal tree before the model loads."""
+        value = getattr(args, f"{self.prefix}_choices", None)
+        if value is not None and value not in self.named:
+            try:
+                StaticTree(parse_choices(value))
+            except ValueError as exc:
+                raise ValueError(f"--{self.prefix}-choices: {exc}") from None
+
+    def resolve(self, args, model) -> tuple[list, str]:
+        """The tree and the name recorded with the answers ("custom" for a literal)."""
+        name = resolve_options(args, self.prefix, model, self.cpu_defaults, self.gpu_defaults)["choices"]
+        if name in self.named:
+            return self.named[name], name
+        return parse_choices(name), "custom"
