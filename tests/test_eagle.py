@@ -23,7 +23,8 @@ from methods.heads.artifact import ArtifactError
 from methods.heads.eagle import EagleDraftModel, EagleShape
 from methods.heads.eagle_format import load_eagle
 from tests.engine_helpers import baseline, random_prompts, run_turns
-from tests.test_acceptance import chi2_critical, chi2_statistic, exact_first_two
+from tests.test_acceptance import (assert_first_two_follow_the_model, chi2_critical, chi2_statistic,
+                                   sampling_check_model)
 from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97
@@ -252,21 +253,11 @@ def test_sampled_children_carry_their_without_replacement_probabilities():
 @pytest.mark.parametrize("method", ["eagle", "eagle2"])
 def test_engine_sampling_with_eagle_matches_the_model_distribution(method):
     """End to end: the first two sampled tokens follow the target's exact joint distribution."""
-    vocab = 7
-    model = make_tiny_llama(vocab_size=vocab, seed=3, layers=1)
-    with torch.no_grad():
-        model.lm_head.weight.mul_(0.15)  # flatter logits: every outcome gets samples
-    engine = SpeculativeEngine(model)
-    config = DecodingConfig(max_new_tokens=2, temperature=1.0)
-    prompt = [3, 4, 5]
-    exact = exact_first_two(model, prompt, config)
+    model = sampling_check_model()
     draft = random_draft(model, seed=7, scale=0.3)
     drafter = (EagleDrafter(draft, choices=[[0], [1], [2], [0, 0], [0, 1]]) if method == "eagle"
                else Eagle2Drafter(draft, total_token=6, depth=2, top_k=2))
-    draws = 2000
-    counts = Counter(tuple(engine.generate(prompt, drafter, config, seed=i)[0]) for i in range(draws))
-    stat, df = chi2_statistic(counts, exact, draws)
-    assert stat < chi2_critical(df), (stat, df)
+    assert_first_two_follow_the_model(model, drafter)
 
 
 def test_eagle_sampling_trees_carry_draft_probabilities(engine, model):
