@@ -83,3 +83,20 @@ def run_turns(engine, drafter, prompt, config, turns=2, lengths=None):
             lengths.extend(stats.accept_lengths)
         history += out
     return outputs
+
+
+def assert_sampling_uses_the_lossless_rule(engine: SpeculativeEngine, drafter: Drafter, monkeypatch,
+                                           prompts: list[list[int]]) -> None:
+    """At T > 0 the drafter declares itself lossless and every step goes through the engine's
+    shared rejection sampling; each turn commits exactly the tokens asked for."""
+    import methods.core.engine as engine_module
+
+    calls = []
+    real = engine_module.accept_sampling
+    monkeypatch.setattr(engine_module, "accept_sampling", lambda *a: calls.append(1) or real(*a))
+    assert drafter.lossy is False and drafter.sampling_acceptance is None
+    config = DecodingConfig(max_new_tokens=16, temperature=0.8, top_k=30)
+    for prompt in prompts:
+        out, stats = engine.generate(prompt, drafter, config, seed=3)
+        assert len(out) == stats.new_tokens == sum(stats.accept_lengths) == 16
+    assert len(calls) > 0

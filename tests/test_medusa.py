@@ -18,7 +18,7 @@ from methods.core.tree import DraftTree
 from methods.drafters.medusa import CPU_CHOICES, MedusaDrafter
 from methods.heads.artifact import ArtifactError, BaseMismatchError, base_fingerprint, check_base
 from methods.heads.medusa import MedusaHeads, load_medusa
-from tests.engine_helpers import baseline, random_prompts, run_turns
+from tests.engine_helpers import assert_sampling_uses_the_lossless_rule, baseline, random_prompts, run_turns
 from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97
@@ -169,16 +169,8 @@ def test_heads_read_the_feature_of_the_last_accepted_position(engine, model):
 
 
 def test_sampling_goes_through_the_shared_lossless_acceptance(engine, model, monkeypatch):
-    calls = []
-    real = engine_module.accept_sampling
-    monkeypatch.setattr(engine_module, "accept_sampling", lambda *a: calls.append(1) or real(*a))
-    drafter = MedusaDrafter(random_heads(model), choices=CPU_CHOICES)
-    assert drafter.lossy is False and drafter.sampling_acceptance is None
-    config = DecodingConfig(max_new_tokens=16, temperature=0.8, top_k=30)
-    for prompt in random_prompts(2, VOCAB, seed=8):
-        out, stats = engine.generate(prompt, drafter, config, seed=3)
-        assert len(out) == stats.new_tokens == sum(stats.accept_lengths) == 16
-    assert len(calls) > 0
+    assert_sampling_uses_the_lossless_rule(engine, MedusaDrafter(random_heads(model), choices=CPU_CHOICES), monkeypatch,
+                                           random_prompts(2, VOCAB, seed=8))
 
 
 def test_typical_acceptance_marks_the_run_lossy_and_replaces_the_rule(engine, model, monkeypatch):
