@@ -167,3 +167,70 @@ def test_a_request_for_a_missing_layer_is_refused():
     with pytest.raises(ValueError, match=r"layer\(s\) \[5\]"):
         with target.capturing(HiddenStateRequest(layer_inputs=(5,))):
             pass
+
+
+# ---------------------------------------------------------------------------------- embedding overrides
+def masked_tree(vectors: torch.Tensor, tokens=(0, 0, 0)) -> DraftTree:
+    """Candidates 11 -> 12 under the root; auxiliary nodes entering as ``vectors``: a chain of two
+    under the root and one under the first candidate (SPACE's mask groups are laid out so)."""
+    return DraftTree(torch.tensor([11, 12, *tokens]), torch.tensor([-1, 0, -1, 2, 0]),
+                     is_candidate=torch.tensor([True, True, False, False, False]),
+                     embedding_nodes=torch.tensor([2, 3, 4]), embeddings=vectors)
+
+
+def verify_once(target, prompt, tree, request=HiddenStateRequest(final=True, layer_inputs=(0,))):
+    """Prefill, verify ``tree``, keep its candidate path, then verify one more token on that cache."""
+    with torch.inference_mode(), target.capturing(request):
+        cache = target.new_cache()
+        target.prefill(cache, prompt[:-1])
+        past = len(prompt) - 1
+        logits, states = target.verify(cache, past, prompt[-1], tree)
+        target.compact(cache, past, len(tree) + 1, [0, 1])
+        after, _ = target.verify(cache, past + 3, 3, DraftTree.empty())
+    return logits, states.final, states.layer_inputs, after
+
+
+@pytest.mark.parametrize("make_model", [lambda: make_tiny_llama(vocab_size=VOCAB, layers=3),
+                                        lambda: make_tiny_qwen2()], ids=["llama", "qwen2"])
+def test_embedding_overrides_give_equal_logits_on_both_backends(make_model):
+    model = make_model()
+    vectors = torch.randn(3, 32, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    prompt = [4, 9, 17, 33, 2, 60, 8]
+    hf = verify_once(HfTarget(model), prompt, masked_tree(vectors))
+    assert_same(verify_once(LeanTarget(model), prompt, masked_tree(vectors)), hf, 1e-10)
+    # The vectors are what layer 0 reads at the overridden rows (row = node + 1).
+    torch.testing.assert_close(hf[2][0][3:], vectors, rtol=0, atol=0)
+    # The overrides are really used: other vectors change those rows, and only those rows.
+    other = verify_once(HfTarget(model), prompt, masked_tree(vectors * 2))
+    assert (other[0][3:] - hf[0][3:]).abs().min() > 1e-6
+    torch.testing.assert_close(other[0][:3], hf[0][:3], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("target_class", [HfTarget, LeanTarget], ids=["hf", "lean"])
+def test_an_override_equal_to_a_token_embedding_is_that_token(target_class):
+    """The override replaces what the input embedding layer would output, nothing else."""
+    model = make_tiny_llama(vocab_size=VOCAB, layers=2)
+    tokens = (50, 51, 52)
+    vectors = model.get_input_embeddings().weight.detach()[list(tokens)].clone()
+    prompt = [4, 9, 17, 33, 2]
+    plain = DraftTree(torch.tensor([11, 12, *tokens]), torch.tensor([-1, 0, -1, 2, 0]),
+                      is_candidate=torch.tensor([True, True, False, False, False]))
+    target = target_class(model)
+    assert_same(verify_once(target, prompt, masked_tree(vectors)), verify_once(target, prompt, plain), 1e-12)
+
+
+def test_overrides_are_checked_and_survive_pruning():
+    vectors = torch.arange(6, dtype=torch.float64).reshape(3, 2)
+    with pytest.raises(ValueError, match="only auxiliary nodes"):
+        DraftTree(torch.tensor([1, 2]), torch.tensor([-1, 0]), embedding_nodes=torch.tensor([1]),
+                  embeddings=vectors[:1])
+    with pytest.raises(ValueError, match="go together"):
+        DraftTree(torch.tensor([1]), torch.tensor([-1]), is_candidate=torch.tensor([False]),
+                  embedding_nodes=torch.tensor([0]))
+    with pytest.raises(ValueError, match="shape"):
+        masked_tree(vectors[:2])
+    tree = masked_tree(vectors)
+    assert not tree.is_chain()
+    pruned = tree.prune(torch.tensor([True, False, True, False, True]))  # nodes 0, 2, 4 stay
+    assert pruned.embedding_nodes.tolist() == [1, 2]
+    assert torch.equal(pruned.embeddings, vectors[[0, 2]])

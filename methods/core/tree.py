@@ -12,6 +12,12 @@ same forward for their logits but can never be accepted and are never kept in th
 By default a node sees the KV prefix, the root, its ancestors and itself, at position
 ``prefix_len + depth``. ``positions`` and ``visibility`` override that for auxiliary tokens whose
 attention pattern is not a tree.
+
+An auxiliary node may also enter the forward as a given input vector instead of its token's
+embedding (``embedding_nodes`` / ``embeddings``: SPACE's learned mask embeddings on a frozen
+target). The vector replaces what the target's input embedding layer would output for the node;
+its token id is then a placeholder. Candidates never take one: their keys and values are kept in
+the cache when accepted, so they must be the token's own.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ class DraftTree:
     # Optional overrides for auxiliary patterns, relative to the root (root depth 0):
     positions: Optional[torch.Tensor] = None  # int64 [n], depth-like offsets
     visibility: Optional[torch.Tensor] = None  # bool [n, n]: node i sees node j (root is always seen)
+    # Input-embedding overrides for auxiliary nodes: row r is the input vector of node embedding_nodes[r].
+    embedding_nodes: Optional[torch.Tensor] = None  # int64 [m]
+    embeddings: Optional[torch.Tensor] = None  # float [m, hidden]
     _depth: Optional[torch.Tensor] = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,6 +58,24 @@ class DraftTree:
             self.is_candidate = torch.as_tensor(self.is_candidate, dtype=torch.bool).reshape(-1)
             if self.is_candidate.numel() != n:
                 raise ValueError("DraftTree: is_candidate has the wrong length")
+        if (self.embedding_nodes is None) != (self.embeddings is None):
+            raise ValueError("DraftTree: embedding_nodes and embeddings go together")
+        if self.embedding_nodes is not None:
+            self._check_embedding_overrides(n)
+
+    def _check_embedding_overrides(self, n: int) -> None:
+        self.embedding_nodes = torch.as_tensor(self.embedding_nodes, dtype=torch.long).reshape(-1)
+        nodes, vectors = self.embedding_nodes, self.embeddings
+        if vectors.dim() != 2 or vectors.shape[0] != nodes.numel():
+            raise ValueError(f"DraftTree: {nodes.numel()} embedding_nodes need embeddings of shape "
+                             f"[{nodes.numel()}, hidden], got {list(vectors.shape)}")
+        if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= n):
+            raise ValueError("DraftTree: an embedding override names a node outside the tree")
+        if nodes.unique().numel() != nodes.numel():
+            raise ValueError("DraftTree: a node has two embedding overrides")
+        if nodes.numel() and bool(self.candidates[nodes].any()):
+            raise ValueError("DraftTree: only auxiliary nodes may take an input-embedding override "
+                             "(a candidate's keys and values are kept in the cache)")
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -109,6 +136,7 @@ class DraftTree:
         return (
             self.visibility is None
             and self.positions is None
+            and self.embedding_nodes is None
             and bool((self.parents == torch.arange(n) - 1).all())
             and bool(self.candidates.all())
         )
@@ -154,6 +182,11 @@ class DraftTree:
         parents = self.parents[kept]
         if bool(((parents >= 0) & ~keep[parents.clamp(min=0)]).any()):
             raise ValueError("DraftTree.prune: a kept node lost its parent")
+        embedding_nodes = embeddings = None
+        if self.embedding_nodes is not None:
+            still = keep[self.embedding_nodes]
+            embedding_nodes = old_to_new[self.embedding_nodes[still] + 1]
+            embeddings = self.embeddings[still.to(self.embeddings.device)]
         return DraftTree(
             tokens=self.tokens[kept],
             parents=old_to_new[parents + 1],
@@ -161,4 +194,6 @@ class DraftTree:
             draft_probs=None if self.draft_probs is None else self.draft_probs[kept],
             positions=None if self.positions is None else self.positions[kept],
             visibility=None if self.visibility is None else self.visibility[kept][:, kept],
+            embedding_nodes=embedding_nodes,
+            embeddings=embeddings,
         )

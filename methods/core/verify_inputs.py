@@ -21,6 +21,16 @@ def block_tokens(root: int, tree: DraftTree, device: torch.device) -> torch.Tens
     return tokens.unsqueeze(0).to(device)
 
 
+def block_embeddings(embed, ids: torch.Tensor, tree: DraftTree) -> torch.Tensor:
+    """The block's input vectors: ``embed(ids)`` (the target's input embedding layer over the block's
+    token ids, any leading shape), with the tree's input-embedding overrides in place of their
+    nodes' rows (row ``node + 1``: row 0 is the root)."""
+    x = embed(ids)
+    rows = tree.embedding_nodes.to(x.device) + 1
+    x[..., rows, :] = tree.embeddings.to(device=x.device, dtype=x.dtype)
+    return x
+
+
 def block_positions(past_len: int, tree: DraftTree, device: torch.device) -> torch.Tensor:
     offsets = torch.zeros(len(tree) + 1, dtype=torch.long)
     offsets[1:] = tree.position_offsets

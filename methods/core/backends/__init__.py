@@ -1,9 +1,10 @@
 """How the engine runs the target model's forwards: ``hf`` or ``lean``.
 
 Both honour one contract (``Target`` below): a fresh cache per turn, a prefill that computes no
-logits, a verification forward over [root] + tree with explicit positions and the tree mask, a
-cache compaction that keeps the prefix and the accepted path, and the hidden states a drafter
-asked for, one row per token. The engine and the drafters never see which one runs.
+logits, a verification forward over [root] + tree with explicit positions, the tree mask and the
+tree's input-embedding overrides (given vectors for some auxiliary nodes), a cache compaction that
+keeps the prefix and the accepted path, and the hidden states a drafter asked for, one row per
+token. The engine and the drafters never see which one runs.
 
 - ``hf`` calls the Hugging Face model itself (any causal LM; the GPU default and the path that
   matches Spec-Bench's numbers).

@@ -11,7 +11,8 @@ from transformers import DynamicCache
 from methods.core.hidden_states import HiddenStateCapture, HiddenStateRequest, HiddenStates
 from methods.core.kv_cache import compact_cache
 from methods.core.tree import DraftTree
-from methods.core.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
+from methods.core.verify_inputs import (block_attention_mask, block_embeddings, block_positions, block_tokens,
+                                         needs_custom_mask)
 
 
 class HfTarget:
@@ -62,8 +63,12 @@ class HfTarget:
         kwargs = self._kwargs()
         if needs_custom_mask(tree):
             kwargs["attention_mask"] = block_attention_mask(past_len, tree, self.dtype, self.device)
+        ids = block_tokens(root, tree, self.device)
+        if tree.embedding_nodes is None:
+            kwargs["input_ids"] = ids
+        else:  # some auxiliary nodes enter as given vectors (SPACE's learned masks)
+            kwargs["inputs_embeds"] = block_embeddings(self.model.get_input_embeddings(), ids, tree)
         out = self.model(
-            input_ids=block_tokens(root, tree, self.device),
             position_ids=block_positions(past_len, tree, self.device),
             cache=cache,
             use_cache=True,

@@ -34,7 +34,8 @@ from methods.core.backends import skinny_kernel
 from methods.core.hidden_states import HiddenStateRequest, HiddenStates, NOTHING
 from methods.core.kv_cache import keep_accepted_rows
 from methods.core.tree import DraftTree
-from methods.core.verify_inputs import block_attention_mask, block_positions, block_tokens, needs_custom_mask
+from methods.core.verify_inputs import (block_attention_mask, block_embeddings, block_positions, block_tokens,
+                                         needs_custom_mask)
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 # Above this many rows torch's BLAS is as fast as the native kernel (long prompts, big trees).
@@ -232,7 +233,8 @@ class LeanTarget:
             mask = block_attention_mask(past_len, tree, self.dtype, self.device)[0, 0]
         elif n > 1:  # a chain: causal, offset by the cached prefix
             mask = torch.ones(n, past_len + n, dtype=torch.bool, device=self.device).tril_(past_len)
-        return self._forward(cache, ids, positions, past_len, mask, causal=False, logits=True)
+        x = None if tree.embedding_nodes is None else block_embeddings(self.embed, ids, tree)
+        return self._forward(cache, ids, positions, past_len, mask, causal=False, logits=True, embeddings=x)
 
     def compact(self, cache: LeanCache, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
         cache.compact(past_len, block_len, accepted_nodes)
@@ -247,12 +249,14 @@ class LeanTarget:
             return out if bias is None else out.add_(bias)
         return F.linear(x, weight, bias)
 
-    def _forward(self, cache: LeanCache, ids, positions, past_len: int, mask, causal: bool, logits: bool):
+    def _forward(self, cache: LeanCache, ids, positions, past_len: int, mask, causal: bool, logits: bool,
+                 embeddings: Optional[torch.Tensor] = None):
+        """``embeddings``: the block's input vectors when some differ from their tokens' embeddings."""
         n = ids.shape[0]
         end = past_len + n
         cache.reserve(end)
         request = self._request
-        x = self.embed(ids)
+        x = self.embed(ids) if embeddings is None else embeddings
         cos, sin = self.rotary(x[None], positions[None])
         cos, sin = cos[0, :, None, :], sin[0, :, None, :]  # [n, 1, head_dim]: broadcast over heads
         inputs: dict[int, torch.Tensor] = {}
