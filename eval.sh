@@ -34,6 +34,9 @@
 #   INTERLEAVE      1: one process answers each question with the baseline and every method in
 #                   turn, so all are timed under the same conditions; 0: one process per method,
 #                   one after another, as Spec-Bench does [1]
+#   WORKERS         shard the questions over this many Ray workers, one device each (one GPU each
+#                   where the cluster has GPUs); see docs/scaling.md [unset: one process, no Ray]
+#   RAY_ADDRESS     Ray cluster to join (auto, or HEAD_IP:6379) [unset: a local cluster when WORKERS is set]
 #   EXTRA_ARGS      more options passed to every evaluation.inference call
 #
 # A GPU set-up like Spec-Bench's (Vicuna-7B v1.3, fp16, the 68M draft model):
@@ -106,6 +109,8 @@ range_args=()
 [ -n "${QUESTION_BEGIN:-}" ] && range_args+=(--question-begin "$QUESTION_BEGIN")
 [ -n "${QUESTION_END:-}" ] && range_args+=(--question-end "$QUESTION_END")
 [ -n "${PER_SUBTASK:-}" ] && range_args+=(--per-subtask "$PER_SUBTASK")
+[ -n "${WORKERS:-}" ] && range_args+=(--workers "$WORKERS")
+[ -n "${RAY_ADDRESS:-}" ] && range_args+=(--ray-address "$RAY_ADDRESS")
 
 generate() {  # generate METHOD[,METHOD...] [method options...]
   local methods=$1; shift

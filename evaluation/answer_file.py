@@ -28,6 +28,13 @@ RUN_FIELDS = (
     "environment.transformers", "environment.cuda", "environment.backend", "environment.native_kernel",
     "model_id",  # last: the default name follows the method, dtype and temperature above
 )
+# Facts of the device a line was answered on. A run sharded over Ray workers may span devices of
+# several kinds, so there they belong to each line (with its "placement"), not to the run:
+# speed.py pairs every answer with the baseline's from the same device and never pools timings
+# of different device types.
+PER_DEVICE_FIELDS = ("environment.device", "environment.device_name", "environment.num_threads",
+                     "environment.cuda")
+SHARDED_RUN_FIELDS = tuple(name for name in RUN_FIELDS if name not in PER_DEVICE_FIELDS)
 _MISSING = object()
 
 

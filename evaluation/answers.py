@@ -72,6 +72,8 @@ RUN_FIELDS: dict[str, tuple[type, ...]] = {
     "lossy": (bool,),
     "environment": (dict,),
     "conv_template": (str,),  # the prompt format ("chat", "vicuna", ...), where recorded
+    # Where this line was answered: node, device (and Ray worker); speed.py pairs by it.
+    "placement": (dict,),
     "error": (str,),
 }
 # Run fields that must not change from line to line: a file mixing them mixes runs.
@@ -417,6 +419,27 @@ def guess_from_model_id(model_id: str) -> ModelIdGuess:
     if match:
         guess.temperature = float(match.group(1))
     return guess
+
+
+def run_model(answer_file: "AnswerFile") -> Optional[str]:
+    """The model a file's run belongs to: its model id without the method part.
+
+    Our files record the method, and the id is cut at its last "-<method>", so a model named after
+    a method keeps its name ("vicuna-v1.3-7b-space-space-float16" is the SPACE checkpoint
+    "vicuna-v1.3-7b-space"). Spec-Bench's files are read by their naming; its SPACE answers come
+    from a fine-tuned checkpoint, a model of its own that Spec-Bench names after the model it was
+    tuned from, so they are named "<that model>-space": never paired with the original model's
+    baseline nor listed under it.
+    """
+    model_id = answer_file.model_id
+    method = answer_file.run_field("method")
+    if method and f"-{method}" in model_id:
+        head, found, _ = (model_id + "-").rpartition(f"-{method}-")
+        return (head if found else model_id.split(f"-{method}", 1)[0]) or None
+    guess = guess_from_model_id(model_id)
+    if not method and guess.method == "space" and guess.model:
+        return f"{guess.model}-space"
+    return guess.model
 
 
 def model_name_of_path(model_path: Any) -> Optional[str]:

@@ -22,6 +22,7 @@ from evaluation.answers import (
     bench_from_path,
     guess_from_model_id,
     model_name_of_path,
+    run_model,
 )
 
 BASELINE_METHOD = "vanilla"
@@ -42,10 +43,7 @@ def method_of(f: AnswerFile) -> Optional[str]:
 def _model(f: AnswerFile) -> Optional[str]:
     """The model id without its method part ("vicuna-7b-v1.3-pld-float16" -> "vicuna-7b-v1.3"):
     the model id names the method, so it differs between the two sides by design."""
-    method = f.run_field("method")
-    if method and f"-{method}" in f.model_id:
-        return f.model_id.split(f"-{method}", 1)[0] or None
-    return guess_from_model_id(f.model_id).model
+    return run_model(f)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ throttled machine, methods run one after another see different loads and their s
 from __future__ import annotations
 
 import argparse
+import platform
 import random
 import sys
 import time
@@ -33,8 +34,8 @@ import shortuuid
 import torch
 from tqdm import tqdm
 
-from evaluation.answer_file import (answered_ids, append_answer, check_same_run, check_writable,
-                                    finalise_answer_file)
+from evaluation.answer_file import (RUN_FIELDS, answered_ids, append_answer, check_same_run,
+                                    check_writable, finalise_answer_file)
 from evaluation.conversation import new_conversation, resolve_template
 from evaluation.environment import describe_device, describe_environment
 from evaluation.questions import (QuestionFileError, first_per_subtask, load_questions,
@@ -114,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
                           "never compares runs of different backends")
     run.add_argument("--warmup", type=int, default=2, help="warm-up generations before timing")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    scale = parser.add_argument_group("scale-out over a Ray cluster (docs/scaling.md)")
+    scale.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                       help="shard the questions over N Ray workers, each holding one device (a GPU "
+                            "where the cluster has them, else CPU slots) and answering with the "
+                            "baseline and every method on it; this process writes the answer files "
+                            "(default: no Ray, one process)")
+    scale.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="Ray cluster to join (e.g. auto, or HEAD_IP:6379); implies --workers 1 "
+                            "when --workers is not given (default: start a local cluster)")
+    scale.add_argument("--threads-per-worker", type=positive_int, default=None, metavar="T",
+                       help="CPU threads (and Ray CPU slots) of each CPU worker (default: the "
+                            "cluster's CPUs divided by --workers); GPU workers take one CPU")
     for name in available_methods():
         cls = drafter_class(name)
         group = parser.add_argument_group(f"method {name}")
@@ -254,7 +267,81 @@ def run_settings(args, method: str, model_id: str, environment: dict) -> dict:
             "max_new_tokens": args.max_new_tokens, "seed": args.seed, "environment": environment}
 
 
-def run(args) -> int:
+@dataclass
+class Answerer:
+    """The target loaded once on one device with every method's drafter: what answers the
+    questions, in the single process and in each Ray worker alike (evaluation/sharded.py)."""
+
+    engine: SpeculativeEngine
+    model: object
+    tokenizer: object
+    lanes: list
+    config: DecodingConfig
+    args: argparse.Namespace
+    placement: dict  # where the answers are computed: node, device (and worker when sharded)
+    loaded: object
+
+
+def load_answerer(args, planned, placement: dict | None = None) -> Answerer:
+    """Load the model on args.device and build one lane per (method, model_id, answer file)."""
+    loaded = load_model(args.model_path, dtype=args.dtype, device=args.device)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    engine = SpeculativeEngine(model, tokenizer, backend=resolve_backend(args.backend, model))
+    environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
+    environment["backend"] = engine.backend
+    environment["native_kernel"] = bool(getattr(engine.target, "native_kernel", False))
+    environment["tree_attention"] = engine.supports_tree_attention()
+    conv_template = resolve_template(tokenizer, args.conv_template)
+    lanes = []
+    for method, model_id, answer_file in planned:
+        drafter = drafter_class(method).from_args(args, model, tokenizer)
+        common = run_settings(args, method, model_id, environment) | {
+            "method_params": drafter.params(), "conv_template": conv_template,
+            "lossy": bool(getattr(drafter, "lossy", False)),
+        }
+        lanes.append(Lane(method, drafter, answer_file, common, set()))
+    config = DecodingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                            top_k=args.top_k, top_p=args.top_p)
+    placement = placement or {"node": platform.node(), "device": str(loaded.device)}
+    return Answerer(engine, model, tokenizer, lanes, config, args, placement, loaded)
+
+
+def warm_up_lanes(answerer: Answerer) -> None:
+    for lane in answerer.lanes:
+        warm_up(answerer.engine, lane.drafter, answerer.tokenizer, answerer.model, answerer.config,
+                answerer.args, answerer.args.warmup)
+
+
+def answer_lanes(answerer: Answerer, question, index: int, methods: set):
+    """Answer one question with each lane whose method is in ``methods``; yields (lane, record),
+    each record a complete answer line, as soon as it is made."""
+    lanes = answerer.lanes
+    # Rotate the order so that no method always runs first (right after a cold cache or a
+    # pause) on an interleaved run.
+    shift = index % len(lanes)
+    for lane in lanes[shift:] + lanes[:shift]:
+        if lane.method not in methods:
+            continue
+        record = answer_question(answerer.engine, lane.drafter, answerer.tokenizer, answerer.model,
+                                 question, answerer.config, answerer.args)
+        record.update(lane.common)
+        record["placement"] = answerer.placement
+        record["tstamp"] = time.time()
+        yield lane, record
+
+
+def speeds_text(method: str, record: dict) -> str | None:
+    """"pld 12.3" (tokens/s of one answer) for the progress bar; None without a timing."""
+    choice = record["choices"][0]
+    if not choice["wall_time"]:
+        return None
+    return f"{method} {sum(choice['new_tokens']) / max(sum(choice['wall_time']), 1e-9):.1f}"
+
+
+def plan_run(args, worker_device: torch.device | None = None, fields=RUN_FIELDS):
+    """Every check that needs no model: the questions, and (method, model_id, answer file) per
+    method with its file checked (on ``fields``) for a resume of the same run. Returns
+    (questions, planned)."""
     # Cheap checks first, so that a mistake costs a second, not a model load plus a lost answer.
     check_args(args)
     question_file = Path(args.question_file) if args.question_file else question_file_for_bench(args.bench_name)
@@ -266,7 +353,9 @@ def run(args) -> int:
     check_model_source(args.model_path, option="--model-path")
     for method in args.method:
         drafter_class(method).check_args(args)
-    device = resolve_device(args.device)
+    # A sharded run's workers pick their own device: the driver checks against their kind, and
+    # leaves the per-device facts (device name, threads...) to each worker's lines.
+    device = worker_device or resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     answer_dir = Path(args.answer_dir) if args.answer_dir else REPO_ROOT / "data" / args.bench_name / "model_answer"
     planned = []  # (method, model_id, answer file)
@@ -276,63 +365,52 @@ def run(args) -> int:
         answer_file = Path(args.answer_file) if args.answer_file else answer_dir / f"{model_id}.jsonl"
         check_writable(answer_file)
         # What is known before loading: a resume with another cap, seed, dtype... stops here.
-        early = describe_device(device, dtype) | {"model_path": model_source(args.model_path)}
-        check_same_run(answer_file, run_settings(args, method, model_id, early))
+        early = describe_device(device if worker_device is None else torch.device("cpu"), dtype)
+        early = {k: v for k, v in early.items() if f"environment.{k}" in fields}
+        early["model_path"] = model_source(args.model_path)
+        check_same_run(answer_file, run_settings(args, method, model_id, early), fields)
         planned.append((method, model_id, answer_file))
+    return questions, planned
 
-    loaded = load_model(args.model_path, dtype=args.dtype, device=args.device)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    engine = SpeculativeEngine(model, tokenizer, backend=resolve_backend(args.backend, model))
-    environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
-    environment["backend"] = engine.backend
-    environment["native_kernel"] = bool(getattr(engine.target, "native_kernel", False))
-    environment["tree_attention"] = engine.supports_tree_attention()
-    conv_template = resolve_template(tokenizer, args.conv_template)
 
-    lanes = []
-    for method, model_id, answer_file in planned:
-        drafter = drafter_class(method).from_args(args, model, tokenizer)
-        common = run_settings(args, method, model_id, environment) | {
-            "method_params": drafter.params(), "conv_template": conv_template,
-            "lossy": bool(getattr(drafter, "lossy", False)),
-        }
-        check_same_run(answer_file, common)  # now with the method's parameters and the rest
-        lanes.append(Lane(method, drafter, answer_file, common, answered_ids(answer_file)))
+def run(args) -> int:
+    if args.workers is not None or args.ray_address is not None:
+        from evaluation.sharded import run_sharded  # Ray is imported only for a sharded run
+
+        return run_sharded(args)
+    questions, planned = plan_run(args)
+    answerer = load_answerer(args, planned)
+    loaded, lanes = answerer.loaded, answerer.lanes
+    for lane in lanes:
+        check_same_run(lane.answer_file, lane.common)  # now with the method's parameters and the rest
+        lane.done = answered_ids(lane.answer_file)
     todo = [q for q in questions if any(q.question_id not in lane.done for lane in lanes)]
     for lane in lanes:
         missing = sum(q.question_id not in lane.done for q in questions)
         print(f"{lane.method} on {loaded.source} ({loaded.device}, {loaded.dtype}): {missing} of "
               f"{len(questions)} questions to answer -> {lane.answer_file}", flush=True)
 
-    config = DecodingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                            top_k=args.top_k, top_p=args.top_p)
     if todo and args.warmup > 0:
-        for lane in lanes:
-            warm_up(engine, lane.drafter, tokenizer, model, config, args, args.warmup)
+        warm_up_lanes(answerer)
 
     bar = tqdm(todo, desc=",".join(args.method), unit="q", disable=args.no_progress, file=sys.stderr)
     for index, question in enumerate(bar):
-        # Rotate the order so that no method always runs first (right after a cold cache or a
-        # pause) on an interleaved run.
-        shift = index % len(lanes)
         speeds = []
-        for lane in lanes[shift:] + lanes[:shift]:
-            if question.question_id in lane.done:
-                continue
-            record = answer_question(engine, lane.drafter, tokenizer, model, question, config, args)
-            record.update(lane.common)
-            record["tstamp"] = time.time()
+        methods = {lane.method for lane in lanes if question.question_id not in lane.done}
+        for lane, record in answer_lanes(answerer, question, index, methods):
             append_answer(lane.answer_file, record)
             if "error" in record:
                 lane.failures += 1
                 tqdm.write(f"{lane.method}: question {question.question_id} failed: {record['error']}",
                            file=sys.stderr)
-            choice = record["choices"][0]
-            if choice["wall_time"]:
-                speeds.append(f"{lane.method} "
-                              f"{sum(choice['new_tokens']) / max(sum(choice['wall_time']), 1e-9):.1f}")
-        if speeds:
-            bar.set_postfix_str("tok/s " + ", ".join(speeds))
+            speeds.append(speeds_text(lane.method, record))
+        if any(speeds):
+            bar.set_postfix_str("tok/s " + ", ".join(filter(None, speeds)))
+    return finish(lanes)
+
+
+def finish(lanes) -> int:
+    """Finalise every answer file (sorted, one line per id) and say what is in it."""
     failures = 0
     for lane in lanes:
         count = finalise_answer_file(lane.answer_file)

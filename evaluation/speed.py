@@ -41,6 +41,8 @@ from leaderboard.store import StoreError, save_speed_report
 # ---- output ---------------------------------------------------------------------------
 
 def format_report(report: SpeedReport) -> str:
+    if report.by_device_type:
+        return format_mixed_report(report)
     lines = []
     for label, files in (("Method", report.method_files), ("Baseline", report.base_files)):
         for f in files:
@@ -54,6 +56,8 @@ def format_report(report: SpeedReport) -> str:
         lines.append(f"  left out (--allow-partial): {note}")
     lines += settings_lines(report)
     lines.append(f"Token counting: {report.counting.reason}")
+    if report.pairing is not None:
+        lines.append(f"Pairing: {report.pairing.describe()}")
     lines.append("Speedup = (method total tokens / total time) / (baseline total tokens / total "
                  f"time); 95% CI: bootstrap over questions, {report.resamples} resamples, seed "
                  f"{report.seed}. Spec-Bench = its ratio of mean per-question tokens/s.")
@@ -99,6 +103,18 @@ def format_report(report: SpeedReport) -> str:
             f"{k}: {n}" for k, n in overall.acceptance_length_histogram.items()))
     lines.append("")
     lines += spec_bench_lines(report)
+    return "\n".join(lines)
+
+
+def format_mixed_report(report: SpeedReport) -> str:
+    """A run over several device types: one full report per type, never a pooled figure."""
+    kinds = ", ".join(f"{kind} ({len(part.question_ids)} questions)"
+                      for kind, part in report.by_device_type.items())
+    lines = [f"These runs mix device types: {kinds}. Timings of different devices are not "
+             f"comparable, so the speedup is given per device type (each method answer against "
+             f"the baseline's from the same device), never pooled.", ""]
+    for kind, part in report.by_device_type.items():
+        lines += [f"=== Device type: {kind} ===", format_report(part), ""]
     return "\n".join(lines)
 
 
@@ -253,7 +269,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                allow_mismatch=parse_allowed(args.allow_mismatch),
                                resamples=args.bootstrap,
                                seed=args.seed, max_tokens_per_s=args.max_tokens_per_s)
-        add_spec_bench_figures(report, tokenizer, tokenizer_problem)
+        for part in [report, *report.by_device_type.values()]:
+            add_spec_bench_figures(part, tokenizer, tokenizer_problem)
         print(format_report(report))
         if args.json:
             write_json(args.json, report.as_dict())

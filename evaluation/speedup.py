@@ -11,21 +11,26 @@ What differs from Spec-Bench's speed.py, and why:
   ratio of mean per-question throughputs is kept as a compatibility column;
 - a zero, negative, non-finite or implausible wall time is an error, never averaged in;
 - the baseline must be a baseline run of the same settings (evaluation/compatibility.py), and a
-  file is never compared with itself.
+  file is never compared with itself;
+- each method answer is paired with the baseline's answer to the same question, which a run
+  interleaving them made on the same device; where the lines record their placement (node,
+  device, worker), that is checked and reported, and a pair from two device types is refused;
+- a run sharded over several device types (evaluation/sharded.py) is compared per device type,
+  never pooled: timings of different devices are not comparable.
 The figure Spec-Bench's speed.py would print is computed apart, in spec_bench_speed.py.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
 from evaluation.acceptance import AcceptanceFigures, acceptance_figures, max_draft_length
 from evaluation.answers import Answer, AnswerFile, question_sort_key
-from evaluation.compatibility import Compatibility, check_compatibility
+from evaluation.compatibility import Compatibility, Mismatch, check_compatibility
 from evaluation.stats import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
@@ -165,6 +170,94 @@ def pair_runs(method_count: int, base_count: int) -> list[tuple[int, int]]:
         f"sides (paired in order) or one run on a side")
 
 
+# ---- devices: same-device pairs, per-device-type reports ------------------------------
+
+def device_type_of(answer: Answer) -> Optional[str]:
+    """The kind of device a line was answered on (environment.device_name), None if unrecorded."""
+    value = (answer.run_fields.get("environment") or {}).get("device_name")
+    return None if value in (None, "") else str(value)
+
+
+def placement_of(answer: Answer) -> Optional[tuple]:
+    """(node, device, worker) of the line, None if unrecorded (older files, Spec-Bench's)."""
+    placement = answer.run_fields.get("placement")
+    if not isinstance(placement, dict):
+        return None
+    return placement.get("node"), placement.get("device"), placement.get("worker")
+
+
+@dataclass
+class Pairing:
+    """How the compared method/baseline answer pairs were placed."""
+
+    pairs: int
+    same_device: int  # both answers recorded one placement
+    same_type_elsewhere: list[str]  # question ids paired across two devices of one type
+    unrecorded: int  # pairs where one side records no placement
+    other_type: list[str] = field(default_factory=list)  # pairs from two device types (allowed)
+
+    def describe(self) -> str:
+        if self.unrecorded == self.pairs:
+            return ("each method answer against the baseline's answer to the same question "
+                    "(the files record no placement, so not checked to be the same device)")
+        text = (f"each method answer against the baseline's answer to the same question from the "
+                f"same device: {self.same_device} of {self.pairs} pairs")
+        if self.same_type_elsewhere:
+            text += (f"; {len(self.same_type_elsewhere)} pair(s) ran on two devices of one type "
+                     f"(a resumed or retried question), questions {_id_list(self.same_type_elsewhere)}")
+        if self.unrecorded:
+            text += f"; {self.unrecorded} pair(s) without a recorded placement"
+        return text
+
+
+def check_pairing(method_files: list[AnswerFile], base_files: list[AnswerFile],
+                  pairs: list[tuple[int, int]], question_ids: list[str],
+                  allow_other_type: bool = False) -> Pairing:
+    """Count same-device pairs; a pair from two device types is an error (not comparable)
+    unless allowed (--allow-mismatch device_name, recorded as a mismatch of the files)."""
+    total, same, elsewhere, unrecorded, crossed = 0, 0, [], 0, []
+    for i, j in pairs:
+        for qid in question_ids:
+            answer, base = method_files[i].answers[qid], base_files[j].answers[qid]
+            total += 1
+            where, base_where = placement_of(answer), placement_of(base)
+            kind, base_kind = device_type_of(answer), device_type_of(base)
+            if kind is not None and base_kind is not None and kind != base_kind:
+                crossed.append(f"question {qid}: {kind!r} in {method_files[i].path}, {base_kind!r} "
+                               f"in {base_files[j].path}")
+            elif where is None or base_where is None:
+                unrecorded += 1
+            elif where == base_where:
+                same += 1
+            else:
+                elsewhere.append(qid)
+    if crossed and not allow_other_type:
+        raise SpeedInputError(
+            f"{len(crossed)} method answer(s) ran on another device type than the baseline's "
+            f"answer to the same question, so their times are not comparable:\n  " +
+            "\n  ".join(crossed[:10]) + ("\n  ..." if len(crossed) > 10 else "") +
+            "\nanswer those questions again with both methods on one device (remove their lines "
+            "from both files and resume the run), or pass --allow-mismatch device_name to compare "
+            "them anyway (stored with the mismatch recorded, never ranked)")
+    return Pairing(total, same, sorted(set(elsewhere), key=question_sort_key), unrecorded, crossed)
+
+
+def device_types(files: list[AnswerFile], question_ids: list[str]) -> dict[str, list[str]]:
+    """Device type -> the compared questions answered on it (by the first file); empty when
+    fewer than two types are recorded (nothing to break down)."""
+    groups: dict[str, list[str]] = {}
+    for qid in question_ids:
+        kind = device_type_of(files[0].answers[qid])
+        if kind is None:
+            return {}
+        groups.setdefault(kind, []).append(qid)
+    return groups if len(groups) > 1 else {}
+
+
+def _restricted(f: AnswerFile, question_ids: list[str]) -> AnswerFile:
+    return replace(f, answers={qid: f.answers[qid] for qid in question_ids})
+
+
 # ---- results --------------------------------------------------------------------------
 
 @dataclass
@@ -224,6 +317,11 @@ class SpeedReport:
     # or why it is not given; set by the caller that has a tokenizer.
     spec_bench_reported: Optional[list] = None  # list[SpecBenchTask]
     spec_bench_unavailable: Optional[str] = None
+    pairing: Optional[Pairing] = None
+    # A run over several device types: one report per type (the pooled figures above are then
+    # not to be shown or stored); empty for a run on one device type.
+    by_device_type: dict[str, "SpeedReport"] = field(default_factory=dict)
+    device_type: Optional[str] = None  # set on each report of by_device_type
 
     def subtask(self, name: str) -> SubtaskSpeed:
         return next(s for s in self.subtasks if s.subtask == name)
@@ -259,6 +357,9 @@ class SpeedReport:
             "spec_bench_reported": (None if self.spec_bench_reported is None else
                                     [t.as_dict() for t in self.spec_bench_reported]),
             "spec_bench_unavailable": self.spec_bench_unavailable,
+            "pairing": None if self.pairing is None else asdict(self.pairing),
+            "device_type": self.device_type,
+            "by_device_type": {kind: report.as_dict() for kind, report in self.by_device_type.items()},
             "subtasks": subtasks,
             "questions": [asdict(q) for q in self.questions],
         })
@@ -334,8 +435,24 @@ def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], 
                                  base_files[pairs[0][1]].answers[qid],
                                  method_tokens[0][qid], base_tokens[pairs[0][1]][qid])
                  for qid in question_ids]
-    return SpeedReport(method_files, base_files, pairs, rule, question_ids, left_out, subtasks,
-                       questions, resamples, seed, compatibility)
+    pairing = check_pairing(method_files, base_files, pairs, question_ids,
+                            "device_name" in set(allow_mismatch))
+    if pairing.other_type and not any(m.setting == "device_name" for m in compatibility.mismatches):
+        # Allowed, but recorded: a comparison with such pairs is never ranked.
+        compatibility.mismatches.append(Mismatch(
+            "device_name", "per question", f"another device type for {len(pairing.other_type)} "
+            f"question(s)", str(method_files[0].path), str(base_files[0].path)))
+    report = SpeedReport(method_files, base_files, pairs, rule, question_ids, left_out, subtasks,
+                         questions, resamples, seed, compatibility, pairing=pairing)
+    for kind, qids in device_types(method_files, question_ids).items():
+        part = compare_speed([_restricted(f, qids) for f in method_files],
+                             [_restricted(f, qids) for f in base_files],
+                             counting=rule.mode, tokenizer=tokenizer, allow_partial=allow_partial,
+                             allow_mismatch=allow_mismatch, resamples=resamples, seed=seed,
+                             max_tokens_per_s=max_tokens_per_s)
+        part.device_type = kind
+        report.by_device_type[kind] = part
+    return report
 
 
 def refuse_same_file(method_files: list[AnswerFile], base_files: list[AnswerFile]) -> None:

@@ -1,5 +1,5 @@
 """Opening the results database: default location, driver and timeouts, schema creation, schema
-version check.
+version check and in-place upgrade of an older schema.
 
 Every connection gets timeouts, so a server that accepts the connection and never answers is an
 error within seconds rather than a hang. Creating the schema is one transaction that first takes
@@ -35,6 +35,10 @@ POSTGRESQL_DRIVER = "psycopg"
 SQLITE_BEGIN = "sqlite_begin"
 # Arbitrary key of the PostgreSQL advisory lock that serialises schema creation.
 _SCHEMA_LOCK_KEY = 0x5DBE
+# Execution option read by the PostgreSQL "begin" hook below: take the importers' lock first.
+POSTGRESQL_WRITE_LOCK = "postgresql_write_lock"
+# Arbitrary key of the PostgreSQL advisory lock that serialises importers (see writing()).
+_WRITE_LOCK_KEY = 0x5DBF
 
 
 class DatabaseError(RuntimeError):
@@ -88,6 +92,16 @@ def _use_explicit_sqlite_transactions(engine: Engine) -> None:
         connection.exec_driver_sql(connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"))
 
 
+def _take_postgresql_write_lock(engine: Engine) -> None:
+    """A transaction opened through writing() first waits for the importers' advisory lock
+    (released at its commit or rollback), as SQLite's BEGIN IMMEDIATE waits for the file lock."""
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection):
+        if connection.get_execution_options().get(POSTGRESQL_WRITE_LOCK):
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK_KEY})")
+
+
 def _make_engine(url: str, create: bool) -> Engine:
     url = _with_driver(url)
     try:
@@ -103,6 +117,8 @@ def _make_engine(url: str, create: bool) -> Engine:
                             f"PostgreSQL: pip install 'psycopg[binary]'") from None
     if backend == "sqlite":
         _use_explicit_sqlite_transactions(engine)
+    elif backend == "postgresql":
+        _take_postgresql_write_lock(engine)
     return engine
 
 
@@ -111,31 +127,56 @@ def writing(engine_or_sessions: "Engine | sessionmaker") -> Engine:
 
     A read-then-write transaction that starts as a reader can deadlock against another writer;
     SQLite then fails one of them at once instead of waiting. Taking the lock first makes the
-    second writer wait its turn (up to SQLITE_LOCK_TIMEOUT_S). Other databases lock per row.
+    second writer wait its turn (up to SQLITE_LOCK_TIMEOUT_S). PostgreSQL locks per row, so two
+    importers of a shared file (one baseline for two methods) would both find its run missing
+    and both insert it, and one would fail on the unique key: there an advisory lock makes the
+    second importer wait for the first to commit, then find the run (up to the statement
+    timeout).
     """
     engine = engine_or_sessions
     if isinstance(engine, sessionmaker):
         engine = engine.kw["bind"]
-    return engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+    return engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE", POSTGRESQL_WRITE_LOCK: True})
 
 
-def _schema_state(connection: Connection, url) -> bool:
-    """True if the database has our current schema, False if it is empty; raises otherwise."""
+# In-place upgrades, so that what a database holds survives a schema change: version -> the
+# statements that bring it to the next version. An older version without a path here must be
+# re-imported.
+UPGRADES: dict[int, tuple[str, ...]] = {
+    4: ("ALTER TABLE speed_comparisons ADD COLUMN device_name VARCHAR(256)",),
+}
+
+
+def _stored_version(connection: Connection, url) -> int | None:
+    """The database's schema version; None if it is empty; raises if it is not ours."""
     tables = set(inspect(connection).get_table_names())
     if not tables:
-        return False
+        return None
     if "schema_info" not in tables:
         raise DatabaseError(
             f"{url!r} is not a results database of this project (no schema_info table)"
         )
     value = connection.scalar(select(SchemaInfo.value).where(SchemaInfo.key == "schema_version"))
-    found = int(value) if value is not None else None
+    return int(value) if value is not None else -1
+
+
+def upgradable(found: int | None) -> bool:
+    return found is not None and 0 <= found < SCHEMA_VERSION and all(
+        v in UPGRADES for v in range(found, SCHEMA_VERSION))
+
+
+def _schema_state(connection: Connection, url) -> bool:
+    """True if the database has our current schema, False if it is empty; raises otherwise."""
+    found = _stored_version(connection, url)
+    if found is None:
+        return False
     if found != SCHEMA_VERSION:
-        raise DatabaseError(
-            f"results database {url!r} has schema version {found}, this code needs "
-            f"{SCHEMA_VERSION}; move the old file away (or point --db elsewhere) and re-import "
-            f"the answer files with speed.py / equal.py"
-        )
+        advice = ("; speed.py and equal.py upgrade it in place (nothing stored is lost) when they next "
+                  "write to it" if upgradable(found) else
+                  "; move the old file away (or point --db elsewhere) and re-import the answer files with "
+                  "speed.py / equal.py")
+        raise DatabaseError(f"results database {url!r} has schema version {found}, this code needs "
+                            f"{SCHEMA_VERSION}{advice}")
     return True
 
 
@@ -143,6 +184,22 @@ def check_schema(engine: Engine) -> bool:
     """True if the database has our current schema, False if it is empty; raises otherwise."""
     with engine.connect() as connection:
         return _schema_state(connection, engine.url)
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring an older schema up to date in one transaction holding the write lock (a concurrent
+    upgrader waits, then finds it done)."""
+    with writing(engine).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        found = _stored_version(connection, engine.url)
+        if found == SCHEMA_VERSION or not upgradable(found):
+            return  # done by someone else, or not ours to upgrade (check_schema says why)
+        for version in range(found, SCHEMA_VERSION):
+            for statement in UPGRADES[version]:
+                connection.exec_driver_sql(statement)
+        connection.execute(SchemaInfo.__table__.update().where(SchemaInfo.key == "schema_version")
+                           .values(value=str(SCHEMA_VERSION)))
 
 
 def create_schema(engine: Engine) -> None:
@@ -172,6 +229,11 @@ def open_database(url_or_path: str | None = None, create: bool = True) -> sessio
     engine = _make_engine(url, create)
     shown = engine.url.render_as_string(hide_password=True)
     try:
+        if create:
+            with engine.connect() as connection:
+                found = _stored_version(connection, engine.url)
+            if found != SCHEMA_VERSION and upgradable(found):
+                upgrade_schema(engine)
         has_schema = check_schema(engine)
         if not has_schema and create:
             create_schema(engine)

@@ -28,7 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 4  # 2: speed comparisons record their settings check; 3: near-tie verdicts; 4: backend
+SCHEMA_VERSION = 5  # 2: speed comparisons record their settings check; 3: near-tie verdicts; 4: backend;
+# 5: a comparison's device type (runs sharded over mixed devices are compared per device type)
 
 
 def utc_now() -> datetime:
@@ -121,6 +122,10 @@ class SpeedComparison(Base):
     # Settings not recorded on one side (e.g. everything but the model id's for Spec-Bench's files).
     unchecked_settings: Mapped[list] = mapped_column(JSON, default=list)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    # The device type the comparison's answers ran on. A run sharded over several device types
+    # gets one comparison per type (timings of different devices are never pooled); None: the
+    # method run's device_name (a run on one device type).
+    device_name: Mapped[Optional[str]] = mapped_column(String(256), nullable=True, default=None)
 
     method_run: Mapped[Run] = relationship(foreign_keys=[method_run_id])
     base_run: Mapped[Run] = relationship(foreign_keys=[base_run_id])

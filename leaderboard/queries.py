@@ -3,7 +3,8 @@
 The app never touches the ORM itself: each page asks one function here. A leaderboard row is the
 newest speed comparison of one method configuration (method name and parameters) for a selection
 (device, model, dtype, temperature, bench), where the selection is read off the comparison's
-method run. Two configurations of one method get two rows, labelled by the parameters in which
+method run (the device type off the comparison itself where it has one: a run sharded over
+several device types is compared per type, and each type is its own selection). Two configurations of one method get two rows, labelled by the parameters in which
 they differ, rather than the older silently disappearing.
 
 Only comparisons whose method and baseline settings matched are ranked. One that speed.py was
@@ -52,9 +53,9 @@ class Selection:
     backend: str = "hf"  # results of different backends are never ranked together
 
     def matches(self):
-        """SQL condition: a run made under this selection."""
+        """SQL condition: a comparison (joined with its method run) made under this selection."""
         return and_(
-            Run.device_name == self.device_name,
+            COMPARISON_DEVICE == self.device_name,
             Run.model == self.model,
             Run.dtype == self.dtype,
             Run.temperature == self.temperature,
@@ -64,6 +65,9 @@ class Selection:
 
 
 SELECTION_FIELDS: tuple[str, ...] = ("device_name", "model", "dtype", "temperature", "bench", "backend")
+# The device type of a comparison: its own (one per type for a run over mixed devices), else its
+# method run's.
+COMPARISON_DEVICE = func.coalesce(SpeedComparison.device_name, Run.device_name)
 
 
 @dataclass
@@ -103,11 +107,11 @@ def available_selections(session: Session) -> list[Selection]:
     """Every selection with at least one speed comparison, newest comparison first."""
     newest = func.max(SpeedComparison.created)
     stmt = (
-        select(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend, newest)
+        select(COMPARISON_DEVICE, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend, newest)
         .join(SpeedComparison, SpeedComparison.method_run_id == Run.id)
         .where(SpeedComparison.settings_match.is_(True))
-        .group_by(Run.device_name, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend)
-        .order_by(newest.desc(), Run.device_name, Run.model)
+        .group_by(COMPARISON_DEVICE, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend)
+        .order_by(newest.desc(), COMPARISON_DEVICE, Run.model)
     )
     return [Selection(*row[:6]) for row in session.execute(stmt)]
 

@@ -23,6 +23,7 @@ from evaluation.answers import (
     guess_from_model_id,
     model_name_of_path,
     read_answer_file,
+    run_model,
 )
 from evaluation.stats import finite_or_none
 from leaderboard.db import DatabaseError, failure_reason, open_database, writing
@@ -59,11 +60,11 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
         "model_id": answer_file.model_id,
         # The model id's prefix first: it names the model the same way in our files and in
         # Spec-Bench's (where no model path exists), so the leaderboard groups them together.
-        "model": guess.model or model_name_of_path(env.get("model_path")) or answer_file.model_id,
+        "model": run_model(answer_file) or model_name_of_path(env.get("model_path")) or answer_file.model_id,
         "method": answer_file.run_field("method") or guess.method or "unknown",
         "method_params": answer_file.run_field("method_params") or {},
-        "device": _text(env.get("device")) or "unknown",
-        "device_name": _text(env.get("device_name")) or "unknown",
+        "device": _per_line(answer_file, "device") or _text(env.get("device")) or "unknown",
+        "device_name": _per_line(answer_file, "device_name") or _text(env.get("device_name")) or "unknown",
         "dtype": _text(env.get("dtype")) or guess.dtype or "unknown",
         # Spec-Bench's files and ours from before the lean backend ran the Hugging Face forward.
         "backend": _text(env.get("backend")) or "hf",
@@ -78,6 +79,14 @@ def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
         "source_format": answer_file.source_format,
         "num_questions": len(answer_file.answers),
     }
+
+
+def _per_line(answer_file: AnswerFile, key: str) -> Optional[str]:
+    """"A + B" when the lines of a sharded run ran on several kinds of device (each comparison
+    then has its own device type); None when they agree (the run's environment says it)."""
+    values = {_text((a.run_fields.get("environment") or {}).get(key))
+              for a in answer_file.answers.values()} - {None}
+    return " + ".join(sorted(values)) if len(values) > 1 else None
 
 
 def _text(value: Any) -> Optional[str]:
@@ -145,11 +154,24 @@ def comparison_key(method_hashes: list[str], base_hashes: list[str]) -> str:
 
 
 def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
-    """Store a speed report (importing its runs); replaces an earlier one of the same files."""
+    """Store a speed report (importing its runs); replaces an earlier one of the same files.
+
+    A report over several device types is stored as one comparison per type, each in its own
+    leaderboard selection; the first is returned."""
     method_runs = [import_run(session, f) for f in report.method_files]
     base_runs = [import_run(session, f) for f in report.base_files]
+    if report.by_device_type:
+        return [_store_comparison(session, part, method_runs, base_runs, kind)
+                for kind, part in report.by_device_type.items()][0]
+    return _store_comparison(session, report, method_runs, base_runs, None)
+
+
+def _store_comparison(session: Session, report: "SpeedReport", method_runs: list[Run],
+                      base_runs: list[Run], device_type: Optional[str]) -> SpeedComparison:
     key = comparison_key([f.sha256 for f in report.method_files],
                          [f.sha256 for f in report.base_files])
+    if device_type is not None:
+        key = hashlib.sha256(f"{key};device:{device_type}".encode()).hexdigest()
     comparison = session.scalar(select(SpeedComparison).where(SpeedComparison.key == key))
     if comparison is None:
         comparison = SpeedComparison(key=key)
@@ -168,6 +190,7 @@ def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
     comparison.settings_match = report.compatibility.matched
     comparison.mismatches = _json_safe([m.as_dict() for m in report.compatibility.mismatches])
     comparison.unchecked_settings = list(report.compatibility.unchecked)
+    comparison.device_name = device_type
 
     spec_bench = {t.task: t.as_dict() for t in report.spec_bench_reported or []}
     for s in report.subtasks:

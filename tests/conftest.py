@@ -49,3 +49,44 @@ def silent_server():
     for connection in accepted:
         connection.close()
     server.close()
+
+
+# ---- results databases: SQLite and a PostgreSQL server started for the session -------------
+
+@pytest.fixture(scope="session")
+def postgresql_server():
+    """A PostgreSQL server in a temporary folder. Without server binaries the PostgreSQL
+    variants are skipped, except under CI (CI=true), where .ci/run installs them: a skip there
+    would hide a backend that is supposed to be tested."""
+    from tests.postgres_server import PostgresServer, ServerUnavailable
+
+    try:
+        server = PostgresServer().start()
+    except ServerUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required under CI: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgresql_url(postgresql_server):
+    """A fresh, empty PostgreSQL database for one test."""
+    url = postgresql_server.create_database()
+    yield url
+    # Sessions a test left open are finalised now, not by a later garbage collection in the
+    # middle of an import (Python 3.11 before 3.11.8 then fails with "AST constructor recursion
+    # depth mismatch"); then the database goes.
+    import gc
+
+    gc.collect()
+    postgresql_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def db_url(request, tmp_path):
+    """A URL of a fresh results database, once on each backend the store supports."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'results.db'}"
+    return request.getfixturevalue("postgresql_url")

@@ -297,14 +297,15 @@ def test_markdown_export_without_extra_subtasks_has_exactly_spec_bench_columns()
 
 # --- what the evaluators write ---------------------------------------------------------------
 
-def test_app_reads_what_speed_and_equal_write(tmp_path, monkeypatch):
+def test_app_reads_what_speed_and_equal_write(tmp_path, monkeypatch, db_url):
+    """On SQLite and on a postgresql:// URL alike."""
     from evaluation import equal, speed
     from tests.answer_fixtures import synthetic_run, write_answer_file
 
     method = write_answer_file(tmp_path / "pld.jsonl", synthetic_run(seconds_per_step=0.03))
     base = write_answer_file(tmp_path / "vanilla.jsonl",
                              synthetic_run(method="vanilla", accept=1, draft_length=0))
-    db = tmp_path / "results.db"
+    db = db_url
     assert speed.main(["--file-path", str(method), "--base-path", str(base), "--db", str(db)]) == 0
     assert equal.main(["--jsonfile1", str(base), "--jsonfile2", str(method), "--db", str(db)]) == 0
 

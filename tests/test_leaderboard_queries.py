@@ -1,4 +1,5 @@
-"""Leaderboard rows: one per method configuration, the newest comparison of each."""
+"""Leaderboard rows: one per method configuration, the newest comparison of each; on SQLite and
+on PostgreSQL (the `db_url` fixture)."""
 
 from datetime import timedelta
 
@@ -8,9 +9,9 @@ from leaderboard.db import open_database
 from tests.leaderboard_fixtures import A100, BENCH, DTYPE, T0, VICUNA, _Builder
 
 
-def _database(tmp_path, configurations):
+def _database(db_url, configurations):
     """A baseline and one comparison per (method, params, created day, speed factor)."""
-    sessions = open_database(str(tmp_path / "results.db"), create=True)
+    sessions = open_database(db_url, create=True)
     with sessions() as session, session.begin():
         builder = _Builder(session)
         base = builder.run("vanilla", A100, VICUNA, 0.0, T0, {s: 40.0 for s in SPEC_BENCH_SUBTASKS})
@@ -28,8 +29,8 @@ def _rows(sessions):
         return queries.leaderboard_rows(session, queries.Selection(A100, VICUNA, DTYPE, 0.0, BENCH))
 
 
-def test_two_configurations_of_one_method_get_two_labelled_rows(tmp_path):
-    sessions = _database(tmp_path, [
+def test_two_configurations_of_one_method_get_two_labelled_rows(db_url):
+    sessions = _database(db_url, [
         ("pld", {"max_ngram": 3, "num_pred": 10}, 1, 1.5),
         ("pld", {"max_ngram": 3, "num_pred": 5}, 2, 1.2),
         ("sps", {"gamma": 4}, 1, 1.8),
@@ -41,8 +42,8 @@ def test_two_configurations_of_one_method_get_two_labelled_rows(tmp_path):
     assert [row.method for row in rows] == ["sps", "pld (num_pred=10)", "pld (num_pred=5)"]
 
 
-def test_a_rerun_of_the_same_configuration_replaces_the_older_row(tmp_path):
-    sessions = _database(tmp_path, [
+def test_a_rerun_of_the_same_configuration_replaces_the_older_row(db_url):
+    sessions = _database(db_url, [
         ("pld", {"num_pred": 10, "max_ngram": 3}, 1, 0.5),
         ("pld", {"max_ngram": 3, "num_pred": 10}, 2, 1.5),  # same parameters, other key order
     ])
@@ -50,7 +51,7 @@ def test_a_rerun_of_the_same_configuration_replaces_the_older_row(tmp_path):
     assert [(row.method, round(row.overall, 1)) for row in rows] == [("pld", 1.5)]
 
 
-def test_comparisons_stored_despite_a_mismatch_are_never_ranked(tmp_path):
+def test_comparisons_stored_despite_a_mismatch_are_never_ranked(tmp_path, db_url):
     from evaluation import speed
     from tests.answer_fixtures import synthetic_run, write_answer_file
 
@@ -61,7 +62,7 @@ def test_comparisons_stored_despite_a_mismatch_are_never_ranked(tmp_path):
     for record in float32:
         record["environment"]["dtype"] = "float32"
     sps = write_answer_file(tmp_path / "sps.jsonl", float32)
-    db = str(tmp_path / "r.db")
+    db = db_url
     assert speed.main(["--file-path", str(pld), "--base-path", str(vanilla), "--db", db]) == 0
     # The files swapped (a "vanilla 0.5x" against the pld run) and a run of another dtype.
     assert speed.main(["--file-path", str(vanilla), "--base-path", str(pld), "--db", db,

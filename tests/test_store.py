@@ -1,18 +1,20 @@
 """The results database: runs keyed by file hash (re-import updates, never duplicates), run
-metadata from our fields or Spec-Bench's model ids, and failures that leave it unchanged."""
+metadata from our fields or Spec-Bench's model ids, and failures that leave it unchanged.
+
+Tests taking `db_url` run on SQLite and on a PostgreSQL server the session starts
+(tests/postgres_server.py)."""
 
 import hashlib
-import sqlite3
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from evaluation import equal, speed
 from evaluation.answers import read_answer_file
 from evaluation.speedup import compare_speed
 from leaderboard import store
-from leaderboard.db import DatabaseError, open_database
+from leaderboard.db import UPGRADES, DatabaseError, open_database
 from leaderboard.models import (
     SCHEMA_VERSION,
     Answer,
@@ -29,9 +31,31 @@ TABLES = ("runs", "answers", "speed_comparisons", "subtask_results", "question_r
           "equality_checks", "differences")
 
 
-def row_counts(db_path):
-    with sqlite3.connect(db_path) as connection:
-        return {t: connection.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+def _engine(db):
+    """An engine on a database URL or SQLite file path, for looking at it from outside."""
+    from leaderboard.db import _with_driver, normalise_url
+
+    return create_engine(_with_driver(normalise_url(str(db))))
+
+
+def row_counts(db):
+    engine = _engine(db)
+    try:
+        with engine.connect() as connection:
+            return {t: connection.scalar(text(f"SELECT COUNT(*) FROM {t}")) for t in TABLES}
+    finally:
+        engine.dispose()
+
+
+def snapshot(db):
+    """Every row of every table, to show that a failed command changed nothing."""
+    engine = _engine(db)
+    try:
+        with engine.connect() as connection:
+            return {t: sorted(map(repr, connection.execute(text(f"SELECT * FROM {t}"))))
+                    for t in TABLES + ("schema_info",)}
+    finally:
+        engine.dispose()
 
 
 def digest(path):
@@ -46,8 +70,8 @@ def pair(tmp_path):
     return m, b
 
 
-def test_import_run_takes_metadata_from_our_fields(tmp_path, pair):
-    session = open_database(str(tmp_path / "r.db"))()
+def test_import_run_takes_metadata_from_our_fields(db_url, pair):
+    session = open_database(db_url)()
     run = store.import_run(session, pair[0])
     assert (run.method, run.method_params, run.model_id) == ("pld", {"draft_length": 4},
                                                              "vicuna-7b-v1.3-pld-float16")
@@ -72,8 +96,8 @@ def test_model_comes_from_the_model_path_when_the_model_id_names_no_method(tmp_p
         assert store.import_run(session, path).model == "llama-68m"
 
 
-def test_reimport_updates_instead_of_duplicating(tmp_path, pair):
-    factory = open_database(str(tmp_path / "r.db"))
+def test_reimport_updates_instead_of_duplicating(tmp_path, pair, db_url):
+    factory = open_database(db_url)
     with factory() as session, session.begin():
         first = store.import_run(session, pair[0]).id
     moved = tmp_path / "moved.jsonl"
@@ -101,8 +125,8 @@ def test_spec_bench_files_get_inferred_metadata(tmp_path, name, method, model, d
         assert run.method_params == {} and run.torch_version is None
 
 
-def test_speed_cli_stores_and_rerun_updates(tmp_path, pair, capsys):
-    db = tmp_path / "r.db"
+def test_speed_cli_stores_and_rerun_updates(db_url, pair, capsys):
+    db = db_url
     args = ["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]
     assert speed.main(args) == 0
     first = row_counts(db)
@@ -129,8 +153,8 @@ def test_speed_cli_stores_and_rerun_updates(tmp_path, pair, capsys):
         assert (question.subtask, question.tokens, question.base_tokens) == ("translation", 12, 12)
 
 
-def test_equal_cli_stores_differences_and_rerun_updates(tmp_path, pair):
-    db = tmp_path / "r.db"
+def test_equal_cli_stores_differences_and_rerun_updates(tmp_path, pair, db_url):
+    db = db_url
     records = synthetic_run(seconds_per_step=0.03)
     records[2]["choices"][0]["token_ids"][0][4] = 999
     m = write_answer_file(tmp_path / "diff.jsonl", records)
@@ -150,10 +174,10 @@ def test_equal_cli_stores_differences_and_rerun_updates(tmp_path, pair):
                 difference.unit) == ("161", 0, 4, "token")  # turn index from 0
 
 
-def test_bad_input_leaves_the_database_unchanged(tmp_path, pair):
-    db = tmp_path / "r.db"
+def test_bad_input_leaves_the_database_unchanged(tmp_path, pair, db_url):
+    db = db_url
     assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]) == 0
-    before = digest(db)
+    before = snapshot(db)
     records = synthetic_run(seconds_per_step=0.03)
     records[-1]["choices"][0]["wall_time"] = [0.0]
     bad = write_answer_file(tmp_path / "bad.jsonl", records)
@@ -163,7 +187,7 @@ def test_bad_input_leaves_the_database_unchanged(tmp_path, pair):
     for method in (bad, missing, broken):
         assert speed.main(["--file-path", str(method), "--base-path", str(pair[1]), "--db", str(db)]) == 2
     assert equal.main(["--jsonfile1", str(pair[1]), "--jsonfile2", str(broken), "--db", str(db)]) == 2
-    assert digest(db) == before
+    assert snapshot(db) == before
 
 
 def test_bad_input_does_not_create_a_database(tmp_path, pair):
@@ -177,8 +201,8 @@ def test_bad_input_does_not_create_a_database(tmp_path, pair):
     assert not db.exists()
 
 
-def test_a_failure_while_writing_rolls_everything_back(tmp_path, pair, monkeypatch):
-    db = tmp_path / "r.db"
+def test_a_failure_while_writing_rolls_everything_back(pair, monkeypatch, db_url):
+    db = db_url
     open_database(str(db))  # an empty database with the schema
     report = compare_speed([read_answer_file(pair[0])], [read_answer_file(pair[1])])
     real = store.store_speed
@@ -193,21 +217,48 @@ def test_a_failure_while_writing_rolls_everything_back(tmp_path, pair, monkeypat
     assert all(n == 0 for n in row_counts(db).values())
 
 
-def test_old_schema_version_is_a_clear_error(tmp_path, pair, capsys):
-    db = tmp_path / "old.db"
+def test_old_schema_version_is_a_clear_error(pair, capsys, db_url):
+    db = db_url
     open_database(str(db))
-    with sqlite3.connect(db) as connection:
-        connection.execute("UPDATE schema_info SET value = ? WHERE key = 'schema_version'",
-                           (str(SCHEMA_VERSION - 1),))
-    before = digest(db)
-    with pytest.raises(DatabaseError, match=f"schema version {SCHEMA_VERSION - 1}"):
+    old = min(UPGRADES) - 1  # older than any in-place upgrade reaches
+    engine = _engine(db)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE schema_info SET value = :v WHERE key = 'schema_version'"), {"v": str(old)})
+    engine.dispose()
+    before = snapshot(db)
+    with pytest.raises(DatabaseError, match=f"schema version {old}"):
         open_database(str(db))
     assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]) == 2
     err = capsys.readouterr().err
-    assert f"has schema version {SCHEMA_VERSION - 1}, this code needs {SCHEMA_VERSION}" in err
+    assert f"has schema version {old}, this code needs {SCHEMA_VERSION}" in err and "re-import" in err
     assert "Traceback" not in err
     assert equal.main(["--jsonfile1", str(pair[1]), "--jsonfile2", str(pair[0]), "--db", str(db)]) == 2
-    assert digest(db) == before
+    assert snapshot(db) == before
+
+
+def test_the_previous_schema_is_upgraded_in_place_keeping_what_it_holds(pair, capsys, db_url):
+    """A database of schema 4 (before comparisons recorded their device type) is brought up to
+    date by the next writer; its rows stay, readers are told what to do until then."""
+    db = db_url
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]) == 0
+    engine = _engine(db)
+    with engine.begin() as connection:  # make it a schema-4 database
+        connection.execute(text("ALTER TABLE speed_comparisons DROP COLUMN device_name"))
+        connection.execute(text("UPDATE schema_info SET value = '4' WHERE key = 'schema_version'"))
+    engine.dispose()
+    counts = row_counts(db)
+    with pytest.raises(DatabaseError, match="upgrade it in place"):
+        open_database(str(db), create=False)  # a reader (the app) does not change the database
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]) == 0
+    assert row_counts(db) == counts
+    session = open_database(str(db), create=False)()
+    assert len(session.execute(select(SpeedComparison.device_name)).all()) == counts["speed_comparisons"] > 0
+    session.close()
+    engine = _engine(db)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT value FROM schema_info WHERE key = 'schema_version'")) == \
+            str(SCHEMA_VERSION)
+    engine.dispose()
 
 
 def test_db_option_takes_a_url(tmp_path, pair):
@@ -241,23 +292,31 @@ def test_a_server_that_never_answers_is_an_error_within_seconds(silent_server, p
         assert "secret" not in err and "Traceback" not in err
 
 
-def test_two_first_imports_into_a_fresh_sqlite_file_both_land(tmp_path):
+def test_two_importers_at_once_lose_nothing_and_duplicate_nothing(tmp_path, db_url, request):
+    """Two speed.py imports racing into a fresh database, sharing their baseline file: both
+    comparisons land, and the shared baseline is one run, not two (nor a failed import)."""
     import threading
 
+    base = write_answer_file(tmp_path / "b.jsonl",
+                             synthetic_run(method="vanilla", accept=1, draft_length=0))
     reports = []
-    for i in range(2):  # two different comparisons, so both must be found afterwards
+    for i in range(2):
         m = write_answer_file(tmp_path / f"m{i}.jsonl", synthetic_run(seconds_per_step=0.03 + 0.01 * i))
-        b = write_answer_file(tmp_path / f"b{i}.jsonl", synthetic_run(
-            method="vanilla", accept=1, draft_length=0, seconds_per_step=0.02 + 0.001 * i))
-        reports.append(compare_speed([read_answer_file(m)], [read_answer_file(b)]))
-    for trial in range(6):  # the old code lost one import in about 4 races of 10
-        db = tmp_path / f"fresh{trial}.db"
+        reports.append(compare_speed([read_answer_file(m)], [read_answer_file(base)]))
+    for trial in range(4):  # the code before the write locks lost one import in about 4 races of 10
+        db = db_url if trial == 0 else request.getfixturevalue("postgresql_server").create_database() \
+            if db_url.startswith("postgresql") else f"sqlite:///{tmp_path / f'fresh{trial}.db'}"
+        # Connect once first: Python 3.11 before 3.11.8 can corrupt its compiler state when two
+        # threads import the database driver's modules at once (CPython issue 106905).
+        warm = _engine(db)
+        warm.connect().close()
+        warm.dispose()
         start, errors = threading.Barrier(2), []
 
         def save(report):
             start.wait()
             try:
-                store.save_speed_report(str(db), report)  # each call opens its own engine
+                store.save_speed_report(db, report)  # each call opens its own engine
             except Exception as exc:  # noqa: BLE001 - the test reports whatever went wrong
                 errors.append(exc)
 
@@ -267,17 +326,37 @@ def test_two_first_imports_into_a_fresh_sqlite_file_both_land(tmp_path):
         for thread in threads:
             thread.join()
         assert not errors, errors
-        assert row_counts(db)["speed_comparisons"] == 2
+        counts = row_counts(db)
+        assert (counts["speed_comparisons"], counts["runs"]) == (2, 3)
+        assert counts["answers"] == 3 * len(QUESTIONS)
+        assert counts["question_results"] == 2 * len(QUESTIONS)
 
 
-def test_reimporting_an_older_comparison_makes_it_current(tmp_path):
+def test_an_unreachable_server_is_a_clear_error_within_seconds(pair, capsys):
+    pytest.importorskip("psycopg")
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db",
+                       f"postgresql://user:secret@127.0.0.1:{port}/results"]) == 2
+    assert time.monotonic() - start < 10
+    err = capsys.readouterr().err
+    assert f"cannot open results database 'postgresql+psycopg://user:***@127.0.0.1:{port}/results'" in err
+    assert "refused" in err.lower() and "secret" not in err and "Traceback" not in err
+
+
+def test_reimporting_an_older_comparison_makes_it_current(tmp_path, db_url):
     from leaderboard import queries
 
     base = write_answer_file(tmp_path / "vanilla.jsonl",
                              synthetic_run(method="vanilla", accept=1, draft_length=0))
     old = write_answer_file(tmp_path / "old.jsonl", synthetic_run(seconds_per_step=0.03))
     new = write_answer_file(tmp_path / "new.jsonl", synthetic_run(seconds_per_step=0.01))
-    db = str(tmp_path / "r.db")
+    db = db_url
     for method in (old, new, old):
         assert speed.main(["--file-path", str(method), "--base-path", str(base), "--db", db]) == 0
     with open_database(db)() as session:
@@ -306,14 +385,14 @@ def _odd_id_records(**kwargs):
     return records
 
 
-def test_question_ids_that_are_not_plain_integers_never_crash_a_sort(tmp_path, capsys):
+def test_question_ids_that_are_not_plain_integers_never_crash_a_sort(tmp_path, capsys, db_url):
     from evaluation.answer_file import finalise_answer_file
     from leaderboard import queries
 
     m = write_answer_file(tmp_path / "m.jsonl", _odd_id_records(seconds_per_step=0.03))
     b = write_answer_file(tmp_path / "b.jsonl",
                           _odd_id_records(method="vanilla", accept=1, draft_length=0))
-    db = str(tmp_path / "r.db")
+    db = db_url
     assert speed.main(["--file-path", str(m), "--base-path", str(b), "--db", db]) == 0
     assert equal.main(["--jsonfile1", str(b), "--jsonfile2", str(m), "--db", db]) == 0
     assert "Traceback" not in capsys.readouterr().err
@@ -326,11 +405,11 @@ def test_question_ids_that_are_not_plain_integers_never_crash_a_sort(tmp_path, c
     assert finalise_answer_file(m) == len(ODD_IDS)
 
 
-def test_backend_is_stored_and_separates_selections(tmp_path):
+def test_backend_is_stored_and_separates_selections(tmp_path, db_url):
     """A lean and an hf run of the same settings land in two selections, never one ranking."""
     from leaderboard import queries
 
-    session = open_database(str(tmp_path / "r.db"))()
+    session = open_database(db_url)()
     for backend in ("hf", "lean"):
         runs = []
         for method, accept in (("pld", 3), ("vanilla", 1)):
@@ -339,8 +418,7 @@ def test_backend_is_stored_and_separates_selections(tmp_path):
             for record in records:
                 record["environment"] = record["environment"] | {"backend": backend}
             runs.append(write_answer_file(tmp_path / f"{method}-{backend}.jsonl", records))
-        speed.main(["--file-path", str(runs[0]), "--base-path", str(runs[1]), "--db",
-                    f"sqlite:///{tmp_path / 'r.db'}"])
+        speed.main(["--file-path", str(runs[0]), "--base-path", str(runs[1]), "--db", db_url])
     backends = sorted(session.scalars(select(Run.backend)).all())
     assert backends == ["hf", "hf", "lean", "lean"]
     selections = queries.available_selections(session)
