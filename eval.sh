@@ -14,12 +14,18 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd medusa hydra eagle eagle2]
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd medusa hydra eagle eagle2 eagle3 space]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
 #   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
 #   HYDRA_PATH      Hydra heads folder (trained or published) [the shipped heads; embedded model only]
 #   EAGLE_PATH      EAGLE draft folder for eagle and eagle2 (published, `speculators` or trained)
 #                   [the shipped draft; embedded model only]
+#   EAGLE3_PATH     EAGLE-3 draft folder (published, `speculators` eagle3 or trained)
+#                   [the shipped draft; embedded model only]
+#   SPACE_PATH      SPACE learned mask embeddings for a frozen target (trained)
+#                   [the shipped masks; embedded model only]
+#   SPACE_MASK_ID   SPACE's published variant: MODEL_PATH is a fine-tuned SPACE checkpoint and this is
+#                   its mask token id (32002 for vicuna-v1.3-7b-space); instead of SPACE_PATH
 #   MAX_NEW_TOKENS  new tokens per turn [256; 32 with --quick]
 #   QUESTION_BEGIN / QUESTION_END   0-based line range of the question file [all]
 #   PER_SUBTASK     only the first N questions of each subtask (within the range) [all; 1 with --quick]
@@ -44,7 +50,12 @@
 #   BENCH=spec_bench DTYPE=float16 DEVICE=cuda CONV_TEMPLATE=vicuna MAX_NEW_TOKENS=1024 ./eval.sh
 # (add MEDUSA_PATH=/models/medusa-vicuna-7b-v1.3, HYDRA_PATH=/models/hydra-vicuna-7b-v1.3 and
 # EAGLE_PATH=/models/EAGLE-Vicuna-7B-v1.3 for Medusa, Hydra, EAGLE and EAGLE-2; without them those
-# methods are skipped there)
+# methods are skipped there; EAGLE3_PATH takes an EAGLE-3 head made for the target itself: there is
+# none for Vicuna-7B, and a head made for another model, such as Vicuna-13B's, is refused)
+# The published SPACE model is a fine-tuned Vicuna, so it is its own target with its own baseline,
+# listed under its own name (never compared with Vicuna's answers):
+#   MODEL_PATH=/models/vicuna-v1.3-7b-space MODEL_NAME=vicuna-v1.3-7b-space SPACE_MASK_ID=32002 METHODS=space \
+#   BENCH=spec_bench DTYPE=float16 DEVICE=cuda CONV_TEMPLATE=vicuna MAX_NEW_TOKENS=1024 ./eval.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -60,7 +71,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling samd medusa hydra eagle eagle2}
+METHODS=${METHODS:-pld sps lookahead rest recycling samd medusa hydra eagle eagle2 eagle3 space}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
@@ -136,11 +147,16 @@ skip_without() {  # skip_without VARIABLE METHOD...
 skip_without MEDUSA_PATH medusa
 skip_without HYDRA_PATH hydra
 skip_without EAGLE_PATH eagle eagle2
+skip_without EAGLE3_PATH eagle3
+[ -n "${SPACE_MASK_ID:-}" ] || skip_without SPACE_PATH space
 drafter_args=()
 case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
 if [ -n "${MEDUSA_PATH:-}" ]; then drafter_args+=(--medusa-path "$MEDUSA_PATH"); fi
 if [ -n "${HYDRA_PATH:-}" ]; then drafter_args+=(--hydra-path "$HYDRA_PATH"); fi
 if [ -n "${EAGLE_PATH:-}" ]; then drafter_args+=(--eagle-path "$EAGLE_PATH"); fi
+if [ -n "${EAGLE3_PATH:-}" ]; then drafter_args+=(--eagle3-path "$EAGLE3_PATH"); fi
+if [ -n "${SPACE_PATH:-}" ]; then drafter_args+=(--space-path "$SPACE_PATH"); fi
+if [ -n "${SPACE_MASK_ID:-}" ]; then drafter_args+=(--space-mask-id "$SPACE_MASK_ID"); fi
 if [ "$INTERLEAVE" = 1 ]; then
   # One process: every question is answered by the baseline and each method in turn, so they
   # are timed under the same machine conditions.
@@ -149,7 +165,7 @@ else
   generate vanilla
   for method in $METHODS; do
     case "$method" in
-      sps|medusa|hydra|eagle|eagle2) generate "$method" "${drafter_args[@]}" ;;
+      sps|medusa|hydra|eagle|eagle2|eagle3|space) generate "$method" "${drafter_args[@]}" ;;
       *) generate "$method" ;;
     esac
   done

@@ -22,6 +22,8 @@ METHODS: dict[str, str] = {
     "hydra": "methods.drafters.hydra:HydraDrafter",
     "eagle": "methods.drafters.eagle:EagleDrafter",
     "eagle2": "methods.drafters.eagle2:Eagle2Drafter",
+    "eagle3": "methods.drafters.eagle3:Eagle3Drafter",
+    "space": "methods.drafters.space:SpaceDrafter",
 }
 
 

@@ -405,13 +405,10 @@ def test_trainer_writes_a_draft_that_loads_and_drafts_losslessly(tmp_path, monke
     from methods.core.model_loading import load_model
     from methods.heads.artifact import BaseMismatchError
     from tests.test_inference import save_tiny_model
-    from tests.test_train_drafter import write_corpus
+    from tests.test_train_drafter import tiny_training_setup
     from training.train_drafter import main
 
-    monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "cache"))
-    folder = save_tiny_model(tmp_path / "tiny-base")
-    loaded = load_model(str(folder), dtype="float32", device="cpu")
-    corpus = write_corpus(tmp_path / "corpus.jsonl.gz", loaded)
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
     out = tmp_path / "eagle"
     assert main(["--method", "eagle", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
                  "--epochs", "2", "--batch-size", "128", "--eagle-intermediate", "48", "--eagle-steps", "2",

@@ -255,7 +255,8 @@ def test_a_hub_id_passes_the_cheap_check():
 
 
 @pytest.mark.parametrize("method, flag", [("medusa", "--medusa-path"), ("hydra", "--hydra-path"),
-                                          ("eagle", "--eagle-path"), ("eagle2", "--eagle-path")])
+                                          ("eagle", "--eagle-path"), ("eagle2", "--eagle-path"),
+                                          ("eagle3", "--eagle3-path")])
 def test_a_trained_method_on_another_model_without_weights_fails_before_the_model_loads(
         tiny_folder, questions, tmp_path, capsys, no_model_load, method, flag):
     """Trained weights ship only for the embedded model: elsewhere the run is refused at once,

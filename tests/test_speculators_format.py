@@ -303,8 +303,8 @@ DELETE = object()
 
 CONFIG_REFUSALS = [
     ("speculators_model_type", "dflash", r"speculators_model_type 'dflash' is not an EAGLE head"),
-    ("speculators_model_type", "eagle3", r"EAGLE-3 heads are not supported yet \(speculators_model_type 'eagle3'"),
-    ("speculators_model_type", "peagle", r"EAGLE-3 heads are not supported yet \(speculators_model_type 'peagle'"),
+    ("speculators_model_type", "eagle3", r"speculators_model_type 'eagle3' is EAGLE-3.*--method eagle3"),
+    ("speculators_model_type", "peagle", r"speculators_model_type 'peagle' is parallel-drafting EAGLE-3.*not supported"),
     ("speculators_config.algorithm", "medusa", r"speculators_config\.algorithm is 'medusa'"),
     ("speculators_config", DELETE, r"config\.json is missing 'speculators_config'"),
     ("speculators_config.verifier", DELETE, r"speculators_config is missing 'verifier'"),

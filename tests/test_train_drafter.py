@@ -51,6 +51,15 @@ def write_corpus(path, loaded, count=24, with_ids=True):
     return path
 
 
+def tiny_training_setup(tmp_path, monkeypatch):
+    """A saved tiny base, the base loaded, and a corpus of its own answers, with the feature cache
+    under tmp_path: what every recipe's end-to-end trainer test starts from."""
+    monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "cache"))
+    folder = save_tiny_model(tmp_path / "tiny-base")
+    loaded = load_model(str(folder), dtype="float32", device="cpu")
+    return folder, loaded, write_corpus(tmp_path / "corpus.jsonl.gz", loaded)
+
+
 def test_trainer_trains_a_few_steps_and_writes_a_loadable_artifact(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "cache"))
     folder, loaded = tiny

@@ -199,9 +199,11 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
     layers = {i: np.memmap(tmp / f"layer{i}.f16", dtype=np.float16, mode="w+", shape=(n, hidden))
               for i in request.layer_inputs}
     device = next(model.parameters()).device
+    # A recipe that asks for no states (SPACE runs the frozen target in its loss) needs the tokens
+    # and the answer mask only: no forward at all.
+    work = list(zip(sequences, starts[:-1])) if request else []
     with HiddenStateCapture(model, request) as capture:
-        for s, start in tqdm(list(zip(sequences, starts[:-1])), desc="target features", unit="seq",
-                             disable=not progress):
+        for s, start in tqdm(work, desc="target features", unit="seq", disable=not progress):
             capture.arm()
             out = model(input_ids=torch.tensor([s.tokens], device=device), use_cache=False, logits_to_keep=1,
                         **capture.forward_kwargs())

@@ -95,9 +95,8 @@ def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> No
     lines = [
         f"# {method} drafter for {meta['base_model']}",
         "",
-        f"Trained by `training/train_drafter.py` on a frozen base; the base's embeddings and lm_head",
-        f"are shared and not stored here. Loading onto another base is refused (weight fingerprint in",
-        f"`config.json`).",
+        f"Trained by `training/train_drafter.py` on a frozen base; {recipe.shared_note}",
+        f"Loading onto another base is refused (weight fingerprint in `config.json`).",
         "",
         "Command:",
         "",
@@ -137,6 +136,7 @@ def main(argv=None) -> int:
     loaded = load_model(args.model_path, dtype="float32", device=args.device)
     base, tokenizer = loaded.model, loaded.tokenizer
     recipe = recipe_cls(args)
+    recipe.prepare(base)
     corpus = Path(args.corpus)
     features = build_features(base, tokenizer, corpus, recipe.request(), limit=args.limit,
                               max_length=args.max_length, heldout_fraction=args.heldout_fraction,

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from methods.core.drafter import DraftSession, Drafter, StepResult
-from methods.core.hidden_states import HiddenStateRequest
+from methods.core.hidden_states import HiddenStateRequest, HiddenStates
 from methods.core.sampling import target_probs
 from methods.core.static_tree import EAGLE_MC_SIM_7B_63, StaticTree
 from methods.core.tree import DraftTree
@@ -72,14 +72,18 @@ class EagleFamilyDrafter(Drafter):
             self.draft.bind(session.model)
             self._bound_to = session.model
         states = session.prompt_features
-        self.tracker.begin(prompt_ids, None if states is None else states.final, session.device,
+        self.tracker.begin(prompt_ids, None if states is None else self.pair_features(states), session.device,
                            self.draft.fc.weight.dtype)
+
+    def pair_features(self, states: HiddenStates) -> torch.Tensor:
+        """The target feature of each row that goes into a draft pair (EAGLE-1/2: the final one)."""
+        return states.final
 
     def accept(self, step: StepResult) -> None:
         if step.finished:
             return  # the turn is over: no next step to draft for
         rows = [0] + [node + 1 for node in step.accepted_nodes]
-        self.tracker.add_step(step.features.final[rows], step.committed)
+        self.tracker.add_step(self.pair_features(step.features)[rows], step.committed)
 
     def end(self) -> None:
         self.tracker.end()

@@ -36,6 +36,19 @@ CPU_DEFAULTS = {"total_token": 3, "depth": 1, "top_k": 2}
 MINIMUM = {"total_token": 1, "depth": 0, "top_k": 1}
 
 
+def add_tree_options(group, prefix: str, cpu: dict, gpu: dict, note: str = "") -> None:
+    """--PREFIX-total-token, --PREFIX-depth, --PREFIX-top-k: the dynamic tree's size (EAGLE-2, EAGLE-3)."""
+    group.add_argument(f"--{prefix}-total-token", type=int, default=None,
+                       help=f"tokens verified per step, the root included (GPU default {gpu['total_token']}, "
+                            f"CPU default {cpu['total_token']})")
+    group.add_argument(f"--{prefix}-depth", type=int, default=None,
+                       help=f"expansion rounds after the first level; the tree is at most depth + 1 deep "
+                            f"(GPU {gpu['depth']}, CPU {cpu['depth']})")
+    group.add_argument(f"--{prefix}-top-k", type=int, default=None,
+                       help=f"children per expanded node and nodes expanded per round (GPU {gpu['top_k']}, "
+                            f"CPU {cpu['top_k']}){note}")
+
+
 class Eagle2Drafter(EagleFamilyDrafter):
     name = "eagle2"
 
@@ -101,16 +114,7 @@ class Eagle2Drafter(EagleFamilyDrafter):
     @classmethod
     def add_arguments(cls, group) -> None:
         # --eagle-path is eagle's option and serves both methods (the published weights are shared).
-        group.add_argument("--eagle2-total-token", type=int, default=None,
-                           help=f"tokens verified per step, the root included (GPU default "
-                                f"{GPU_DEFAULTS['total_token']}, CPU default {CPU_DEFAULTS['total_token']})")
-        group.add_argument("--eagle2-depth", type=int, default=None,
-                           help=f"expansion rounds after the first level; the tree is at most depth + 1 deep "
-                                f"(GPU {GPU_DEFAULTS['depth']}, CPU {CPU_DEFAULTS['depth']})")
-        group.add_argument("--eagle2-top-k", type=int, default=None,
-                           help=f"children per expanded node and nodes expanded per round "
-                                f"(GPU {GPU_DEFAULTS['top_k']}, CPU {CPU_DEFAULTS['top_k']}); the draft path is "
-                                f"--eagle-path")
+        add_tree_options(group, "eagle2", CPU_DEFAULTS, GPU_DEFAULTS, "; the draft path is --eagle-path")
 
     @classmethod
     def check_args(cls, args) -> None:

@@ -74,6 +74,18 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
+def inverse_frequencies(shape: EagleShape) -> torch.Tensor:
+    """RoPE's inverse frequencies (float64: the tables are computed once per call, then cast)."""
+    return 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, dtype=torch.float64) / shape.head_dim))
+
+
+def rope_tables(inv_freq: torch.Tensor, positions: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [B|1, 1, m, hd] (rotate-half layout) for positions [B|1, m]."""
+    angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq.to(positions.device)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().to(dtype).unsqueeze(1), angles.sin().to(dtype).unsqueeze(1)
+
+
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -145,8 +157,7 @@ class EagleDraftModel(nn.Module):
         self.shape = shape
         self.fc = nn.Linear(2 * shape.hidden_size, shape.hidden_size, bias=shape.fc_bias)
         self.layers = nn.ModuleList(DecoderLayer(shape, i) for i in range(shape.num_layers))
-        inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, dtype=torch.float64) / shape.head_dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("inv_freq", inverse_frequencies(shape), persistent=False)
         # Token ids the draft chooses among (our trained heads: the corpus's answer vocabulary,
         # as in training); None = the whole vocabulary (published heads).
         self.register_buffer("draft_vocab", None if draft_vocab is None else draft_vocab.long(), persistent=False)
@@ -176,10 +187,7 @@ class EagleDraftModel(nn.Module):
 
     # ------------------------------------------------------------------ maths
     def rope(self, positions: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin [B|1, 1, m, hd] for positions [B|1, m]."""
-        angles = positions.to(torch.float64).unsqueeze(-1) * self.inv_freq.to(positions.device)
-        angles = torch.cat([angles, angles], dim=-1)
-        return angles.cos().to(dtype).unsqueeze(1), angles.sin().to(dtype).unsqueeze(1)
+        return rope_tables(self.inv_freq, positions, dtype)
 
     def forward(self, features: torch.Tensor, token_embeds: torch.Tensor, positions: torch.Tensor,
                 past: Optional[list[tuple[torch.Tensor, torch.Tensor]]], visible: torch.Tensor):

@@ -42,7 +42,8 @@ Refused rather than approximated: layernorms=true (our draft has no embedding no
 input norm and no pre-lm_head norm), decoder layers other than Llama and Qwen2 (others differ in
 norms, activation or attention), attention or MLP biases beyond Qwen2's q/k/v biases, rope
 scaling, a sliding window, any tensor we have no place for, and every other
-speculators_model_type, EAGLE-3 included.
+speculators_model_type. EAGLE-3 heads ("eagle3") are read by methods/heads/eagle3_format.py, which
+reuses this module's layer-config and verifier checks.
 """
 
 from __future__ import annotations
@@ -140,9 +141,9 @@ def _check_type(config: dict, where: str) -> None:
     if kind == SPECULATORS_TYPE:
         return
     if kind in EAGLE3_TYPES:
-        raise ArtifactError(f"{where}: EAGLE-3 heads are not supported yet (speculators_model_type {kind!r}, "
-                            f"{EAGLE3_TYPES[kind]}); only EAGLE-1/EAGLE-2/HASS heads "
-                            f"(speculators_model_type 'eagle') can be loaded")
+        hint = "run it with --method eagle3 --eagle3-path" if kind == "eagle3" else "not supported"
+        raise ArtifactError(f"{where}: speculators_model_type {kind!r} is {EAGLE3_TYPES[kind]}; eagle and eagle2 "
+                            f"load EAGLE-1/EAGLE-2/HASS heads (speculators_model_type 'eagle') only: {hint}")
     if not isinstance(kind, str) or not kind:
         raise ArtifactError(f"{where}: speculators_model_type is {kind!r}; expected 'eagle'")
     raise ArtifactError(f"{where}: speculators_model_type {kind!r} is not an EAGLE head this loader reads; "

@@ -15,6 +15,8 @@ RECIPES: dict[str, str] = {
     "medusa": "training.recipes.medusa:MedusaRecipe",
     "hydra": "training.recipes.hydra:HydraRecipe",
     "eagle": "training.recipes.eagle:EagleRecipe",
+    "eagle3": "training.recipes.eagle3:Eagle3Recipe",
+    "space": "training.recipes.space:SpaceRecipe",
 }
 
 
@@ -37,6 +39,8 @@ class Recipe:
     # How the held-out "top1" list reads (README and progress lines).
     metric_label = "Held-out top-1 accuracy per head (head k guesses the token k + 2 ahead)"
     metric_names: tuple = ()
+    # What the artifact takes from the base instead of storing it (its README says so).
+    shared_note = "the base's embeddings and lm_head are shared and not stored here."
 
     def metric_names_for(self, count: int) -> list[str]:
         return list(self.metric_names[:count]) or [f"head {k}" for k in range(count)]
@@ -51,6 +55,9 @@ class Recipe:
 
     def __init__(self, args) -> None:
         self.args = args
+
+    def prepare(self, base) -> None:
+        """Settle what depends on the base before its features are built (e.g. which layers)."""
 
     def request(self):
         """The HiddenStateRequest of the features this method learns from."""

@@ -71,17 +71,7 @@ class EagleRecipe(Recipe):
         self.vocab = np.unique(tokens[answer & train_seq]).astype(np.int64)
         self.t2d = np.full(int(base.config.get_text_config().vocab_size), UNKNOWN, dtype=np.int64)
         self.t2d[self.vocab] = np.arange(len(self.vocab))
-        lengths = np.diff(starts)
-        usable = lengths >= 3  # a pair and a label at least
-        self.train_sequences = np.flatnonzero(usable & ~features.heldout)
-        self.heldout_sequences = np.flatnonzero(usable & features.heldout)
-        # A position i is trained when its label x_{i+2} is an answer token of the same sequence.
-        positions = np.arange(len(tokens))
-        end = starts[1:][seq]
-        labelled = positions + 2 < end
-        labelled[labelled] &= answer[positions[labelled] + 2]
-        self.train_positions = np.flatnonzero(labelled & train_seq)
-        self.heldout_positions = np.flatnonzero(labelled & ~train_seq)
+        self._split(features)
         self.final = np.asarray(features.final)
         sample = self.final[np.linspace(0, len(self.final) - 1, 4096).astype(np.int64)].astype(np.float32)
         self.feature_rms = float(np.sqrt((sample ** 2).mean()))
@@ -92,6 +82,21 @@ class EagleRecipe(Recipe):
         self.base = base
         self._noise_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         return self.module
+
+    def _split(self, features) -> None:
+        """Training and held-out conversations and positions: a position i counts when its label
+        x_{i+2} is an answer token of the same conversation."""
+        starts, answer = features.starts, features.answer
+        seq = features.sequence_of_position
+        train_seq = ~features.heldout[seq]
+        usable = np.diff(starts) >= 3  # a pair and a label at least
+        self.train_sequences = np.flatnonzero(usable & ~features.heldout)
+        self.heldout_sequences = np.flatnonzero(usable & features.heldout)
+        positions = np.arange(len(features.tokens))
+        labelled = positions + 2 < starts[1:][seq]
+        labelled[labelled] &= answer[positions[labelled] + 2]
+        self.train_positions = np.flatnonzero(labelled & train_seq)
+        self.heldout_positions = np.flatnonzero(labelled & ~train_seq)
 
     def summary(self) -> str:
         return (f"{len(self.train_positions)} training and {len(self.heldout_positions)} held-out positions "
