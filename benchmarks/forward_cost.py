@@ -156,7 +156,7 @@ def main(argv=None) -> int:
             return 1
         native.skinny_max_rows = 10**9
         plain = LeanTarget(model, native_kernel=False)
-        rows = [16, 32, 48, 64, 96, 128]
+        rows = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128]
         curve = cost_curve({"native kernel": native, "torch matmul": plain}, ids, args.context, rows, args.reps)
         print(f"\n{'rows':>5} {'native ms':>10} {'torch ms':>10}")
         for k in rows:
