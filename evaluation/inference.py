@@ -384,29 +384,43 @@ def run(args) -> int:
     for lane in lanes:
         check_same_run(lane.answer_file, lane.common)  # now with the method's parameters and the rest
         lane.done = answered_ids(lane.answer_file)
-    todo = [q for q in questions if any(q.question_id not in lane.done for lane in lanes)]
-    for lane in lanes:
-        missing = sum(q.question_id not in lane.done for q in questions)
-        print(f"{lane.method} on {loaded.source} ({loaded.device}, {loaded.dtype}): {missing} of "
-              f"{len(questions)} questions to answer -> {lane.answer_file}", flush=True)
+    todo = pending(questions, lanes, f" on {loaded.source} ({loaded.device}, {loaded.dtype})")
 
     if todo and args.warmup > 0:
         warm_up_lanes(answerer)
 
     bar = tqdm(todo, desc=",".join(args.method), unit="q", disable=args.no_progress, file=sys.stderr)
     for index, question in enumerate(bar):
-        speeds = []
         methods = {lane.method for lane in lanes if question.question_id not in lane.done}
-        for lane, record in answer_lanes(answerer, question, index, methods):
-            append_answer(lane.answer_file, record)
-            if "error" in record:
-                lane.failures += 1
-                tqdm.write(f"{lane.method}: question {question.question_id} failed: {record['error']}",
-                           file=sys.stderr)
-            speeds.append(speeds_text(lane.method, record))
-        if any(speeds):
-            bar.set_postfix_str("tok/s " + ", ".join(filter(None, speeds)))
+        show_speeds(bar, [write_answer(lane, question.question_id, record)
+                          for lane, record in answer_lanes(answerer, question, index, methods)])
     return finish(lanes)
+
+
+def pending(questions, lanes, where: str = "") -> list:
+    """The questions some lane has still to answer; says per lane how many, and into which file."""
+    for lane in lanes:
+        missing = sum(q.question_id not in lane.done for q in questions)
+        print(f"{lane.method}{where}: {missing} of {len(questions)} questions to answer -> {lane.answer_file}",
+              flush=True)
+    return [q for q in questions if any(q.question_id not in lane.done for lane in lanes)]
+
+
+def write_answer(lane: Lane, question_id, record: dict) -> str | None:
+    """Append one finished answer line to its lane's file (the only place answers are written,
+    in one process and on a sharded run's driver); returns its tokens/s text for the progress bar."""
+    append_answer(lane.answer_file, record)
+    if "error" in record:
+        lane.failures += 1
+        tqdm.write(f"{lane.method}: question {question_id} failed: {record['error']}", file=sys.stderr)
+    else:
+        lane.done.add(question_id)
+    return speeds_text(lane.method, record)
+
+
+def show_speeds(bar, speeds: list) -> None:
+    if any(speeds):
+        bar.set_postfix_str("tok/s " + ", ".join(filter(None, speeds)))
 
 
 def finish(lanes) -> int:

@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from evaluation.answer_file import SHARDED_RUN_FIELDS, answered_ids, append_answer, check_same_run
-from evaluation.inference import (Lane, answer_lanes, finish, load_answerer, plan_run, speeds_text,
-                                  warm_up_lanes)
+from evaluation.answer_file import SHARDED_RUN_FIELDS, answered_ids, check_same_run
+from evaluation.inference import (Lane, answer_lanes, finish, load_answerer, pending, plan_run, show_speeds,
+                                  warm_up_lanes, write_answer)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A question in flight on this many workers that died is not handed out again: it is more
@@ -168,11 +168,7 @@ def run_sharded(args) -> int:
                                       fields=SHARDED_RUN_FIELDS)
         lanes = [Lane(method, None, answer_file, {}, answered_ids(answer_file))
                  for method, _, answer_file in planned]
-        todo = [q for q in questions if any(q.question_id not in lane.done for lane in lanes)]
-        for lane in lanes:
-            missing = sum(q.question_id not in lane.done for q in questions)
-            print(f"{lane.method}: {missing} of {len(questions)} questions to answer -> "
-                  f"{lane.answer_file}", flush=True)
+        todo = pending(questions, lanes)
         if not todo:
             return finish(lanes)
         count = min(args.workers, len(todo))  # a worker without a question would only load
@@ -252,19 +248,8 @@ def dispatch(ray, args, workers, lanes, todo) -> None:
         except ray.exceptions.RayTaskError as exc:  # a bug, not a lost machine: stop
             raise ClusterError(f"worker {k} failed on question {question.question_id}: "
                                f"{_cause(exc)}") from None
-        speeds = []
-        for method, record in results:
-            lane = by_method[method]
-            append_answer(lane.answer_file, record)
-            if "error" in record:
-                lane.failures += 1
-                tqdm.write(f"{method}: question {question.question_id} failed: {record['error']}",
-                           file=sys.stderr)
-            else:
-                lane.done.add(question.question_id)
-            speeds.append(speeds_text(method, record))
+        show_speeds(bar, [write_answer(by_method[method], question.question_id, record)
+                          for method, record in results])
         idle.append(k)
         bar.update(1)
-        if any(speeds):
-            bar.set_postfix_str("tok/s " + ", ".join(filter(None, speeds)))
     bar.close()
