@@ -401,3 +401,8 @@ def test_trainer_writes_a_draft_that_loads_and_drafts_losslessly(tmp_path, monke
     other = load_model(str(save_tiny_model(tmp_path / "other", seed=1)), dtype="float32", device="cpu")
     with pytest.raises(BaseMismatchError, match="another base"):
         load_eagle3(out, other.model)
+    saved = json.loads((out / "config.json").read_text())
+    del saved["base_fingerprint"]
+    (out / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ArtifactError, match="records no base_fingerprint"):
+        load_eagle3(out, loaded.model)

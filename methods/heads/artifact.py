@@ -119,6 +119,14 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_trained_base(config: dict, model, what: str, folder) -> None:
+    """An artifact of ours shares the base's tensors, so it records the base it was trained on:
+    refuse one that does not say, and one made on another base."""
+    if "base_fingerprint" not in config:
+        raise ArtifactError(f"{folder}/config.json shares the base's tensors but records no base_fingerprint")
+    check_base(config["base_fingerprint"], model, f"{what} {folder}")
+
+
 def find_weights(folder: Path, names: tuple[str, ...], what: str) -> Path:
     """The first of ``names`` present in ``folder`` (formats accept safetensors or a torch pickle)."""
     for name in names:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from methods.heads.artifact import ArtifactError, check_base, find_weights, load_state, read_config, ready_for_drafting
+from methods.heads.artifact import (ArtifactError, check_trained_base, find_weights, load_state, read_config,
+                                    ready_for_drafting)
 from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape
 from methods.heads.eagle_format import fill
 
@@ -197,8 +198,8 @@ def load_eagle3(folder: str | Path, base_model, feature_layers=None) -> Eagle3Dr
             hint = (" (it looks like an EAGLE-1/2 draft: use --method eagle or eagle2)"
                     if "layers.0.self_attn.q_proj.weight" in state else "")
             raise ArtifactError(f"{path}: no midlayer.self_attn.q_proj.weight, not an EAGLE-3 draft{hint}")
-        if config.get("base_fingerprint") is not None:
-            check_base(config["base_fingerprint"], base_model, f"EAGLE-3 draft {folder}")
+        if config.get("method") == "eagle3":  # ours: the base's embeddings, trained on one base
+            check_trained_base(config, base_model, "EAGLE-3 draft", folder)
         shape = shape_from_config(config, state, str(folder / "config.json"))
     if feature_layers is not None:
         shape = _replace(shape, feature_layers=_layers(feature_layers, "--eagle3-layers"))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from methods.heads.artifact import (ArtifactError, check_base, check_draft_vocab, find_weights, load_state,
+from methods.heads.artifact import (ArtifactError, check_trained_base, check_draft_vocab, find_weights, load_state,
                                     read_config, ready_for_drafting)
 from methods.heads.eagle import EagleDraftModel, EagleShape
 
@@ -107,9 +107,7 @@ def load_eagle(folder: str | Path, base_model) -> EagleDraftModel:
         if config.get("shares_base_lm_head"):
             if config.get("method") not in (None, "eagle"):
                 raise ArtifactError(f"{folder}: a {config.get('method')} artifact, not an EAGLE draft")
-            if "base_fingerprint" not in config:
-                raise ArtifactError(f"{folder}/config.json shares the base's tensors but records no base_fingerprint")
-            check_base(config["base_fingerprint"], base_model, f"EAGLE draft {folder}")
+            check_trained_base(config, base_model, "EAGLE draft", folder)
             shape = EagleShape(**config["draft_shape"])
         else:
             check_embeddings(state, base_model, str(path))

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from methods.heads.artifact import (ArtifactError, check_base, check_draft_vocab, find_weights, load_state,
+from methods.heads.artifact import (ArtifactError, check_trained_base, check_draft_vocab, find_weights, load_state,
                                     read_config, ready_for_drafting)
 from methods.heads.medusa import ResBlock
 
@@ -360,9 +360,7 @@ def load_hydra(folder: str | Path, base_model) -> HydraHeads:
                             f"{' and '.join(repr(a) for a in ARCHS)} head architectures")
     shares = bool(config.get("shares_base_lm_head", False))
     if shares:
-        if "base_fingerprint" not in config:
-            raise ArtifactError(f"{folder}/config.json shares the base's lm_head but records no base_fingerprint")
-        check_base(config["base_fingerprint"], base_model, f"Hydra heads {folder}")
+        check_trained_base(config, base_model, "Hydra heads", folder)
     path = find_weights(folder, WEIGHT_FILES, "Hydra")
     state = load_state(path)
     draft_vocab = state.pop("draft_vocab", None)

@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from methods.heads.artifact import (ArtifactError, check_base, check_draft_vocab, find_weights, load_state,
+from methods.heads.artifact import (ArtifactError, check_trained_base, check_draft_vocab, find_weights, load_state,
                                     read_config, ready_for_drafting)
 
 WEIGHT_FILES = ("medusa_lm_head.safetensors", "medusa_lm_head.pt")
@@ -116,9 +116,7 @@ def load_medusa(folder: str | Path, base_model) -> MedusaHeads:
     config = read_config(folder)
     shares = bool(config.get("shares_base_lm_head", False))
     if shares:
-        if "base_fingerprint" not in config:
-            raise ArtifactError(f"{folder}/config.json shares the base's lm_head but records no base_fingerprint")
-        check_base(config["base_fingerprint"], base_model, f"Medusa heads {folder}")
+        check_trained_base(config, base_model, "Medusa heads", folder)
     path = find_weights(folder, WEIGHT_FILES, "Medusa")
     state = load_state(path)
     draft_vocab = state.pop("draft_vocab", None)

@@ -23,7 +23,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from methods.heads.artifact import ArtifactError, check_base, find_weights, load_state, read_config, ready_for_drafting
+from methods.heads.artifact import (ArtifactError, check_trained_base, find_weights, load_state, read_config,
+                                    ready_for_drafting)
 
 WEIGHT_FILES = ("space_masks.safetensors",)
 KEY = "mask_embeddings"
@@ -111,9 +112,7 @@ def load_space(folder: str | Path, base_model) -> LearnedMasks:
         raise ArtifactError(f"{folder}/config.json is not a SPACE mask artifact (method {config.get('method')!r}); "
                             f"the published SPACE model is a whole checkpoint: give it as --model-path with "
                             f"--space-mask-id")
-    if "base_fingerprint" not in config:
-        raise ArtifactError(f"{folder}/config.json records no base_fingerprint")
-    check_base(config["base_fingerprint"], base_model, f"SPACE masks {folder}")
+    check_trained_base(config, base_model, "SPACE masks", folder)
     path = find_weights(folder, WEIGHT_FILES, "SPACE mask")
     state = load_state(path)
     if KEY not in state:
