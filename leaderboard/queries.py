@@ -4,8 +4,9 @@ The app never touches the ORM itself: each page asks one function here. A leader
 newest speed comparison of one method configuration (method name and parameters) for a selection
 (device, model, dtype, temperature, bench), where the selection is read off the comparison's
 method run (the device type off the comparison itself where it has one: a run sharded over
-several device types is compared per type, and each type is its own selection). Two configurations of one method get two rows, labelled by the parameters in which
-they differ, rather than the older silently disappearing.
+several device types is compared per type, and each type is its own selection). Two
+configurations of one method get two rows, labelled by the parameters in which they differ,
+rather than the older silently disappearing.
 
 Only comparisons whose method and baseline settings matched are ranked. One that speed.py was
 told to store despite a differing setting (--allow-mismatch) is shown apart, by
