@@ -131,6 +131,33 @@ def test_native_kernel_equals_torch_matmul(rows, n, k):
                                rtol=1e-5, atol=1e-4)
 
 
+def test_a_rows_product_does_not_depend_on_the_rows_beside_it():
+    """Each output is summed in one order whatever M is and wherever its row falls in the
+    kernel's blocks, so a verification row gets bit-identical values to a 1-row forward's."""
+    fn = skinny_kernel.load()
+    if fn is None:
+        pytest.skip(f"native kernel unavailable: {skinny_kernel.why_not()}")
+    gen = torch.Generator().manual_seed(7)
+    x, w = torch.randn(17, 579, generator=gen), torch.randn(67, 579, generator=gen)
+    together = skinny_kernel.skinny_matmul(fn, x, w)
+    for i in range(17):
+        assert torch.equal(skinny_kernel.skinny_matmul(fn, x[i:i + 1], w)[0], together[i]), i
+    assert torch.equal(skinny_kernel.skinny_matmul(fn, x[5:16], w), together[5:16])
+
+
+def test_the_avx2_version_of_the_kernel_equals_torch_matmul():
+    """On an AVX-512 CPU the compiled kernel is the AVX-512 version; the AVX2 one, which other
+    CPUs run, is built here without AVX-512 and checked too."""
+    fn = skinny_kernel.build_variant("-mno-avx512f")
+    if fn is None:
+        pytest.skip("no C compiler or no AVX2 here")
+    gen = torch.Generator().manual_seed(3)
+    for rows, n, k in [(1, 64, 32), (5, 61, 37), (16, 3, 576), (33, 67, 579)]:
+        x, w = torch.randn(rows, k, generator=gen), torch.randn(n, k, generator=gen)
+        torch.testing.assert_close(skinny_kernel.skinny_matmul(fn, x, w), (x.double() @ w.double().T).float(),
+                                   rtol=1e-5, atol=1e-4)
+
+
 def test_disabling_the_native_kernel_falls_back_to_torch(monkeypatch):
     monkeypatch.setattr(skinny_kernel, "_state", {})
     monkeypatch.setenv(skinny_kernel.DISABLE_ENV, "0")

@@ -1,17 +1,125 @@
 /* y = x @ w^T for a few rows of x: the shape of a decoding or verification forward.
  *
  * x is [M, K], w is [N, K] (a torch Linear weight, row-major, unchanged and not copied), y is
- * [M, N]; all float32 and contiguous. Every block of NR = 8 weight rows is read from memory once
- * and stays in L1 while it is multiplied with each of the M rows of x, eight dot products at a
- * time in AVX2 registers. For M up to a few dozen this streams the weights at close to the
- * memory bandwidth, where BLAS sgemm runs such shapes as M separate matrix-vector products or
- * pays for packing. Blocks of weight rows are split between threads with OpenMP.
+ * [M, N]; all float32 and contiguous. Each block of weight rows is read from memory once and
+ * stays in L1 while it is multiplied with every row of x, so for M up to a few dozen the
+ * weights stream at close to the memory bandwidth, where BLAS sgemm runs such shapes as M
+ * separate matrix-vector products or pays for packing. Blocks of weight rows are split between
+ * threads with OpenMP.
  *
- * The register blocking (1 row of x by 8 of w) was chosen by measurement on a 2-core AVX2 CPU
- * against 1x3 .. 4x3, 2x4 .. 2x6 and 1x4 .. 1x12 (benchmarks/forward_cost.py measures the result).
+ * Every output is one dot product summed in the same order whatever M is and wherever its row
+ * falls in the block, so a row's result does not depend on which other rows share the call.
+ *
+ * Two versions, chosen at compile time (-march=native):
+ * - AVX-512: 4 weight rows by up to 6 rows of x per micro-kernel (24 accumulators, 10 loads per
+ *   24 FMAs), with the next block of weights prefetched into L2 spread over the block's work so
+ *   that memory and arithmetic overlap. Measured on a 2-core AVX-512 Xeon against 4x5, 4x7,
+ *   8x2 and 8x3, with and without spreading, T0/T1/T2 hints and 1-4 blocks ahead.
+ * - AVX2: 1 row of x by 8 weight rows, chosen on a 2-core AVX2 CPU against 1x3 .. 4x3,
+ *   2x4 .. 2x6 and 1x4 .. 1x12.
+ * benchmarks/forward_cost.py --kernel-rows measures the result in a whole forward.
  */
 #include <stddef.h>
 #include <immintrin.h>
+
+int skinny_sgemm_version(void) { return 2; }
+
+#if defined(__AVX512F__)
+
+#define RW 4  /* weight rows per block */
+#define RX 6  /* rows of x per micro-kernel at most */
+
+/* The full sums of four 16-lane accumulators, as one 4-lane vector. */
+static inline __m128 sum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    /* per 128-bit lane, t0 holds partial sums [a0 a1 a0 a1] and t1 [a2 a3 a2 a3] */
+    __m512 u = _mm512_add_ps(_mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 v = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
+    return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+}
+
+/* Where the next block's weights are prefetched: `next` advances one cache line at a time up to
+ * `end`, `per_step` lines per 16 columns of work, so the lines are spread over all the x groups
+ * of the current block. */
+typedef struct { const char *next, *end; int per_step; } prefetch_t;
+
+/* rx (a constant after inlining) rows of x against the RW weight rows at w. */
+static inline __attribute__((always_inline)) void block(
+        const int rx, int K, int N, const float *x, const float *w, float *y, prefetch_t *pf) {
+    __m512 acc[RX][RW];
+    for (int i = 0; i < rx; i++)
+        for (int j = 0; j < RW; j++) acc[i][j] = _mm512_setzero_ps();
+    const size_t k_ = (size_t)K;
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 wv[RW];
+        for (int j = 0; j < RW; j++) wv[j] = _mm512_loadu_ps(w + j * k_ + k);
+        for (int p = 0; p < pf->per_step && pf->next < pf->end; p++, pf->next += 64)
+            _mm_prefetch(pf->next, _MM_HINT_T1);
+        for (int i = 0; i < rx; i++) {
+            __m512 xv = _mm512_loadu_ps(x + i * k_ + k);
+            for (int j = 0; j < RW; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    if (k < K) {  /* K not a multiple of 16: masked loads read zeros past the end */
+        __mmask16 m = (__mmask16)((1u << (K - k)) - 1u);
+        __m512 wv[RW];
+        for (int j = 0; j < RW; j++) wv[j] = _mm512_maskz_loadu_ps(m, w + j * k_ + k);
+        for (int i = 0; i < rx; i++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + i * k_ + k);
+            for (int j = 0; j < RW; j++) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+        }
+    }
+    for (int i = 0; i < rx; i++)
+        _mm_storeu_ps(y + (size_t)i * N, sum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
+}
+
+/* The last N % RW weight rows against one row of x. */
+static void tail_rows(int rows, int K, const float *x, const float *w, float *y) {
+    for (int j = 0; j < rows; j++) {
+        __m512 a = _mm512_setzero_ps();
+        int k = 0;
+        for (; k + 16 <= K; k += 16)
+            a = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), _mm512_loadu_ps(w + (size_t)j * K + k), a);
+        if (k < K) {
+            __mmask16 m = (__mmask16)((1u << (K - k)) - 1u);
+            a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + k), _mm512_maskz_loadu_ps(m, w + (size_t)j * K + k), a);
+        }
+        y[j] = _mm512_reduce_add_ps(a);
+    }
+}
+
+void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y, int threads) {
+    const int blocks = N / RW;
+    const int groups = (M + RX - 1) / RX;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (int b = 0; b < blocks; b++) {
+        const float *wb = w + (size_t)b * RW * K;
+        float *yb = y + (size_t)b * RW;
+        prefetch_t pf = {(const char *)(wb + (size_t)RW * K), (const char *)(wb + (size_t)RW * K),
+                         (RW + groups - 1) / groups};
+        if (b + 1 < blocks) pf.end += (size_t)RW * K * sizeof(float);
+        int i = 0;
+        for (; i + RX <= M; i += RX) block(RX, K, N, x + (size_t)i * K, wb, yb + (size_t)i * N, &pf);
+        const float *xi = x + (size_t)i * K;
+        float *yi = yb + (size_t)i * N;
+        switch (M - i) {  /* each case its own fully unrolled micro-kernel */
+            case 5: block(5, K, N, xi, wb, yi, &pf); break;
+            case 4: block(4, K, N, xi, wb, yi, &pf); break;
+            case 3: block(3, K, N, xi, wb, yi, &pf); break;
+            case 2: block(2, K, N, xi, wb, yi, &pf); break;
+            case 1: block(1, K, N, xi, wb, yi, &pf); break;
+        }
+    }
+    const int rest = N - blocks * RW;
+    if (rest)
+        for (int i = 0; i < M; i++)
+            tail_rows(rest, K, x + (size_t)i * K, w + (size_t)blocks * RW * K, y + (size_t)i * N + (size_t)blocks * RW);
+}
+
+#else  /* AVX2 */
 
 #define NR 8
 
@@ -52,8 +160,6 @@ static void row_by_rest(int K, int rows, const float *x, const float *w, float *
     }
 }
 
-int skinny_sgemm_version(void) { return 1; }
-
 void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y, int threads) {
     const int blocks = N / NR;
     #pragma omp parallel for num_threads(threads) schedule(static)
@@ -68,3 +174,5 @@ void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y,
             row_by_rest(K, rest, x + (size_t)i * K, w + (size_t)blocks * NR * K,
                         y + (size_t)i * N + (size_t)blocks * NR);
 }
+
+#endif

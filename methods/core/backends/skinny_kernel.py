@@ -52,22 +52,42 @@ def _compiler() -> Optional[str]:
     return None
 
 
-def _build(compiler: str, cpu: str, flags: set[str]) -> Path:
+def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()) -> Path:
+    """The compiled library's path; ``extra`` compiler options (e.g. ``-mno-avx512f``, to build
+    the AVX2 version on an AVX-512 CPU) are part of the cache key."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    key = hashlib.sha256("|".join([SOURCE.read_text(), compiler, *version, cpu,
-                                   " ".join(sorted(flags))]).encode()).hexdigest()[:16]
+    key = hashlib.sha256("|".join([SOURCE.read_text(), compiler, *version, cpu, " ".join(sorted(flags)),
+                                   *extra]).encode()).hexdigest()[:16]
     target = cache_root() / "kernels" / f"skinny_gemm-{key}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    cmd = [compiler, "-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", str(SOURCE), "-o", str(tmp)]
+    cmd = [compiler, "-O3", "-march=native", *extra, "-fopenmp", "-shared", "-fPIC", str(SOURCE), "-o", str(tmp)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise RuntimeError(f"compiling {SOURCE.name} failed: {done.stderr.strip()[:500]}")
     os.replace(tmp, target)  # atomic: a half-written library is never loaded
     return target
+
+
+def _bind(library_path: Path):
+    fn = ctypes.CDLL(str(library_path)).skinny_sgemm
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                   ctypes.c_void_p, ctypes.c_int]
+    fn.restype = None
+    return fn
+
+
+def build_variant(*extra: str):
+    """The kernel compiled with ``extra`` options (tests build the AVX2 version this way), or None
+    where no compiler or no AVX2 is there."""
+    cpu, flags = _cpu_description()
+    compiler = _compiler()
+    if compiler is None or not {"avx2", "fma"} <= flags:
+        return None
+    return _bind(_build(compiler, cpu, flags, tuple(extra)))
 
 
 def load():
@@ -85,11 +105,7 @@ def load():
         reason = "no C compiler (cc, gcc or clang) on PATH"
     else:
         try:
-            library = ctypes.CDLL(str(_build(compiler, cpu, flags)))
-            fn = library.skinny_sgemm
-            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                           ctypes.c_void_p, ctypes.c_int]
-            fn.restype = None
+            fn = _bind(_build(compiler, cpu, flags))
         except (OSError, RuntimeError) as exc:
             reason = str(exc)
     _state["fn"], _state["why_not"] = fn, reason
