@@ -169,8 +169,8 @@ def main(argv=None) -> int:
           f"-> floor {floor_ms:.1f} ms per forward", flush=True)
     targets = {name: make_target(name, model) for name in BACKENDS}
     if "lean" in targets and not targets["lean"].native_kernel:
-        from methods.core.backends import skinny_kernel
-        print(f"note: lean runs without the native kernel ({skinny_kernel.why_not()})", flush=True)
+        from methods.core.backends import native_kernels
+        print(f"note: lean runs without the native kernel ({native_kernels.why_not()})", flush=True)
     curve = cost_curve(targets, ids, args.context, ks, args.reps)
     print(f"\nforward over k tokens after {args.context} cached (median of {args.reps}, ms; x = / 1-token)")
     print(f"{'k':>4} " + " ".join(f"{name:>16}" for name in targets))

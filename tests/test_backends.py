@@ -10,7 +10,7 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
 
-from methods.core.backends import BackendError, make_target, resolve_backend, skinny_kernel
+from methods.core.backends import BackendError, make_target, resolve_backend, native_kernels
 from methods.core.backends.hf import HfTarget
 from methods.core.backends.lean import LeanTarget, unsupported_reason
 from methods.core.hidden_states import HiddenStateRequest
@@ -87,8 +87,8 @@ def test_lean_logits_and_states_equal_hf_in_float64(make_model):
 
 
 def test_lean_with_the_native_kernel_matches_hf_in_float32():
-    if skinny_kernel.load() is None:
-        pytest.skip(f"native kernel unavailable: {skinny_kernel.why_not()}")
+    if native_kernels.load() is None:
+        pytest.skip(f"native kernel unavailable: {native_kernels.why_not()}")
     model = make_tiny_llama(vocab_size=VOCAB, layers=3, dtype=torch.float32)
     lean = LeanTarget(model)
     assert lean.native_kernel
@@ -117,54 +117,54 @@ def test_fusing_leaves_the_model_unchanged_and_holds_weights_once():
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 16, 33, 96])
 @pytest.mark.parametrize("n,k", [(64, 32), (61, 37), (8, 8), (3, 576)])
 def test_native_kernel_equals_torch_matmul(rows, n, k):
-    fn = skinny_kernel.load()
+    fn = native_kernels.load()
     if fn is None:
-        pytest.skip(f"native kernel unavailable: {skinny_kernel.why_not()}")
+        pytest.skip(f"native kernel unavailable: {native_kernels.why_not()}")
     gen = torch.Generator().manual_seed(rows * 1000 + n + k)
     x = torch.randn(rows, k, generator=gen)
     w = torch.randn(n, k, generator=gen)
     expected = (x.double() @ w.double().T).float()
-    torch.testing.assert_close(skinny_kernel.skinny_matmul(fn, x, w), expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(native_kernels.skinny_matmul(fn, x, w), expected, rtol=1e-5, atol=1e-4)
     # A non-contiguous input is made contiguous, never read with the wrong strides.
     xt = torch.randn(k, rows, generator=gen).T
-    torch.testing.assert_close(skinny_kernel.skinny_matmul(fn, xt, w), (xt.double() @ w.double().T).float(),
+    torch.testing.assert_close(native_kernels.skinny_matmul(fn, xt, w), (xt.double() @ w.double().T).float(),
                                rtol=1e-5, atol=1e-4)
 
 
 def test_a_rows_product_does_not_depend_on_the_rows_beside_it():
     """Each output is summed in one order whatever M is and wherever its row falls in the
     kernel's blocks, so a verification row gets bit-identical values to a 1-row forward's."""
-    fn = skinny_kernel.load()
+    fn = native_kernels.load()
     if fn is None:
-        pytest.skip(f"native kernel unavailable: {skinny_kernel.why_not()}")
+        pytest.skip(f"native kernel unavailable: {native_kernels.why_not()}")
     gen = torch.Generator().manual_seed(7)
     x, w = torch.randn(17, 579, generator=gen), torch.randn(67, 579, generator=gen)
-    together = skinny_kernel.skinny_matmul(fn, x, w)
+    together = native_kernels.skinny_matmul(fn, x, w)
     for i in range(17):
-        assert torch.equal(skinny_kernel.skinny_matmul(fn, x[i:i + 1], w)[0], together[i]), i
-    assert torch.equal(skinny_kernel.skinny_matmul(fn, x[5:16], w), together[5:16])
+        assert torch.equal(native_kernels.skinny_matmul(fn, x[i:i + 1], w)[0], together[i]), i
+    assert torch.equal(native_kernels.skinny_matmul(fn, x[5:16], w), together[5:16])
 
 
 def test_the_avx2_version_of_the_kernel_equals_torch_matmul():
     """On an AVX-512 CPU the compiled kernel is the AVX-512 version; the AVX2 one, which other
     CPUs run, is built here without AVX-512 and checked too."""
-    fn = skinny_kernel.build_variant("-mno-avx512f")
+    fn = native_kernels.build_variant("-mno-avx512f")
     if fn is None:
         pytest.skip("no C compiler or no AVX2 here")
     gen = torch.Generator().manual_seed(3)
     for rows, n, k in [(1, 64, 32), (5, 61, 37), (16, 3, 576), (33, 67, 579)]:
         x, w = torch.randn(rows, k, generator=gen), torch.randn(n, k, generator=gen)
-        torch.testing.assert_close(skinny_kernel.skinny_matmul(fn, x, w), (x.double() @ w.double().T).float(),
+        torch.testing.assert_close(native_kernels.skinny_matmul(fn, x, w), (x.double() @ w.double().T).float(),
                                    rtol=1e-5, atol=1e-4)
 
 
 def test_disabling_the_native_kernel_falls_back_to_torch(monkeypatch):
-    monkeypatch.setattr(skinny_kernel, "_state", {})
-    monkeypatch.setenv(skinny_kernel.DISABLE_ENV, "0")
-    assert skinny_kernel.load() is None and "SDBENCH_NATIVE_KERNEL=0" in skinny_kernel.why_not()
+    monkeypatch.setattr(native_kernels, "_state", {})
+    monkeypatch.setenv(native_kernels.DISABLE_ENV, "0")
+    assert native_kernels.load() is None and "SDBENCH_NATIVE_KERNEL=0" in native_kernels.why_not()
     model = make_tiny_llama(vocab_size=VOCAB, dtype=torch.float32)
     assert not LeanTarget(model).native_kernel
-    monkeypatch.setattr(skinny_kernel, "_state", {})
+    monkeypatch.setattr(native_kernels, "_state", {})
 
 
 def test_cache_grows_past_its_initial_capacity(monkeypatch):

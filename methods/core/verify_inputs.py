@@ -37,6 +37,16 @@ def block_positions(past_len: int, tree: DraftTree, device: torch.device) -> tor
     return (offsets + past_len).unsqueeze(0).to(device)
 
 
+def block_allowed(tree: DraftTree) -> torch.Tensor:
+    """bool [n+1, n+1]: which rows of the block (root, then the tree's nodes) each row sees; every
+    row also sees the whole cached prefix."""
+    n = len(tree)
+    allowed = torch.zeros(n + 1, n + 1, dtype=torch.bool)
+    allowed[:, 0] = True  # everybody sees the root
+    allowed[1:, 1:] = tree.ancestors_mask()
+    return allowed
+
+
 def block_attention_mask(past_len: int, tree: DraftTree, dtype: torch.dtype,
                          device: torch.device) -> torch.Tensor:
     """Float 4D mask [1, 1, n+1, past_len+n+1]: 0 where attention is allowed, dtype-min elsewhere.
@@ -44,9 +54,7 @@ def block_attention_mask(past_len: int, tree: DraftTree, dtype: torch.dtype,
     A float mask is honoured as-is by both the sdpa and eager attention of transformers models.
     """
     n = len(tree)
-    allowed = torch.zeros(n + 1, n + 1, dtype=torch.bool)
-    allowed[:, 0] = True  # everybody sees the root
-    allowed[1:, 1:] = tree.ancestors_mask()
+    allowed = block_allowed(tree)
     block = torch.zeros(n + 1, n + 1, dtype=dtype)
     block.masked_fill_(~allowed, torch.finfo(dtype).min)
     mask = torch.zeros(1, 1, n + 1, past_len + n + 1, dtype=dtype)

@@ -9,7 +9,7 @@ per call at 2-32 rows than at one. This loop does only the arithmetic:
                h = rms(x); g, u = h @ Wgu;  x += (act(g) * u) @ Wdown
     final = rms(x); logits = final @ lm_head
 
-with every product through ``skinny_kernel`` (float32 on the CPU, up to ``SKINNY_MAX_ROWS``
+with every product through ``native_kernels`` (float32 on the CPU, up to ``SKINNY_MAX_ROWS``
 rows) or torch otherwise. What it reuses from the model, so that nothing of the modelling
 file is copied and numerics follow the model's own definitions: the weights, the rotary
 embedding module (rope scaling types included), the activation module, the norms' eps and the
@@ -30,12 +30,12 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from methods.core.backends import skinny_kernel
+from methods.core.backends import native_kernels
 from methods.core.hidden_states import HiddenStateRequest, HiddenStates, NOTHING
 from methods.core.kv_cache import keep_accepted_rows
 from methods.core.tree import DraftTree
-from methods.core.verify_inputs import (block_attention_mask, block_embeddings, block_positions, block_tokens,
-                                         needs_custom_mask)
+from methods.core.verify_inputs import (block_allowed, block_attention_mask, block_embeddings, block_positions,
+                                         block_tokens, needs_custom_mask)
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
 # Above this many rows torch's BLAS is as fast as the native kernel (long prompts, big trees).
@@ -150,12 +150,28 @@ class _Layer:
         self.norm_post = layer.post_attention_layernorm
         self.scaling = float(attention.scaling)
         self.head_dim = int(attention.head_dim)
+        self.intermediate = self.down.shape[1]
+        self.silu = _is_silu(self.act)
+
+
+def _is_silu(act) -> bool:
+    """Whether the activation module computes SiLU (torch's, transformers' own class, or any
+    other), checked on sample values: lean_ops.c implements only that one."""
+    probe = torch.linspace(-8, 8, 33)
+    try:
+        return torch.allclose(act(probe), F.silu(probe), rtol=1e-6, atol=1e-6)
+    except Exception:  # an activation that cannot run on a plain float tensor
+        return False
+
+
+def _eps(norm) -> float:
+    return float(getattr(norm, "variance_epsilon", None) or getattr(norm, "eps"))
 
 
 def _rms(norm, x: torch.Tensor) -> torch.Tensor:
     """The llama RMSNorm as the model defines it: statistics in float32 (also for a float64
     model), the normed input cast back to the input's dtype, times the weight."""
-    eps = getattr(norm, "variance_epsilon", None) or getattr(norm, "eps")
+    eps = _eps(norm)
     h = x if x.dtype == torch.float32 else x.float()
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
     return norm.weight * (h if x.dtype == torch.float32 else h.to(x.dtype))
@@ -189,13 +205,25 @@ class LeanTarget:
             self.layers = [_Layer(layer) for layer in decoder.layers]
         self.head_dim = self.layers[0].head_dim
         usable = self.device.type == "cpu" and self.dtype == torch.float32
-        kernel = skinny_kernel.load() if usable and native_kernel is not False else None
+        kernel = native_kernels.load() if usable and native_kernel is not False else None
         if native_kernel and kernel is None:
             raise RuntimeError(f"the native kernel is not available: "
-                               f"{skinny_kernel.why_not() if usable else 'it needs float32 on the CPU'}")
+                               f"{native_kernels.why_not() if usable else 'it needs float32 on the CPU'}")
         self._kernel = kernel
         self.skinny_max_rows = SKINNY_MAX_ROWS  # a benchmark may move it
+        # The whole layer in native code (lean_ops.c) where the kernel is there and the model's
+        # layers are what it implements; a benchmark may turn it off to compare.
+        self.fused = kernel is not None and all(layer.silu for layer in self.layers) and \
+            self.head_dim <= 512 and self.heads % self.kv_heads == 0 and self._rotary_width() == self.head_dim
         self._request: HiddenStateRequest = NOTHING
+
+    def _rotary_width(self) -> int:
+        """How many of a head's dimensions the model's rotary embedding covers (lean_ops.c
+        rotates whole heads only)."""
+        with torch.inference_mode():
+            cos, _ = self.rotary(torch.zeros(1, 1, 1, dtype=self.dtype, device=self.device),
+                                 torch.zeros(1, 1, dtype=torch.long, device=self.device))
+        return int(cos.shape[-1])
 
     # ------------------------------------------------------------------ the contract
     @property
@@ -220,6 +248,9 @@ class LeanTarget:
     def prefill(self, cache: LeanCache, tokens: list[int]) -> Optional[HiddenStates]:
         ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
         positions = torch.arange(len(tokens), device=self.device)
+        if self._fused_for(len(tokens)):
+            allowed = torch.ones(len(tokens), len(tokens), dtype=torch.bool).tril_()
+            return self._forward_fused(cache, ids, positions, 0, allowed, logits=False)[1]
         _, states = self._forward(cache, ids, positions, 0, None, causal=True, logits=False)
         return states
 
@@ -228,12 +259,15 @@ class LeanTarget:
         ids = block_tokens(root, tree, self.device)[0]
         positions = block_positions(past_len, tree, self.device)[0]
         n = len(tree) + 1
+        x = None if tree.embedding_nodes is None else block_embeddings(self.embed, ids, tree)
+        if self._fused_for(n):
+            allowed = block_allowed(tree) if needs_custom_mask(tree) else torch.ones(n, n, dtype=torch.bool).tril_()
+            return self._forward_fused(cache, ids, positions, past_len, allowed, logits=True, embeddings=x)
         mask = None
         if needs_custom_mask(tree):
             mask = block_attention_mask(past_len, tree, self.dtype, self.device)[0, 0]
         elif n > 1:  # a chain: causal, offset by the cached prefix
             mask = torch.ones(n, past_len + n, dtype=torch.bool, device=self.device).tril_(past_len)
-        x = None if tree.embedding_nodes is None else block_embeddings(self.embed, ids, tree)
         return self._forward(cache, ids, positions, past_len, mask, causal=False, logits=True, embeddings=x)
 
     def compact(self, cache: LeanCache, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
@@ -243,9 +277,11 @@ class LeanTarget:
         return True  # the mask is applied here, not by the model
 
     # ------------------------------------------------------------------ arithmetic
+    def _fused_for(self, rows: int) -> bool:
+        return self.fused and rows <= self.skinny_max_rows
     def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         if self._kernel is not None and x.shape[0] <= self.skinny_max_rows:
-            out = skinny_kernel.skinny_matmul(self._kernel, x, weight)
+            out = native_kernels.skinny_matmul(self._kernel, x, weight)
             return out if bias is None else out.add_(bias)
         return F.linear(x, weight, bias)
 
@@ -283,4 +319,51 @@ class LeanTarget:
         if request:
             states = HiddenStates(final=final if request.final else None, layer_inputs=inputs)
         out = self._linear(final, self.lm_head.weight, self.lm_head.bias) if logits else None
+        return out, states
+
+    def _forward_fused(self, cache: LeanCache, ids, positions, past_len: int, allowed: torch.Tensor, logits: bool,
+                       embeddings: Optional[torch.Tensor] = None):
+        """``_forward`` with each layer's element-wise work in lean_ops.c and every product in the
+        native kernel (float32 on the CPU, at most ``skinny_max_rows`` rows). The residual stream
+        ``x`` is updated in place by the norm that follows each residual add."""
+        lib, request = self._kernel, self._request
+        n = ids.shape[0]
+        end = past_len + n
+        cache.reserve(end)
+        threads = torch.get_num_threads()
+        x = (self.embed(ids) if embeddings is None else embeddings).contiguous().clone()
+        cos, sin = self.rotary(x[None], positions[None])
+        cos, sin = cos[0].contiguous(), sin[0].contiguous()
+        allowed = allowed.to(torch.uint8).contiguous()
+        width, hd = x.shape[1], self.head_dim
+        h = torch.empty_like(x)
+        attended = torch.empty(n, self.heads * hd)
+        inputs: dict[int, torch.Tensor] = {}
+        pending = None  # the last layer's MLP output, not yet added to x
+
+        def norm(weight_owner, add):
+            lib.rms_norm(n, width, x.data_ptr(), None if add is None else add.data_ptr(),
+                         weight_owner.weight.data_ptr(), _eps(weight_owner), h.data_ptr())
+
+        for i, layer in enumerate(self.layers):
+            norm(layer.norm_in, pending)
+            if i in request.layer_inputs:
+                inputs[i] = x.clone()  # x changes in place from here on
+            qkv = self._linear(h, layer.qkv, layer.qkv_bias)
+            keys, values = cache.keys[i], cache.values[i]
+            lib.rope_store(n, self.heads, self.kv_heads, hd, qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+                           keys.data_ptr(), values.data_ptr(), keys.shape[1], past_len)
+            lib.attend(n, self.heads, self.kv_heads, hd, qkv.data_ptr(), keys.data_ptr(), values.data_ptr(),
+                       keys.shape[1], past_len, allowed.data_ptr(), layer.scaling, attended.data_ptr(), threads)
+            norm(layer.norm_post, self._linear(attended, layer.o, layer.o_bias))
+            gate_up = self._linear(h, layer.gate_up, layer.gate_up_bias)
+            activated = torch.empty(n, layer.intermediate)
+            lib.silu_mul(n, layer.intermediate, gate_up.data_ptr(), activated.data_ptr(), threads)
+            pending = self._linear(activated, layer.down, layer.down_bias)
+        norm(self.norm, pending)
+        cache.length = end
+        states = None
+        if request:
+            states = HiddenStates(final=h if request.final else None, layer_inputs=inputs)
+        out = self._linear(h, self.lm_head.weight, self.lm_head.bias) if logits else None
         return out, states

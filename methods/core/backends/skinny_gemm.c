@@ -7,8 +7,9 @@
  * separate matrix-vector products or pays for packing. Blocks of weight rows are split between
  * threads with OpenMP.
  *
- * Every output is one dot product summed in the same order whatever M is and wherever its row
- * falls in the block, so a row's result does not depend on which other rows share the call.
+ * Every output is one dot product summed in the same order whatever M and N are and wherever its
+ * rows fall in the blocks, so y[i][j] depends on x[i] and w[j] only: a row's result does not
+ * depend on which other rows share the call (lean_ops.c relies on this for its attention scores).
  *
  * Two versions, chosen at compile time (-march=native):
  * - AVX-512: 4 weight rows by up to 6 rows of x per micro-kernel (24 accumulators, 10 loads per
@@ -76,8 +77,9 @@ static inline __attribute__((always_inline)) void block(
         _mm_storeu_ps(y + (size_t)i * N, sum4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]));
 }
 
-/* The last N % RW weight rows against one row of x. */
+/* The last N % RW weight rows against one row of x, summed exactly as inside a block. */
 static void tail_rows(int rows, int K, const float *x, const float *w, float *y) {
+    const __m512 zero = _mm512_setzero_ps();
     for (int j = 0; j < rows; j++) {
         __m512 a = _mm512_setzero_ps();
         int k = 0;
@@ -87,7 +89,7 @@ static void tail_rows(int rows, int K, const float *x, const float *w, float *y)
             __mmask16 m = (__mmask16)((1u << (K - k)) - 1u);
             a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + k), _mm512_maskz_loadu_ps(m, w + (size_t)j * K + k), a);
         }
-        y[j] = _mm512_reduce_add_ps(a);
+        y[j] = _mm_cvtss_f32(sum4(a, zero, zero, zero));
     }
 }
 
@@ -151,12 +153,16 @@ static void row_by_block(int K, const float *x, const float *w, float *y) {
     for (int j = 0; j < NR; j++) y[j] = s[j];
 }
 
-/* The last N % NR rows of w, plainly. */
+/* The last N % NR rows of w, summed exactly as inside a block. */
 static void row_by_rest(int K, int rows, const float *x, const float *w, float *y) {
     for (int j = 0; j < rows; j++) {
-        float s = 0.0f;
-        for (int k = 0; k < K; k++) s += x[k] * w[(size_t)j * K + k];
-        y[j] = s;
+        const float *wj = w + (size_t)j * K;
+        __m256 a = _mm256_setzero_ps();
+        int k = 0;
+        for (; k + 8 <= K; k += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(wj + k), a);
+        float sum = hsum(a);
+        for (; k < K; k++) sum += x[k] * wj[k];
+        y[j] = sum;
     }
 }
 

@@ -1,12 +1,12 @@
-"""The native few-row matrix product of the lean backend (skinny_gemm.c), built on first use.
+"""The lean backend's native code, built on first use: the few-row matrix product
+(skinny_gemm.c) and the element-wise parts of a decoder layer (lean_ops.c), in one library.
 
-The C file is compiled once per machine with the local C compiler (``-O3 -march=native
--fopenmp``) into the cache folder, keyed by the source, the compiler and the CPU's model and
+The C files are compiled once per machine with the local C compiler (``-O3 -march=native
+-fopenmp``) into the cache folder, keyed by the sources, the compiler and the CPU's model and
 flags, so a home folder shared between machines never loads a library built for another CPU.
 It needs an x86-64 CPU with AVX2 and FMA and a C compiler; where either is missing, or
 ``SDBENCH_NATIVE_KERNEL=0`` is set, ``load()`` returns None with the reason in ``why_not()`` and
-the lean backend multiplies with torch instead (same results up to float rounding, slower at 2+
-rows).
+the lean backend runs on torch ops instead (same results up to float rounding, slower).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from methods.core.model_loading import cache_root
 
-SOURCE = Path(__file__).with_name("skinny_gemm.c")
+SOURCES = (Path(__file__).with_name("skinny_gemm.c"), Path(__file__).with_name("lean_ops.c"))
 DISABLE_ENV = "SDBENCH_NATIVE_KERNEL"
 
 _state: dict = {}
@@ -56,33 +56,47 @@ def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()
     """The compiled library's path; ``extra`` compiler options (e.g. ``-mno-avx512f``, to build
     the AVX2 version on an AVX-512 CPU) are part of the cache key."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    key = hashlib.sha256("|".join([SOURCE.read_text(), compiler, *version, cpu, " ".join(sorted(flags)),
-                                   *extra]).encode()).hexdigest()[:16]
-    target = cache_root() / "kernels" / f"skinny_gemm-{key}.so"
+    key = hashlib.sha256("|".join([*(source.read_text() for source in SOURCES), compiler, *version, cpu,
+                                   " ".join(sorted(flags)), *extra]).encode()).hexdigest()[:16]
+    target = cache_root() / "kernels" / f"lean-{key}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    cmd = [compiler, "-O3", "-march=native", *extra, "-fopenmp", "-shared", "-fPIC", str(SOURCE), "-o", str(tmp)]
+    # -ffp-contract=off: every C expression rounds as written, in every copy the compiler makes of
+    # a loop (vectorised body, scalar remainder), which the kernels' row independence relies on.
+    cmd = [compiler, "-O3", "-march=native", "-ffp-contract=off", *extra, "-fopenmp", "-shared", "-fPIC",
+           *map(str, SOURCES),
+           "-o", str(tmp), "-lm"]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"compiling {SOURCE.name} failed: {done.stderr.strip()[:500]}")
+        raise RuntimeError(f"compiling {' and '.join(s.name for s in SOURCES)} failed: {done.stderr.strip()[:500]}")
     os.replace(tmp, target)  # atomic: a half-written library is never loaded
     return target
 
 
-def _bind(library_path: Path):
-    fn = ctypes.CDLL(str(library_path)).skinny_sgemm
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                   ctypes.c_void_p, ctypes.c_int]
-    fn.restype = None
-    return fn
+_INT, _PTR, _FLOAT = ctypes.c_int, ctypes.c_void_p, ctypes.c_float
+SIGNATURES = {  # argument types of every exported function (all return void)
+    "skinny_sgemm": [_INT, _INT, _INT, _PTR, _PTR, _PTR, _INT],
+    "rms_norm": [_INT, _INT, _PTR, _PTR, _PTR, _FLOAT, _PTR],
+    "rope_store": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT],
+    "attend": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _INT, _INT, _PTR, _FLOAT, _PTR, _INT],
+    "silu_mul": [_INT, _INT, _PTR, _PTR, _INT],
+}
 
 
-def build_variant(*extra: str):
-    """The kernel compiled with ``extra`` options (tests build the AVX2 version this way), or None
-    where no compiler or no AVX2 is there."""
+def _bind(library_path: Path) -> ctypes.CDLL:
+    library = ctypes.CDLL(str(library_path))
+    for name, argtypes in SIGNATURES.items():
+        fn = getattr(library, name)
+        fn.argtypes, fn.restype = argtypes, None
+    return library
+
+
+def build_variant(*extra: str) -> Optional[ctypes.CDLL]:
+    """The library compiled with ``extra`` options (tests build the AVX2 version this way), or
+    None where no compiler or no AVX2 is there."""
     cpu, flags = _cpu_description()
     compiler = _compiler()
     if compiler is None or not {"avx2", "fma"} <= flags:
@@ -90,11 +104,11 @@ def build_variant(*extra: str):
     return _bind(_build(compiler, cpu, flags, tuple(extra)))
 
 
-def load():
-    """The compiled ``skinny_sgemm`` function, or None (see ``why_not``)."""
-    if "fn" in _state:
-        return _state["fn"]
-    fn, reason = None, None
+def load() -> Optional[ctypes.CDLL]:
+    """The compiled library (functions as in ``SIGNATURES``), or None (see ``why_not``)."""
+    if "library" in _state:
+        return _state["library"]
+    library, reason = None, None
     cpu, flags = _cpu_description()
     compiler = _compiler()
     if os.environ.get(DISABLE_ENV, "1") == "0":
@@ -105,11 +119,11 @@ def load():
         reason = "no C compiler (cc, gcc or clang) on PATH"
     else:
         try:
-            fn = _bind(_build(compiler, cpu, flags))
+            library = _bind(_build(compiler, cpu, flags))
         except (OSError, RuntimeError) as exc:
             reason = str(exc)
-    _state["fn"], _state["why_not"] = fn, reason
-    return fn
+    _state["library"], _state["why_not"] = library, reason
+    return library
 
 
 def why_not() -> Optional[str]:
@@ -117,10 +131,10 @@ def why_not() -> Optional[str]:
     return _state["why_not"]
 
 
-def skinny_matmul(fn, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def skinny_matmul(library, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x [M, K] @ weight[N, K]^T with the native kernel; both float32 and on the CPU."""
     x = x.contiguous()
     out = torch.empty(x.shape[0], weight.shape[0], dtype=torch.float32)
-    fn(x.shape[0], weight.shape[0], weight.shape[1], x.data_ptr(), weight.data_ptr(), out.data_ptr(),
-       torch.get_num_threads())
+    library.skinny_sgemm(x.shape[0], weight.shape[0], weight.shape[1], x.data_ptr(), weight.data_ptr(),
+                         out.data_ptr(), torch.get_num_threads())
     return out

@@ -1,0 +1,252 @@
+/* The element-wise parts of a llama decoder layer for the lean backend's float32 CPU path:
+ * RMSNorm (with the residual add before it), rotary embedding with the cache write, attention
+ * of a few query rows over the cache, and SiLU(gate) * up. In torch each is 5-20 small calls
+ * per layer, which on a 2-core CPU cost more than the arithmetic itself; here each is one call.
+ *
+ * Plain C: loops marked `omp simd` are vectorised for the CPU the file is compiled on
+ * (-march=native). Results equal torch's up to float32 rounding (other summation orders, and a
+ * polynomial exp accurate to a few ulp); tests/test_backends.py compares them.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <omp.h>
+#include <immintrin.h>
+
+/* exp(x) for x in about [-87, 88], written so that GCC vectorises it without -ffast-math
+ * (floorf, fminf and memcpy type-punning each stop the vectoriser): x = n ln2 + r with
+ * |r| <= ln2/2, exp(r) by its degree-7 Taylor polynomial (relative error < 1e-8 there), times
+ * 2^n put into the exponent bits. n is rounded to nearest by adding and subtracting 1.5 * 2^23. */
+static inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f;  /* ln2 in two parts, so that n * ln2 loses nothing */
+    r = r - n * -2.12194440e-4f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const union { int32_t i; float f; } two_to_n = {((int32_t)n + 127) << 23};
+    return p * two_to_n.f;
+}
+
+int lean_ops_version(void) { return 1; }
+
+/* Sums in one fixed order: 16 running lanes (lane l takes elements l, l+16, ...), then a fixed
+ * tree over the lanes. C's rules forbid the compiler to reorder these float additions, so a
+ * sum depends only on the values and their count, never on alignment or on how the loop was
+ * vectorised; `omp simd reduction` would leave the order to the compiler. */
+#define LANES 16
+
+static inline float sum_lanes(const float *part) {
+    float four[4];
+    for (int l = 0; l < 4; l++) four[l] = (part[l] + part[l + 8]) + (part[l + 4] + part[l + 12]);
+    return (four[0] + four[2]) + (four[1] + four[3]);
+}
+
+static inline float dot(int len, const float *a, const float *b) {
+    float part[LANES] = {0};
+    int k = 0;
+    for (; k + LANES <= len; k += LANES)
+        for (int l = 0; l < LANES; l++) part[l] += a[k + l] * b[k + l];
+    for (int l = 0; k < len; k++, l++) part[l] += a[k] * b[k];
+    return sum_lanes(part);
+}
+
+static inline float total(int len, const float *a) {
+    float part[LANES] = {0};
+    int k = 0;
+    for (; k + LANES <= len; k += LANES)
+        for (int l = 0; l < LANES; l++) part[l] += a[k + l];
+    for (int l = 0; k < len; k++, l++) part[l] += a[k];
+    return sum_lanes(part);
+}
+
+/* For each of n rows of width d: if add, x += add (the residual stream, updated in place);
+ * then out = w * (x / sqrt(mean(x^2) + eps)). */
+void rms_norm(int n, int d, float *x, const float *add, const float *w, float eps, float *out) {
+    for (int i = 0; i < n; i++) {
+        float *xi = x + (size_t)i * d;
+        float *oi = out + (size_t)i * d;
+        if (add) {
+            const float *ai = add + (size_t)i * d;
+            #pragma omp simd
+            for (int j = 0; j < d; j++) xi[j] += ai[j];
+        }
+        const float squares = dot(d, xi, xi);
+        const float inv = 1.0f / sqrtf(squares / (float)d + eps);
+        #pragma omp simd
+        for (int j = 0; j < d; j++) oi[j] = w[j] * (xi[j] * inv);
+    }
+}
+
+/* x[:half] * c[:half] - x[half:] * s[:half] and x[half:] * c[half:] + x[:half] * s[half:]:
+ * the rotate-half form of rotary embedding that Llama and Qwen2 use. */
+static inline void rotate(int hd, const float *x, const float *c, const float *s, float *out) {
+    const int half = hd / 2;
+    float tmp[512];  /* head_dim <= 512 is checked by the caller */
+    #pragma omp simd
+    for (int j = 0; j < half; j++) tmp[j] = x[j] * c[j] - x[j + half] * s[j];
+    #pragma omp simd
+    for (int j = half; j < hd; j++) tmp[j] = x[j] * c[j] + x[j - half] * s[j];
+    memcpy(out, tmp, sizeof(float) * hd);
+}
+
+/* qkv: n rows of [q (heads*hd) | k (kv_heads*hd) | v (kv_heads*hd)]. q is rotated in place;
+ * the rotated k and v go to rows past .. past+n-1 of the caches [kv_heads, cap, hd]. */
+void rope_store(int n, int heads, int kv_heads, int hd, float *qkv, const float *cos, const float *sin,
+                float *keys, float *values, int cap, int past) {
+    const int row = (heads + 2 * kv_heads) * hd;
+    for (int i = 0; i < n; i++) {
+        float *q = qkv + (size_t)i * row, *k = q + heads * hd, *v = k + kv_heads * hd;
+        const float *c = cos + (size_t)i * hd, *s = sin + (size_t)i * hd;
+        for (int h = 0; h < heads; h++) rotate(hd, q + h * hd, c, s, q + h * hd);
+        for (int g = 0; g < kv_heads; g++) {
+            const size_t at = ((size_t)g * cap + past + i) * hd;
+            rotate(hd, k + g * hd, c, s, keys + at);
+            memcpy(values + at, v + g * hd, sizeof(float) * hd);
+        }
+    }
+}
+
+void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y, int threads);
+
+/* Attention of n query rows (the block at positions past .. past+n-1) over the cache's first
+ * past+n rows: every row sees the whole prefix, and block row j when allowed[i*n + j] is
+ * nonzero. q comes from the rotated qkv rows; out is [n, heads*hd].
+ *
+ * Per kv head, the scores of all its query rows against the prefix keys and against the block's
+ * keys are two few-row products in skinny_gemm.c, whose every output depends only on its query
+ * and its key. Then, per (row, head), the keys the row sees are taken as one list in cache
+ * order, and the softmax and the weighted sum of values run over that list in a fixed order.
+ * So a row's result depends only on its query and the keys it sees, not on where in the cache
+ * they lie or on the other rows of the block: a tree node on the accepted path gets
+ * bit-identical values to the same token decoded alone, and speculative decoding in float32
+ * gives exactly the baseline's tokens (no near-tie can flip). */
+/* acc[0 .. hd) = sum over c of weights[c] * v_c, v_c = values + slot[c] * hd: for each column,
+ * multiply-adds over c in order with one rounding each (a vector FMA lane and fmaf round
+ * alike). Up to 8 vectors of columns are summed at once, in registers, so that consecutive
+ * keys' multiply-adds do not wait on each other. */
+#if defined(__AVX512F__)
+typedef __m512 vec;
+#define VW 16
+#define vzero _mm512_setzero_ps
+#define vset1 _mm512_set1_ps
+#define vload _mm512_loadu_ps
+#define vstore _mm512_storeu_ps
+#define vfma _mm512_fmadd_ps
+#else
+typedef __m256 vec;
+#define VW 8
+#define vzero _mm256_setzero_ps
+#define vset1 _mm256_set1_ps
+#define vload _mm256_loadu_ps
+#define vstore _mm256_storeu_ps
+#define vfma _mm256_fmadd_ps
+#endif
+
+static inline __attribute__((always_inline)) void weighted_columns(
+        const int nv, int count, const float *weights, const int *slot, const float *values, int hd, float *acc) {
+    vec a[8];
+    for (int v = 0; v < nv; v++) a[v] = vzero();
+    for (int c = 0; c < count; c++) {
+        const vec p = vset1(weights[c]);
+        const float *row = values + (size_t)slot[c] * hd;
+        for (int v = 0; v < nv; v++) a[v] = vfma(p, vload(row + v * VW), a[v]);
+    }
+    for (int v = 0; v < nv; v++) vstore(acc + v * VW, a[v]);
+}
+
+static void weighted_sum(int count, const float *weights, const int *slot, const float *values, int hd,
+                         float *acc) {
+    int t0 = 0;
+    for (; t0 + 8 * VW <= hd; t0 += 8 * VW)
+        weighted_columns(8, count, weights, slot, values + t0, hd, acc + t0);
+    switch ((hd - t0) / VW) {  /* each case its own unrolled loop */
+        case 7: weighted_columns(7, count, weights, slot, values + t0, hd, acc + t0); break;
+        case 6: weighted_columns(6, count, weights, slot, values + t0, hd, acc + t0); break;
+        case 5: weighted_columns(5, count, weights, slot, values + t0, hd, acc + t0); break;
+        case 4: weighted_columns(4, count, weights, slot, values + t0, hd, acc + t0); break;
+        case 3: weighted_columns(3, count, weights, slot, values + t0, hd, acc + t0); break;
+        case 2: weighted_columns(2, count, weights, slot, values + t0, hd, acc + t0); break;
+        case 1: weighted_columns(1, count, weights, slot, values + t0, hd, acc + t0); break;
+    }
+    for (int t = t0 + (hd - t0) / VW * VW; t < hd; t++) {
+        float a = 0.0f;
+        for (int c = 0; c < count; c++) a = fmaf(weights[c], values[(size_t)slot[c] * hd + t], a);
+        acc[t] = a;
+    }
+}
+
+void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const float *keys, const float *values,
+            int cap, int past, const unsigned char *allowed, float scale, float *out, int threads) {
+    const int row = (heads + 2 * kv_heads) * hd;
+    const int group = heads / kv_heads;
+    const int m = n * group;  /* query rows per kv head, ordered (row, head in group) */
+    float *queries = malloc(sizeof(float) * (size_t)m * hd);
+    float *prefix = malloc(sizeof(float) * (size_t)kv_heads * m * (past > 0 ? past : 1));
+    float *block = malloc(sizeof(float) * (size_t)kv_heads * m * n);
+    for (int g = 0; g < kv_heads; g++) {
+        const float *kg = keys + (size_t)g * cap * hd;
+        for (int i = 0; i < n; i++)
+            memcpy(queries + (size_t)i * group * hd, qkv + (size_t)i * row + (size_t)g * group * hd,
+                   sizeof(float) * group * hd);
+        if (past > 0) skinny_sgemm(m, past, hd, queries, kg, prefix + (size_t)g * m * past, threads);
+        skinny_sgemm(m, n, hd, queries, kg + (size_t)past * hd, block + (size_t)g * m * n, threads);
+    }
+    #pragma omp parallel num_threads(threads) if (kv_heads * m * (past + n) > 4096)
+    {
+        float *weights = malloc(sizeof(float) * (size_t)(past + n));
+        int *slot = malloc(sizeof(int) * (size_t)(past + n));
+        #pragma omp for schedule(static)
+        for (int task = 0; task < kv_heads * m; task++) {
+            const int g = task / m, r = task % m, i = r / group, h = g * group + r % group;
+            const float *scores = prefix + ((size_t)g * m + r) * past;
+            const float *own = block + ((size_t)g * m + r) * n;
+            #pragma omp simd
+            for (int j = 0; j < past; j++) {
+                weights[j] = scores[j] * scale;
+                slot[j] = j;
+            }
+            int count = past;
+            for (int j = 0; j < n; j++)
+                if (allowed[(size_t)i * n + j]) {
+                    weights[count] = own[j] * scale;
+                    slot[count++] = past + j;
+                }
+            float top = -INFINITY;  /* a maximum is exact in any order */
+            #pragma omp simd reduction(max:top)
+            for (int c = 0; c < count; c++) top = weights[c] > top ? weights[c] : top;
+            #pragma omp simd
+            for (int c = 0; c < count; c++) weights[c] = exp_approx(weights[c] - top);
+            const float inv = 1.0f / total(count, weights);
+            float *o = out + (size_t)i * heads * hd + (size_t)h * hd;
+            weighted_sum(count, weights, slot, values + (size_t)g * cap * hd, hd, o);
+            #pragma omp simd
+            for (int t = 0; t < hd; t++) o[t] *= inv;
+        }
+        free(slot);
+        free(weights);
+    }
+    free(block);
+    free(prefix);
+    free(queries);
+}
+
+static void silu_row(int inter, const float *restrict g, const float *restrict u, float *restrict o) {
+    #pragma omp simd
+    for (int j = 0; j < inter; j++) o[j] = g[j] / (1.0f + exp_approx(-g[j])) * u[j];
+}
+
+/* out = silu(gate) * up for n rows of gate_up = [gate (inter) | up (inter)]. */
+void silu_mul(int n, int inter, const float *gate_up, float *out, int threads) {
+    #pragma omp parallel for num_threads(threads) if (n * inter > 65536) schedule(static)
+    for (int i = 0; i < n; i++)
+        silu_row(inter, gate_up + (size_t)i * 2 * inter, gate_up + (size_t)i * 2 * inter + inter,
+                 out + (size_t)i * inter);
+}
