@@ -150,37 +150,53 @@ typedef __m256 vec;
 #define vfma _mm256_fmadd_ps
 #endif
 
+/* rows (1 or 2) weighted sums over the same keys at once: twice the independent multiply-adds
+ * per loaded value row, for heads that share a kv head. */
 static inline __attribute__((always_inline)) void weighted_columns(
-        const int nv, int count, const float *weights, const int *slot, const float *values, int hd, float *acc) {
-    vec a[8];
-    for (int v = 0; v < nv; v++) a[v] = vzero();
+        const int rows, const int nv, int count, const float *const *weights, const int *slot,
+        const float *values, int hd, int t0, float *const *acc) {
+    vec a[2][8];
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++) a[r][v] = vzero();
     for (int c = 0; c < count; c++) {
-        const vec p = vset1(weights[c]);
-        const float *row = values + (size_t)slot[c] * hd;
-        for (int v = 0; v < nv; v++) a[v] = vfma(p, vload(row + v * VW), a[v]);
+        const float *row = values + (size_t)slot[c] * hd + t0;
+        for (int r = 0; r < rows; r++) {
+            const vec p = vset1(weights[r][c]);
+            for (int v = 0; v < nv; v++) a[r][v] = vfma(p, vload(row + v * VW), a[r][v]);
+        }
     }
-    for (int v = 0; v < nv; v++) vstore(acc + v * VW, a[v]);
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++) vstore(acc[r] + t0 + v * VW, a[r][v]);
 }
 
-static void weighted_sum(int count, const float *weights, const int *slot, const float *values, int hd,
-                         float *acc) {
+static inline __attribute__((always_inline)) void weighted_sums_of(
+        const int rows, int count, const float *const *weights, const int *slot, const float *values, int hd,
+        float *const *acc) {
+    const int chunk = rows == 2 ? 4 : 8;  /* vectors of columns per pass: 8 accumulators either way */
     int t0 = 0;
-    for (; t0 + 8 * VW <= hd; t0 += 8 * VW)
-        weighted_columns(8, count, weights, slot, values + t0, hd, acc + t0);
+    for (; t0 + chunk * VW <= hd; t0 += chunk * VW)
+        weighted_columns(rows, chunk, count, weights, slot, values, hd, t0, acc);
     switch ((hd - t0) / VW) {  /* each case its own unrolled loop */
-        case 7: weighted_columns(7, count, weights, slot, values + t0, hd, acc + t0); break;
-        case 6: weighted_columns(6, count, weights, slot, values + t0, hd, acc + t0); break;
-        case 5: weighted_columns(5, count, weights, slot, values + t0, hd, acc + t0); break;
-        case 4: weighted_columns(4, count, weights, slot, values + t0, hd, acc + t0); break;
-        case 3: weighted_columns(3, count, weights, slot, values + t0, hd, acc + t0); break;
-        case 2: weighted_columns(2, count, weights, slot, values + t0, hd, acc + t0); break;
-        case 1: weighted_columns(1, count, weights, slot, values + t0, hd, acc + t0); break;
+        case 7: weighted_columns(rows, 7, count, weights, slot, values, hd, t0, acc); break;
+        case 6: weighted_columns(rows, 6, count, weights, slot, values, hd, t0, acc); break;
+        case 5: weighted_columns(rows, 5, count, weights, slot, values, hd, t0, acc); break;
+        case 4: weighted_columns(rows, 4, count, weights, slot, values, hd, t0, acc); break;
+        case 3: weighted_columns(rows, 3, count, weights, slot, values, hd, t0, acc); break;
+        case 2: weighted_columns(rows, 2, count, weights, slot, values, hd, t0, acc); break;
+        case 1: weighted_columns(rows, 1, count, weights, slot, values, hd, t0, acc); break;
     }
-    for (int t = t0 + (hd - t0) / VW * VW; t < hd; t++) {
-        float a = 0.0f;
-        for (int c = 0; c < count; c++) a = fmaf(weights[c], values[(size_t)slot[c] * hd + t], a);
-        acc[t] = a;
-    }
+    for (int r = 0; r < rows; r++)
+        for (int t = t0 + (hd - t0) / VW * VW; t < hd; t++) {
+            float a = 0.0f;
+            for (int c = 0; c < count; c++) a = fmaf(weights[r][c], values[(size_t)slot[c] * hd + t], a);
+            acc[r][t] = a;
+        }
+}
+
+static void weighted_sums(int rows, int count, const float *const *weights, const int *slot, const float *values,
+                          int hd, float *const *acc) {
+    if (rows == 2) weighted_sums_of(2, count, weights, slot, values, hd, acc);
+    else weighted_sums_of(1, count, weights, slot, values, hd, acc);
 }
 
 void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const float *keys, const float *values,
@@ -201,34 +217,42 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
     }
     #pragma omp parallel num_threads(threads) if (kv_heads * m * (past + n) > 4096)
     {
-        float *weights = malloc(sizeof(float) * (size_t)(past + n));
+        float *weights = malloc(sizeof(float) * (size_t)group * (past + n));
         int *slot = malloc(sizeof(int) * (size_t)(past + n));
         #pragma omp for schedule(static)
-        for (int task = 0; task < kv_heads * m; task++) {
-            const int g = task / m, r = task % m, i = r / group, h = g * group + r % group;
-            const float *scores = prefix + ((size_t)g * m + r) * past;
-            const float *own = block + ((size_t)g * m + r) * n;
+        for (int task = 0; task < kv_heads * n; task++) {  /* a kv head and a block row: its heads */
+            const int g = task / n, i = task % n;
+            int count = past;  /* the keys the row sees, in cache order: the same for its heads */
             #pragma omp simd
-            for (int j = 0; j < past; j++) {
-                weights[j] = scores[j] * scale;
-                slot[j] = j;
-            }
-            int count = past;
+            for (int j = 0; j < past; j++) slot[j] = j;
             for (int j = 0; j < n; j++)
-                if (allowed[(size_t)i * n + j]) {
-                    weights[count] = own[j] * scale;
-                    slot[count++] = past + j;
+                if (allowed[(size_t)i * n + j]) slot[count++] = past + j;
+            for (int e = 0; e < group; e++) {
+                const int r = i * group + e;
+                const float *scores = prefix + ((size_t)g * m + r) * past;
+                const float *own = block + ((size_t)g * m + r) * n;
+                float *w = weights + (size_t)e * (past + n);
+                #pragma omp simd
+                for (int j = 0; j < past; j++) w[j] = scores[j] * scale;
+                for (int c = past; c < count; c++) w[c] = own[slot[c] - past] * scale;
+                float top = -INFINITY;  /* a maximum is exact in any order */
+                #pragma omp simd reduction(max:top)
+                for (int c = 0; c < count; c++) top = w[c] > top ? w[c] : top;
+                #pragma omp simd
+                for (int c = 0; c < count; c++) w[c] = exp_approx(w[c] - top);
+            }
+            for (int e = 0; e < group; e += 2) {
+                const int rows = group - e >= 2 ? 2 : 1;
+                const float *ws[2] = {weights + (size_t)e * (past + n), weights + (size_t)(e + rows - 1) * (past + n)};
+                float *os[2] = {out + (size_t)i * heads * hd + (size_t)(g * group + e) * hd,
+                                out + (size_t)i * heads * hd + (size_t)(g * group + e + rows - 1) * hd};
+                weighted_sums(rows, count, ws, slot, values + (size_t)g * cap * hd, hd, os);
+                for (int r = 0; r < rows; r++) {
+                    const float inv = 1.0f / total(count, ws[r]);
+                    #pragma omp simd
+                    for (int t = 0; t < hd; t++) os[r][t] *= inv;
                 }
-            float top = -INFINITY;  /* a maximum is exact in any order */
-            #pragma omp simd reduction(max:top)
-            for (int c = 0; c < count; c++) top = weights[c] > top ? weights[c] : top;
-            #pragma omp simd
-            for (int c = 0; c < count; c++) weights[c] = exp_approx(weights[c] - top);
-            const float inv = 1.0f / total(count, weights);
-            float *o = out + (size_t)i * heads * hd + (size_t)h * hd;
-            weighted_sum(count, weights, slot, values + (size_t)g * cap * hd, hd, o);
-            #pragma omp simd
-            for (int t = 0; t < hd; t++) o[t] *= inv;
+            }
         }
         free(slot);
         free(weights);
