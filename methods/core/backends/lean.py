@@ -25,6 +25,7 @@ context.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from typing import Optional
 
 import torch
@@ -152,6 +153,25 @@ class _Layer:
         self.head_dim = int(attention.head_dim)
         self.intermediate = self.down.shape[1]
         self.silu = _is_silu(self.act)
+        self._native = None
+
+    def native(self, heads: int, kv_heads: int) -> "native_kernels.LayerWeights":
+        """The layer for lean_ops.c's lean_layer (built once; the tensors it points to are this
+        object's own, so they live as long as it does)."""
+        if self._native is None:
+            def address(t):
+                if t is None:
+                    return None
+                assert t.dtype == torch.float32 and t.is_contiguous()
+                return t.data_ptr()
+            self._native = native_kernels.LayerWeights(
+                width=self.o.shape[0], heads=heads, kv_heads=kv_heads, hd=self.head_dim, inter=self.intermediate,
+                eps_in=_eps(self.norm_in), eps_post=_eps(self.norm_post), scale=self.scaling,
+                norm_in=address(self.norm_in.weight), norm_post=address(self.norm_post.weight),
+                wqkv=address(self.qkv), bqkv=address(self.qkv_bias), wo=address(self.o), bo=address(self.o_bias),
+                wgu=address(self.gate_up), bgu=address(self.gate_up_bias), wdown=address(self.down),
+                bdown=address(self.down_bias))
+        return self._native
 
 
 def _is_silu(act) -> bool:
@@ -323,9 +343,8 @@ class LeanTarget:
 
     def _forward_fused(self, cache: LeanCache, ids, positions, past_len: int, allowed: torch.Tensor, logits: bool,
                        embeddings: Optional[torch.Tensor] = None):
-        """``_forward`` with each layer's element-wise work in lean_ops.c and every product in the
-        native kernel (float32 on the CPU, at most ``skinny_max_rows`` rows). The residual stream
-        ``x`` is updated in place by the norm that follows each residual add."""
+        """``_forward`` with each decoder layer one call of lean_ops.c's lean_layer (float32 on the
+        CPU, at most ``skinny_max_rows`` rows), which updates the residual stream ``x`` in place."""
         lib, request = self._kernel, self._request
         n = ids.shape[0]
         end = past_len + n
@@ -335,35 +354,19 @@ class LeanTarget:
         cos, sin = self.rotary(x[None], positions[None])
         cos, sin = cos[0].contiguous(), sin[0].contiguous()
         allowed = allowed.to(torch.uint8).contiguous()
-        width, hd = x.shape[1], self.head_dim
-        h = torch.empty_like(x)
-        attended = torch.empty(n, self.heads * hd)
         inputs: dict[int, torch.Tensor] = {}
-        pending = None  # the last layer's MLP output, not yet added to x
-
-        def norm(weight_owner, add):
-            lib.rms_norm(n, width, x.data_ptr(), None if add is None else add.data_ptr(),
-                         weight_owner.weight.data_ptr(), _eps(weight_owner), h.data_ptr())
-
         for i, layer in enumerate(self.layers):
-            norm(layer.norm_in, pending)
             if i in request.layer_inputs:
                 inputs[i] = x.clone()  # x changes in place from here on
-            qkv = self._linear(h, layer.qkv, layer.qkv_bias)
             keys, values = cache.keys[i], cache.values[i]
-            lib.rope_store(n, self.heads, self.kv_heads, hd, qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(),
-                           keys.data_ptr(), values.data_ptr(), keys.shape[1], past_len)
-            lib.attend(n, self.heads, self.kv_heads, hd, qkv.data_ptr(), keys.data_ptr(), values.data_ptr(),
-                       keys.shape[1], past_len, allowed.data_ptr(), layer.scaling, attended.data_ptr(), threads)
-            norm(layer.norm_post, self._linear(attended, layer.o, layer.o_bias))
-            gate_up = self._linear(h, layer.gate_up, layer.gate_up_bias)
-            activated = torch.empty(n, layer.intermediate)
-            lib.silu_mul(n, layer.intermediate, gate_up.data_ptr(), activated.data_ptr(), threads)
-            pending = self._linear(activated, layer.down, layer.down_bias)
-        norm(self.norm, pending)
+            lib.lean_layer(ctypes.byref(layer.native(self.heads, self.kv_heads)), n, x.data_ptr(), cos.data_ptr(),
+                           sin.data_ptr(), keys.data_ptr(), values.data_ptr(), keys.shape[1], past_len,
+                           allowed.data_ptr(), threads)
+        final = torch.empty_like(x)
+        lib.rms_norm(n, x.shape[1], x.data_ptr(), None, self.norm.weight.data_ptr(), _eps(self.norm), final.data_ptr())
         cache.length = end
         states = None
         if request:
-            states = HiddenStates(final=h if request.final else None, layer_inputs=inputs)
-        out = self._linear(h, self.lm_head.weight, self.lm_head.bias) if logits else None
+            states = HiddenStates(final=final if request.final else None, layer_inputs=inputs)
+        out = self._linear(final, self.lm_head.weight, self.lm_head.bias) if logits else None
         return out, states

@@ -274,3 +274,61 @@ void silu_mul(int n, int inter, const float *gate_up, float *out, int threads) {
         silu_row(inter, gate_up + (size_t)i * 2 * inter, gate_up + (size_t)i * 2 * inter + inter,
                  out + (size_t)i * inter);
 }
+
+/* One decoder layer, everything the lean backend's Python loop did per layer in one call. */
+typedef struct {
+    int width, heads, kv_heads, hd, inter;
+    float eps_in, eps_post, scale;
+    const float *norm_in, *norm_post;
+    const float *wqkv, *bqkv, *wo, *bo, *wgu, *bgu, *wdown, *bdown;  /* biases may be NULL */
+} lean_layer_t;
+
+static void add_bias(int n, int d, float *y, const float *bias) {
+    if (!bias) return;
+    for (int i = 0; i < n; i++) {
+        float *yi = y + (size_t)i * d;
+        #pragma omp simd
+        for (int j = 0; j < d; j++) yi[j] += bias[j];
+    }
+}
+
+/* x (the residual stream, [n, width]) goes through the layer in place:
+ *   h = rms(x); qkv = h Wqkv; rope, cache write; x += attention Wo;
+ *   h = rms(x); x += (silu(h Wg) * h Wu) Wdown. */
+void lean_layer(const lean_layer_t *L, int n, float *x, const float *cos, const float *sin, float *keys,
+                float *values, int cap, int past, const unsigned char *allowed, int threads) {
+    const int width = L->width, qkv_width = (L->heads + 2 * L->kv_heads) * L->hd;
+    float *h = malloc(sizeof(float) * (size_t)n * width);
+    float *qkv = malloc(sizeof(float) * (size_t)n * qkv_width);
+    float *attended = malloc(sizeof(float) * (size_t)n * L->heads * L->hd);
+    float *gate_up = malloc(sizeof(float) * (size_t)n * 2 * L->inter);
+    float *activated = malloc(sizeof(float) * (size_t)n * L->inter);
+    float *delta = malloc(sizeof(float) * (size_t)n * width);
+
+    rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
+    skinny_sgemm(n, qkv_width, width, h, L->wqkv, qkv, threads);
+    add_bias(n, qkv_width, qkv, L->bqkv);
+    rope_store(n, L->heads, L->kv_heads, L->hd, qkv, cos, sin, keys, values, cap, past);
+    attend(n, L->heads, L->kv_heads, L->hd, qkv, keys, values, cap, past, allowed, L->scale, attended, threads);
+    skinny_sgemm(n, width, L->heads * L->hd, attended, L->wo, delta, threads);
+    add_bias(n, width, delta, L->bo);
+    rms_norm(n, width, x, delta, L->norm_post, L->eps_post, h);
+    skinny_sgemm(n, 2 * L->inter, width, h, L->wgu, gate_up, threads);
+    add_bias(n, 2 * L->inter, gate_up, L->bgu);
+    silu_mul(n, L->inter, gate_up, activated, threads);
+    skinny_sgemm(n, width, L->inter, activated, L->wdown, delta, threads);
+    add_bias(n, width, delta, L->bdown);
+    for (int i = 0; i < n; i++) {
+        float *xi = x + (size_t)i * width;
+        const float *di = delta + (size_t)i * width;
+        #pragma omp simd
+        for (int j = 0; j < width; j++) xi[j] += di[j];
+    }
+
+    free(delta);
+    free(activated);
+    free(gate_up);
+    free(attended);
+    free(qkv);
+    free(h);
+}

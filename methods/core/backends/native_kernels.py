@@ -83,7 +83,17 @@ SIGNATURES = {  # argument types of every exported function (all return void)
     "rope_store": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT],
     "attend": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _INT, _INT, _PTR, _FLOAT, _PTR, _INT],
     "silu_mul": [_INT, _INT, _PTR, _PTR, _INT],
+    "lean_layer": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _PTR, _INT],
 }
+
+
+class LayerWeights(ctypes.Structure):
+    """lean_ops.c's lean_layer_t: one decoder layer's sizes and weight addresses. It holds raw
+    addresses: whoever builds it keeps the tensors alive."""
+    _fields_ = [(name, ctypes.c_int) for name in ("width", "heads", "kv_heads", "hd", "inter")] + \
+               [(name, ctypes.c_float) for name in ("eps_in", "eps_post", "scale")] + \
+               [(name, ctypes.c_void_p) for name in ("norm_in", "norm_post", "wqkv", "bqkv", "wo", "bo", "wgu", "bgu",
+                                                     "wdown", "bdown")]
 
 
 def _bind(library_path: Path) -> ctypes.CDLL:
