@@ -249,3 +249,26 @@ def test_prompt_lookup_keeps_the_baseline_output_exactly_in_float32(engine):
         assert got == expected
         accepted_more |= max(stats.accept_lengths) > 1
     assert accepted_more, "no draft was ever accepted: the test proves nothing"
+
+
+def test_weights_move_into_one_arena_once_and_the_model_is_unchanged():
+    model = make_model("qwen2", 64, 4, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ids = torch.tensor([[4, 9, 17, 33]])
+    with torch.inference_mode():
+        logits_before = model(ids).logits
+    LeanTarget(model)
+    arena = model._lean_arena
+    for layer in model.model.layers:
+        for lin in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.o_proj, layer.mlp.up_proj,
+                    layer.mlp.down_proj):
+            assert arena.holds(lin.weight)
+    assert arena.holds(model.lm_head.weight)
+    LeanTarget(model)  # a second target on the same model moves nothing again
+    assert model._lean_arena is arena
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    with torch.inference_mode():
+        assert torch.equal(model(ids).logits, logits_before)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.core.backends import native_kernels
+from methods.core.backends.weight_arena import WeightArena
 from methods.core.hidden_states import HiddenStateRequest, HiddenStates, NOTHING
 from methods.core.kv_cache import keep_accepted_rows
 from methods.core.tree import DraftTree
@@ -100,10 +101,11 @@ class LeanCache:
         self.length = keep_accepted_rows([*self.keys, *self.values], 1, past_len, accepted_nodes)
 
 
-def _fuse_rows(owner, name: str, linears) -> torch.Tensor:
+def _fuse_rows(owner, name: str, linears, arena: Optional[WeightArena] = None) -> torch.Tensor:
     """One [sum of out_features, in] weight for several Linear layers that read the same input;
     each layer's own weight becomes a view of it (values unchanged, memory held once). The buffer
-    is remembered on ``owner`` so that a second LeanTarget on the same model reuses it."""
+    is remembered on ``owner`` so that a second LeanTarget on the same model reuses it; it is
+    taken from ``arena`` when one is given."""
     fused = getattr(owner, name, None)
     row = 0
     if fused is not None:
@@ -114,7 +116,12 @@ def _fuse_rows(owner, name: str, linears) -> torch.Tensor:
             row += rows
         else:
             return fused
-    fused = torch.cat([lin.weight.detach() for lin in linears]).contiguous()
+    rows = sum(lin.weight.shape[0] for lin in linears)
+    if arena is None:
+        fused = torch.cat([lin.weight.detach() for lin in linears]).contiguous()
+    else:
+        fused = arena.take((rows, linears[0].weight.shape[1]))
+        torch.cat([lin.weight.detach() for lin in linears], out=fused)
     row = 0
     for lin in linears:
         rows = lin.weight.shape[0]
@@ -122,6 +129,30 @@ def _fuse_rows(owner, name: str, linears) -> torch.Tensor:
         row += rows
     object.__setattr__(owner, name, fused)  # a plain attribute: not a parameter or buffer
     return fused
+
+
+def _move_into(arena: Optional[WeightArena], linear) -> None:
+    """``linear``'s weight becomes a view of a copy in ``arena`` (when there is one)."""
+    if arena is not None:
+        slot = arena.take(tuple(linear.weight.shape))
+        slot.copy_(linear.weight.detach())
+        linear.weight.data = slot
+
+
+def _weight_arena(model) -> Optional[WeightArena]:
+    """A new arena for the decoder's matrices and the lm_head, or None where they are in one
+    already (a second LeanTarget on the same model)."""
+    existing = getattr(model, "_lean_arena", None)
+    if existing is not None and existing.holds(model.model.layers[0].mlp.down_proj.weight):
+        return None
+    numel = model.lm_head.weight.numel()
+    for layer in model.model.layers:
+        for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
+                    layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
+            numel += lin.weight.numel()
+    arena = WeightArena(numel, next(model.parameters()).dtype)
+    object.__setattr__(model, "_lean_arena", arena)
+    return arena
 
 
 def _fused_bias(linears) -> Optional[torch.Tensor]:
@@ -134,16 +165,23 @@ def _fused_bias(linears) -> Optional[torch.Tensor]:
 
 
 class _Layer:
-    def __init__(self, layer):
+    def __init__(self, layer, arena: Optional[WeightArena] = None):
         attention, mlp = layer.self_attn, layer.mlp
-        self.qkv = _fuse_rows(attention, "_lean_qkv", [attention.q_proj, attention.k_proj, attention.v_proj])
+        if arena is not None:  # every matrix moves: the fused ones must be fused again, into it
+            for name in ("_lean_qkv", "_lean_gate_up"):
+                for owner in (attention, mlp):
+                    if hasattr(owner, name):
+                        object.__delattr__(owner, name)
+        self.qkv = _fuse_rows(attention, "_lean_qkv", [attention.q_proj, attention.k_proj, attention.v_proj], arena)
         self.qkv_bias = _fused_bias([attention.q_proj, attention.k_proj, attention.v_proj])
         self.split = [attention.q_proj.weight.shape[0], attention.k_proj.weight.shape[0],
                       attention.v_proj.weight.shape[0]]
+        _move_into(arena, attention.o_proj)
         self.o = attention.o_proj.weight
         self.o_bias = attention.o_proj.bias
-        self.gate_up = _fuse_rows(mlp, "_lean_gate_up", [mlp.gate_proj, mlp.up_proj])
+        self.gate_up = _fuse_rows(mlp, "_lean_gate_up", [mlp.gate_proj, mlp.up_proj], arena)
         self.gate_up_bias = _fused_bias([mlp.gate_proj, mlp.up_proj])
+        _move_into(arena, mlp.down_proj)
         self.down = mlp.down_proj.weight
         self.down_bias = mlp.down_proj.bias
         self.act = mlp.act_fn
@@ -221,15 +259,18 @@ class LeanTarget:
         self.rotary = decoder.rotary_emb
         self.norm = decoder.norm
         self.lm_head = model.lm_head
-        with torch.no_grad():
-            self.layers = [_Layer(layer) for layer in decoder.layers]
-        self.head_dim = self.layers[0].head_dim
         usable = self.device.type == "cpu" and self.dtype == torch.float32
         kernel = native_kernels.load() if usable and native_kernel is not False else None
         if native_kernel and kernel is None:
             raise RuntimeError(f"the native kernel is not available: "
                                f"{native_kernels.why_not() if usable else 'it needs float32 on the CPU'}")
         self._kernel = kernel
+        with torch.no_grad():
+            # The kernel streams every matrix once per forward: they move into huge pages.
+            arena = _weight_arena(model) if kernel is not None else None
+            self.layers = [_Layer(layer, arena) for layer in decoder.layers]
+            _move_into(arena, model.lm_head)
+        self.head_dim = self.layers[0].head_dim
         self.skinny_max_rows = SKINNY_MAX_ROWS  # a benchmark may move it
         # The whole layer in native code (lean_ops.c) where the kernel is there and the model's
         # layers are what it implements; a benchmark may turn it off to compare.
