@@ -12,8 +12,9 @@ greedy decoding.
 3. Decoding: tokens/s of our baseline (vanilla drafter) under each backend and of transformers'
    generate (greedy, its own cache), interleaved, --rounds rounds of --new-tokens tokens.
 
-With --kernel-rows it measures instead, for many-row forwards, the lean backend with the
-native kernel against the same backend with torch's matmul (the SKINNY_MAX_ROWS threshold).
+With --kernel-rows it measures instead, over 1-256 rows, the lean backend's native layer
+(lean_ops.c with the kernel), the native kernel with torch's element-wise ops, and torch alone:
+where the native path stops paying (the SKINNY_MAX_ROWS threshold).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from methods.core.backends import BACKENDS, make_target
-from methods.core.backends.lean import LeanTarget
+from methods.core.backends.lean import SKINNY_MAX_ROWS, LeanTarget
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import EMBEDDED, load_model
@@ -137,7 +138,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved decoding rounds [3]; 0 = skip")
     parser.add_argument("--threads", type=int, default=0, help="torch threads [0 = torch's default]")
     parser.add_argument("--kernel-rows", action="store_true",
-                        help="instead: lean with the native kernel vs torch's matmul at 16-128 rows")
+                        help="instead: the lean backend's native layer, the native kernel with torch's "
+                             "element-wise ops, and torch alone, at 1-256 rows (where SKINNY_MAX_ROWS should lie)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -155,12 +157,17 @@ def main(argv=None) -> int:
             print("the native kernel is not available here; nothing to compare", file=sys.stderr)
             return 1
         native.skinny_max_rows = 10**9
+        kernel_only = LeanTarget(model)
+        kernel_only.skinny_max_rows, kernel_only.fused = 10**9, False
         plain = LeanTarget(model, native_kernel=False)
-        rows = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128]
-        curve = cost_curve({"native kernel": native, "torch matmul": plain}, ids, args.context, rows, args.reps)
-        print(f"\n{'rows':>5} {'native ms':>10} {'torch ms':>10}")
+        rows = [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256]
+        variants = {"native layer": native, "kernel, torch ops": kernel_only, "torch": plain}
+        curve = cost_curve(variants, ids, args.context, rows, args.reps)
+        print(f"\nms per forward over k rows after {args.context} cached (median of {args.reps}); the lean "
+              f"backend switches to torch above {SKINNY_MAX_ROWS} rows")
+        print(f"{'rows':>5} " + " ".join(f"{name:>18}" for name in variants))
         for k in rows:
-            print(f"{k:5d} {curve[('native kernel', k)]:10.1f} {curve[('torch matmul', k)]:10.1f}")
+            print(f"{k:5d} " + " ".join(f"{curve[(name, k)]:18.1f}" for name in variants))
         return 0
 
     bandwidth = read_bandwidth()
