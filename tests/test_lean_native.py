@@ -60,9 +60,26 @@ MODELS = {  # head sizes 8, 64 (whole vectors), 72 (vectors and a remainder); GQ
 
 # ----------------------------------------------------------------------------- single ops
 
-@pytest.fixture(scope="module")
-def lib():
-    return native_kernels.load()
+def avx2_library():
+    """The library built without AVX-512: the version AVX2-only CPUs run. On an AVX-512 CPU it is
+    another build, so the tests below check both."""
+    library = native_kernels.build_variant("-mno-avx512f")
+    if library is None:
+        pytest.skip("no C compiler or no AVX2 here")
+    return library
+
+
+@pytest.fixture(scope="module", params=["native", "avx2"])
+def lib(request):
+    return native_kernels.load() if request.param == "native" else avx2_library()
+
+
+@pytest.fixture(params=["native", "avx2"])
+def library_version(request, monkeypatch):
+    """Whole forwards with each version of the library (LeanTarget loads it through _state)."""
+    if request.param == "avx2":
+        monkeypatch.setattr(native_kernels, "_state", {"library": avx2_library(), "why_not": None})
+    return request.param
 
 
 def ptr(t: torch.Tensor) -> int:
@@ -137,7 +154,7 @@ def test_rope_store_and_attend_equal_torch(lib, heads, kv_heads, hd, past):
 # ----------------------------------------------------------------------------- whole forwards
 
 @pytest.mark.parametrize("name", MODELS)
-def test_native_forward_equals_hf_in_float32(name):
+def test_native_forward_equals_hf_in_float32(name, library_version):
     model = MODELS[name]()
     lean = LeanTarget(model)
     assert lean.fused
@@ -184,7 +201,7 @@ def test_a_model_with_another_activation_runs_without_the_native_layer():
 # ----------------------------------------------------------------------------- row independence
 
 @pytest.mark.parametrize("name", MODELS)
-def test_a_tree_nodes_logits_are_bit_identical_to_decoding_its_path_alone(name):
+def test_a_tree_nodes_logits_are_bit_identical_to_decoding_its_path_alone(name, library_version):
     model = MODELS[name]()
     target = LeanTarget(model)
     prompt = [4, 9, 17, 33, 2, 60, 8, 41, 5]
