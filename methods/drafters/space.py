@@ -52,12 +52,12 @@ EMBEDDED_MASKS = SHIPPED / "space"
 
 # The GPU defaults are the paper's and Spec-Bench's k = 5 with every group verified (36 tokens per
 # forward). On a CPU every token of a forward costs time, and the shipped frozen-base masks get the
-# second guess of a chain right too in only ~3% of held-out anchors, so one mask in one group (3
+# second guess of a chain right too in only ~3% of held-out anchors, so one mask in two groups (4
 # tokens per forward) is the CPU default: `training/sweep_drafter.py --method space` on the lean
-# backend gave MAT 1.22 at 2.7 tokens per forward against 1.31 at 6.8 for k = 2 with 2 groups
-# (docs/methods.md).
+# backend's native layer gave 1.16x (MAT 1.28 at 3.9 tokens per forward) against 1.15x for one
+# group and 1.08x for k = 2 with 2 groups (docs/methods.md).
 GPU_DEFAULTS = {"masks": 5, "groups": 6}
-CPU_DEFAULTS = {"masks": 1, "groups": 1}
+CPU_DEFAULTS = {"masks": 1, "groups": 2}
 MINIMUM = {"masks": 1, "groups": 1}
 
 
