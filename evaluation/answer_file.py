@@ -26,6 +26,7 @@ RUN_FIELDS = (
     "environment.model_path", "environment.dtype", "environment.device", "environment.device_name",
     "environment.attention", "environment.num_threads", "environment.torch",
     "environment.transformers", "environment.cuda", "environment.backend", "environment.native_kernel",
+    "environment.native_code",
     "model_id",  # last: the default name follows the method, dtype and temperature above
 )
 # Facts of the device a line was answered on. A run sharded over Ray workers may span devices of
@@ -33,7 +34,7 @@ RUN_FIELDS = (
 # speed.py pairs every answer with the baseline's from the same device and never pools timings
 # of different device types.
 PER_DEVICE_FIELDS = ("environment.device", "environment.device_name", "environment.num_threads",
-                     "environment.cuda")
+                     "environment.cuda", "environment.native_code")  # native code: AVX2 or AVX-512 by CPU
 SHARDED_RUN_FIELDS = tuple(name for name in RUN_FIELDS if name not in PER_DEVICE_FIELDS)
 _MISSING = object()
 

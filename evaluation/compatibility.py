@@ -69,6 +69,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bench", "bench_name, else the data/{bench}/model_answer/ folder",
             lambda f: f.run_field("bench_name") or bench_from_path(f.path)),
     Setting("backend", "environment.backend", lambda f: _environment(f, "backend")),
+    Setting("native_code", "environment.native_code", lambda f: _environment(f, "native_code")),
     Setting("prompt_format", "conv_template, else environment.conv_template",
             lambda f: f.run_field("conv_template") or _environment(f, "conv_template")),
 )

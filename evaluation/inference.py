@@ -290,6 +290,7 @@ def load_answerer(args, planned, placement: dict | None = None) -> Answerer:
     environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
     environment["backend"] = engine.backend
     environment["native_kernel"] = bool(getattr(engine.target, "native_kernel", False))
+    environment["native_code"] = getattr(engine.target, "native_code", "none")
     environment["tree_attention"] = engine.supports_tree_attention()
     conv_template = resolve_template(tokenizer, args.conv_template)
     lanes = []

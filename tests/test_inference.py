@@ -237,6 +237,11 @@ def test_backend_is_recorded_and_both_backends_give_the_same_answers(tiny_folder
         assert run(tiny_folder, questions, answer, "pld", "--backend", backend) == 0
         records = [json.loads(line) for line in answer.read_text().splitlines()]
         assert {r["environment"]["backend"] for r in records} == {backend}
+        native = {r["environment"]["native_code"] for r in records}
+        if backend == "hf":
+            assert native == {"none"}
+        else:  # the tiny model is float32 or float64: native layer or torch ops, named either way
+            assert len(native) == 1 and next(iter(native)).startswith(("native layer: skinny_gemm v", "torch ops"))
         answers[backend] = [r["choices"][0]["token_ids"] for r in records]
     assert answers["hf"] == answers["lean"]
     # auto is lean on the CPU for a llama model; resuming the hf file with it is refused.

@@ -458,6 +458,20 @@ def test_backend_and_prompt_format_are_compared_only_when_both_files_record_them
     assert "backend" not in report.compatibility.unchecked
 
 
+def test_answers_of_different_native_code_are_not_compared(tmp_path):
+    """Two lean runs whose native code differs (another version, AVX2 against AVX-512) time
+    different arithmetic: speed.py refuses the pair unless told to allow it."""
+    method, base = hand_method(), hand_base()
+    for record in method:
+        record["environment"]["native_code"] = "native layer: skinny_gemm v2 (AVX-512), lean_ops v1"
+    for record in base:
+        record["environment"]["native_code"] = "native layer: skinny_gemm v1 (AVX2), lean_ops v1"
+    with pytest.raises(SpeedInputError, match=r"native_code differs: 'native layer: skinny_gemm v2"):
+        compare_speed(*files(tmp_path, method, base))
+    report = compare_speed(*files(tmp_path, method, base), allow_mismatch={"native_code"})
+    assert [x.setting for x in report.compatibility.mismatches] == ["native_code"]
+
+
 def test_allow_mismatch_takes_repeated_and_comma_separated_names(tmp_path, capsys):
     base = hand_base()
     for record in base:
@@ -488,7 +502,7 @@ def test_spec_bench_files_are_accepted_with_unrecorded_settings_named(tmp_path, 
     # What Spec-Bench's model ids and folders say is checked; the rest is named as unchecked.
     assert "Settings that agree: baseline_method, model, dtype, bench" in out
     assert ("Settings not checked (not recorded in both files): model_path, device, device_name, "
-            "temperature, top_p, top_k, max_new_tokens, backend, prompt_format") in out
+            "temperature, top_p, top_k, max_new_tokens, backend, native_code, prompt_format") in out
     # A Spec-Bench file of another model is still caught by its model id.
     other = write_answer_file(tmp_path / "llama-2-7b-vanilla-float16.jsonl", synthetic_run(
         method="vanilla", accept=1, draft_length=0, spec_bench=True, model_id="llama-2-7b-vanilla-float16"))

@@ -291,6 +291,15 @@ class LeanTarget:
     def native_kernel(self) -> bool:
         return self._kernel is not None
 
+    @property
+    def native_code(self) -> str:
+        """What computes the forwards, recorded with every answer: results of different native
+        code are not resumed into one run or compared by speed.py."""
+        if self._kernel is None:
+            return "torch ops"
+        path = "native layer" if self.fused else "native kernel, torch ops"
+        return f"{path}: {native_kernels.describe(self._kernel)}"
+
     def new_cache(self) -> LeanCache:
         return LeanCache(len(self.layers), self.kv_heads, self.head_dim, self.dtype, self.device)
 

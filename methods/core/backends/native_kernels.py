@@ -96,12 +96,25 @@ class LayerWeights(ctypes.Structure):
                                                      "wdown", "bdown")]
 
 
+VERSIONS = ("skinny_sgemm_version", "skinny_sgemm_vector_bits", "lean_ops_version")  # int f(void)
+
+
 def _bind(library_path: Path) -> ctypes.CDLL:
     library = ctypes.CDLL(str(library_path))
     for name, argtypes in SIGNATURES.items():
         fn = getattr(library, name)
         fn.argtypes, fn.restype = argtypes, None
+    for name in VERSIONS:
+        fn = getattr(library, name)
+        fn.argtypes, fn.restype = [], ctypes.c_int
     return library
+
+
+def describe(library) -> str:
+    """Which native code ran, for the answers' environment: its versions and vector width."""
+    bits = library.skinny_sgemm_vector_bits()
+    return (f"skinny_gemm v{library.skinny_sgemm_version()} ({'AVX-512' if bits == 512 else 'AVX2'}), "
+            f"lean_ops v{library.lean_ops_version()}")
 
 
 def build_variant(*extra: str) -> Optional[ctypes.CDLL]:
