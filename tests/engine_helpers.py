@@ -100,3 +100,20 @@ def assert_sampling_uses_the_lossless_rule(engine: SpeculativeEngine, drafter: D
         out, stats = engine.generate(prompt, drafter, config, seed=3)
         assert len(out) == stats.new_tokens == sum(stats.accept_lengths) == 16
     assert len(calls) > 0
+
+
+def check_random_trees_keep_baseline(engine: SpeculativeEngine, vocab_size: int, with_truth: bool, seed: int,
+                                     max_new_tokens: int) -> None:
+    """Random trees (with auxiliary nodes, and the true path planted when ``with_truth``) over
+    8 random prompts give exactly the baseline's tokens; with the truth planted, some step must
+    accept more than 2 tokens, or the check proved nothing."""
+    config = DecodingConfig(max_new_tokens=max_new_tokens)
+    longest = 1
+    for i, prompt in enumerate(random_prompts(8, vocab_size, seed=seed)):
+        expected = baseline(engine, prompt, config)
+        drafter = RandomTreeDrafter(vocab_size, seed=i, oracle=expected if with_truth else None)
+        got, stats = engine.generate(prompt, drafter, config)
+        assert got == expected
+        longest = max(longest, max(stats.accept_lengths))
+    if with_truth:
+        assert longest > 2

@@ -6,6 +6,8 @@ float32 ones for the native kernel, and a Qwen2-style model (biased q/k/v) for t
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
@@ -96,22 +98,29 @@ def test_lean_with_the_native_kernel_matches_hf_in_float32():
     assert_same(run_steps(lean, prompt), run_steps(HfTarget(model), prompt), 2e-4)
 
 
-def test_fusing_leaves_the_model_unchanged_and_holds_weights_once():
-    model = make_tiny_llama(vocab_size=VOCAB, layers=2)
+@contextlib.contextmanager
+def model_left_unchanged(model):
+    """The model's state dict and its own forward's logits are the same after the block."""
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ids = torch.tensor([[4, 9, 17, 33]])
     with torch.inference_mode():
         logits_before = model(ids).logits
-    LeanTarget(model)
-    second = LeanTarget(model)  # reuses the fused buffers
-    attention = model.model.layers[0].self_attn
-    assert second.layers[0].qkv.data_ptr() == attention.q_proj.weight.data_ptr()
+    yield
     after = model.state_dict()
     assert before.keys() == after.keys()
     for key in before:
         assert torch.equal(before[key], after[key]), key
     with torch.inference_mode():
         assert torch.equal(model(ids).logits, logits_before)
+
+
+def test_fusing_leaves_the_model_unchanged_and_holds_weights_once():
+    model = make_tiny_llama(vocab_size=VOCAB, layers=2)
+    with model_left_unchanged(model):
+        LeanTarget(model)
+        second = LeanTarget(model)  # reuses the fused buffers
+        attention = model.model.layers[0].self_attn
+        assert second.layers[0].qkv.data_ptr() == attention.q_proj.weight.data_ptr()
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 16, 33, 96])

@@ -12,8 +12,7 @@ from methods.core.engine import SpeculativeEngine
 from methods.drafters.pld import PromptLookupDrafter, find_continuation
 from methods.drafters.sps import DraftModelDrafter, truncated_self_draft
 from methods.core.tree import DraftTree
-from methods.drafters.vanilla import VanillaDrafter
-from tests.engine_helpers import RandomTreeDrafter, baseline, random_prompts
+from tests.engine_helpers import RandomTreeDrafter, baseline, check_random_trees_keep_baseline, random_prompts
 from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97
@@ -61,16 +60,7 @@ def test_chain_drafters_greedy_equal_baseline(model, engine, make_drafter):
 
 @pytest.mark.parametrize("with_truth", [False, True])
 def test_random_trees_with_auxiliary_nodes_keep_baseline_output(engine, with_truth):
-    config = DecodingConfig(max_new_tokens=25)
-    longest = 1
-    for i, prompt in enumerate(random_prompts(8, VOCAB, seed=3)):
-        expected = baseline(engine, prompt, config)
-        drafter = RandomTreeDrafter(VOCAB, seed=i, oracle=expected if with_truth else None)
-        got, stats = engine.generate(prompt, drafter, config)
-        assert got == expected
-        longest = max(longest, max(stats.accept_lengths))
-    if with_truth:
-        assert longest > 2
+    check_random_trees_keep_baseline(engine, VOCAB, with_truth, seed=3, max_new_tokens=25)
 
 
 def test_multi_turn_conversation_equal_baseline(engine, model):

@@ -24,8 +24,8 @@ from methods.core.engine import SpeculativeEngine
 from methods.core.hidden_states import HiddenStateRequest
 from methods.core.tree import DraftTree
 from methods.drafters.pld import PromptLookupDrafter
-from tests.engine_helpers import RandomTreeDrafter, baseline, random_prompts
-from tests.test_backends import assert_same, run_steps
+from tests.engine_helpers import baseline, check_random_trees_keep_baseline, random_prompts
+from tests.test_backends import assert_same, model_left_unchanged, run_steps
 
 VOCAB = 97
 
@@ -244,16 +244,7 @@ def engine():
 
 @pytest.mark.parametrize("with_truth", [False, True])
 def test_random_trees_keep_the_baseline_output_exactly_in_float32(engine, with_truth):
-    config = DecodingConfig(max_new_tokens=30)
-    longest = 1
-    for i, prompt in enumerate(random_prompts(8, VOCAB, seed=11)):
-        expected = baseline(engine, prompt, config)
-        drafter = RandomTreeDrafter(VOCAB, seed=i, oracle=expected if with_truth else None)
-        got, stats = engine.generate(prompt, drafter, config)
-        assert got == expected
-        longest = max(longest, max(stats.accept_lengths))
-    if with_truth:
-        assert longest > 2
+    check_random_trees_keep_baseline(engine, VOCAB, with_truth, seed=11, max_new_tokens=30)
 
 
 def test_prompt_lookup_keeps_the_baseline_output_exactly_in_float32(engine):
@@ -270,22 +261,13 @@ def test_prompt_lookup_keeps_the_baseline_output_exactly_in_float32(engine):
 
 def test_weights_move_into_one_arena_once_and_the_model_is_unchanged():
     model = make_model("qwen2", 64, 4, 2)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    ids = torch.tensor([[4, 9, 17, 33]])
-    with torch.inference_mode():
-        logits_before = model(ids).logits
-    LeanTarget(model)
-    arena = model._lean_arena
-    for layer in model.model.layers:
-        for lin in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.o_proj, layer.mlp.up_proj,
-                    layer.mlp.down_proj):
-            assert arena.holds(lin.weight)
-    assert arena.holds(model.lm_head.weight)
-    LeanTarget(model)  # a second target on the same model moves nothing again
-    assert model._lean_arena is arena
-    after = model.state_dict()
-    assert before.keys() == after.keys()
-    for key in before:
-        assert torch.equal(before[key], after[key]), key
-    with torch.inference_mode():
-        assert torch.equal(model(ids).logits, logits_before)
+    with model_left_unchanged(model):
+        LeanTarget(model)
+        arena = model._lean_arena
+        for layer in model.model.layers:
+            for lin in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.self_attn.o_proj, layer.mlp.up_proj,
+                        layer.mlp.down_proj):
+                assert arena.holds(lin.weight)
+        assert arena.holds(model.lm_head.weight)
+        LeanTarget(model)  # a second target on the same model moves nothing again
+        assert model._lean_arena is arena
