@@ -17,15 +17,21 @@
  *   that memory and arithmetic overlap. Measured on a 2-core AVX-512 Xeon against 4x5, 4x7,
  *   8x2 and 8x3, with and without spreading, T0/T1/T2 hints and 1-4 blocks ahead.
  * - AVX2: 1 row of x by 8 weight rows, chosen on a 2-core AVX2 CPU against 1x3 .. 4x3,
- *   2x4 .. 2x6 and 1x4 .. 1x12.
+ *   2x4 .. 2x6 and 1x4 .. 1x12, with the same spread prefetch (measured with this version built
+ *   for the AVX-512 Xeon: 10-17% faster at 2-8 rows, the same at 1).
  * benchmarks/forward_cost.py --kernel-rows measures the result in a whole forward.
  */
 #include <stddef.h>
 #include <immintrin.h>
 
-/* Bump the version whenever a result can change: answers record it, and runs of different
- * versions are not resumed into one file or compared by speed.py. */
-int skinny_sgemm_version(void) { return 2; }
+/* Where the next block of weights is prefetched into L2: `next` advances one cache line at a time
+ * up to `end`, `per_step` lines per step of the inner loop, so the lines are spread over all the
+ * work on the current block and memory and arithmetic overlap. */
+typedef struct { const char *next, *end; int per_step; } prefetch_t;
+
+/* Bump the version whenever a result or its speed can change: answers record it, and runs of
+ * different versions are not resumed into one file or compared by speed.py. */
+int skinny_sgemm_version(void) { return 3; }
 
 int skinny_sgemm_vector_bits(void) {
 #if defined(__AVX512F__)
@@ -50,11 +56,6 @@ static inline __m128 sum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
     __m256 v = _mm256_add_ps(_mm512_castps512_ps256(u), _mm512_extractf32x8_ps(u, 1));
     return _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
 }
-
-/* Where the next block's weights are prefetched: `next` advances one cache line at a time up to
- * `end`, `per_step` lines per 16 columns of work, so the lines are spread over all the x groups
- * of the current block. */
-typedef struct { const char *next, *end; int per_step; } prefetch_t;
 
 /* rx (a constant after inlining) rows of x against the RW weight rows at w. */
 static inline __attribute__((always_inline)) void block(
@@ -141,12 +142,15 @@ static inline float hsum(__m256 v) {
     return ((t[0] + t[4]) + (t[1] + t[5])) + ((t[2] + t[6]) + (t[3] + t[7]));
 }
 
-/* One row of x against NR consecutive rows of w. */
-static void row_by_block(int K, const float *x, const float *w, float *y) {
+/* One row of x against NR consecutive rows of w; per_step lines of the next block are prefetched
+ * into L2 per 8 columns, as in the AVX-512 version. */
+static void row_by_block(int K, const float *x, const float *w, float *y, prefetch_t *pf) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     const size_t k_ = (size_t)K;
     int k = 0;
     for (; k + 8 <= K; k += 8) {
+        for (int p = 0; p < pf->per_step && pf->next < pf->end; p++, pf->next += 64)
+            _mm_prefetch(pf->next, _MM_HINT_T1);
         __m256 xv = _mm256_loadu_ps(x + k);
         a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w + 0 * k_ + k), a0);
         a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w + 1 * k_ + k), a1);
@@ -181,8 +185,13 @@ void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y,
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (int b = 0; b < blocks; b++) {
         const float *wb = w + (size_t)b * NR * K;
+        /* the next block's lines, spread over this block's M * K/8 steps */
+        const size_t steps = (size_t)M * (K / 8) + 1, lines = (size_t)NR * K * sizeof(float) / 64 + 1;
+        prefetch_t pf = {(const char *)(wb + (size_t)NR * K), (const char *)(wb + (size_t)NR * K),
+                         (int)((lines + steps - 1) / steps)};
+        if (b + 1 < blocks) pf.end += (size_t)NR * K * sizeof(float);
         for (int i = 0; i < M; i++)
-            row_by_block(K, x + (size_t)i * K, wb, y + (size_t)i * N + (size_t)b * NR);
+            row_by_block(K, x + (size_t)i * K, wb, y + (size_t)i * N + (size_t)b * NR, &pf);
     }
     const int rest = N - blocks * NR;
     if (rest)
