@@ -121,9 +121,9 @@ void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y,
  * past+n rows: every row sees the whole prefix, and block row j when allowed[i*n + j] is
  * nonzero. q comes from the rotated qkv rows; out is [n, heads*hd].
  *
- * Per kv head, the scores of all its query rows against the prefix keys and against the block's
- * keys are two few-row products in skinny_gemm.c, whose every output depends only on its query
- * and its key. Then, per (row, head), the keys the row sees are taken as one list in cache
+ * Per kv head, the scores of all its query rows against the cache's keys (the prefix's, then the
+ * block's) are one few-row product in skinny_gemm.c, whose every output depends only on its
+ * query and its key. Then, per (row, head), the keys the row sees are taken as one list in cache
  * order, and the softmax and the weighted sum of values run over that list in a fixed order.
  * So a row's result depends only on its query and the keys it sees, not on where in the cache
  * they lie or on the other rows of the block: a tree node on the accepted path gets
@@ -205,21 +205,19 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
     const int row = (heads + 2 * kv_heads) * hd;
     const int group = heads / kv_heads;
     const int m = n * group;  /* query rows per kv head, ordered (row, head in group) */
+    const int end = past + n;  /* the block's keys follow the prefix's in the cache */
     float *queries = malloc(sizeof(float) * (size_t)m * hd);
-    float *prefix = malloc(sizeof(float) * (size_t)kv_heads * m * (past > 0 ? past : 1));
-    float *block = malloc(sizeof(float) * (size_t)kv_heads * m * n);
+    float *all_scores = malloc(sizeof(float) * (size_t)kv_heads * m * end);
     for (int g = 0; g < kv_heads; g++) {
-        const float *kg = keys + (size_t)g * cap * hd;
         for (int i = 0; i < n; i++)
             memcpy(queries + (size_t)i * group * hd, qkv + (size_t)i * row + (size_t)g * group * hd,
                    sizeof(float) * group * hd);
-        if (past > 0) skinny_sgemm(m, past, hd, queries, kg, prefix + (size_t)g * m * past, threads);
-        skinny_sgemm(m, n, hd, queries, kg + (size_t)past * hd, block + (size_t)g * m * n, threads);
+        skinny_sgemm(m, end, hd, queries, keys + (size_t)g * cap * hd, all_scores + (size_t)g * m * end, threads);
     }
-    #pragma omp parallel num_threads(threads) if (kv_heads * m * (past + n) > 4096)
+    #pragma omp parallel num_threads(threads) if (kv_heads * m * end > 4096)
     {
-        float *weights = malloc(sizeof(float) * (size_t)group * (past + n));
-        int *slot = malloc(sizeof(int) * (size_t)(past + n));
+        float *weights = malloc(sizeof(float) * (size_t)group * end);
+        int *slot = malloc(sizeof(int) * (size_t)end);
         #pragma omp for schedule(static)
         for (int task = 0; task < kv_heads * n; task++) {  /* a kv head and a block row: its heads */
             const int g = task / n, i = task % n;
@@ -230,12 +228,11 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
                 if (allowed[(size_t)i * n + j]) slot[count++] = past + j;
             for (int e = 0; e < group; e++) {
                 const int r = i * group + e;
-                const float *scores = prefix + ((size_t)g * m + r) * past;
-                const float *own = block + ((size_t)g * m + r) * n;
-                float *w = weights + (size_t)e * (past + n);
+                const float *scores = all_scores + ((size_t)g * m + r) * end;
+                float *w = weights + (size_t)e * end;
                 #pragma omp simd
                 for (int j = 0; j < past; j++) w[j] = scores[j] * scale;
-                for (int c = past; c < count; c++) w[c] = own[slot[c] - past] * scale;
+                for (int c = past; c < count; c++) w[c] = scores[slot[c]] * scale;
                 float top = -INFINITY;  /* a maximum is exact in any order */
                 #pragma omp simd reduction(max:top)
                 for (int c = 0; c < count; c++) top = w[c] > top ? w[c] : top;
@@ -244,7 +241,7 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
             }
             for (int e = 0; e < group; e += 2) {
                 const int rows = group - e >= 2 ? 2 : 1;
-                const float *ws[2] = {weights + (size_t)e * (past + n), weights + (size_t)(e + rows - 1) * (past + n)};
+                const float *ws[2] = {weights + (size_t)e * end, weights + (size_t)(e + rows - 1) * end};
                 float *os[2] = {out + (size_t)i * heads * hd + (size_t)(g * group + e) * hd,
                                 out + (size_t)i * heads * hd + (size_t)(g * group + e + rows - 1) * hd};
                 weighted_sums(rows, count, ws, slot, values + (size_t)g * cap * hd, hd, os);
@@ -258,8 +255,7 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
         free(slot);
         free(weights);
     }
-    free(block);
-    free(prefix);
+    free(all_scores);
     free(queries);
 }
 
