@@ -23,6 +23,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+from methods.core.backends import BACKENDS  # noqa: E402  (after the path set-up above)
+
 
 @pytest.fixture
 def silent_server():
@@ -90,3 +92,20 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'results.db'}"
     return request.getfixturevalue("postgresql_url")
+
+
+# The tiny model and engine that the drafter tests share. A test module that needs another model
+# (more layers, float32) defines its own `model` fixture; `engine` then runs that one.
+@pytest.fixture(scope="module")
+def model():
+    from tests.tiny_model import make_tiny_llama
+
+    return make_tiny_llama(vocab_size=97, seed=0)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(model, request):
+    """A SpeculativeEngine on ``model``, once per backend."""
+    from methods.core.engine import SpeculativeEngine
+
+    return SpeculativeEngine(model, backend=request.param)

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from methods.core.backends import BACKENDS
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.core.sampling import target_probs
@@ -30,20 +29,15 @@ from tests.tiny_model import make_tiny_llama
 VOCAB = 97
 
 
-@pytest.fixture(scope="module")
-def model():
-    return make_tiny_llama(vocab_size=VOCAB, seed=0)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(model, request):
-    return SpeculativeEngine(model, backend=request.param)
-
-
 def random_draft(model, seed=0, draft_vocab=None, scale=0.5) -> EagleDraftModel:
     """A draft with random weights (large enough that its guesses vary) bound to ``model``."""
     torch.manual_seed(seed)
-    draft = EagleDraftModel(EagleShape.like_base(model), draft_vocab=draft_vocab)
+    return randomised_and_bound(EagleDraftModel(EagleShape.like_base(model), draft_vocab=draft_vocab), model, scale)
+
+
+def randomised_and_bound(draft, model, scale):
+    """``draft`` with every matrix drawn from N(0, scale) and every vector (norm weights, biases)
+    from U(0.5, 1.5), in float64 and bound to ``model``; for EAGLE and EAGLE-3 drafts alike."""
     with torch.no_grad():
         for p in draft.parameters():
             p.normal_(0, scale) if p.dim() > 1 else p.uniform_(0.5, 1.5)

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from methods.core.backends import BACKENDS
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.drafters.eagle3 import Eagle3Drafter
@@ -20,6 +19,7 @@ from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape, default_feature_
 from methods.heads.eagle3_format import load_eagle3
 from tests.engine_helpers import assert_sampling_uses_the_lossless_rule, random_prompts, run_turns
 from tests.test_acceptance import assert_first_two_follow_the_model, sampling_check_model
+from tests.test_eagle import randomised_and_bound
 from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97
@@ -33,11 +33,6 @@ def model():
     return make_tiny_llama(vocab_size=VOCAB, seed=0, layers=LAYERS)
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(model, request):
-    return SpeculativeEngine(model, backend=request.param)
-
-
 def shape_for(model, draft_ids=None, layers=()) -> Eagle3Shape:
     inner = EagleShape.like_base(model, fc_bias=False)
     vocab = int(model.config.vocab_size)
@@ -48,13 +43,7 @@ def shape_for(model, draft_ids=None, layers=()) -> Eagle3Shape:
 def random_draft(model, seed=0, draft_ids=None, scale=0.5, layers=()) -> Eagle3DraftModel:
     torch.manual_seed(seed)
     d2t = None if draft_ids is None else draft_ids - torch.arange(len(draft_ids))
-    draft = Eagle3DraftModel(shape_for(model, draft_ids, layers), d2t=d2t)
-    with torch.no_grad():
-        for p in draft.parameters():
-            p.normal_(0, scale) if p.dim() > 1 else p.uniform_(0.5, 1.5)
-    draft.to(torch.float64)
-    draft.bind(model)
-    return draft
+    return randomised_and_bound(Eagle3DraftModel(shape_for(model, draft_ids, layers), d2t=d2t), model, scale)
 
 
 def fused_features(model, tokens, layers):

@@ -11,7 +11,6 @@ import torch
 
 import methods.core.engine as engine_module
 import methods.drafters.hydra as hydra_drafter_module
-from methods.core.backends import BACKENDS
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.core.static_tree import MC_SIM_7B_63
@@ -27,16 +26,6 @@ from tests.tiny_model import make_tiny_llama
 VOCAB = 97
 HIDDEN = 32  # tests/tiny_model.py
 DEEP = [[0], [0, 0], [0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0], [1], [0, 1], [1, 0], [0, 0, 1]]
-
-
-@pytest.fixture(scope="module")
-def model():
-    return make_tiny_llama(vocab_size=VOCAB, seed=0)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(model, request):
-    return SpeculativeEngine(model, backend=request.param)
 
 
 def random_heads(model, num_heads=4, num_layers=1, grounded=True, seed=0):

@@ -11,8 +11,6 @@ import torch
 import methods.core.engine as engine_module
 from methods.core.acceptance import accept_typical
 from methods.core.drafter import DecodingConfig
-from methods.core.backends import BACKENDS
-from methods.core.engine import SpeculativeEngine
 from methods.core.static_tree import MC_SIM_7B_63, ChoicesError, StaticTree, best_first_choices, parse_choices
 from methods.core.tree import DraftTree
 from methods.drafters.medusa import CPU_CHOICES, MedusaDrafter
@@ -23,16 +21,6 @@ from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97
 HIDDEN = 32  # tests/tiny_model.py
-
-
-@pytest.fixture(scope="module")
-def model():
-    return make_tiny_llama(vocab_size=VOCAB, seed=0)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(model, request):
-    return SpeculativeEngine(model, backend=request.param)
 
 
 def random_heads(model, num_heads=4, num_layers=1, seed=0, own_projection=False):

@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from methods.core.backends import BACKENDS
 from methods.core.drafter import DecodingConfig, DraftSession, StepResult
-from methods.core.engine import SpeculativeEngine
 from methods.core.tree import DraftTree
 from methods.drafters.eagle2 import Eagle2Drafter
 from methods.drafters.recycling import CPU_DEFAULTS as RECYCLING_CPU, TokenRecyclingDrafter
@@ -22,7 +20,6 @@ from methods.drafters.suffix_automaton import (SEPARATOR, StaticMatcher, SuffixA
                                                cached_static_path, corpus_automaton, read_static, write_static)
 from methods.drafters.vanilla import VanillaDrafter
 from tests.engine_helpers import random_prompts
-from tests.tiny_model import make_tiny_llama
 
 VOCAB = 97
 
@@ -297,16 +294,6 @@ def test_retrieval_never_drafts_an_id_beyond_the_models_vocabulary():
 
 
 # ---------------------------------------------------------------------------------- on the engine
-@pytest.fixture(scope="module")
-def model():
-    return make_tiny_llama(vocab_size=VOCAB, seed=0)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(model, request):
-    return SpeculativeEngine(model, backend=request.param)
-
-
 CONFIG = DecodingConfig(max_new_tokens=24)
 
 

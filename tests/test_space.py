@@ -26,16 +26,6 @@ VOCAB = 97
 HIDDEN = 32  # tests/tiny_model.py
 
 
-@pytest.fixture(scope="module")
-def model():
-    return make_tiny_llama(vocab_size=VOCAB, seed=0)
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def engine(model, request):
-    return SpeculativeEngine(model, backend=request.param)
-
-
 def random_masks(slots=4, seed=0, dtype=torch.float64) -> LearnedMasks:
     masks = LearnedMasks(slots, HIDDEN)
     with torch.no_grad():

@@ -30,11 +30,6 @@ HIDDEN = 32  # tests/tiny_model.py
 HEADS, KV_HEADS, HEAD_DIM, INTERMEDIATE = 4, 2, 16, 48
 
 
-@pytest.fixture(scope="module")
-def model():
-    return make_tiny_llama(vocab_size=VOCAB, seed=0)
-
-
 def published_config(**layer_overrides) -> dict:
     layer = {
         "model_type": "llama", "vocab_size": VOCAB, "hidden_size": HIDDEN, "intermediate_size": INTERMEDIATE,
