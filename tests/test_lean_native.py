@@ -262,6 +262,7 @@ def test_prompt_lookup_keeps_the_baseline_output_exactly_in_float32(engine):
 def test_weights_move_into_one_arena_once_and_the_model_is_unchanged():
     model = make_model("qwen2", 64, 4, 2)
     with model_left_unchanged(model):
+        LeanTarget(model, native_kernel=False)  # fuses q/k/v and gate/up into plain buffers first
         LeanTarget(model)
         arena = model._lean_arena
         for layer in model.model.layers:

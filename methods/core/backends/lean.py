@@ -9,13 +9,15 @@ per call at 2-32 rows than at one. This loop does only the arithmetic:
                h = rms(x); g, u = h @ Wgu;  x += (act(g) * u) @ Wdown
     final = rms(x); logits = final @ lm_head
 
-with every product through ``native_kernels`` (float32 on the CPU, up to ``SKINNY_MAX_ROWS``
-rows) or torch otherwise. What it reuses from the model, so that nothing of the modelling
-file is copied and numerics follow the model's own definitions: the weights, the rotary
-embedding module (rope scaling types included), the activation module, the norms' eps and the
-attention's scaling. q/k/v and gate/up are multiplied as one matrix each: their weights are
-moved once into one buffer, and the model's own parameters become views of it, so the model
-is unchanged for every other use and no weight is held twice.
+Where the native library is there (float32 on an AVX2/AVX-512 CPU, blocks of up to
+``SKINNY_MAX_ROWS`` rows) each layer is one call of lean_ops.c's ``lean_layer``, in which a
+row's values do not depend on the block's other rows (``_forward_fused``); otherwise the same
+loop runs on torch ops (``_forward``). What it reuses from the model, so that nothing of the
+modelling file is copied and numerics follow the model's own definitions: the weights, the
+rotary embedding module (rope scaling types included), the activation module, the norms' eps and
+the attention's scaling. q/k/v and gate/up are multiplied as one matrix each, and with the native
+library every matrix moves once into a huge-page arena; the model's own parameters become views,
+so the model is unchanged for every other use and no weight is held twice.
 
 The cache is preallocated per layer ([kv_heads, capacity, head_dim], grown by doubling) and
 compaction moves the accepted rows in place, so a step allocates nothing that scales with the
@@ -105,8 +107,8 @@ def _fuse_rows(owner, name: str, linears, arena: Optional[WeightArena] = None) -
     """One [sum of out_features, in] weight for several Linear layers that read the same input;
     each layer's own weight becomes a view of it (values unchanged, memory held once). The buffer
     is remembered on ``owner`` so that a second LeanTarget on the same model reuses it; it is
-    taken from ``arena`` when one is given."""
-    fused = getattr(owner, name, None)
+    taken from ``arena`` when one is given (then never an earlier buffer: every matrix moves)."""
+    fused = getattr(owner, name, None) if arena is None else None
     row = 0
     if fused is not None:
         for lin in linears:
@@ -167,11 +169,6 @@ def _fused_bias(linears) -> Optional[torch.Tensor]:
 class _Layer:
     def __init__(self, layer, arena: Optional[WeightArena] = None):
         attention, mlp = layer.self_attn, layer.mlp
-        if arena is not None:  # every matrix moves: the fused ones must be fused again, into it
-            for name in ("_lean_qkv", "_lean_gate_up"):
-                for owner in (attention, mlp):
-                    if hasattr(owner, name):
-                        object.__delattr__(owner, name)
         self.qkv = _fuse_rows(attention, "_lean_qkv", [attention.q_proj, attention.k_proj, attention.v_proj], arena)
         self.qkv_bias = _fused_bias([attention.q_proj, attention.k_proj, attention.v_proj])
         self.split = [attention.q_proj.weight.shape[0], attention.k_proj.weight.shape[0],
@@ -349,6 +346,7 @@ class LeanTarget:
     # ------------------------------------------------------------------ arithmetic
     def _fused_for(self, rows: int) -> bool:
         return self.fused and rows <= self.skinny_max_rows
+
     def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
         if self._kernel is not None and x.shape[0] <= self.skinny_max_rows:
             out = native_kernels.skinny_matmul(self._kernel, x, weight)
@@ -384,7 +382,11 @@ class LeanTarget:
             gate, up = self._linear(h, layer.gate_up, layer.gate_up_bias).chunk(2, dim=-1)
             x = x + self._linear(layer.act(gate) * up, layer.down, layer.down_bias)
         cache.length = end
-        final = _rms(self.norm, x)
+        return self._outputs(_rms(self.norm, x), inputs, logits)
+
+    def _outputs(self, final: torch.Tensor, inputs: dict[int, torch.Tensor], logits: bool):
+        """The forward's logits (when asked for) and the hidden states the drafter asked for."""
+        request = self._request
         states = None
         if request:
             states = HiddenStates(final=final if request.final else None, layer_inputs=inputs)
@@ -415,8 +417,4 @@ class LeanTarget:
         final = torch.empty_like(x)
         lib.rms_norm(n, x.shape[1], x.data_ptr(), None, self.norm.weight.data_ptr(), _eps(self.norm), final.data_ptr())
         cache.length = end
-        states = None
-        if request:
-            states = HiddenStates(final=final if request.final else None, layer_inputs=inputs)
-        out = self._linear(final, self.lm_head.weight, self.lm_head.bias) if logits else None
-        return out, states
+        return self._outputs(final, inputs, logits)

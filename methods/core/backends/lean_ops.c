@@ -1,11 +1,12 @@
-/* The element-wise parts of a llama decoder layer for the lean backend's float32 CPU path:
+/* A llama decoder layer for the lean backend's float32 CPU path, as one call (lean_layer):
  * RMSNorm (with the residual add before it), rotary embedding with the cache write, attention
- * of a few query rows over the cache, and SiLU(gate) * up. In torch each is 5-20 small calls
- * per layer, which on a 2-core CPU cost more than the arithmetic itself; here each is one call.
+ * of a few query rows over the cache, SiLU(gate) * up, and the products through skinny_gemm.c.
+ * In torch the element-wise parts alone are ~25 small calls per layer, which on a 2-core CPU
+ * cost more than their arithmetic. The parts are exported too, for the tests.
  *
  * Plain C: loops marked `omp simd` are vectorised for the CPU the file is compiled on
  * (-march=native). Results equal torch's up to float32 rounding (other summation orders, and a
- * polynomial exp accurate to a few ulp); tests/test_backends.py compares them.
+ * polynomial exp accurate to a few ulp); tests/test_lean_native.py compares them.
  */
 #include <math.h>
 #include <stdlib.h>
