@@ -14,6 +14,7 @@ plain memory and nothing changes but the copy.
 
 from __future__ import annotations
 
+import math
 import mmap
 
 import torch
@@ -37,9 +38,7 @@ class WeightArena:
         self._used = 0
 
     def take(self, shape: tuple[int, ...]) -> torch.Tensor:
-        numel = 1
-        for d in shape:
-            numel *= d
+        numel = math.prod(shape)
         if self._used + numel > self.tensor.numel():
             raise ValueError(f"the weight arena holds {self.tensor.numel()} values, {self._used + numel} asked for")
         view = self.tensor[self._used: self._used + numel].view(*shape)
