@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from evaluation.subtasks import display_name
+from evaluation.record.subtasks import display_name
 from leaderboard import charts, export, queries, tables
 from leaderboard.connection import DatabaseStatus, ResultsDatabase, open_for_reading
 from leaderboard.db import DatabaseError, normalise_url, open_database

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tqdm import tqdm
 
-from evaluation.conversation import new_conversation
-from evaluation.equal import first_divergence
-from evaluation.questions import load_questions, question_file_for_bench
-from evaluation.tables import format_table
+from methods.core.conversation import new_conversation
+from evaluation.compare.equality import first_divergence
+from evaluation.run.questions import load_questions, question_file_for_bench
+from evaluation.compare.tables import format_table
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import EMBEDDED, load_model

@@ -31,9 +31,9 @@ import numpy as np
 from tqdm import tqdm
 import torch
 
-from evaluation.conversation import new_conversation
-from evaluation.questions import load_questions
-from evaluation.subtasks import subtask_of
+from methods.core.conversation import new_conversation
+from evaluation.run.questions import load_questions
+from evaluation.record.subtasks import subtask_of
 from methods.core.drafter import DecodingConfig
 from methods.core.backends import CHOICES as BACKEND_CHOICES, resolve_backend
 from methods.core.engine import SpeculativeEngine

@@ -1,5 +1,5 @@
 """Speedup of a method over the baseline, per subtask, from answer files: Spec-Bench's
-speed.py command line, with its flaws fixed (see evaluation/speedup.py for what and why, and
+speed.py command line, with its flaws fixed (see evaluation/compare/speedup.py for what and why, and
 docs/evaluation.md for the definition of every figure).
 
     python evaluation/speed.py --file-path METHOD.jsonl --base-path BASELINE.jsonl [--db URL]
@@ -20,10 +20,10 @@ import os
 import warnings
 from typing import Optional
 
-from evaluation.answers import AnswerFileError, read_answer_file
-from evaluation.compatibility import CHECK_NAMES, parse_allowed
-from evaluation.spec_bench_speed import SpecBenchFigureUnavailable, spec_bench_figures
-from evaluation.speedup import (
+from evaluation.record.answers import AnswerFileError, read_answer_file
+from evaluation.compare.compatibility import CHECK_NAMES, parse_allowed
+from evaluation.compare.spec_bench_speed import SpecBenchFigureUnavailable, spec_bench_figures
+from evaluation.compare.speedup import (
     COUNT_AUTO,
     COUNT_RETOKENIZED,
     COUNTING_MODES,
@@ -32,9 +32,9 @@ from evaluation.speedup import (
     SpeedReport,
     compare_speed,
 )
-from evaluation.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
-from evaluation.subtasks import OVERALL, display_name
-from evaluation.tables import format_table, number
+from evaluation.compare.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+from evaluation.record.subtasks import OVERALL, display_name
+from evaluation.compare.tables import format_table, number
 from leaderboard.store import StoreError, save_speed_report
 
 

@@ -20,12 +20,12 @@ from typing import Optional
 if __package__ in (None, ""):  # run as a file: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evaluation.answers import AnswerFile, AnswerFileError, read_answer_file
-from evaluation.equal import EqualInputError, EqualityResult, compare_answers
-from evaluation.near_ties import NEAR_TIE
-from evaluation.speedup import SpeedInputError, compare_speed
-from evaluation.subtasks import OVERALL
-from evaluation.tables import format_table
+from evaluation.record.answers import AnswerFile, AnswerFileError, read_answer_file
+from evaluation.compare.equality import EqualInputError, EqualityResult, compare_answers
+from evaluation.compare.near_ties import NEAR_TIE
+from evaluation.compare.speedup import SpeedInputError, compare_speed
+from evaluation.record.subtasks import OVERALL
+from evaluation.compare.tables import format_table
 
 HEADERS = ["Method", "Speedup [95% CI]", "Mean accepted tokens", "Lossless"]
 

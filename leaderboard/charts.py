@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from evaluation.subtasks import OVERALL, display_name
+from evaluation.record.subtasks import OVERALL, display_name
 from leaderboard.queries import TIME_PARTS, LeaderboardRow, subtasks_of
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=50, b=10), legend_title_text="")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from evaluation.subtasks import SPEC_BENCH_SUBTASKS, display_name, ordered_subtasks
+from evaluation.record.subtasks import SPEC_BENCH_SUBTASKS, display_name, ordered_subtasks
 from leaderboard.queries import LOSSLESS, NOT_EQUAL, LeaderboardRow, Selection
 
 MEDALS = ("🏅", "🥈", "🥉")

@@ -114,7 +114,7 @@ class SpeedComparison(Base):
     base_run_ids: Mapped[list] = mapped_column(JSON)
     token_counting: Mapped[str] = mapped_column(String(64))  # "token_ids" | "new_tokens" | "retokenized"
     num_questions: Mapped[int] = mapped_column(Integer)
-    # The settings check of evaluation/compatibility.py: False when speed.py was told to compare
+    # The settings check of evaluation/compare/compatibility.py: False when speed.py was told to compare
     # despite a differing setting (--allow-mismatch); the leaderboard never ranks those.
     settings_match: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     # [{"setting", "method_value", "base_value", "method_file", "base_file"}, ...]
@@ -188,7 +188,7 @@ class EqualityCheck(Base):
     num_equal: Mapped[int] = mapped_column(Integer)
     all_equal: Mapped[bool] = mapped_column(Boolean)
     per_subtask: Mapped[dict] = mapped_column(JSON, default=dict)  # subtask -> exact-match rate
-    # Divergences whose baseline margin is below this are near-ties (evaluation/near_ties.py);
+    # Divergences whose baseline margin is below this are near-ties (evaluation/compare/near_ties.py);
     # None when the runs' dtype is unknown.
     near_tie_threshold: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     threshold_dtype: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)

@@ -26,9 +26,9 @@ import pandas as pd
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from evaluation.answers import question_sort_key
-from evaluation.compatibility import Mismatch
-from evaluation.subtasks import OVERALL, ordered_subtasks
+from evaluation.record.answers import question_sort_key
+from evaluation.compare.compatibility import Mismatch
+from evaluation.record.subtasks import OVERALL, ordered_subtasks
 from leaderboard.models import (
     Answer,
     Difference,

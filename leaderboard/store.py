@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from evaluation.answers import (
+from evaluation.record.answers import (
     AnswerFile,
     bench_from_path,
     guess_from_model_id,
@@ -25,7 +25,7 @@ from evaluation.answers import (
     read_answer_file,
     run_model,
 )
-from evaluation.stats import finite_or_none
+from evaluation.compare.stats import finite_or_none
 from leaderboard.db import DatabaseError, failure_reason, open_database, writing
 from leaderboard.models import (
     Answer as AnswerRow,
@@ -39,8 +39,8 @@ from leaderboard.models import (
 )
 
 if TYPE_CHECKING:  # the evaluators import this module, not the other way round
-    from evaluation.equal import EqualityResult
-    from evaluation.speedup import SpeedReport
+    from evaluation.compare.equality import EqualityResult
+    from evaluation.compare.speedup import SpeedReport
 
 
 class StoreError(RuntimeError):

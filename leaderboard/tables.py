@@ -8,7 +8,7 @@ from typing import Optional
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from evaluation.subtasks import display_name
+from evaluation.record.subtasks import display_name
 from leaderboard.queries import LOSSLESS, NOT_EQUAL, LeaderboardRow, subtasks_of
 
 METHOD = "Method"

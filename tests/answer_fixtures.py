@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional
 
-from evaluation.subtasks import MT_BENCH_CATEGORIES
+from evaluation.record.subtasks import MT_BENCH_CATEGORIES
 
 # One or two questions per subtask, ids as in Spec-Bench's question file, plus an extra subtask.
 QUESTIONS: list[tuple[int, str]] = [

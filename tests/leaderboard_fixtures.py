@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from evaluation.subtasks import OVERALL, SPEC_BENCH_SUBTASKS
+from evaluation.record.subtasks import OVERALL, SPEC_BENCH_SUBTASKS
 from leaderboard.db import open_database
 from leaderboard.models import (
     Answer,

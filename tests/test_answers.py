@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from evaluation.answers import (
+from evaluation.record.answers import (
     AnswerFileError,
     AnswerFileWarning,
     guess_from_model_id,

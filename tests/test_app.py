@@ -16,7 +16,7 @@ from sqlalchemy import select
 from streamlit import dataframe_util
 from streamlit.testing.v1 import AppTest
 
-from evaluation.subtasks import SPEC_BENCH_SUBTASKS, display_name
+from evaluation.record.subtasks import SPEC_BENCH_SUBTASKS, display_name
 from leaderboard.db import open_database
 from leaderboard.divergence import first_difference, highlighted_html
 from leaderboard.export import leaderboard_markdown
@@ -461,7 +461,7 @@ def test_mismatched_comparisons_are_listed_apart_and_never_ranked(tmp_path, monk
 
 def test_drill_down_says_whether_a_divergence_is_a_near_tie(tmp_path, monkeypatch):
     from evaluation import equal, speed
-    from evaluation.near_ties import near_tie_threshold
+    from evaluation.compare.near_ties import near_tie_threshold
     from tests.answer_fixtures import synthetic_run, text_of, write_answer_file
 
     threshold = near_tie_threshold("float16")  # the fixtures' dtype

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from evaluation.subtasks import MT_BENCH_CATEGORIES, SUBTASK_DISPLAY_NAMES
+from evaluation.record.subtasks import MT_BENCH_CATEGORIES, SUBTASK_DISPLAY_NAMES
 from tests.conftest import ROOT, SHARED_QUESTIONS
 from tests.test_inference import save_tiny_model
 from training import corpus_leakage, corpus_prompt_sources, make_corpus

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from evaluation import equal
-from evaluation.answers import AnswerFileError, read_answer_file
-from evaluation.near_ties import near_tie_threshold
-from evaluation.equal import EqualInputError, compare_answers, first_divergence
+from evaluation.record.answers import AnswerFileError, read_answer_file
+from evaluation.compare.near_ties import near_tie_threshold
+from evaluation.compare.equality import EqualInputError, coarser_dtype, compare_answers, first_divergence
 from tests.answer_fixtures import synthetic_run, write_answer_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -227,7 +227,7 @@ def test_threshold_scales_with_the_dtypes_precision(dtype, finer):
     ratio = torch.finfo(getattr(torch, dtype)).eps / torch.finfo(getattr(torch, finer)).eps
     assert coarse / fine == pytest.approx(ratio)
     assert near_tie_threshold("unknown") is None
-    assert equal.coarser_dtype(dtype, finer) == dtype and equal.coarser_dtype(None, finer) == finer
+    assert coarser_dtype(dtype, finer) == dtype and coarser_dtype(None, finer) == finer
 
 
 def test_a_margins_list_must_have_one_entry_per_token(tmp_path):

@@ -3,7 +3,7 @@ on PostgreSQL (the `db_url` fixture)."""
 
 from datetime import timedelta
 
-from evaluation.subtasks import SPEC_BENCH_SUBTASKS
+from evaluation.record.subtasks import SPEC_BENCH_SUBTASKS
 from leaderboard import queries
 from leaderboard.db import open_database
 from tests.leaderboard_fixtures import A100, BENCH, DTYPE, T0, VICUNA, _Builder

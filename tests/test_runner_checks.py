@@ -13,7 +13,8 @@ import json
 import pytest
 
 import evaluation.inference as inference
-from evaluation.answer_file import AnswerFileError, check_same_run
+from evaluation.run import answering
+from evaluation.run.answer_file import AnswerFileError, check_same_run
 from evaluation.inference import main
 from methods.core.drafter import resolve_options
 from methods.core.model_loading import ModelLoadError, check_model_source, looks_like_local_path
@@ -33,7 +34,7 @@ def no_model_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the cheap checks refused the run")
 
-    monkeypatch.setattr(inference, "load_model", refuse)
+    monkeypatch.setattr(answering, "load_model", refuse)
 
 
 # ------------------------------------------------------------------ resuming with other settings
@@ -43,7 +44,7 @@ def test_resume_with_another_cap_is_refused_before_the_model_loads(tiny_folder, 
     assert run(tiny_folder, questions, answer, "vanilla", "--question-end", "1",
                "--max-new-tokens", "8") == 0
     before = answer.read_text()
-    monkeypatch.setattr(inference, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    monkeypatch.setattr(answering, "load_model", lambda *a, **k: pytest.fail("model loaded"))
     assert run(tiny_folder, questions, answer, "vanilla", "--max-new-tokens", "4") == 2
     err = capsys.readouterr().err
     assert "error:" in err and "max_new_tokens is 8 there" in err and "4 now" in err
@@ -204,7 +205,7 @@ def test_writable_check_leaves_no_file_behind(tiny_folder, questions, tmp_path, 
     def stop(*args, **kwargs):
         raise ModelLoadError("stop here")
 
-    monkeypatch.setattr(inference, "load_model", stop)
+    monkeypatch.setattr(answering, "load_model", stop)
     assert run(tiny_folder, questions, answer, "vanilla") == 2
     assert list((tmp_path / "answers").iterdir()) == []
 

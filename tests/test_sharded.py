@@ -16,7 +16,7 @@ if os.environ.get("CI", "").lower() == "true":  # CI installs requirements.txt: 
 else:
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -r requirements.txt)")
 
-from evaluation import inference, sharded  # noqa: E402
+from evaluation.run import answering, sharded  # noqa: E402
 from evaluation.inference import main  # noqa: E402
 from tests.test_inference import save_tiny_model  # noqa: E402
 
@@ -91,8 +91,8 @@ def test_two_workers_write_the_token_ids_of_one_process_with_placements(
 def test_a_worker_killed_mid_run_loses_nothing_and_writes_nothing_twice(
         cluster, tiny_folder, questions, single_process, tmp_path, monkeypatch, capsys):
     written, pids, killed = Counter(), {}, []
-    # The driver writes every line through the runner's writer (inference.write_answer).
-    real_start, real_append = sharded.start_workers, inference.append_answer
+    # The driver writes every line through the runner's writer (answering.write_answer).
+    real_start, real_append = sharded.start_workers, answering.append_answer
 
     def start_workers(ray_module, workers):
         described = real_start(ray_module, workers)
@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_writes_nothing_twice(
             killed.append(victim)
 
     monkeypatch.setattr(sharded, "start_workers", start_workers)
-    monkeypatch.setattr(inference, "append_answer", append_answer)
+    monkeypatch.setattr(answering, "append_answer", append_answer)
     assert run(tiny_folder, questions, tmp_path, "--workers", "2") == 0
     assert killed and f"worker {killed[0]} lost" in capsys.readouterr().err
     assert set(written.values()) == {1} and len(written) == 2 * 8  # every line written once

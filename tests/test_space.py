@@ -454,8 +454,8 @@ def test_a_space_checkpoint_is_its_own_model_and_never_paired_with_the_original(
     """Our runs of a checkpoint named after the method pair with its own baseline and are listed
     under its name; Spec-Bench's SPACE answers (named after the model SPACE was tuned from) are
     named apart and refused against that model's baseline."""
-    from evaluation.answers import read_answer_file, run_model
-    from evaluation.compatibility import check_compatibility
+    from evaluation.record.answers import read_answer_file, run_model
+    from evaluation.compare.compatibility import check_compatibility
     from leaderboard.store import run_columns
     from tests.answer_fixtures import synthetic_run, write_answer_file
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from evaluation import speed
-from evaluation.answers import read_answer_file
-from evaluation.speedup import SpeedInputError, compare_speed
-from evaluation.stats import bootstrap_speedup_ci
+from evaluation.record.answers import read_answer_file
+from evaluation.compare.speedup import SpeedInputError, compare_speed
+from evaluation.compare.stats import bootstrap_speedup_ci
 from tests.answer_fixtures import (
     QUESTIONS,
     our_answer,
@@ -522,7 +522,7 @@ def base_with_one_word_fewer():
 
 
 def test_spec_bench_figure_uses_its_asymmetric_counting(tmp_path):
-    from evaluation.spec_bench_speed import spec_bench_figures
+    from evaluation.compare.spec_bench_speed import spec_bench_figures
 
     method_files, base_files = files(tmp_path, hand_method(), base_with_one_word_fewer())
     figures = {t.task: t for t in spec_bench_figures(method_files, base_files, [(0, 0)],
@@ -546,7 +546,7 @@ def test_spec_bench_figure_uses_its_asymmetric_counting(tmp_path):
 
 
 def test_spec_bench_figure_is_not_given_where_its_division_would_fail(tmp_path):
-    from evaluation.spec_bench_speed import SpecBenchFigureUnavailable, spec_bench_figures
+    from evaluation.compare.spec_bench_speed import SpecBenchFigureUnavailable, spec_bench_figures
 
     base = hand_base()
     base[1]["choices"][0]["wall_time"] = [0.0]

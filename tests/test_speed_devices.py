@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from evaluation import speed
-from evaluation.answers import read_answer_file
-from evaluation.speedup import SpeedInputError, compare_speed
+from evaluation.record.answers import read_answer_file
+from evaluation.compare.speedup import SpeedInputError, compare_speed
 from leaderboard import queries
 from leaderboard.db import open_database
 from leaderboard.models import Run, SpeedComparison

@@ -11,8 +11,8 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from evaluation import equal, speed
-from evaluation.answers import read_answer_file
-from evaluation.speedup import compare_speed
+from evaluation.record.answers import read_answer_file
+from evaluation.compare.speedup import compare_speed
 from leaderboard import store
 from leaderboard.db import UPGRADES, DatabaseError, open_database
 from leaderboard.models import (
@@ -386,7 +386,7 @@ def _odd_id_records(**kwargs):
 
 
 def test_question_ids_that_are_not_plain_integers_never_crash_a_sort(tmp_path, capsys, db_url):
-    from evaluation.answer_file import finalise_answer_file
+    from evaluation.run.answer_file import finalise_answer_file
     from leaderboard import queries
 
     m = write_answer_file(tmp_path / "m.jsonl", _odd_id_records(seconds_per_step=0.03))

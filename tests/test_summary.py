@@ -1,9 +1,9 @@
 """evaluation.summary: one row per method, with speed.py's and equal.py's own figures."""
 
 from evaluation import summary
-from evaluation.answers import read_answer_file
-from evaluation.equal import compare_answers
-from evaluation.speedup import compare_speed
+from evaluation.record.answers import read_answer_file
+from evaluation.compare.equality import compare_answers
+from evaluation.compare.speedup import compare_speed
 from tests.answer_fixtures import synthetic_run, write_answer_file
 
 

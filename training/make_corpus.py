@@ -156,7 +156,7 @@ def check_resumable(records: list[dict], out: Path, model_id: str, max_new_token
 
 def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
     """The prompt exactly as the evaluation runner formats a first turn (chat template)."""
-    from evaluation.conversation import Conversation
+    from methods.core.conversation import Conversation
 
     return Conversation(tokenizer, "chat").prompt_ids(prompt)
 

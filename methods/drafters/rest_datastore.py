@@ -252,7 +252,7 @@ def generated_entry(record: dict, tokenizer) -> Optional[list[int]]:
     turns = record.get("conversations") or []
     if prompt_ids is None or answer_ids is None or len(turns) != 2:
         return None
-    from evaluation.conversation import Conversation
+    from methods.core.conversation import Conversation
 
     if Conversation(tokenizer, "chat").prompt_ids(turns[0]["content"]) != prompt_ids:
         return None

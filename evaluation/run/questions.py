@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from evaluation.subtasks import KNOWN_CATEGORIES, subtask_of
+from evaluation.record.subtasks import KNOWN_CATEGORIES, subtask_of
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = REPO_ROOT / "data"
 QUESTION_FILE_NAME = "question.jsonl"
 # The public Spec-Bench file is fetched for users, never shipped (see evaluation/fetch_questions.py).
@@ -77,7 +77,7 @@ def load_questions(
     begin/end are 0-based positions in the file's question order, end-exclusive, with Python
     slice semantics (as Spec-Bench's --question-begin/--question-end). The whole file is
     validated even when a slice is asked for, so a bad line is found before a long run starts.
-    Blank lines are skipped. Categories must be known to evaluation.subtasks or listed in
+    Blank lines are skipped. Categories must be known to evaluation.record.subtasks or listed in
     extra_categories.
     """
     path = Path(path)

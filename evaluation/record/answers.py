@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
-from evaluation.subtasks import subtask_of
+from evaluation.record.subtasks import subtask_of
 
 
 class AnswerFileError(ValueError):

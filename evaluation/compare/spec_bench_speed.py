@@ -26,9 +26,9 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from evaluation.answers import Answer, AnswerFile
-from evaluation.stats import mean_and_std
-from evaluation.subtasks import MT_BENCH_CATEGORIES, OVERALL, SPEC_BENCH_SUBTASKS
+from evaluation.record.answers import Answer, AnswerFile
+from evaluation.compare.stats import mean_and_std
+from evaluation.record.subtasks import MT_BENCH_CATEGORIES, OVERALL, SPEC_BENCH_SUBTASKS
 
 SPEC_BENCH_TASKS: tuple[str, ...] = (*SPEC_BENCH_SUBTASKS, OVERALL)
 

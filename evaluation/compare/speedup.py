@@ -10,12 +10,12 @@ What differs from Spec-Bench's speed.py, and why:
 - the speedup is total tokens / total time on each side, with a bootstrap interval; Spec-Bench's
   ratio of mean per-question throughputs is kept as a compatibility column;
 - a zero, negative, non-finite or implausible wall time is an error, never averaged in;
-- the baseline must be a baseline run of the same settings (evaluation/compatibility.py), and a
+- the baseline must be a baseline run of the same settings (evaluation/compare/compatibility.py), and a
   file is never compared with itself;
 - each method answer is paired with the baseline's answer to the same question, which a run
   interleaving them made on the same device; where the lines record their placement (node,
   device, worker), that is checked and reported, and a pair from two device types is refused;
-- a run sharded over several device types (evaluation/sharded.py) is compared per device type,
+- a run sharded over several device types (evaluation/run/sharded.py) is compared per device type,
   never pooled: timings of different devices are not comparable.
 The figure Spec-Bench's speed.py would print is computed apart, in spec_bench_speed.py.
 """
@@ -28,17 +28,17 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
-from evaluation.acceptance import AcceptanceFigures, acceptance_figures, max_draft_length
-from evaluation.answers import Answer, AnswerFile, question_sort_key
-from evaluation.compatibility import Compatibility, Mismatch, check_compatibility
-from evaluation.stats import (
+from evaluation.compare.metrics import AcceptanceFigures, acceptance_figures, max_draft_length
+from evaluation.record.answers import Answer, AnswerFile, question_sort_key
+from evaluation.compare.compatibility import Compatibility, Mismatch, check_compatibility
+from evaluation.compare.stats import (
     BOOTSTRAP_RESAMPLES,
     BOOTSTRAP_SEED,
     bootstrap_speedup_ci,
     finite_or_none,
     mean_and_std,
 )
-from evaluation.subtasks import OVERALL, display_name, ordered_subtasks, subtask_of
+from evaluation.record.subtasks import OVERALL, display_name, ordered_subtasks, subtask_of
 
 # No decoder of today comes near this on one sequence; a higher rate means a broken timer.
 MAX_PLAUSIBLE_TOKENS_PER_S = 100_000.0
@@ -313,7 +313,7 @@ class SpeedReport:
     resamples: int
     seed: int
     compatibility: Compatibility = field(default_factory=lambda: Compatibility([], []))
-    # What Spec-Bench's own speed.py would print for these files (evaluation/spec_bench_speed.py),
+    # What Spec-Bench's own speed.py would print for these files (evaluation/compare/spec_bench_speed.py),
     # or why it is not given; set by the caller that has a tokenizer.
     spec_bench_reported: Optional[list] = None  # list[SpecBenchTask]
     spec_bench_unavailable: Optional[str] = None
@@ -380,7 +380,7 @@ def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], 
                   max_tokens_per_s: float = MAX_PLAUSIBLE_TOKENS_PER_S) -> SpeedReport:
     """Validate the files against each other, then compute every figure. Raises SpeedInputError.
 
-    allow_mismatch names settings (evaluation.compatibility.CHECK_NAMES) that may differ between
+    allow_mismatch names settings (evaluation.compare.compatibility.CHECK_NAMES) that may differ between
     the method and the baseline; the report records each such difference.
     """
     if not method_files or not base_files:

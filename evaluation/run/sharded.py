@@ -5,7 +5,7 @@ the driver, is the only writer of the answer files.
 
 Each worker (a Ray actor) loads the model once on its device (one GPU where the cluster has
 them, else --threads-per-worker CPU slots) and answers whole questions with the baseline and
-every method interleaved, with the code a single process runs (inference.answer_lanes). The
+every method interleaved, with the code a single process runs (answering.answer_lanes). The
 driver hands one question at a time to whichever worker is free, so a slower device simply takes
 fewer. A worker's finished question comes back as complete answer lines, which the driver
 appends with the single-process writer (one line per finished question, fsynced). A worker that
@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from evaluation.answer_file import SHARDED_RUN_FIELDS, answered_ids, check_same_run
-from evaluation.inference import (Lane, answer_lanes, finish, load_answerer, pending, plan_run, show_speeds,
-                                  warm_up_lanes, write_answer)
+from evaluation.run.answer_file import SHARDED_RUN_FIELDS, answered_ids, check_same_run
+from evaluation.run.answering import (Lane, answer_lanes, check_args, finish, load_answerer, pending, plan_run,
+                                      show_speeds, warm_up_lanes, write_answer)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # A question in flight on this many workers that died is not handed out again: it is more
 # likely to be what kills them (memory) than bad luck, and the run stops with its id.
 MAX_LOST_WORKERS_PER_QUESTION = 2
@@ -156,8 +156,6 @@ def run_sharded(args) -> int:
         args.workers = 1
     # The workers' device kind decides the auto dtype (and so the answer files' names): ask the
     # cluster before planning, but only once the cheap checks of the options have passed.
-    from evaluation.inference import check_args
-
     check_args(args)
     ray = import_ray()
     started = connect(args.ray_address)

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
 
-from evaluation.answers import Answer
+from evaluation.record.answers import Answer
 
 # Keys of method_params that give the longest chain a step may propose (the tree depth), as our
 # drafters and vLLM name it. A schedule that changes the length (SpS "gamma" with a heuristic

@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
-from evaluation.answers import (
+from evaluation.record.answers import (
     AnswerFile,
     bench_from_path,
     guess_from_model_id,

@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from evaluation.answers import AnswerFileError, question_sort_key
+from evaluation.record.answers import AnswerFileError, question_sort_key
 
 # What defines a run: a line whose value of one of these differs from the new run's belongs to
 # another run (another output or other timing conditions). Dotted names are inside "environment".
