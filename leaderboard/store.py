@@ -17,14 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from evaluation.record.answers import (
-    AnswerFile,
-    bench_from_path,
-    guess_from_model_id,
-    model_name_of_path,
-    read_answer_file,
-    run_model,
-)
+from evaluation.record.answers import AnswerFile, model_name_of_path, read_answer_file, run_model
+from evaluation.record.schema import RUN_FIELDS, line_value
 from evaluation.compare.stats import finite_or_none
 from leaderboard.db import DatabaseError, failure_reason, open_database, writing
 from leaderboard.models import (
@@ -49,43 +43,44 @@ class StoreError(RuntimeError):
 
 # ---- runs -----------------------------------------------------------------------------
 
+# Run columns when a file says nothing of them: Spec-Bench's files and ours from before the lean
+# backend ran the Hugging Face forward; Spec-Bench names the temperature only for
+# sampling-capable methods, and its default is 0.
+_UNRECORDED = {"method": "unknown", "method_params": {}, "device": "unknown", "device_name": "unknown",
+               "dtype": "unknown", "backend": "hf", "temperature": 0.0, "bench": "unknown"}
+
+
 def run_columns(answer_file: AnswerFile) -> dict[str, Any]:
-    """The Run columns for a file: our own fields where present, else what Spec-Bench's
-    model_id and directory layout say, else "unknown"."""
-    guess = guess_from_model_id(answer_file.model_id)
+    """The Run columns for a file: the answer line's run fields that the schema stores
+    (evaluation/record/schema.py, a field's `column`), as the file records them or else as
+    Spec-Bench's model id and directory layout say, else _UNRECORDED."""
+    columns = {}
+    for field in RUN_FIELDS:
+        if field.column is None or field.column == "model_id":
+            continue
+        value = _per_line(answer_file, field.name) if field.per_device else None
+        value = value if value is not None else answer_file.run_value(field.name)
+        if field.in_environment:
+            value = _text(value)  # read leniently on reading: stored as text
+        columns[field.column] = value if value is not None else _UNRECORDED.get(field.column)
+    columns["temperature"] = float(columns["temperature"])
     env = answer_file.run_field("environment") or {}
-    temperature = answer_file.run_field("temperature", guess.temperature)
-    return {
+    return columns | {
         "answer_path": str(answer_file.path),
         "model_id": answer_file.model_id,
         # The model id's prefix first: it names the model the same way in our files and in
         # Spec-Bench's (where no model path exists), so the leaderboard groups them together.
         "model": run_model(answer_file) or model_name_of_path(env.get("model_path")) or answer_file.model_id,
-        "method": answer_file.run_field("method") or guess.method or "unknown",
-        "method_params": answer_file.run_field("method_params") or {},
-        "device": _per_line(answer_file, "device") or _text(env.get("device")) or "unknown",
-        "device_name": _per_line(answer_file, "device_name") or _text(env.get("device_name")) or "unknown",
-        "dtype": _text(env.get("dtype")) or guess.dtype or "unknown",
-        # Spec-Bench's files and ours from before the lean backend ran the Hugging Face forward.
-        "backend": _text(env.get("backend")) or "hf",
-        # Spec-Bench names the temperature only for sampling-capable methods; its default is 0.
-        "temperature": float(temperature) if temperature is not None else 0.0,
-        "bench": answer_file.run_field("bench_name") or bench_from_path(answer_file.path) or "unknown",
-        "max_new_tokens": answer_file.run_field("max_new_tokens"),
-        "torch_version": _text(env.get("torch")),
-        "transformers_version": _text(env.get("transformers")),
-        "cuda_version": _text(env.get("cuda")),
-        "lossy": answer_file.lossy,
+        "lossy": answer_file.lossy,  # true when any line is
         "source_format": answer_file.source_format,
         "num_questions": len(answer_file.answers),
     }
 
 
-def _per_line(answer_file: AnswerFile, key: str) -> Optional[str]:
+def _per_line(answer_file: AnswerFile, name: str) -> Optional[str]:
     """"A + B" when the lines of a sharded run ran on several kinds of device (each comparison
     then has its own device type); None when they agree (the run's environment says it)."""
-    values = {_text((a.run_fields.get("environment") or {}).get(key))
-              for a in answer_file.answers.values()} - {None}
+    values = {_text(line_value(a.run_fields, name)) for a in answer_file.answers.values()} - {None}
     return " + ".join(sorted(values)) if len(values) > 1 else None
 
 

@@ -3,8 +3,9 @@ agree, read the same way from both sides.
 
 A speedup is only meaningful between runs of one model on one device with one dtype, one
 target distribution (temperature, top-p, top-k), one length cap, one question set, one backend
-and one prompt format, against a run of the baseline. `SETTINGS` is the single table of what is
-compared and how each value is read from an answer file; adding a setting is one line there.
+and one prompt format, against a run of the baseline. Which fields are compared, and under which
+names, is the answer line's schema (record/schema.py, a field's `baseline`); `SETTINGS` says how
+each is read from an answer file. Adding a setting is one word in the schema.
 
 A setting is compared only when both files record it. Spec-Bench's own files record none of our
 fields, so for them only what their model id names (model, method, dtype, temperature) and their
@@ -17,33 +18,17 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
-from evaluation.record.answers import (
-    AnswerFile,
-    bench_from_path,
-    guess_from_model_id,
-    model_name_of_path,
-    run_model,
-)
+from evaluation.record.answers import SPEC_BENCH_FALLBACKS, AnswerFile, model_name_of_path, run_model
+from evaluation.record.schema import BASELINE_FIELDS, RunField
 
 BASELINE_METHOD = "vanilla"
 # The check that the baseline side is a baseline run; --allow-mismatch names it like a setting.
 BASELINE_CHECK = "baseline_method"
 
 
-def _environment(f: AnswerFile, key: str) -> Any:
-    value = (f.run_field("environment") or {}).get(key)
-    return None if value in (None, "") else value
-
-
 def method_of(f: AnswerFile) -> Optional[str]:
     """The recorded method, else the one Spec-Bench's model-id naming gives, else None."""
-    return f.run_field("method") or guess_from_model_id(f.model_id).method
-
-
-def _model(f: AnswerFile) -> Optional[str]:
-    """The model id without its method part ("vicuna-7b-v1.3-pld-float16" -> "vicuna-7b-v1.3"):
-    the model id names the method, so it differs between the two sides by design."""
-    return run_model(f)
+    return f.run_value("method")
 
 
 @dataclass(frozen=True)
@@ -53,26 +38,29 @@ class Setting:
     read: Callable[[AnswerFile], Any]  # None when the file does not record it
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("model", "model_id before the method name", _model),
-    Setting("model_path", "environment.model_path (a local folder by its name)",
-            lambda f: model_name_of_path(_environment(f, "model_path"))),
-    Setting("device", "environment.device", lambda f: _environment(f, "device")),
-    Setting("device_name", "environment.device_name", lambda f: _environment(f, "device_name")),
-    Setting("dtype", "environment.dtype, else the model id",
-            lambda f: _environment(f, "dtype") or guess_from_model_id(f.model_id).dtype),
-    Setting("temperature", "temperature, else the model id's temp-T",
-            lambda f: f.run_field("temperature", guess_from_model_id(f.model_id).temperature)),
-    Setting("top_p", "top_p", lambda f: f.run_field("top_p")),
-    Setting("top_k", "top_k", lambda f: f.run_field("top_k")),
-    Setting("max_new_tokens", "max_new_tokens", lambda f: f.run_field("max_new_tokens")),
-    Setting("bench", "bench_name, else the data/{bench}/model_answer/ folder",
-            lambda f: f.run_field("bench_name") or bench_from_path(f.path)),
-    Setting("backend", "environment.backend", lambda f: _environment(f, "backend")),
-    Setting("native_code", "environment.native_code", lambda f: _environment(f, "native_code")),
-    Setting("prompt_format", "conv_template, else environment.conv_template",
-            lambda f: f.run_field("conv_template") or _environment(f, "conv_template")),
-)
+# How a setting is read where it is not the field's value as recorded (with Spec-Bench's
+# fallbacks, AnswerFile.run_value): (how, reader).
+_READ_OTHERWISE: dict[str, tuple[str, Callable[[AnswerFile], Any]]] = {
+    # The model id names the method too, so it differs between the two sides by design: compare
+    # the part before the method ("vicuna-7b-v1.3-pld-float16" -> "vicuna-7b-v1.3").
+    "model": ("model_id before the method name", run_model),
+    "model_path": ("environment.model_path (a local folder by its name)",
+                   lambda f: model_name_of_path(f.run_value("environment.model_path"))),
+}
+
+
+def _setting(field: RunField) -> Setting:
+    if field.baseline in _READ_OTHERWISE:
+        source, read = _READ_OTHERWISE[field.baseline]
+        return Setting(field.baseline, source, read)
+    otherwise = SPEC_BENCH_FALLBACKS.get(field.name)
+    source = field.name + (f", else {otherwise[0]}" if otherwise else "")
+    return Setting(field.baseline, source, lambda f: f.run_value(field.name))
+
+
+# The settings compared, in the order of the answer-line schema (record/schema.py, the fields
+# with a `baseline` name).
+SETTINGS: tuple[Setting, ...] = tuple(_setting(field) for field in BASELINE_FIELDS)
 CHECK_NAMES: tuple[str, ...] = (BASELINE_CHECK, *(s.name for s in SETTINGS))
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
 from evaluation.compare.near_ties import NEAR_TIE, REAL, UNKNOWN, classify, near_tie_threshold
-from evaluation.record.answers import Answer, AnswerFile, guess_from_model_id, question_sort_key
+from evaluation.record.answers import Answer, AnswerFile, question_sort_key
 from evaluation.record.subtasks import ordered_subtasks
 
 COMPARE_AUTO, COMPARE_TOKEN_IDS, COMPARE_TEXT = "auto", "token_ids", "text"
@@ -123,8 +123,7 @@ def excerpt(sequence: Optional[Sequence], index: int, unit: str) -> str:
 
 def run_dtype(answer_file: AnswerFile) -> Optional[str]:
     """The dtype a run computed in: our environment field, else Spec-Bench's model-id naming."""
-    env = answer_file.run_field("environment") or {}
-    return env.get("dtype") or guess_from_model_id(answer_file.model_id).dtype
+    return answer_file.run_value("environment.dtype")
 
 
 def coarser_dtype(a: Optional[str], b: Optional[str]) -> Optional[str]:

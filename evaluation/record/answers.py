@@ -4,8 +4,8 @@ One line per question. Every problem is reported with the file and line it comes
 broken file gives a message, not a traceback or a silently wrong number. Only the first choice
 of each line is read (as Spec-Bench's evaluators do).
 
-The schema lives here as data (`QUESTION_FIELDS`, `CHOICE_FIELDS`, `PER_TURN_EXTRA_FIELDS`), so
-the runner can check what it writes against the same definition the readers use.
+The fields are defined once, as data, in record/schema.py: the runner checks what it writes
+against the same tables this reader validates with.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
+from evaluation.record.schema import (CHOICE_FIELDS, FIELDS_BY_NAME, LINE_RUN_FIELDS, PER_TURN_CHOICE_FIELDS,
+                                      PER_TURN_EXTRA_FIELDS, QUESTION_FIELDS, SHARDED_IDENTITY_FIELDS,
+                                      line_value)
 from evaluation.record.subtasks import subtask_of
 
 
@@ -31,53 +34,6 @@ class AnswerFileWarning(UserWarning):
     """Something suspicious but readable (e.g. a question answered twice)."""
 
 
-# ---- the schema -------------------------------------------------------------------------
-
-# Spec-Bench's fields that every reader needs. answer_id and tstamp are written but never read.
-QUESTION_FIELDS: dict[str, tuple[type, ...]] = {
-    "question_id": (int, str),
-    "category": (str,),
-    "model_id": (str,),
-    "choices": (list,),
-}
-# Per choice: each a list with one entry per turn, except the flat accept_lengths.
-CHOICE_FIELDS: dict[str, type] = {
-    "turns": str,
-    "decoding_steps": int,
-    "new_tokens": int,
-    "wall_time": float,
-    "accept_lengths": int,
-}
-PER_TURN_CHOICE_FIELDS = ("turns", "decoding_steps", "new_tokens", "wall_time")
-# Our optional per-turn fields: name -> element type (token_ids holds one list of ints per turn).
-PER_TURN_EXTRA_FIELDS: dict[str, type] = {
-    "token_ids": list,
-    "prefill_time": float,
-    "draft_time": float,
-    "verify_time": float,
-    "draft_tokens": int,
-    "prompt_tokens": int,
-    "logit_margins": list,
-}
-# Our optional per-line fields that describe the run; their presence marks a file as ours.
-RUN_FIELDS: dict[str, tuple[type, ...]] = {
-    "method": (str,),
-    "method_params": (dict,),
-    "bench_name": (str,),
-    "temperature": (int, float),
-    "top_p": (int, float),
-    "top_k": (int,),
-    "max_new_tokens": (int,),
-    "seed": (int,),
-    "lossy": (bool,),
-    "environment": (dict,),
-    "conv_template": (str,),  # the prompt format ("chat", "vicuna", ...), where recorded
-    # Where this line was answered: node, device (and Ray worker); speed.py pairs by it.
-    "placement": (dict,),
-    "error": (str,),
-}
-# Run fields that must not change from line to line: a file mixing them mixes runs.
-RUN_IDENTITY_FIELDS = ("model_id", "method", "temperature", "bench_name")
 # Spec-Bench's failure marker for a turn (its numbers for that turn are stale, see
 # docs/evaluation.md), treated like our `error` field.
 SPEC_BENCH_ERROR_TEXT = "ERROR"
@@ -106,7 +62,7 @@ class Answer:
     prompt_tokens: Optional[list[int]] = None
     logit_margins: Optional[list[list[float]]] = None  # per turn, one per generated token
     error: Optional[str] = None
-    run_fields: dict[str, Any] = field(default_factory=dict)  # the RUN_FIELDS this line carries
+    run_fields: dict[str, Any] = field(default_factory=dict)  # the schema's run fields this line carries
 
     @property
     def subtask(self) -> str:
@@ -126,11 +82,23 @@ class AnswerFile:
         return next(iter(self.answers.values())).model_id
 
     def run_field(self, name: str, default: Any = None) -> Any:
-        """A run field from the first line that carries it (they agree, see RUN_IDENTITY_FIELDS)."""
+        """A run field from the first line that carries it (the identity fields agree on every
+        line, see _check_same_run); a dotted name is read inside "environment"."""
         for answer in self.answers.values():
-            if name in answer.run_fields:
-                return answer.run_fields[name]
+            value = line_value(answer.run_fields, name)
+            if value is not None and value != "":
+                return value
         return default
+
+    def run_value(self, name: str) -> Any:
+        """What the file says of a run field (schema.RUN_FIELDS): the field where its lines
+        record it, else what Spec-Bench's naming (model id, folder) says, else None."""
+        if name not in FIELDS_BY_NAME:
+            raise KeyError(f"{name!r} is not a run field of evaluation/record/schema.py")
+        value = self.run_field(name)
+        if value is None and name in SPEC_BENCH_FALLBACKS:
+            value = SPEC_BENCH_FALLBACKS[name][1](self)
+        return value
 
     @property
     def lossy(self) -> bool:
@@ -262,9 +230,10 @@ def parse_answer(record: Any, where: str, line: int = 0) -> Answer:
                                       f"new_tokens says {count}")
 
     run_fields = {}
-    for name, types in RUN_FIELDS.items():
-        if name in record and record[name] is not None:
-            _require(record, name, types, where)
+    for run_field in LINE_RUN_FIELDS:
+        name = run_field.name
+        if name not in QUESTION_FIELDS and name in record and record[name] is not None:
+            _require(record, name, run_field.types, where)
             run_fields[name] = record[name]
 
     turns = lists["turns"]
@@ -345,14 +314,15 @@ def _floats(values: Optional[list]) -> Optional[list[float]]:
 
 
 def _check_same_run(path: Path, answers: dict[str, Answer]) -> None:
-    """One file is one run: the identity fields must agree on every line that carries them."""
+    """One file is one run: the identity fields (but the per-device facts, which differ on a run
+    sharded over several kinds of device) must agree on every line that carries them."""
     first: dict[str, tuple[Any, int]] = {}
     for answer in answers.values():
         values = dict(answer.run_fields, model_id=answer.model_id)
-        for name in RUN_IDENTITY_FIELDS:
-            if name not in values:
+        for name in SHARDED_IDENTITY_FIELDS:
+            value = line_value(values, name)
+            if value is None:
                 continue
-            value = values[name]
             if name not in first:
                 first[name] = (value, answer.line)
             elif not _same(first[name][0], value):
@@ -455,3 +425,16 @@ def model_name_of_path(model_path: Any) -> Optional[str]:
 def bench_from_path(path: Path) -> Optional[str]:
     """Spec-Bench writes data/{bench_name}/model_answer/{model_id}.jsonl; None elsewhere."""
     return path.parent.parent.name if path.parent.name == "model_answer" else None
+
+
+# What Spec-Bench's naming says of a run field its files do not record (AnswerFile.run_value):
+# field -> (where it is then read from, the reader).
+SPEC_BENCH_FALLBACKS: dict[str, tuple[str, Any]] = {
+    "method": ("the model id", lambda f: guess_from_model_id(f.model_id).method),
+    "environment.dtype": ("the model id", lambda f: guess_from_model_id(f.model_id).dtype),
+    "temperature": ("the model id's temp-T", lambda f: guess_from_model_id(f.model_id).temperature),
+    "bench_name": ("the data/{bench}/model_answer/ folder", lambda f: bench_from_path(f.path)),
+    # Where the first versions of the runner recorded the prompt format.
+    "conv_template": ("environment.conv_template",
+                      lambda f: f.run_field("environment", {}).get("conv_template") or None),
+}

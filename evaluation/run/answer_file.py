@@ -6,7 +6,8 @@ newest), through a temporary file and an atomic rename. Lines that cannot be par
 by a crash) are kept in a ``.bad`` file beside it, never silently dropped.
 
 Resuming appends to the same file, so before any work a run checks that the file's lines were
-written with the same settings (``RUN_FIELDS``): one file never mixes two runs.
+written with the same settings (the identity fields of record/schema.py): one file never mixes
+two runs.
 """
 
 from __future__ import annotations
@@ -17,38 +18,12 @@ import tempfile
 from pathlib import Path
 
 from evaluation.record.answers import AnswerFileError, question_sort_key
+from evaluation.record.schema import IDENTITY_FIELDS, line_value
 
-# What defines a run: a line whose value of one of these differs from the new run's belongs to
-# another run (another output or other timing conditions). Dotted names are inside "environment".
-RUN_FIELDS = (
-    "method", "method_params", "lossy", "bench_name", "conv_template",
-    "temperature", "top_p", "top_k", "max_new_tokens", "seed",
-    "environment.model_path", "environment.dtype", "environment.device", "environment.device_name",
-    "environment.attention", "environment.num_threads", "environment.torch",
-    "environment.transformers", "environment.cuda", "environment.backend", "environment.native_kernel",
-    "environment.native_code",
-    "model_id",  # last: the default name follows the method, dtype and temperature above
-)
-# Facts of the device a line was answered on. A run sharded over Ray workers may span devices of
-# several kinds, so there they belong to each line (with its "placement"), not to the run:
-# speed.py pairs every answer with the baseline's from the same device and never pools timings
-# of different device types.
-PER_DEVICE_FIELDS = ("environment.device", "environment.device_name", "environment.num_threads",
-                     "environment.cuda", "environment.native_code")  # native code: AVX2 or AVX-512 by CPU
-SHARDED_RUN_FIELDS = tuple(name for name in RUN_FIELDS if name not in PER_DEVICE_FIELDS)
 _MISSING = object()
 
 
-def _field(record: dict, name: str):
-    value = record
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def check_same_run(path: Path, settings: dict, fields=RUN_FIELDS) -> None:
+def check_same_run(path: Path, settings: dict, fields=IDENTITY_FIELDS) -> None:
     """Refuse to resume ``path`` when one of its lines was written with other settings.
 
     ``settings`` is the new run's line (or the part of it known so far); only the ``fields`` it
@@ -61,11 +36,11 @@ def check_same_run(path: Path, settings: dict, fields=RUN_FIELDS) -> None:
     new = json.loads(json.dumps(settings))  # compare as they would be written (tuples -> lists)
     differences, unrecorded = [], []
     for name in fields:
-        wanted = _field(new, name)
+        wanted = line_value(new, name, _MISSING)
         if wanted is _MISSING:
             continue
         for qid, record in records.items():
-            found = _field(record, name)
+            found = line_value(record, name, _MISSING)
             if found is _MISSING:
                 unrecorded.append(f"{name} (question {qid})")
                 break

@@ -26,8 +26,9 @@ import shortuuid
 import torch
 from tqdm import tqdm
 
-from evaluation.run.answer_file import (RUN_FIELDS, append_answer, check_same_run, check_writable,
-                                        finalise_answer_file)
+from evaluation.record.schema import (CHOICE_FIELDS, DRAFTER_STATS_FIELD, IDENTITY_FIELDS, PER_TURN_EXTRA_FIELDS,
+                                      check_written_line)
+from evaluation.run.answer_file import append_answer, check_same_run, check_writable, finalise_answer_file
 from evaluation.run.environment import describe_device, describe_environment
 from evaluation.run.questions import (QuestionFileError, first_per_subtask, load_questions,
                                       question_file_for_bench)
@@ -76,9 +77,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
     config = DecodingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
                             top_k=config.top_k, top_p=config.top_p,
                             stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
-    choice = {"index": 0, "turns": [], "decoding_steps": [], "new_tokens": [], "wall_time": [],
-              "accept_lengths": [], "token_ids": [], "prefill_time": [], "draft_time": [],
-              "verify_time": [], "draft_tokens": [], "prompt_tokens": [], "logit_margins": []}
+    choice = {"index": 0, **{name: [] for name in (*CHOICE_FIELDS, *PER_TURN_EXTRA_FIELDS)}}
     error = None
     for turn, text in enumerate(question.turns):
         try:
@@ -105,7 +104,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
         choice["prompt_tokens"].append(len(prompt))
         choice["logit_margins"].append(compact_margins(stats.margins))
         if drafter_stats:  # only drafters that count something (samd's draft sources) add the field
-            choice.setdefault("drafter_stats", []).append(drafter_stats)
+            choice.setdefault(DRAFTER_STATS_FIELD, []).append(drafter_stats)
     record = {"question_id": question.question_id, "category": question.category,
               "answer_id": shortuuid.uuid(), "choices": [choice]}
     if error:
@@ -149,7 +148,7 @@ def check_args(args) -> None:
 
 
 def run_settings(args, method: str, model_id: str, environment: dict) -> dict:
-    """The fields of every answer line that say which run it belongs to (see RUN_FIELDS)."""
+    """The fields of every answer line that say which run it belongs to (record/schema.py)."""
     return {"model_id": model_id, "method": method, "bench_name": args.bench_name,
             "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
             "max_new_tokens": args.max_new_tokens, "seed": args.seed, "environment": environment}
@@ -216,6 +215,7 @@ def answer_lanes(answerer: Answerer, question, index: int, methods: set):
         record.update(lane.common)
         record["placement"] = answerer.placement
         record["tstamp"] = time.time()
+        check_written_line(record)
         yield lane, record
 
 
@@ -227,7 +227,7 @@ def speeds_text(method: str, record: dict) -> str | None:
     return f"{method} {sum(choice['new_tokens']) / max(sum(choice['wall_time']), 1e-9):.1f}"
 
 
-def plan_run(args, worker_device: torch.device | None = None, fields=RUN_FIELDS):
+def plan_run(args, worker_device: torch.device | None = None, fields=IDENTITY_FIELDS):
     """Every check that needs no model: the questions, and (method, model_id, answer file) per
     method with its file checked (on ``fields``) for a resume of the same run. Returns
     (questions, planned)."""

@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from evaluation.run.answer_file import SHARDED_RUN_FIELDS, answered_ids, check_same_run
+from evaluation.record.schema import SHARDED_IDENTITY_FIELDS, line_value
+from evaluation.run.answer_file import answered_ids, check_same_run
 from evaluation.run.answering import (Lane, answer_lanes, check_args, finish, load_answerer, pending, plan_run,
                                       show_speeds, warm_up_lanes, write_answer)
 
@@ -129,20 +130,14 @@ class ShardWorker:
                 for lane, record in answer_lanes(self.answerer, question, index, methods)]
 
 
-def _dotted(record: dict, name: str):
-    for part in name.split("."):
-        record = record.get(part) if isinstance(record, dict) else None
-    return record
-
-
 def check_workers_agree(described: list[dict]) -> None:
     """Workers of one run must share every run setting except the per-device facts (a node
     with another torch version, say, would put two runs in one file)."""
     first = described[0]
     for other in described[1:]:
         for method, common in first["commons"].items():
-            for name in SHARDED_RUN_FIELDS:
-                a, b = _dotted(common, name), _dotted(other["commons"][method], name)
+            for name in SHARDED_IDENTITY_FIELDS:
+                a, b = line_value(common, name), line_value(other["commons"][method], name)
                 if a != b:
                     raise ClusterError(
                         f"workers disagree on {name}: {a!r} on worker {first['placement']['worker']} "
@@ -163,7 +158,7 @@ def run_sharded(args) -> int:
     try:
         device_kind, resources, threads = plan_workers(args, ray.cluster_resources())
         questions, planned = plan_run(args, worker_device=torch.device(device_kind),
-                                      fields=SHARDED_RUN_FIELDS)
+                                      fields=SHARDED_IDENTITY_FIELDS)
         lanes = [Lane(method, None, answer_file, {}, answered_ids(answer_file))
                  for method, _, answer_file in planned]
         todo = pending(questions, lanes)
@@ -175,7 +170,7 @@ def run_sharded(args) -> int:
         described = start_workers(ray, workers)
         check_workers_agree(described)
         for lane in lanes:  # the full check, now that a worker knows the method parameters
-            check_same_run(lane.answer_file, described[0]["commons"][lane.method], SHARDED_RUN_FIELDS)
+            check_same_run(lane.answer_file, described[0]["commons"][lane.method], SHARDED_IDENTITY_FIELDS)
         dispatch(ray, args, workers, lanes, todo)
         return finish(lanes)
     finally:
