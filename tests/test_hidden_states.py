@@ -32,13 +32,12 @@ class Recorder(RandomTreeDrafter):
         super().begin(prompt_ids, session)
         self.prompt = list(prompt_ids)
         self.prompt_features = session.prompt_features
-        self.prompt_final = session.prompt_hidden_states
         self.steps = []
 
     def accept(self, step):
         root = step.context[len(step.context) - len(step.committed) - 1]
         prefix = step.context[: len(step.context) - len(step.committed) - 1]
-        self.steps.append((prefix, root, step.tree, step.features, step.hidden_states, step.logits))
+        self.steps.append((prefix, root, step.tree, step.features, step.logits))
 
 
 class PassThrough(torch.nn.Module):
@@ -63,13 +62,11 @@ def check_rows(model, recorder):
     if len(recorder.prompt) > 1:
         hs = full_forward(model, recorder.prompt[:-1])
         torch.testing.assert_close(recorder.prompt_features.final, hs[-1][0], rtol=1e-9, atol=1e-9)
-        assert recorder.prompt_final is recorder.prompt_features.final
         for i in REQUEST.layer_inputs:
             torch.testing.assert_close(recorder.prompt_features.layer_inputs[i], hs[i][0], rtol=1e-9, atol=1e-9)
     trees = 0
-    for prefix, root, tree, features, final, logits in recorder.steps:
+    for prefix, root, tree, features, logits in recorder.steps:
         assert features.final.shape[0] == logits.shape[0] == len(tree) + 1
-        assert final is features.final
         paths = [[]] + [tree.path_to(i) for i in range(len(tree))]
         trees += not tree.is_chain()
         for row, path in enumerate(paths):
@@ -120,15 +117,17 @@ def test_a_drafter_that_asks_for_nothing_gets_nothing_and_registers_no_hook(mode
         assert not any(l._forward_pre_hooks for l in model.model.layers)
 
     engine.generate([5, 6, 7], VanillaDrafter(), DecodingConfig(max_new_tokens=3), on_step=on_step)
-    assert steps and all(s.features is None and s.hidden_states is None for s in steps)
+    assert steps and all(s.features is None for s in steps)
 
 
-def test_the_older_boolean_still_asks_for_the_final_feature():
-    class Old(VanillaDrafter):
-        wants_hidden_states = True
+def test_a_drafter_asks_only_through_its_hidden_state_request():
+    class Asking(VanillaDrafter):
+        hidden_state_request = HiddenStateRequest(final=True)
 
-    assert request_of(Old()) == HiddenStateRequest(final=True)
+    assert request_of(Asking()) == HiddenStateRequest(final=True)
     assert not request_of(VanillaDrafter())
+    # The second, older spelling of the same request is gone from the contract.
+    assert not hasattr(VanillaDrafter(), "wants_hidden_states")
 
 
 def test_a_layer_index_out_of_range_is_refused(model):

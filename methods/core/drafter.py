@@ -78,10 +78,16 @@ class DraftSession:
     dtype: torch.dtype
     vocab_size: int
     generator: Optional[torch.Generator] = None  # the engine's RNG for sampled drafts
-    # The target's final (normed) hidden states over the prefilled prompt, i.e. prompt[:-1]
-    # (only for drafters that ask for them); ``prompt_features`` holds everything asked for.
-    prompt_hidden_states: Optional[torch.Tensor] = None
+    # What the drafter's hidden_state_request asked for, over the prefilled prompt, i.e.
+    # prompt[:-1] (None for a drafter that asks for nothing).
     prompt_features: Optional[HiddenStates] = None
+
+
+def path_rows(accepted_nodes: list[int]) -> list[int]:
+    """The logits/feature rows of the root and the accepted path, root first: node j is row
+    j + 1, since row 0 is the root. Accepted nodes [0, 2, 5] -> rows [0, 1, 3, 6]; the last row
+    chose the step's own next token."""
+    return [0] + [node + 1 for node in accepted_nodes]
 
 
 @dataclass
@@ -93,20 +99,22 @@ class StepResult:
     committed: list[int]  # tokens committed by this step: accepted drafts + the target's own token
     logits: torch.Tensor  # raw target logits, rows [root, node 0, ..., node n-1]
     context: list[int]  # the whole sequence after this step (prompt + generated)
-    hidden_states: Optional[torch.Tensor] = None  # final feature [1 + n, hidden] when asked for
     finished: bool = False  # the turn ends with this step (stop token, stop string or cap)
     # Everything the drafter's hidden_state_request asked for, rows aligned with ``logits``.
     features: Optional[HiddenStates] = None
+
+    @property
+    def path_rows(self) -> list[int]:
+        """Rows of the root and the accepted path (see path_rows)."""
+        return path_rows(self.accepted_nodes)
 
 
 class Drafter:
     """Base class. Subclasses set ``name`` and override what they need."""
 
     name: str = "drafter"
-    # Target hidden states the drafter reads (methods/core/hidden_states.py); None = nothing,
-    # unless the older ``wants_hidden_states = True`` asks for the final feature.
+    # Target hidden states the drafter reads (methods/core/hidden_states.py); None = nothing.
     hidden_state_request: Optional[HiddenStateRequest] = None
-    wants_hidden_states: bool = False
     # A rule replacing the engine's lossless sampling acceptance at T > 0, called as
     # rule(tree, logits, config, generator) -> Acceptance. Only lossy options set it.
     sampling_acceptance = None

@@ -23,7 +23,7 @@ import torch
 
 from methods.core.acceptance import Acceptance, accept_greedy, accept_sampling
 from methods.core.backends import make_target
-from methods.core.drafter import DecodingConfig, DraftSession, Drafter, StepResult, TurnStats
+from methods.core.drafter import DecodingConfig, DraftSession, Drafter, StepResult, TurnStats, path_rows
 from methods.core.hidden_states import request_of
 from methods.core.tree import DraftTree
 from methods.core.verify_inputs import needs_custom_mask
@@ -83,10 +83,10 @@ class SpeculativeEngine:
         """Top-1 minus top-2 raw logit of the rows that chose the committed tokens.
 
         Accepted node j was chosen by its parent's row (the root row for the first), and the
-        next token by the last accepted node's row: rows [0] + [node + 1 for each node]. Only
-        these rows are looked at, so the cost is one top-2 over a handful of rows per step.
+        next token by the last accepted node's row: the path rows. Only these rows are looked
+        at, so the cost is one top-2 over a handful of rows per step.
         """
-        rows = logits[[0] + [node + 1 for node in accepted_nodes]]
+        rows = logits[path_rows(accepted_nodes)]
         top = torch.topk(rows.double(), k=2, dim=-1).values
         return (top[:, 0] - top[:, 1]).tolist()
 
@@ -136,9 +136,7 @@ class SpeculativeEngine:
         stats.prefill_time = after_prefill - start
 
         session = DraftSession(model=self.model, config=config, device=self.device, dtype=self.dtype,
-                               vocab_size=self.vocab_size, generator=generator,
-                               prompt_hidden_states=None if prompt_states is None else prompt_states.final,
-                               prompt_features=prompt_states)
+                               vocab_size=self.vocab_size, generator=generator, prompt_features=prompt_states)
         drafter.begin(list(prompt_ids), session)
         stats.draft_time += self._now() - after_prefill
 
@@ -156,7 +154,7 @@ class SpeculativeEngine:
                     acceptance: Acceptance = accept_greedy(tree, logits)
                 else:
                     # A drafter may bring its own (declared lossy) rule, e.g. typical acceptance.
-                    rule = getattr(drafter, "sampling_acceptance", None) or accept_sampling
+                    rule = drafter.sampling_acceptance or accept_sampling
                     acceptance = rule(tree, logits, config, generator)
                 committed = tree.tokens[acceptance.accepted_nodes].tolist() + [acceptance.next_token]
                 margins = self._committed_margins(logits, acceptance.accepted_nodes)
@@ -181,8 +179,7 @@ class SpeculativeEngine:
                 stats.forward_tokens += len(tree) + 1
 
                 step = StepResult(tree=tree, accepted_nodes=acceptance.accepted_nodes, committed=committed,
-                                  logits=logits, context=context, finished=finished, features=states,
-                                  hidden_states=None if states is None else states.final)
+                                  logits=logits, context=context, finished=finished, features=states)
                 drafter.accept(step)
                 if on_step is not None:
                     on_step(step)

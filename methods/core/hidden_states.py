@@ -50,12 +50,8 @@ class HiddenStates:
 
 
 def request_of(drafter) -> HiddenStateRequest:
-    """What a drafter asks for: its ``hidden_state_request``, or the older boolean
-    ``wants_hidden_states`` (which meant the final feature)."""
-    request = getattr(drafter, "hidden_state_request", None)
-    if request is None:
-        request = HiddenStateRequest(final=bool(getattr(drafter, "wants_hidden_states", False)))
-    return request
+    """What a drafter asks for: its ``hidden_state_request`` (None means nothing)."""
+    return drafter.hidden_state_request or HiddenStateRequest()
 
 
 def _decoder_parts(model):

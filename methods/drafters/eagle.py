@@ -82,8 +82,7 @@ class EagleFamilyDrafter(Drafter):
     def accept(self, step: StepResult) -> None:
         if step.finished:
             return  # the turn is over: no next step to draft for
-        rows = [0] + [node + 1 for node in step.accepted_nodes]
-        self.tracker.add_step(self.pair_features(step.features)[rows], step.committed)
+        self.tracker.add_step(self.pair_features(step.features)[step.path_rows], step.committed)
 
     def end(self) -> None:
         self.tracker.end()

@@ -138,8 +138,7 @@ class HydraDrafter(TypicalAcceptance, Drafter):
 
     def accept(self, step: StepResult) -> None:
         # The accepted path's rows (root first); prefix-mlp's layer reads them all, mlp the last.
-        rows = [0] + [node + 1 for node in step.accepted_nodes]
-        self._context = self.heads.context(self._features(step.features)[rows], self._prefix_cache)
+        self._context = self.heads.context(self._features(step.features)[step.path_rows], self._prefix_cache)
 
     def end(self) -> None:
         self._context = None

@@ -69,8 +69,7 @@ class MedusaDrafter(TypicalAcceptance, Drafter):
         return self.tree.fill_by_depth(top)
 
     def accept(self, step: StepResult) -> None:
-        last_row = step.accepted_nodes[-1] + 1 if step.accepted_nodes else 0
-        self._feature = step.features.final[last_row]
+        self._feature = step.features.final[step.path_rows[-1]]
 
     def end(self) -> None:
         self._feature = None

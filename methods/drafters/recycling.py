@@ -122,7 +122,7 @@ class TokenRecyclingDrafter(Drafter):
         top = step.logits.topk(self.topk, dim=-1).indices.cpu().numpy()
         # Later writes win: every row in node order, then the accepted path (root first) again.
         # numpy gives no order guarantee for repeated indices, so keep each token's last row.
-        order = np.array(list(range(len(block))) + [0] + [i + 1 for i in step.accepted_nodes], dtype=np.int64)
+        order = np.array(list(range(len(block))) + step.path_rows, dtype=np.int64)
         tokens = np.array(block, dtype=np.int64)[order]
         unique, last_from_end = np.unique(tokens[::-1], return_index=True)
         rows = order[len(order) - 1 - last_from_end]
