@@ -18,7 +18,7 @@ import random
 import sys
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,6 @@ from evaluation.run.answer_file import append_answer, check_same_run, check_writ
 from evaluation.run.environment import describe_device, describe_environment
 from evaluation.run.questions import (QuestionFileError, first_per_subtask, load_questions,
                                       question_file_for_bench)
-from methods.core.backends import resolve_backend
 from methods.core.conversation import new_conversation, resolve_template
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
@@ -74,9 +73,7 @@ def compact_margins(margins: list[float]) -> list[float]:
 def answer_question(engine, drafter, tokenizer, model, question, config: DecodingConfig, args) -> dict:
     """Generate every turn of one question; a failure is recorded, never fed into the next turn."""
     conv = new_conversation(tokenizer, model, args.conv_template)
-    config = DecodingConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                            top_k=config.top_k, top_p=config.top_p,
-                            stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
+    config = replace(config, stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
     choice = {"index": 0, **{name: [] for name in (*CHOICE_FIELDS, *PER_TURN_EXTRA_FIELDS)}}
     error = None
     for turn, text in enumerate(question.turns):
@@ -85,7 +82,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
             seed = turn_seed(args.seed, question.question_id, turn)
             seed_everything(seed)
             ids, stats = engine.generate(prompt, drafter, config, seed=seed)
-            drafter_stats = drafter.turn_stats() if hasattr(drafter, "turn_stats") else {}
+            drafter_stats = drafter.turn_stats()
             answer = conv.answer_text(ids)
         except Exception as exc:  # recorded with the question; the run goes on
             error = f"turn {turn + 1}: {type(exc).__name__}: {exc}"
@@ -115,9 +112,8 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
 def warm_up(engine, drafter, tokenizer, model, config: DecodingConfig, args, runs: int) -> None:
     conv = new_conversation(tokenizer, model, args.conv_template)
     prompt = conv.prompt_ids(WARMUP_PROMPT)
-    warm = DecodingConfig(max_new_tokens=min(32, config.max_new_tokens), temperature=config.temperature,
-                          top_k=config.top_k, top_p=config.top_p,
-                          stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
+    warm = replace(config, max_new_tokens=min(32, config.max_new_tokens),
+                   stop_token_ids=conv.stop_token_ids, stop_strings=conv.stop_strings)
     for i in range(runs):
         engine.generate(prompt, drafter, warm, seed=i)
 
@@ -173,11 +169,11 @@ def load_answerer(args, planned, placement: dict | None = None) -> Answerer:
     """Load the model on args.device and build one lane per (method, model_id, answer file)."""
     loaded = load_model(args.model_path, dtype=args.dtype, device=args.device)
     model, tokenizer = loaded.model, loaded.tokenizer
-    engine = SpeculativeEngine(model, tokenizer, backend=resolve_backend(args.backend, model))
+    engine = SpeculativeEngine(model, tokenizer, backend=args.backend)  # "auto" resolves there
     environment = describe_environment(loaded.device, loaded.dtype, model, loaded.source)
     environment["backend"] = engine.backend
-    environment["native_kernel"] = bool(getattr(engine.target, "native_kernel", False))
-    environment["native_code"] = getattr(engine.target, "native_code", "none")
+    environment["native_kernel"] = engine.target.native_kernel
+    environment["native_code"] = engine.target.native_code
     environment["tree_attention"] = engine.supports_tree_attention()
     conv_template = resolve_template(tokenizer, args.conv_template)
     lanes = []
@@ -185,7 +181,7 @@ def load_answerer(args, planned, placement: dict | None = None) -> Answerer:
         drafter = drafter_class(method).from_args(args, model, tokenizer)
         common = run_settings(args, method, model_id, environment) | {
             "method_params": drafter.params(), "conv_template": conv_template,
-            "lossy": bool(getattr(drafter, "lossy", False)),
+            "lossy": bool(drafter.lossy),
         }
         lanes.append(Lane(method, drafter, answer_file, common, set()))
     config = DecodingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,

@@ -31,6 +31,10 @@ CHOICES = ("auto", *BACKENDS)
 
 class Target(Protocol):
     name: str
+    # Whether our compiled native code runs the forwards, and which code does (recorded with
+    # every answer: AVX2 and AVX-512 builds differ in speed, "none" on hf).
+    native_kernel: bool
+    native_code: str
 
     def new_cache(self): ...
 

@@ -18,6 +18,7 @@ from methods.core.verify_inputs import (block_attention_mask, block_embeddings, 
 class HfTarget:
     name = "hf"
     native_code = "none"  # the model's own forward: torch and transformers only
+    native_kernel = False
 
     def __init__(self, model):
         self.model = model
