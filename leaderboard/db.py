@@ -18,8 +18,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from leaderboard.models import SCHEMA_VERSION, Base, SchemaInfo
+from methods.core.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # The evaluators write here and the app reads here unless --db (or SDBENCH_DB) says otherwise.
 DEFAULT_DB_PATH = REPO_ROOT / "results" / "leaderboard.db"
 

@@ -293,3 +293,28 @@ def test_two_sibling_folders_importing_each_other_are_a_circle_but_a_folder_on_i
     loops, folder = folder_circles(modules, arrows)
     assert loops == [["high", "other", "high"]]
     assert "high/cmd.py:1 imports other.store" in circle_report(loops, arrows, folder)
+
+
+# ---- one place for the repository's paths ------------------------------------------------
+
+# Scripts run as files that import nothing of the project find the checkout themselves.
+STANDALONE_SCRIPTS = {"benchmarks/ray_scaling.py"}
+
+
+def test_the_repository_paths_are_defined_in_one_place():
+    """methods/core/paths.py is where the checkout's folders and the cache are; no other module
+    climbs from its own location to them (a sys.path line of a script run as a file aside)."""
+    own = []
+    for path in python_files(REPO_ROOT):
+        name = str(path.relative_to(REPO_ROOT))
+        if name.startswith("tests/") or name in STANDALONE_SCRIPTS or name == "methods/core/paths.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            # A file beside the module (Path(__file__).parent / ...) is its own; climbing up to the
+            # checkout's folders (.parents[N]) is what paths.py is for.
+            value = ast.unparse(node.value) if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value else ""
+            if "__file__" in value and ".parents[" in value:
+                own.append(f"{name}:{node.lineno}: {ast.unparse(node)}")
+            if isinstance(node, ast.FunctionDef) and node.name == "cache_root":
+                own.append(f"{name}:{node.lineno}: def cache_root")
+    assert not own, "paths worked out outside methods/core/paths.py:\n  " + "\n  ".join(own)

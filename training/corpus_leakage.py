@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from methods.core.paths import DATA_DIR
 from training.make_corpus import DEFAULT_PROMPTS, read_prompts
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_SETS = [ROOT / "data" / "bundled" / "question.jsonl", ROOT / "data" / "spec_bench" / "question.jsonl"]
+DEFAULT_SETS = [DATA_DIR / "bundled" / "question.jsonl", DATA_DIR / "spec_bench" / "question.jsonl"]
 DEFAULT_WORDS = 10
 _WORD = re.compile(r"\w+")
 

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from methods.core.hidden_states import HiddenStateCapture, HiddenStateRequest
-from methods.core.model_loading import cache_root
+from methods.core.paths import cache_root
 from methods.heads.artifact import base_fingerprint
 
 FORMAT_VERSION = 1

@@ -26,11 +26,11 @@ import torch
 from tqdm import tqdm
 
 from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, load_model
+from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT
 from training.features import build_features
 from training.recipes import RECIPES, recipe_class
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CORPUS = REPO_ROOT / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
+DEFAULT_CORPUS = BUNDLED_CORPUS
 
 
 def method_defaults(key: str) -> str:

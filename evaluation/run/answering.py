@@ -37,9 +37,9 @@ from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import (EMBEDDED, EMBEDDED_MODEL_ID, check_model_source, load_model,
                                         model_source, resolve_device, resolve_dtype)
+from methods.core.paths import DATA_DIR
 from methods.registry import drafter_class
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WARMUP_PROMPT = "Write two sentences about the sea."
 
 
@@ -242,7 +242,7 @@ def plan_run(args, worker_device: torch.device | None = None, fields=IDENTITY_FI
     # leaves the per-device facts (device name, threads...) to each worker's lines.
     device = worker_device or resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    answer_dir = Path(args.answer_dir) if args.answer_dir else REPO_ROOT / "data" / args.bench_name / "model_answer"
+    answer_dir = Path(args.answer_dir) if args.answer_dir else DATA_DIR / args.bench_name / "model_answer"
     planned = []  # (method, model_id, answer file)
     for method in args.method:
         model_id = (args.model_id.replace("{method}", method) if args.model_id

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Iterable
 
 from evaluation.record.subtasks import KNOWN_CATEGORIES, subtask_of
+from methods.core.paths import DATA_DIR
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = REPO_ROOT / "data"
 QUESTION_FILE_NAME = "question.jsonl"
 # The public Spec-Bench file is fetched for users, never shipped (see evaluation/fetch_questions.py).
 SPEC_BENCH = "spec_bench"

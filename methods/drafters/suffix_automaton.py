@@ -300,7 +300,7 @@ def read_static(path: Path, mmap: bool = True) -> StaticSuffixAutomaton:
 def cached_static_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Path:
     """Where the automaton of ``corpus`` for ``tokenizer`` is cached, named like REST's datastore:
     corpus hash, tokenizer fingerprint, entry mode, train split, format version."""
-    from methods.core.model_loading import cache_root
+    from methods.core.paths import cache_root
     from methods.drafters.rest_datastore import default_mode, tokenizer_fingerprint
 
     mode = mode or default_mode(tokenizer)

@@ -17,10 +17,10 @@ from methods.core.acceptance import accept_typical
 from methods.core.drafter import resolve_options
 from methods.core.static_tree import StaticTree, parse_choices
 from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID
+from methods.core.paths import REPO_ROOT, SHIPPED_DRAFTERS
 from methods.heads.artifact import ArtifactError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = REPO_ROOT / "data" / "drafters" / EMBEDDED_MODEL_ID
+SHIPPED = SHIPPED_DRAFTERS / EMBEDDED_MODEL_ID
 
 
 def train_command(kind: str) -> str:

@@ -22,7 +22,7 @@ from typing import Optional
 
 import torch
 
-from methods.core.model_loading import cache_root
+from methods.core.paths import cache_root
 
 SOURCES = (Path(__file__).with_name("skinny_gemm.c"), Path(__file__).with_name("lean_ops.c"))
 DISABLE_ENV = "SDBENCH_NATIVE_KERNEL"
