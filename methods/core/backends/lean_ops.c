@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <omp.h>
 #include <immintrin.h>
+#include "lean_native.h"
 
 /* exp(x) for x in about [-87, 88], written so that GCC vectorises it without -ffast-math
  * (floorf, fminf and memcpy type-punning each stop the vectoriser): x = n ln2 + r with
@@ -115,8 +116,6 @@ void rope_store(int n, int heads, int kv_heads, int hd, float *qkv, const float 
         }
     }
 }
-
-void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y, int threads);
 
 /* Attention of n query rows (the block at positions past .. past+n-1) over the cache's first
  * past+n rows: every row sees the whole prefix, and block row j when allowed[i*n + j] is
@@ -273,14 +272,6 @@ void silu_mul(int n, int inter, const float *gate_up, float *out, int threads) {
                  out + (size_t)i * inter);
 }
 
-/* One decoder layer, everything the lean backend's Python loop did per layer in one call. */
-typedef struct {
-    int width, heads, kv_heads, hd, inter;
-    float eps_in, eps_post, scale;
-    const float *norm_in, *norm_post;
-    const float *wqkv, *bqkv, *wo, *bo, *wgu, *bgu, *wdown, *bdown;  /* biases may be NULL */
-} lean_layer_t;
-
 static void add_bias(int n, int d, float *y, const float *bias) {
     if (!bias) return;
     for (int i = 0; i < n; i++) {
@@ -290,7 +281,8 @@ static void add_bias(int n, int d, float *y, const float *bias) {
     }
 }
 
-/* x (the residual stream, [n, width]) goes through the layer in place:
+/* One decoder layer (lean_layer_t, lean_native.h), everything the lean backend's Python loop did
+ * per layer in one call. x (the residual stream, [n, width]) goes through the layer in place:
  *   h = rms(x); qkv = h Wqkv; rope, cache write; x += attention Wo;
  *   h = rms(x); x += (silu(h Wg) * h Wu) Wdown. */
 void lean_layer(const lean_layer_t *L, int n, float *x, const float *cos, const float *sin, float *keys,

@@ -25,6 +25,7 @@ import torch
 from methods.core.paths import cache_root
 
 SOURCES = (Path(__file__).with_name("skinny_gemm.c"), Path(__file__).with_name("lean_ops.c"))
+HEADER = Path(__file__).with_name("lean_native.h")  # included by both; part of the cache key
 DISABLE_ENV = "SDBENCH_NATIVE_KERNEL"
 
 _state: dict = {}
@@ -56,7 +57,7 @@ def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()
     """The compiled library's path; ``extra`` compiler options (e.g. ``-mno-avx512f``, to build
     the AVX2 version on an AVX-512 CPU) are part of the cache key."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    key = hashlib.sha256("|".join([*(source.read_text() for source in SOURCES), compiler, *version, cpu,
+    key = hashlib.sha256("|".join([*(source.read_text() for source in (*SOURCES, HEADER)), compiler, *version, cpu,
                                    " ".join(sorted(flags)), *extra]).encode()).hexdigest()[:16]
     target = cache_root() / "kernels" / f"lean-{key}.so"
     if target.is_file():
@@ -77,7 +78,7 @@ def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()
 
 
 _INT, _PTR, _FLOAT = ctypes.c_int, ctypes.c_void_p, ctypes.c_float
-SIGNATURES = {  # argument types of every exported function (all return void)
+SIGNATURES = {  # argument types of every exported function of lean_native.h (all return void)
     "skinny_sgemm": [_INT, _INT, _INT, _PTR, _PTR, _PTR, _INT],
     "rms_norm": [_INT, _INT, _PTR, _PTR, _PTR, _FLOAT, _PTR],
     "rope_store": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT],
@@ -88,7 +89,7 @@ SIGNATURES = {  # argument types of every exported function (all return void)
 
 
 class LayerWeights(ctypes.Structure):
-    """lean_ops.c's lean_layer_t: one decoder layer's sizes and weight addresses. It holds raw
+    """lean_native.h's lean_layer_t: one decoder layer's sizes and weight addresses. It holds raw
     addresses: whoever builds it keeps the tensors alive."""
     _fields_ = [(name, ctypes.c_int) for name in ("width", "heads", "kv_heads", "hd", "inter")] + \
                [(name, ctypes.c_float) for name in ("eps_in", "eps_post", "scale")] + \

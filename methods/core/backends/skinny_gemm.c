@@ -23,6 +23,7 @@
  */
 #include <stddef.h>
 #include <immintrin.h>
+#include "lean_native.h"
 
 /* Where the next block of weights is prefetched into L2: `next` advances one cache line at a time
  * up to `end`, `per_step` lines per step of the inner loop, so the lines are spread over all the

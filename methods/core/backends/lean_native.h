@@ -1,0 +1,33 @@
+/* The lean backend's native layer: every function skinny_gemm.c and lean_ops.c export, and the
+ * layer description lean_layer reads. Both C files include this header, so the compiler checks
+ * their definitions against it; native_kernels.py mirrors it in ctypes (SIGNATURES, VERSIONS,
+ * LayerWeights), and tests/test_native_header.py checks that the mirror matches it. */
+#ifndef LEAN_NATIVE_H
+#define LEAN_NATIVE_H
+
+/* ---- skinny_gemm.c: y = x @ w^T for a few rows of x ---- */
+int skinny_sgemm_version(void);
+int skinny_sgemm_vector_bits(void);
+void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y, int threads);
+
+/* ---- lean_ops.c: the element-wise parts of a decoder layer, and the whole layer ---- */
+int lean_ops_version(void);
+void rms_norm(int n, int d, float *x, const float *add, const float *w, float eps, float *out);
+void rope_store(int n, int heads, int kv_heads, int hd, float *qkv, const float *cos, const float *sin,
+                float *keys, float *values, int cap, int past);
+void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const float *keys, const float *values,
+            int cap, int past, const unsigned char *allowed, float scale, float *out, int threads);
+void silu_mul(int n, int inter, const float *gate_up, float *out, int threads);
+
+/* One decoder layer's sizes and weights (row-major torch tensors, not copied). */
+typedef struct {
+    int width, heads, kv_heads, hd, inter;
+    float eps_in, eps_post, scale;
+    const float *norm_in, *norm_post;
+    const float *wqkv, *bqkv, *wo, *bo, *wgu, *bgu, *wdown, *bdown;  /* biases may be NULL */
+} lean_layer_t;
+
+void lean_layer(const lean_layer_t *L, int n, float *x, const float *cos, const float *sin, float *keys,
+                float *values, int cap, int past, const unsigned char *allowed, int threads);
+
+#endif
