@@ -138,3 +138,24 @@ def test_the_shape_check_names_the_tensor_and_the_loaded_draft_is_unchanged(mode
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactError, match=r"layers\.0\.mlp\.gate_proj\.weight has shape \[48, 32\].*\[49, 32\]"):
         load_eagle(folder, model)
+
+
+class _RunsCodeWhenUnpickled:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")  # unpickling would create the marker file
+
+
+@pytest.mark.parametrize("name,load", [("medusa_lm_head.pt", load_medusa), ("pytorch_model.bin", load_eagle),
+                                       ("hydra_lm_head.pt", load_hydra)])
+def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(model, tmp_path, name, load):
+    folder = tmp_path / "heads"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    marker = tmp_path / "ran"
+    torch.save({"0.0.linear.weight": torch.zeros(2), "payload": _RunsCodeWhenUnpickled(marker)}, folder / name)
+    with pytest.raises(ArtifactError, match="cannot read it as a torch state dict"):
+        load(folder, model)
+    assert not marker.exists()
