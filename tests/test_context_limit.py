@@ -4,6 +4,8 @@ context stops there, with the baseline's tokens, saying why."""
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from methods.core.backends import BACKENDS
@@ -42,6 +44,7 @@ def test_a_prompt_that_leaves_no_room_is_refused(short):
     assert isinstance(caught.value, ValueError)  # what callers that catch bad input already catch
     assert (caught.value.prompt_tokens, caught.value.context) == (CONTEXT, CONTEXT)
     assert f"{CONTEXT} tokens" in str(caught.value) and "shorten the prompt" in str(caught.value)
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)  # crosses process boundaries
 
 
 def test_a_prompt_one_short_of_the_context_gets_exactly_one_token(short, long):

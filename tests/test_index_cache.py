@@ -4,6 +4,8 @@ numpy "mmap length is greater than file size"."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -59,3 +61,4 @@ def test_a_given_truncated_index_is_refused_naming_it(setup, tmp_path, kind):
         read(given)
     message = str(caught.value)
     assert str(given) in message and "cut short" in message and "build it again" in message
+    assert str(pickle.loads(pickle.dumps(caught.value))) == message  # crosses process boundaries

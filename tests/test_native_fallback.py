@@ -86,12 +86,13 @@ def test_the_fallback_to_torch_ops_says_once_what_and_why(tmp_path, monkeypatch,
             why = "no C compiler"
         else:
             failing = tmp_path / "cc"
-            failing.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 1\n")
+            failing.write_text("#!/bin/sh\necho 'cc: internal error' >&2\necho 'compilation terminated.' >&2\nexit 1\n")
             failing.chmod(0o755)
             monkeypatch.setenv("CC", str(failing))
-            why = "failed: cc: internal error"
-    with pytest.warns(RuntimeWarning, match=f"torch ops instead of its native code.*{why}"):
+            why = "failed: cc: internal error; compilation terminated"
+    with pytest.warns(RuntimeWarning, match=f"torch ops instead of its native code.*{why}") as said:
         assert native_kernels.load() is None
+    assert "\n" not in str(said[0].message)  # one line, whatever the compiler printed
     model = make_tiny_llama(vocab_size=VOCAB, layers=2, dtype=torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # said once: a second target says nothing

@@ -20,6 +20,9 @@ class PromptTooLong(ValueError):
                          f"(max_position_embeddings), so no token can be generated after it: shorten the prompt")
         self.prompt_tokens, self.context = prompt_tokens, context
 
+    def __reduce__(self):  # picklable (Ray sends a worker's exceptions back to the driver)
+        return type(self), (self.prompt_tokens, self.context)
+
 
 def context_limit(model) -> Optional[int]:
     """The most tokens (prompt and answer together) the model can take, or None where its

@@ -24,6 +24,7 @@ from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
+ALIGN = 64  # array starts aligned for fast, vectorised reads
 T = TypeVar("T")
 
 
@@ -34,7 +35,8 @@ class DamagedIndexError(ValueError):
         super().__init__(f"{path}: {reason}; build it again")
         self.path, self.reason = path, reason
 
-ALIGN = 64  # array starts aligned for fast, vectorised reads
+    def __reduce__(self):  # picklable (Ray sends a worker's exceptions back to the driver)
+        return type(self), (self.path, self.reason)
 
 
 def _padding(offset: int) -> bytes:

@@ -81,7 +81,8 @@ def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"compiling {' and '.join(s.name for s in SOURCES)} failed: {done.stderr.strip()[:500]}")
+        said = "; ".join(line.strip() for line in done.stderr.splitlines() if line.strip())  # one line
+        raise RuntimeError(f"compiling {' and '.join(s.name for s in SOURCES)} failed: {said[:500]}")
     record = _record_of(tmp)
     os.replace(tmp, target)  # atomic: a half-written library is never loaded
     _write_atomically(_record_path(target), json.dumps(record))  # last: the entry is complete
