@@ -15,6 +15,7 @@ Seeds are fixed (--seed); apart from thread scheduling a run repeats exactly.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import shlex
 import sys
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the frozen target: 'embedded', a .gguf file, a local Hugging Face folder or a hub id")
     parser.add_argument("--corpus", default=str(DEFAULT_CORPUS),
                         help="self-distillation corpus (gzip JSONL conversations, see training/features.py)")
-    parser.add_argument("--out", required=True, help="artifact folder to write")
+    parser.add_argument("--out", required=True, help="artifact folder to write: a new or empty folder, or one "
+                        "holding this method's artifact (trained again in place); another method's is refused")
     parser.add_argument("--epochs", type=float, default=None, help="passes over the training positions "
                         f"(method default: {method_defaults('epochs')}); fractions allowed")
     parser.add_argument("--lr", type=float, default=None,
@@ -69,6 +71,47 @@ def build_parser() -> argparse.ArgumentParser:
     for name in RECIPES:
         recipe_class(name).add_arguments(parser.add_argument_group(f"method {name}"))
     return parser
+
+
+def artifact_owner(config: dict) -> str:
+    """Which drafter a folder's config.json belongs to, in words: ours record ``method``; the
+    published formats are told by their keys."""
+    if config.get("method"):
+        method = str(config["method"])
+        return f"{'an' if method[:1] in 'aeiou' else 'a'} {method} artifact"
+    if config.get("speculators_model_type"):
+        return f"a speculators {config['speculators_model_type']} head"
+    for key, owner in (("medusa_num_heads", "published Medusa heads"), ("hydra_head_arch", "published Hydra heads"),
+                       ("hydra_num_heads", "published Hydra heads"), ("draft_vocab_size", "a published EAGLE-3 draft")):
+        if key in config:
+            return owner
+    return "a published EAGLE draft or a model (a config.json of another kind)"
+
+
+def out_folder_problem(out: Path, method: str) -> str | None:
+    """Why ``--out`` may not be written by ``method``'s trainer, or None: a new or empty folder,
+    or one that holds this method's own artifact (trained again in place), may be; a folder that
+    holds another method's artifact, or files that are no artifact of this method, may not,
+    since writing there would overwrite what another method owns."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        return f"--out {out} is a file, not a folder"
+    if not any(out.iterdir()):
+        return None
+    config_path = out / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except FileNotFoundError:
+        return (f"--out {out} is not empty and holds no {method} artifact (no config.json); "
+                f"choose a new or empty folder")
+    except (OSError, ValueError) as exc:
+        return f"--out {out}: its config.json cannot be read ({exc}); choose a new or empty folder"
+    if isinstance(config, dict) and config.get("method") == method:
+        return None
+    owner = artifact_owner(config) if isinstance(config, dict) else "a config.json of another kind"
+    return (f"--out {out} holds {owner}, not this method's ({method}): training {method} there would overwrite its "
+            f"config.json; choose a new or empty folder")
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int):
@@ -122,6 +165,9 @@ def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> No
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    problem = out_folder_problem(Path(args.out), args.method)
+    if problem is not None:
+        parser.error(problem)
     recipe_cls = recipe_class(args.method)
     for key, value in recipe_cls.defaults.items():
         if getattr(args, key, None) is None:

@@ -176,3 +176,6 @@ class TurnStats:
     # Per committed token (1:1 with the turn's tokens): the gap between the two largest raw
     # logits of the target row that chose it. A small gap is where rounding can flip an argmax.
     margins: list[float] = field(default_factory=list)
+    # Why the turn ended: "stop" (a stop token or string), "max_new_tokens", or "context_limit"
+    # (prompt and answer fill the model's context: the answer is cut short).
+    stop_reason: str = ""

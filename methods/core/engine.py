@@ -7,7 +7,7 @@
         accepted, bonus = acceptance(tree)     greedy or lossless rejection sampling
         compact the cache to prefix + root + accepted path
         drafter.accept(step)
-    until a stop token, a stop string, or max_new_tokens
+    until a stop token, a stop string, max_new_tokens, or the model's context is full
 
 Prefilling on prompt[:-1] makes every generated token come out of a step, so the statistics need
 no special case: accept_lengths sum to new_tokens, the baseline has accept length 1 per step, and
@@ -23,6 +23,7 @@ import torch
 
 from methods.core.acceptance import Acceptance, accept_greedy, accept_sampling
 from methods.core.backends import make_target
+from methods.core.context_limit import PromptTooLong, context_limit
 from methods.core.drafter import DecodingConfig, DraftSession, Drafter, StepResult, TurnStats, path_rows
 from methods.core.hidden_states import request_of
 from methods.core.tree import DraftTree
@@ -40,6 +41,7 @@ class SpeculativeEngine:
         self.device = param.device
         self.dtype = param.dtype
         self.vocab_size = int(model.config.get_text_config().vocab_size)
+        self.context_limit = context_limit(model)  # None: the config does not say
         self.target = make_target(backend, model)
         self.backend = self.target.name
 
@@ -108,6 +110,16 @@ class SpeculativeEngine:
                         return i + 1
         return None
 
+    def _stop_reason(self, cut: Optional[int], generated: int, context_length: int, config: DecodingConfig) -> str:
+        """Why the turn ends after this step (TurnStats.stop_reason), or "" when it goes on."""
+        if cut is not None:
+            return "stop"
+        if generated >= config.max_new_tokens:
+            return "max_new_tokens"
+        if self.context_limit is not None and context_length >= self.context_limit:
+            return "context_limit"
+        return ""
+
     # ------------------------------------------------------------------ the loop
     @torch.inference_mode()
     def generate(self, prompt_ids: list[int], drafter: Drafter, config: DecodingConfig,
@@ -117,6 +129,8 @@ class SpeculativeEngine:
             raise ValueError("empty prompt: at least one token is needed")
         if config.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
+        if self.context_limit is not None and len(prompt_ids) + 1 > self.context_limit:
+            raise PromptTooLong(len(prompt_ids), self.context_limit)
         generator = None
         if not config.greedy:
             generator = torch.Generator(device=self.device)
@@ -142,9 +156,11 @@ class SpeculativeEngine:
 
         context = list(prompt_ids)
         generated: list[int] = []
+        limit = self.context_limit or float("inf")
         try:
             while True:
-                remaining = config.max_new_tokens - len(generated)
+                # A step commits at most `remaining` tokens, so the context never passes the limit.
+                remaining = int(min(config.max_new_tokens - len(generated), limit - len(context)))
                 t0 = self._now()
                 tree = self._fit(drafter.propose(context, remaining - 1), remaining - 1)
                 t1 = self._now()
@@ -160,7 +176,8 @@ class SpeculativeEngine:
                 margins = self._committed_margins(logits, acceptance.accepted_nodes)
                 generated.extend(committed)
                 cut = self._stop_index(generated, len(committed), config)
-                finished = cut is not None or len(generated) >= config.max_new_tokens
+                stats.stop_reason = self._stop_reason(cut, len(generated), len(context) + len(committed), config)
+                finished = bool(stats.stop_reason)
                 if cut is not None:
                     del committed[len(committed) - (len(generated) - cut):]
                     del generated[cut:]

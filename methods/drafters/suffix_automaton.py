@@ -40,14 +40,13 @@ File format (version 1, little-endian, our own):
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from methods.drafters.array_file import read_arrays, read_header, write_arrays
+from methods.drafters.array_file import read_arrays, read_header, read_or_build, write_arrays
 
 MAGIC = b"SDBSAM\0\0"
 FORMAT_VERSION = 1
@@ -328,9 +327,6 @@ def corpus_automaton(tokenizer, corpus: Path) -> StaticSuffixAutomaton:
     """The automaton of a corpus for this tokenizer, built on first use and cached, memory-mapped."""
     if not Path(corpus).is_file():
         raise FileNotFoundError(f"SAM-Decoding's corpus {corpus} is missing")
-    path = cached_static_path(corpus, tokenizer)
-    if not path.is_file():
-        print(f"Building the suffix automaton of {Path(corpus).name} once; cached in {path}", file=sys.stderr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        build_from_corpus(corpus, tokenizer, path)
-    return read_static(path)
+    return read_or_build(cached_static_path(corpus, tokenizer), read_static,
+                         lambda path: build_from_corpus(corpus, tokenizer, path),
+                         f"suffix automaton of {Path(corpus).name}")

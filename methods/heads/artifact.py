@@ -105,11 +105,20 @@ def read_config(folder: str | Path) -> dict:
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from safetensors, or from a torch pickle read with weights_only=True."""
+    """A state dict from safetensors, or from a torch pickle read with weights_only=True. A file
+    that is empty, cut short or not of its format is refused with an error that names it."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        from methods.core.safetensors_header import DamagedFileError, read_header
+
+        try:
+            read_header(path)
+            return load_file(str(path))
+        except DamagedFileError as exc:
+            raise ArtifactError(f"{exc}; replace it (download the head again, or train it again)") from None
+        except Exception as exc:  # what the header check cannot see, e.g. an unsupported dtype
+            raise ArtifactError(f"{path}: cannot read it as safetensors ({exc})") from None
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:

@@ -31,7 +31,7 @@ import torch
 from methods.heads.artifact import (ArtifactError, check_trained_base, find_weights, load_state, read_config,
                                     ready_for_drafting)
 from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape
-from methods.heads.eagle_format import fill
+from methods.heads.eagle_format import build_filled
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 VOCAB_MAPS = ("d2t", "t2d")
@@ -205,9 +205,8 @@ def load_eagle3(folder: str | Path, base_model, feature_layers=None) -> Eagle3Dr
         shape = _replace(shape, feature_layers=_layers(feature_layers, "--eagle3-layers"))
     check_fits_target(shape, state, target, str(path))
     d2t = vocab_maps(state, shape, target["vocab"], str(path))
-    param = next(base_model.parameters())
-    model = Eagle3DraftModel(shape, d2t=d2t).to(device=param.device, dtype=param.dtype)
-    fill(model, state, str(path), f"hidden {shape.hidden_size}, intermediate {shape.intermediate_size}, "
-                                  f"{shape.num_attention_heads} heads / {shape.num_key_value_heads} KV heads, "
-                                  f"draft vocabulary {shape.draft_vocab_size}")
+    model = build_filled(lambda: Eagle3DraftModel(shape, d2t=d2t), state, str(path),
+                         f"hidden {shape.hidden_size}, intermediate {shape.intermediate_size}, "
+                         f"{shape.num_attention_heads} heads / {shape.num_key_value_heads} KV heads, "
+                         f"draft vocabulary {shape.draft_vocab_size}", next(base_model.parameters()))
     return ready_for_drafting(model, base_model, folder, config)

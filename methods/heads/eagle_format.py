@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 
 from methods.heads.artifact import (ArtifactError, check_trained_base, check_draft_vocab, find_weights, load_state,
                                     read_config, ready_for_drafting)
@@ -60,21 +62,32 @@ def shape_from_config(config: dict, state: dict[str, torch.Tensor], where: str) 
     )
 
 
-def fill(model: EagleDraftModel, state: dict[str, torch.Tensor], where: str, hint: str) -> None:
-    """Copy ``state`` into ``model``: every expected tensor present with the expected shape."""
-    expected = model.state_dict()
+def build_filled(make: Callable[[], nn.Module], state: dict[str, torch.Tensor], where: str, hint: str,
+                 like: torch.Tensor) -> nn.Module:
+    """The module ``make()`` builds, on ``like``'s device and dtype, filled from ``state``.
+
+    It is built on the meta device first (shapes only, no memory) and every expected tensor
+    checked against the file's: a config.json whose sizes disagree with its weights (an
+    intermediate size of 1e9, say) is refused as malformed before anything is allocated for it.
+    Built in the target's dtype, so the file's values are rounded once (not via float32)."""
+    with torch.device("meta"):
+        expected = make().state_dict()
     unexpected = [k for k in state if k not in expected and not k.endswith(IGNORED_SUFFIXES)]
     if unexpected:
         warnings.warn(f"{where}: ignoring unexpected tensors {unexpected[:5]}")
+    for key, target in expected.items():
+        tensor = state.get(key)
+        if tensor is None:
+            raise ArtifactError(f"{where}: tensor {key} is missing")
+        if tuple(tensor.shape) != tuple(target.shape):
+            raise ArtifactError(f"{where}: tensor {key} has shape {list(tensor.shape)}, but config.json's draft "
+                                f"shape needs {list(target.shape)} ({hint}): the checkpoint is malformed (its "
+                                f"config and weights disagree) or was made for another model")
+    model = make().to(device=like.device, dtype=like.dtype)
     with torch.no_grad():
-        for key, target in expected.items():
-            tensor = state.get(key)
-            if tensor is None:
-                raise ArtifactError(f"{where}: tensor {key} is missing")
-            if tuple(tensor.shape) != tuple(target.shape):
-                raise ArtifactError(f"{where}: tensor {key} has shape {list(tensor.shape)}, but the target "
-                                    f"model needs {list(target.shape)} ({hint})")
-            target.copy_(tensor.to(target.dtype))
+        for key, target in model.state_dict().items():
+            target.copy_(state[key].to(target.dtype))
+    return model
 
 
 def check_embeddings(state: dict, base_model, where: str) -> None:
@@ -116,9 +129,8 @@ def load_eagle(folder: str | Path, base_model) -> EagleDraftModel:
         raise ArtifactError(f"{folder}: the draft's hidden size is {shape.hidden_size}, the target's {base_hidden}: "
                             f"this draft was made for another model")
     check_draft_vocab(draft_vocab, base_vocab, path)
-    param = next(base_model.parameters())
-    # Built in the base's dtype first, so the file's values are rounded once (not via float32).
-    model = EagleDraftModel(shape, draft_vocab=draft_vocab).to(device=param.device, dtype=param.dtype)
-    fill(model, state, str(path), f"hidden {shape.hidden_size}, intermediate {shape.intermediate_size}, "
-                                  f"{shape.num_attention_heads} heads / {shape.num_key_value_heads} KV heads")
+    model = build_filled(lambda: EagleDraftModel(shape, draft_vocab=draft_vocab), state, str(path),
+                         f"hidden {shape.hidden_size}, intermediate {shape.intermediate_size}, "
+                         f"{shape.num_attention_heads} heads / {shape.num_key_value_heads} KV heads",
+                         next(base_model.parameters()))
     return ready_for_drafting(model, base_model, folder, config)

@@ -33,7 +33,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from methods.core.backends import native_kernels
+from methods.core.backends import native_kernels, weight_arena
 from methods.core.backends.weight_arena import WeightArena
 from methods.core.hidden_states import HiddenStateRequest, HiddenStates, NOTHING
 from methods.core.kv_cache import keep_accepted_rows
@@ -143,7 +143,7 @@ def _move_into(arena: Optional[WeightArena], linear) -> None:
 
 def _weight_arena(model) -> Optional[WeightArena]:
     """A new arena for the decoder's matrices and the lm_head, or None where they are in one
-    already (a second LeanTarget on the same model)."""
+    already (a second LeanTarget on the same model) or the memory cannot be had."""
     existing = getattr(model, "_lean_arena", None)
     if existing is not None and existing.holds(model.model.layers[0].mlp.down_proj.weight):
         return None
@@ -152,8 +152,9 @@ def _weight_arena(model) -> Optional[WeightArena]:
         for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
                     layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj):
             numel += lin.weight.numel()
-    arena = WeightArena(numel, next(model.parameters()).dtype)
-    object.__setattr__(model, "_lean_arena", arena)
+    arena = weight_arena.reserve(numel, next(model.parameters()).dtype)
+    if arena is not None:
+        object.__setattr__(model, "_lean_arena", arena)
     return arena
 
 

@@ -6,17 +6,24 @@ The C files are compiled once per machine with the local C compiler (``-O3 -marc
 flags, so a home folder shared between machines never loads a library built for another CPU.
 It needs an x86-64 CPU with AVX2 and FMA and a C compiler; where either is missing, or
 ``SDBENCH_NATIVE_KERNEL=0`` is set, ``load()`` returns None with the reason in ``why_not()`` and
-the lean backend runs on torch ops instead (same results up to float rounding, slower).
+the lean backend runs on torch ops instead (same results up to float rounding, slower), and
+says so once on stderr.
+
+A cached library is loaded only when it matches the size and SHA-256 recorded beside it when it
+was built (``lean-KEY.so.json``): loading a truncated shared library kills the process with a bus
+error, so a damaged or unrecorded entry is rebuilt instead of trusted.
 """
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
 import platform
 import shutil
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -60,8 +67,11 @@ def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()
     key = hashlib.sha256("|".join([*(source.read_text() for source in (*SOURCES, HEADER)), compiler, *version, cpu,
                                    " ".join(sorted(flags)), *extra]).encode()).hexdigest()[:16]
     target = cache_root() / "kernels" / f"lean-{key}.so"
-    if target.is_file():
+    damage = _cache_damage(target)
+    if damage is None:
         return target
+    if target.exists():
+        warnings.warn(f"{target}: the cached native library cannot be trusted ({damage}); rebuilding it", RuntimeWarning)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     # -ffp-contract=off: every C expression rounds as written, in every copy the compiler makes of
@@ -72,9 +82,45 @@ def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"compiling {' and '.join(s.name for s in SOURCES)} failed: {done.stderr.strip()[:500]}")
+        said = "; ".join(line.strip() for line in done.stderr.splitlines() if line.strip())  # one line
+        raise RuntimeError(f"compiling {' and '.join(s.name for s in SOURCES)} failed: {said[:500]}")
+    record = _record_of(tmp)
     os.replace(tmp, target)  # atomic: a half-written library is never loaded
+    _write_atomically(_record_path(target), json.dumps(record))  # last: the entry is complete
     return target
+
+
+def _record_path(library: Path) -> Path:
+    return library.with_name(library.name + ".json")
+
+
+def _record_of(library: Path) -> dict:
+    data = library.read_bytes()
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _cache_damage(library: Path) -> Optional[str]:
+    """Why the cached library cannot be trusted (missing, no record of its build, another size or
+    checksum than recorded), or None when it is the file that was built."""
+    if not library.is_file():
+        return "not built yet"
+    try:
+        record = json.loads(_record_path(library).read_text())
+        expected = (int(record["size"]), str(record["sha256"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no valid record of its build in {_record_path(library).name}"
+    found = _record_of(library)
+    if found["size"] != expected[0]:
+        return f"{found['size']} bytes, {expected[0]} were written"
+    if found["sha256"] != expected[1]:
+        return "its checksum differs from the one recorded when it was built"
+    return None
 
 
 _INT, _PTR, _FLOAT = ctypes.c_int, ctypes.c_void_p, ctypes.c_float
@@ -147,6 +193,9 @@ def load() -> Optional[ctypes.CDLL]:
         except (OSError, RuntimeError) as exc:
             reason = str(exc)
     _state["library"], _state["why_not"] = library, reason
+    if library is None:  # once per process: load() answers from _state from now on
+        warnings.warn(f"the lean backend runs on torch ops instead of its native code ({reason}): the same "
+                      f"results up to float rounding, slower", RuntimeWarning)
     return library
 
 

@@ -9,13 +9,16 @@ products over one row took 18.3 instead of 19.7 ms (all 30 layers and the lm_hea
 The lean backend moves the matrices in here once (the model's parameters become views of the
 block, so nothing is held twice and the model computes what it did). Where the OS has no
 ``madvise(MADV_HUGEPAGE)`` (not Linux, or transparent huge pages set to ``never``) the block is
-plain memory and nothing changes but the copy.
+plain memory and nothing changes but the copy. Where the block cannot be had at all (a memory
+limit such as ``ulimit -v``), ``reserve`` says so once and the weights stay where they are.
 """
 
 from __future__ import annotations
 
 import math
 import mmap
+import warnings
+from typing import Optional
 
 import torch
 
@@ -48,3 +51,15 @@ class WeightArena:
     def holds(self, t: torch.Tensor) -> bool:
         start = self.tensor.data_ptr()
         return start <= t.data_ptr() < start + self.tensor.numel() * self.tensor.element_size()
+
+
+def reserve(numel: int, dtype: torch.dtype) -> Optional[WeightArena]:
+    """A new arena, or None (with a warning) where the OS refuses the memory: the weights then
+    stay in the ordinary memory they were loaded into, which computes the same values."""
+    try:
+        return WeightArena(numel, dtype)
+    except OSError as exc:  # ENOMEM under a memory limit, or mmap not allowed
+        size = numel * torch.empty((), dtype=dtype).element_size()
+        warnings.warn(f"the weight arena could not get {size / 2**20:.0f} MiB of memory ({exc}); the weights stay "
+                      f"in ordinary memory (the same results, slightly slower)", RuntimeWarning)
+        return None
