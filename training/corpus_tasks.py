@@ -27,7 +27,7 @@ class Task:
     weight: int  # relative share of the corpus's conversations
     persona: str  # who writes the user turn; "{topic}" is filled in
     openers: tuple[str, ...]  # how the user turn starts; "{topic}" and "{language}" are filled in
-    max_user_tokens: int = 96  # a longer user turn is a runaway and is dropped
+    max_user_tokens: int = 80  # a longer user turn is a runaway and is dropped
 
 
 TOPICS = (
@@ -88,12 +88,12 @@ TASKS = (
           "Please translate the following sentence to {language}:", "What does this mean in English:")),
     Task("summarization", 2, "a busy reader who wants a long text about {topic} shortened",
          ("Summarize the following article:\n\n", "Give me a short summary of this text:\n\n",
-          "TL;DR of this:\n\n", "Summarize in three bullet points:\n\n"), max_user_tokens=320),
+          "TL;DR of this:\n\n", "Summarize in three bullet points:\n\n"), max_user_tokens=224),
     Task("qa", 3, "a person with a quick factual question about {topic}",
          ("What is", "Who", "When did", "Where is", "What are the main", "Why is", "How long does")),
     Task("rag", 2, "a researcher who pastes a document about {topic} and asks a question about it",
          ("Based on the document below, answer the question.\n\nDocument:", "Read this passage and answer:",
-          "Here is some context:\n\n", "Using only this text, tell me"), max_user_tokens=320),
+          "Here is some context:\n\n", "Using only this text, tell me"), max_user_tokens=224),
     Task("law_analytics", 2, "a tenant, employee or small business owner with a legal question about {topic}",
          ("Is it legal for", "My landlord", "Can my employer", "What are my rights if",
           "Explain this clause:", "Does a contract need")),

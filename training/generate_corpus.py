@@ -161,11 +161,11 @@ class UserTurnFilter:
         """Near-duplicates share their first 12 words (case and punctuation aside)."""
         return " ".join(_WORDS.findall(text.lower())[:12])
 
-    def problem(self, text: str, ids: list[int], finished: bool) -> Optional[str]:
+    def problem(self, text: str, ids: list[int], finished: bool, min_words: int = 3) -> Optional[str]:
         if not finished:
             return "runaway"
         words = _WORDS.findall(text.lower())
-        if len(words) < 3:
+        if len(words) < min_words:
             return "too short"
         if any(t in self.special_ids for t in ids):
             return "chat markup"
@@ -241,9 +241,12 @@ class Builder:
                                "_opener_len": len(job.prompt_ids) - len(_ids(self.tokenizer, prefix))}
         self.run("user1", jobs, lambda r: self.user_record(r, dict(extras[r.job.id])))
 
-    def kept_user_turns(self, stage: str, counts: Counter) -> Iterator[dict]:
+    def kept_user_turns(self, stage: str, counts: Counter, min_words: int = 3) -> Iterator[dict]:
+        """The stage's user turns that pass the filter, judged in id order over the whole file
+        (so the same file always keeps the same turns, however many runs wrote it)."""
+        self.filter.seen = set()
         for record in sorted(read_records(self.path(stage)), key=lambda r: r["id"]):
-            reason = self.filter.problem(record["user"], record["user_token_ids"], record["finished"])
+            reason = self.filter.problem(record["user"], record["user_token_ids"], record["finished"], min_words)
             counts[reason or "kept"] += 1
             if reason is None:
                 yield record
@@ -275,7 +278,7 @@ class Builder:
                         {"role": "assistant", "content": first_answer}]
             prefix = user_turn_prefix(self.tokenizer, messages)
             opener = corpus_tasks.follow_up_opener(record["id"])
-            job = self.user_job(record["id"] + "/2", prefix, opener, 96)
+            job = self.user_job(record["id"] + "/2", prefix, opener, 80)
             jobs.append(job)
             extras[job.id] = {"task": record["task"], "opener": opener, "first_answer": first_answer,
                               "_opener_len": len(job.prompt_ids) - len(_ids(self.tokenizer, prefix))}
@@ -342,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of the stage files; a rerun resumes from them (default: %(default)s)")
     parser.add_argument("--conversations", type=int, default=30000,
                         help="first user turns to write; a share is filtered out, --stats counts why (default: %(default)s)")
-    parser.add_argument("--follow-up-fraction", type=float, default=0.3,
+    parser.add_argument("--follow-up-fraction", type=float, default=0.2,
                         help="share of conversations given a second turn (default: %(default)s)")
     parser.add_argument("--answer-tokens", type=int, default=256,
                         help="longest answer; longer ones are cut, finished=false (default: %(default)s)")
@@ -357,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard", default="0/1", metavar="K/N",
                         help="only seeds K, K+N, K+2N, ...: N processes share the work, each with its own "
                              "--work-dir (default: %(default)s)")
+    parser.add_argument("--chunk", type=int, default=2000,
+                        help="seeds taken through all stages before the next ones start (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch and native threads (default: torch's)")
     parser.add_argument("--flush-every", type=int, default=32,
                         help="records buffered before they are appended (default: %(default)s)")
@@ -380,7 +385,7 @@ def check_args(parser, args) -> tuple[int, int]:
         parser.error(f"--shard {args.shard!r}: expected K/N, e.g. 0/2")
     if not 0 <= shard < shards:
         parser.error(f"--shard {args.shard!r}: need 0 <= K < N")
-    for name in ("conversations", "answer_tokens", "batch_rows", "flush_every"):
+    for name in ("conversations", "answer_tokens", "batch_rows", "flush_every", "chunk"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if not 0 <= args.follow_up_fraction <= 1:
@@ -398,6 +403,28 @@ def check_args(parser, args) -> tuple[int, int]:
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be positive")
     return shard, shards
+
+
+def build_chunk(builder: Builder, seeds, stages: list[str]) -> None:
+    counts: Counter = Counter()
+    if "user1" in stages:
+        builder.first_user_turns(seeds)
+    wanted = {s.id for s in seeds}
+    kept = [u for u in builder.kept_user_turns("user1", counts) if u["id"] in wanted]
+    print(f"first user turns so far: {dict(counts)}", file=sys.stderr)
+    if "answer1" in stages:
+        builder.answers("answer1", kept, lambda u: [(u["user"], None)])
+    answered = [r for r in read_records(builder.path("answer1")) if r["id"] in wanted]
+    if "user2" in stages:
+        builder.follow_ups(answered)
+    if "answer2" in stages:
+        first = {r["id"]: r for r in answered}
+        follow_counts: Counter = Counter()
+        # A second turn may be one word ("Why?"): the conversation gives it its meaning.
+        follow = [u for u in builder.kept_user_turns("user2", follow_counts, min_words=1) if u["id"][:-2] in first]
+        print(f"second user turns so far: {dict(follow_counts)}", file=sys.stderr)
+        builder.answers("answer2", follow,
+                        lambda u: [(first[u["id"][:-2]]["turns"][0], u["first_answer"]), (u["user"], None)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -431,23 +458,12 @@ def main(argv: list[str] | None = None) -> int:
         print("first user turns:", dict(counts))
         return 0
     seeds = corpus_tasks.seeds(args.conversations)[shard::shards]
-    if "user1" in stages:
-        builder.first_user_turns(seeds)
-    wanted = {s.id for s in seeds}
-    kept = [u for u in builder.kept_user_turns("user1", counts) if u["id"] in wanted]
-    print(f"first user turns: {dict(counts)}", file=sys.stderr)
-    if "answer1" in stages:
-        builder.answers("answer1", kept, lambda u: [(u["user"], None)])
-    answered = [r for r in read_records(builder.path("answer1")) if r["id"] in wanted]
-    if "user2" in stages:
-        builder.follow_ups(answered)
-    if "answer2" in stages:
-        first = {r["id"]: r for r in answered}
-        follow_counts: Counter = Counter()
-        follow = [u for u in builder.kept_user_turns("user2", follow_counts) if u["id"][:-2] in first]
-        print(f"second user turns: {dict(follow_counts)}", file=sys.stderr)
-        builder.answers("answer2", follow,
-                        lambda u: [(first[u["id"][:-2]]["turns"][0], u["first_answer"]), (u["user"], None)])
+    # Chunk by chunk through every stage, so that an interrupted build already holds whole
+    # conversations of every task (the seeds interleave the tasks).
+    for start in range(0, len(seeds), args.chunk):
+        chunk = seeds[start: start + args.chunk]
+        print(f"chunk of seeds {start}-{start + len(chunk) - 1} of {len(seeds)}", file=sys.stderr)
+        build_chunk(builder, chunk, stages)
     return 0
 
 
