@@ -145,3 +145,21 @@ def test_seeds_cover_every_task_early_and_are_reproducible():
     assert {s.task for s in first} == {t.name for t in corpus_tasks.TASKS}
     assert corpus_tasks.seeds(50) == corpus_tasks.seeds(50)
     assert len({s.id for s in corpus_tasks.seeds(500)}) == 500
+
+
+@pytest.mark.parametrize("candidates", [3, 1024])
+def test_nucleus_draws_follow_the_shared_target_distribution(monkeypatch, candidates):
+    """Within the candidates or past them (the full path), the draws' frequencies match
+    methods.core.sampling's top-p distribution."""
+    from methods.core.sampling import target_probs
+    from training import batched_decoding
+
+    monkeypatch.setattr(batched_decoding, "NUCLEUS_CANDIDATES", candidates)
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.5, 0.0, -1.0, -3.0, -6.0]])
+    config = DecodingConfig(temperature=1.0, top_p=0.9)
+    expected = target_probs(logits, config)[0]
+    generator = torch.Generator().manual_seed(0)
+    draws = [batched_decoding.sample_nucleus(logits, config, [generator])[0] for _ in range(4000)]
+    counts = torch.bincount(torch.tensor(draws), minlength=8).double() / len(draws)
+    assert counts[expected == 0].sum() == 0
+    assert torch.allclose(counts, expected.double(), atol=0.03)

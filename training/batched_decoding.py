@@ -97,12 +97,36 @@ def decode_jobs(target: LeanTarget, jobs: Iterable[Job], rows: int, stop_ids: se
 def _sample_rows(rows: list[Row], logits: torch.Tensor, tokens: list[int],
                  generators: dict[int, torch.Generator]) -> None:
     """Replace the greedy choice of every sampled row by a draw from the target distribution;
-    rows of the same temperature and top-p share one call (the top-p sort is the costly part)."""
+    rows of the same temperature and top-p share one call."""
     groups: dict[tuple[float, float], list[int]] = {}
     for r, row in enumerate(rows):
         if row.tag.temperature > 0:
             groups.setdefault((row.tag.temperature, row.tag.top_p), []).append(r)
     for (temperature, top_p), members in groups.items():
-        probs = target_probs(logits[members], DecodingConfig(temperature=temperature, top_p=top_p))
-        for k, r in enumerate(members):
-            tokens[r] = sample(probs[k], generators[id(rows[r])])
+        config = DecodingConfig(temperature=temperature, top_p=top_p)
+        for r, token in zip(members, sample_nucleus(logits[members], config, [generators[id(rows[r])] for r in members])):
+            tokens[r] = token
+
+
+NUCLEUS_CANDIDATES = 1024
+
+
+def sample_nucleus(logits: torch.Tensor, config: DecodingConfig, generators: list[torch.Generator]) -> list[int]:
+    """One draw per row from methods.core.sampling's target distribution. Sorting a whole
+    vocabulary per row for top-p cost more than the forward (0.74 s against 0.51 s for 64 rows);
+    the nucleus nearly always lies within the most likely ``NUCLEUS_CANDIDATES`` tokens, so only
+    those are sorted, and a row whose nucleus reaches past them takes the full path."""
+    if config.top_p >= 1.0 or config.top_k:
+        probs = target_probs(logits, config)
+        return [sample(probs[i], g) for i, g in enumerate(generators)]
+    probs = torch.softmax(logits.float() / config.temperature, dim=-1)
+    top, index = probs.topk(min(NUCLEUS_CANDIDATES, probs.shape[-1]), dim=-1)
+    before = top.cumsum(dim=-1) - top  # mass of the more likely candidates
+    out = []
+    for i, generator in enumerate(generators):
+        if before[i, -1] + top[i, -1] < config.top_p:  # the nucleus is wider than the candidates
+            out.append(sample(target_probs(logits[i: i + 1], config)[0], generator))
+            continue
+        kept = top[i].masked_fill(before[i] >= config.top_p, 0.0)
+        out.append(int(index[i, sample(kept / kept.sum(), generator)]))
+    return out

@@ -3,7 +3,7 @@
 No human-written chat data can be downloaded here, and none is needed. Four stages, each a pass of
 the batched lean decoder (training/batched_decoding.py) over the previous stage's output:
 
-    user1    the target writes first user turns, sampled (temperature ~1) from its chat template up
+    user1    the target writes first user turns, sampled (temperature 0.9) from its chat template up
              to the user header, steered by training/corpus_tasks.py: a system line (who writes,
              about what topic) and the first words of the message
     answer1  each kept user turn is answered greedily, formatted as the evaluation runner formats
@@ -229,7 +229,7 @@ class Builder:
         opener_ids = result.job.prompt_ids[len(result.job.prompt_ids) - extra.pop("_opener_len"):]
         ids = opener_ids + result.token_ids
         return {"id": result.job.id, **extra, "finished": result.stopped, "model": self.model_id,
-                "user_token_ids": ids, "user": self.tokenizer.decode(ids, skip_special_tokens=False).strip()}
+                "temperature": result.job.temperature, "top_p": result.job.top_p, "user_token_ids": ids, "user": self.tokenizer.decode(ids, skip_special_tokens=False).strip()}
 
     def first_user_turns(self, seeds) -> None:
         jobs, extras = [], {}
@@ -349,10 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of conversations given a second turn (default: %(default)s)")
     parser.add_argument("--answer-tokens", type=int, default=256,
                         help="longest answer; longer ones are cut, finished=false (default: %(default)s)")
-    parser.add_argument("--user-temperature", type=float, default=1.0,
+    parser.add_argument("--user-temperature", type=float, default=0.9,
                         help="sampling temperature of the user turns (default: %(default)s)")
-    parser.add_argument("--user-top-p", type=float, default=0.95,
-                        help="nucleus of the user turns' sampling (default: %(default)s)")
+    parser.add_argument("--user-top-p", type=float, default=1.0,
+                        help="nucleus of the user turns' sampling; 1 = off, as Magpie samples (a nucleus "
+                             "costs a partial sort per row and step) (default: %(default)s)")
     parser.add_argument("--batch-rows", type=int, default=64,
                         help="sequences decoded together, one row each of a forward (default: %(default)s)")
     parser.add_argument("--stages", default=",".join(STAGES),
