@@ -45,6 +45,7 @@ from typing import Iterator, Optional
 import torch
 from tqdm import tqdm
 
+from methods.core.conversation import Conversation
 from training import corpus_tasks
 from training.batched_decoding import Finished, Job, decode_jobs
 from training.corpus_leakage import DEFAULT_SETS, DEFAULT_WORDS, question_texts, word_runs
@@ -134,8 +135,6 @@ def user_turn_prefix(tokenizer, messages: list[dict]) -> str:
 
 def answer_prompt_ids(tokenizer, turns: list[tuple[str, Optional[str]]]) -> list[int]:
     """The prompt of the last turn as the evaluation runner formats it (earlier answers cleaned)."""
-    from evaluation.conversation import Conversation
-
     conversation = Conversation(tokenizer, "chat")
     for question, answer in turns[:-1]:
         conversation.record(question, answer)
