@@ -585,3 +585,24 @@ def test_cli_prints_and_stores_spec_bench_figure_with_a_tokenizer(tmp_path, caps
     assert speed.main(["--file-path", str(m), "--base-path", str(b), "--no-db",
                        "--tokenizer-path", str(tmp_path / "missing")]) == 0
     assert "would report: not computed, cannot load the tokenizer" in capsys.readouterr().out
+
+
+# ---- several files on one side must be runs of one method configuration ------------------
+
+@pytest.mark.parametrize("other, named", [
+    (dict(method="eagle2", model_id="vicuna-7b-v1.3-eagle2-float16"), "method 'pld' vs 'eagle2'"),
+    (dict(draft_length=6), 'method parameters {"draft_length": 4} vs {"draft_length": 6}'),
+])
+def test_method_files_of_different_configurations_are_refused_naming_both(
+        tmp_path, capsys, other, named):
+    first = write_answer_file(tmp_path / "a.jsonl", synthetic_run())
+    second = write_answer_file(tmp_path / "b.jsonl", synthetic_run(**other))
+    base = write_answer_file(tmp_path / "base.jsonl",
+                             synthetic_run(method="vanilla", accept=1, draft_length=0))
+    assert speed.main(["--file-path", str(tmp_path / "[ab].jsonl"), "--base-path", str(base),
+                       "--no-db"]) == 2
+    err = capsys.readouterr().err
+    assert named in err and str(first) in err and str(second) in err and "Traceback" not in err
+    # Baseline files are averaged the same way, so the same rule holds there.
+    with pytest.raises(SpeedInputError, match="the baseline files are not runs of one"):
+        compare_speed([read_answer_file(first)] * 2, [read_answer_file(base), read_answer_file(second)])

@@ -22,6 +22,7 @@ The figure Spec-Bench's speed.py would print is computed apart, in spec_bench_sp
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterable, Optional
@@ -389,6 +390,8 @@ def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], 
         raise SpeedInputError("--bootstrap must be at least 1")
     pairs = pair_runs(len(method_files), len(base_files))
     refuse_same_file(method_files, base_files)
+    refuse_mixed_methods(method_files, "method")
+    refuse_mixed_methods(base_files, "baseline")
     compatibility, refused = check_compatibility(method_files, base_files, pairs,
                                                  set(allow_mismatch))
     if refused:
@@ -453,6 +456,29 @@ def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], 
         part.device_type = kind
         report.by_device_type[kind] = part
     return report
+
+
+def _method_and_params(f: AnswerFile) -> tuple[Any, str]:
+    params = f.run_field("method_params") or {}
+    return f.run_value("method"), json.dumps(params, sort_keys=True, default=str)
+
+
+def refuse_mixed_methods(files: list[AnswerFile], side: str) -> None:
+    """Several files on one side are runs of one configuration, averaged into one figure: files
+    of different methods (eagle, eagle2, eagle3 matched by one glob) or of one method with other
+    parameters would be averaged into a number that belongs to none of them."""
+    first = files[0]
+    for other in files[1:]:
+        if _method_and_params(other) == _method_and_params(first):
+            continue
+        (method, params), (other_method, other_params) = (_method_and_params(first),
+                                                          _method_and_params(other))
+        what = (f"method {method!r} vs {other_method!r}" if method != other_method
+                else f"method parameters {params} vs {other_params}")
+        raise SpeedInputError(
+            f"the {side} files are not runs of one method configuration ({what}): {first.path} "
+            f"and {other.path}; several {side} files are averaged as repeated runs, so compare "
+            f"each method in its own speed.py call")
 
 
 def refuse_same_file(method_files: list[AnswerFile], base_files: list[AnswerFile]) -> None:
