@@ -144,6 +144,8 @@ def writing(engine_or_sessions: "Engine | sessionmaker") -> Engine:
 # re-imported.
 UPGRADES: dict[int, tuple[str, ...]] = {
     4: ("ALTER TABLE speed_comparisons ADD COLUMN device_name VARCHAR(256)",),
+    5: ("ALTER TABLE runs ADD COLUMN native_code VARCHAR(256)",
+        "ALTER TABLE speed_comparisons ADD COLUMN question_set VARCHAR(64)"),
 }
 
 

@@ -17,6 +17,8 @@ FILTER_LABELS: dict[str, str] = {
     "temperature": "Temperature",
     "bench": "Bench",
     "backend": "Backend",
+    "question_set": "Question set",
+    "max_new_tokens": "Token cap (max new tokens)",
 }
 
 
@@ -34,7 +36,18 @@ def options_for(selections: Iterable[Selection], field: str, chosen: dict[str, A
 def format_value(field: str, value: Any) -> str:
     if field == "temperature":
         return f"{value:g} (greedy)" if value == 0 else f"{value:g}"
+    if field == "question_set":
+        return question_set_text(value)
+    if field == "max_new_tokens":
+        return "not recorded" if value is None else f"{value} tokens"
     return str(value)
+
+
+def question_set_text(question_set: str) -> str:
+    """"80 questions (set 3f2a9c1b)" for store.question_set_key's "<count>:<hash>"."""
+    count, _, digest = question_set.partition(":")
+    noun = "question" if count == "1" else "questions"
+    return f"{count} {noun}" + (" (set not recorded)" if digest == "unrecorded" else f" (set {digest[:8]})")
 
 
 def describe(selection: Selection) -> str:

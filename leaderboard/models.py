@@ -28,8 +28,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 5  # 2: speed comparisons record their settings check; 3: near-tie verdicts; 4: backend;
-# 5: a comparison's device type (runs sharded over mixed devices are compared per device type)
+SCHEMA_VERSION = 6  # 2: speed comparisons record their settings check; 3: near-tie verdicts; 4: backend;
+# 5: a comparison's device type (runs sharded over mixed devices are compared per device type);
+# 6: a run's native code and a comparison's question set (both part of a leaderboard row's key)
 
 
 def utc_now() -> datetime:
@@ -62,6 +63,9 @@ class Run(Base):
     dtype: Mapped[str] = mapped_column(String(32), default="unknown")
     # How the target's forwards ran (hf / lean); files that do not say ran the hf forward.
     backend: Mapped[str] = mapped_column(String(32), default="hf")
+    # Which native code computed the forwards ("torch ops" for the lean backend's fallback,
+    # "none" for hf); None where the file does not say. A fallback run is its own leaderboard row.
+    native_code: Mapped[Optional[str]] = mapped_column(String(256), nullable=True)
     temperature: Mapped[float] = mapped_column(Float, default=0.0)
     bench: Mapped[str] = mapped_column(String(128), default="unknown")
     max_new_tokens: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
@@ -114,6 +118,9 @@ class SpeedComparison(Base):
     base_run_ids: Mapped[list] = mapped_column(JSON)
     token_counting: Mapped[str] = mapped_column(String(64))  # "token_ids" | "new_tokens" | "retokenized"
     num_questions: Mapped[int] = mapped_column(Integer)
+    # "<count>:<hash of the sorted question ids>": rows are ranked together only on one question
+    # set. None in databases upgraded from version 5 (their rows are grouped by count alone).
+    question_set: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     # The settings check of evaluation/compare/compatibility.py: False when speed.py was told to compare
     # despite a differing setting (--allow-mismatch); the leaderboard never ranks those.
     settings_match: Mapped[bool] = mapped_column(Boolean, default=True, index=True)

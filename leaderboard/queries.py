@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Optional
 
 import pandas as pd
-from sqlalchemy import and_, func, select
+from sqlalchemy import String, and_, cast, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from evaluation.record.answers import question_sort_key
@@ -52,9 +52,14 @@ class Selection:
     temperature: float
     bench: str
     backend: str = "hf"  # results of different backends are never ranked together
+    # Rows measured on other questions or with another token cap are not comparable either.
+    question_set: str = "0:unrecorded"  # "<count>:<hash>" (store.question_set_key)
+    max_new_tokens: Optional[int] = None  # None: the answer files do not say
 
     def matches(self):
         """SQL condition: a comparison (joined with its method run) made under this selection."""
+        cap = (Run.max_new_tokens.is_(None) if self.max_new_tokens is None
+               else Run.max_new_tokens == self.max_new_tokens)
         return and_(
             COMPARISON_DEVICE == self.device_name,
             Run.model == self.model,
@@ -62,13 +67,25 @@ class Selection:
             Run.temperature == self.temperature,
             Run.bench == self.bench,
             Run.backend == self.backend,
+            COMPARISON_QUESTIONS == self.question_set,
+            cap,
         )
 
+    @property
+    def num_questions(self) -> int:
+        return int(self.question_set.partition(":")[0])
 
-SELECTION_FIELDS: tuple[str, ...] = ("device_name", "model", "dtype", "temperature", "bench", "backend")
+
+SELECTION_FIELDS: tuple[str, ...] = ("device_name", "model", "dtype", "temperature", "bench", "backend",
+                                     "question_set", "max_new_tokens")
 # The device type of a comparison: its own (one per type for a run over mixed devices), else its
 # method run's.
 COMPARISON_DEVICE = func.coalesce(SpeedComparison.device_name, Run.device_name)
+# A comparison's question set; comparisons stored before it was recorded are grouped by count.
+COMPARISON_QUESTIONS = func.coalesce(
+    SpeedComparison.question_set, cast(SpeedComparison.num_questions, String) + ":unrecorded")
+_SELECTION_COLUMNS = (COMPARISON_DEVICE, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend,
+                      COMPARISON_QUESTIONS, Run.max_new_tokens)
 
 
 @dataclass
@@ -108,13 +125,13 @@ def available_selections(session: Session) -> list[Selection]:
     """Every selection with at least one speed comparison, newest comparison first."""
     newest = func.max(SpeedComparison.created)
     stmt = (
-        select(COMPARISON_DEVICE, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend, newest)
+        select(*_SELECTION_COLUMNS, newest)
         .join(SpeedComparison, SpeedComparison.method_run_id == Run.id)
         .where(SpeedComparison.settings_match.is_(True))
-        .group_by(COMPARISON_DEVICE, Run.model, Run.dtype, Run.temperature, Run.bench, Run.backend)
+        .group_by(*_SELECTION_COLUMNS)
         .order_by(newest.desc(), COMPARISON_DEVICE, Run.model)
     )
-    return [Selection(*row[:6]) for row in session.execute(stmt)]
+    return [Selection(*row[:len(_SELECTION_COLUMNS)]) for row in session.execute(stmt)]
 
 
 def _newest_comparison_per_method(session: Session, selection: Selection,
@@ -127,33 +144,40 @@ def _newest_comparison_per_method(session: Session, selection: Selection,
                  selectinload(SpeedComparison.base_run))
         .order_by(SpeedComparison.created.desc(), SpeedComparison.id.desc())
     )
-    newest: dict[tuple[str, str], SpeedComparison] = {}
+    newest: dict[tuple[str, str, Optional[str]], SpeedComparison] = {}
     for comparison in session.scalars(stmt):
         newest.setdefault(_configuration_key(comparison.method_run), comparison)
     return list(newest.values())
 
 
-def _configuration_key(run: Run) -> tuple[str, str]:
-    return run.method, json.dumps(run.method_params or {}, sort_keys=True, default=str)
+def _configuration_key(run: Run) -> tuple[str, str, Optional[str]]:
+    """What one leaderboard row stands for: the method, its parameters and the native code that
+    ran (a torch-ops fallback is its own row, never a replacement of the native layer's)."""
+    return run.method, json.dumps(run.method_params or {}, sort_keys=True, default=str), run.native_code
 
 
-def configuration_labels(runs: list[Run]) -> dict[tuple[str, str], str]:
+def configuration_labels(runs: list[Run]) -> dict[tuple[str, str, Optional[str]], str]:
     """A display name per method configuration: the bare method name when the method has one
-    configuration here, else the name followed by the parameters that differ between them."""
-    by_method: dict[str, dict[str, dict]] = defaultdict(dict)
+    configuration here, else the name followed by the parameters (and native code) that differ
+    between them."""
+    by_method: dict[str, dict[tuple, Run]] = defaultdict(dict)
     for run in runs:
-        by_method[run.method][_configuration_key(run)[1]] = run.method_params or {}
+        by_method[run.method][_configuration_key(run)] = run
     labels = {}
     for method, configurations in by_method.items():
         if len(configurations) == 1:
-            labels.update({(method, key): method for key in configurations})
+            labels.update({key: method for key in configurations})
             continue
-        names = sorted({name for params in configurations.values() for name in params})
+        all_params = [run.method_params or {} for run in configurations.values()]
+        names = sorted({name for params in all_params for name in params})
         differing = [n for n in names if len({json.dumps(p.get(n), sort_keys=True, default=str)
-                                              for p in configurations.values()}) > 1]
-        for key, params in configurations.items():
-            shown = ", ".join(f"{n}={params.get(n)}" for n in differing)
-            labels[(method, key)] = f"{method} ({shown})"
+                                              for p in all_params}) > 1]
+        native_differs = len({run.native_code for run in configurations.values()}) > 1
+        for key, run in configurations.items():
+            shown = [f"{n}={(run.method_params or {}).get(n)}" for n in differing]
+            if native_differs:
+                shown.append(run.native_code or "native code not recorded")
+            labels[key] = f"{method} ({', '.join(shown)})"
     return labels
 
 
@@ -271,36 +295,39 @@ def time_split(session: Session, rows: list[LeaderboardRow]) -> pd.DataFrame:
     not); a run without any is left out. Prefill time is its own part when recorded, otherwise
     it is inside "other" (everything the engine did not attribute).
     """
-    labelled_runs: dict[int, str] = {}
+    # Each run is measured on its comparison's questions only: a comparison of a run sharded over
+    # two device types holds one type's questions, and the other type's timings must not count.
+    labelled_runs: dict[int, tuple[str, int]] = {}
     for row in rows:
-        labelled_runs.setdefault(row.base_run_id, f"{row.base_method} (baseline)")
-        labelled_runs.setdefault(row.method_run_id, row.method)
-    stmt = (
-        select(
-            Answer.run_id,
-            func.sum(Answer.new_tokens),
-            func.sum(Answer.wall_time),
-            func.sum(func.coalesce(Answer.prefill_time, 0.0)),
-            func.sum(Answer.draft_time),
-            func.sum(Answer.verify_time),
-        )
-        .where(
-            Answer.run_id.in_(labelled_runs),
-            Answer.draft_time.is_not(None),
-            Answer.verify_time.is_not(None),
-        )
-        .group_by(Answer.run_id)
-    )
+        labelled_runs.setdefault(row.base_run_id, (f"{row.base_method} (baseline)", row.comparison_id))
+        labelled_runs.setdefault(row.method_run_id, (row.method, row.comparison_id))
     records = []
-    for run_id, tokens, wall, prefill, draft, verify in session.execute(stmt):
+    for run_id, (label, comparison_id) in labelled_runs.items():
+        stmt = (
+            select(
+                func.sum(Answer.new_tokens),
+                func.sum(Answer.wall_time),
+                func.sum(func.coalesce(Answer.prefill_time, 0.0)),
+                func.sum(Answer.draft_time),
+                func.sum(Answer.verify_time),
+            )
+            .join(QuestionResult, and_(QuestionResult.question_id == Answer.question_id,
+                                       QuestionResult.comparison_id == comparison_id))
+            .where(
+                Answer.run_id == run_id,
+                Answer.draft_time.is_not(None),
+                Answer.verify_time.is_not(None),
+            )
+        )
+        tokens, wall, prefill, draft, verify = session.execute(stmt).one()
         if not tokens:
             continue
         other = max(wall - prefill - draft - verify, 0.0)
         for part, seconds in zip(TIME_PARTS, (prefill, draft, verify, other)):
-            records.append({"run": labelled_runs[run_id], "part": part,
+            records.append({"run": label, "part": part,
                             "ms_per_token": 1000.0 * seconds / tokens})
     frame = pd.DataFrame.from_records(records, columns=["run", "part", "ms_per_token"])
-    order = list(labelled_runs.values())
+    order = [label for label, _ in labelled_runs.values()]
     return frame.sort_values("run", key=lambda runs: runs.map(order.index), kind="stable")
 
 

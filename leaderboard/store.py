@@ -148,6 +148,12 @@ def comparison_key(method_hashes: list[str], base_hashes: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def question_set_key(question_ids: list[str]) -> str:
+    """"<count>:<hash>" of a comparison's questions: equal exactly when the sets are equal."""
+    text = "\n".join(sorted(str(q) for q in question_ids))
+    return f"{len(question_ids)}:{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
 def store_speed(session: Session, report: "SpeedReport") -> SpeedComparison:
     """Store a speed report (importing its runs); replaces an earlier one of the same files.
 
@@ -182,6 +188,7 @@ def _store_comparison(session: Session, report: "SpeedReport", method_runs: list
     comparison.base_run_ids = [run.id for run in base_runs]
     comparison.token_counting = report.counting.mode
     comparison.num_questions = len(report.question_ids)
+    comparison.question_set = question_set_key(report.question_ids)
     comparison.settings_match = report.compatibility.matched
     comparison.mismatches = _json_safe([m.as_dict() for m in report.compatibility.mismatches])
     comparison.unchecked_settings = list(report.compatibility.unchecked)

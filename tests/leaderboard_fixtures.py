@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from evaluation.record.subtasks import OVERALL, SPEC_BENCH_SUBTASKS
 from leaderboard.db import open_database
+from leaderboard.queries import Selection
+from leaderboard.store import question_set_key
 from leaderboard.models import (
     Answer,
     Difference,
@@ -67,6 +69,15 @@ QUESTIONS = [
         start=81,
     )
 ]
+QUESTION_SET = question_set_key([qid for qid, _, _ in QUESTIONS])
+MAX_NEW_TOKENS = 1024
+
+
+def selection(device: str, model: str, temperature: float = 0.0) -> Selection:
+    """A selection of the fixture database (its runs share one question set and token cap)."""
+    return Selection(device, model, DTYPE, temperature, BENCH, "hf", QUESTION_SET, MAX_NEW_TOKENS)
+
+
 DIVERGING_QUESTION = "83"  # sps answers this one differently on (A100, Vicuna)
 DIVERGENCE_AT = 27  # character index of the first difference in its first turn
 
@@ -113,7 +124,7 @@ class _Builder:
             answer_path=f"data/spec_bench/model_answer/{model}-{method}-{self.files}.jsonl",
             model_id=f"{model}-{method}", model=model, method=method,
             method_params={}, device="cuda", device_name=device, dtype=DTYPE,
-            temperature=temperature, bench=BENCH, max_new_tokens=1024,
+            temperature=temperature, bench=BENCH, max_new_tokens=MAX_NEW_TOKENS,
             source_format="spec-bench" if spec_bench_file else "ours",
             num_questions=len(QUESTIONS), created=created,
         )
@@ -143,7 +154,8 @@ class _Builder:
             key=hashlib.sha256(f"{method_run.id}-{base_run.id}".encode()).hexdigest(),
             method_run_id=method_run.id, base_run_id=base_run.id,
             method_run_ids=[method_run.id], base_run_ids=[base_run.id],
-            token_counting="token_ids", num_questions=len(QUESTIONS), created=created,
+            token_counting="token_ids", num_questions=len(QUESTIONS), question_set=QUESTION_SET,
+            created=created,
         )
         groups: dict[str, list[tuple[Answer, Answer]]] = {}
         for answer in method_run.answers:

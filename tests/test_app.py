@@ -22,17 +22,16 @@ from leaderboard.divergence import first_difference, highlighted_html
 from leaderboard.export import leaderboard_markdown
 from leaderboard.filters import options_for
 from leaderboard.models import QuestionResult, SchemaInfo, SubtaskResult
-from leaderboard.queries import LOSSLESS, NOT_CHECKED, LeaderboardRow, Selection
+from leaderboard.queries import LOSSLESS, NOT_CHECKED, LeaderboardRow
 from tests.leaderboard_fixtures import (
     A100,
-    BENCH,
     DIVERGENCE_AT,
     DIVERGING_QUESTION,
-    DTYPE,
     METHODS,
     RTX3090,
     SMOLLM,
     VICUNA,
+    selection as fixture_selection,
     build_fixture_database,
 )
 
@@ -267,7 +266,7 @@ def test_markdown_export_follows_spec_bench_leaderboard_layout():
         _row("broken", math.nan, {}, mat=None),
         _row("sps", 1.83, {"mt_bench": 1.98, "law_analytics": 1.5}, mat=2.29),
     ]
-    selection = Selection(A100, VICUNA, DTYPE, 0.0, BENCH)
+    selection = fixture_selection(A100, VICUNA)
     lines = leaderboard_markdown(rows, selection).splitlines()
 
     assert lines[0] == f"## Leaderboard on {A100}"
@@ -410,9 +409,8 @@ def test_highlighted_html_escapes_model_text():
 
 
 def test_filter_options_narrow_by_what_was_chosen_above():
-    selections = [Selection(A100, VICUNA, DTYPE, 1.0, BENCH),
-                  Selection(RTX3090, SMOLLM, DTYPE, 0.0, BENCH),
-                  Selection(A100, SMOLLM, DTYPE, 0.0, BENCH)]
+    selections = [fixture_selection(A100, VICUNA, 1.0), fixture_selection(RTX3090, SMOLLM),
+                  fixture_selection(A100, SMOLLM)]
     assert options_for(selections, "device_name", {}) == [A100, RTX3090]
     assert options_for(selections, "model", {"device_name": A100}) == [VICUNA, SMOLLM]
     assert options_for(selections, "model", {"device_name": RTX3090}) == [SMOLLM]

@@ -1,12 +1,13 @@
 """Leaderboard rows: one per method configuration, the newest comparison of each; on SQLite and
 on PostgreSQL (the `db_url` fixture)."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 from evaluation.record.subtasks import SPEC_BENCH_SUBTASKS
 from leaderboard import queries
 from leaderboard.db import open_database
-from tests.leaderboard_fixtures import A100, BENCH, DTYPE, T0, VICUNA, _Builder
+from tests.leaderboard_fixtures import A100, T0, VICUNA, _Builder, selection
 
 
 def _database(db_url, configurations):
@@ -26,7 +27,7 @@ def _database(db_url, configurations):
 
 def _rows(sessions):
     with sessions() as session:
-        return queries.leaderboard_rows(session, queries.Selection(A100, VICUNA, DTYPE, 0.0, BENCH))
+        return queries.leaderboard_rows(session, selection(A100, VICUNA))
 
 
 def test_two_configurations_of_one_method_get_two_labelled_rows(db_url):
@@ -80,9 +81,86 @@ def test_comparisons_stored_despite_a_mismatch_are_never_ranked(tmp_path, db_url
         unmatched = queries.unmatched_rows(session, selections[0])
         assert [(row.method, row.mismatch_text) for row in unmatched] == [
             ("vanilla", "baseline is pld, not vanilla")]
-        float32_selection = queries.Selection(*[getattr(selections[0], f) for f in
-                                                queries.SELECTION_FIELDS[:2]], "float32", 0.0,
-                                              "spec_bench")
+        float32_selection = replace(selections[0], dtype="float32")
         assert queries.leaderboard_rows(session, float32_selection) == []
         assert [row.mismatch_text for row in queries.unmatched_rows(session, float32_selection)] \
             == ["dtype float32 vs float16"]
+
+
+# ---- what a row is keyed by: question set, token cap, native code ---------------------------
+
+def _import(tmp_path, db, name, base_name, records, base_records):
+    from evaluation import speed
+    from tests.answer_fixtures import write_answer_file
+
+    method = write_answer_file(tmp_path / f"{name}.jsonl", records)
+    base = write_answer_file(tmp_path / f"{base_name}.jsonl", base_records)
+    assert speed.main(["--file-path", str(method), "--base-path", str(base), "--db", db]) == 0
+
+
+def _ranked(db):
+    """Each selection's ranked rows: {(question count, token cap): [(method, overall)]}."""
+    sessions = open_database(db)
+    with sessions() as session:
+        ranked = {(s.num_questions, s.max_new_tokens):
+                  [(row.method, round(row.overall, 2)) for row in queries.leaderboard_rows(session, s)]
+                  for s in queries.available_selections(session)}
+    sessions.kw["bind"].dispose()
+    return ranked
+
+
+def _with(records, **fields):
+    for record in records:
+        for name, value in fields.items():
+            if name in ("backend", "native_code"):
+                record["environment"][name] = value
+            else:
+                record[name] = value
+    return records
+
+
+def test_rows_of_other_question_sets_or_token_caps_are_never_ranked_together(tmp_path, db_url):
+    from tests.answer_fixtures import QUESTIONS, synthetic_run
+
+    def base(**kw):
+        return synthetic_run(method="vanilla", accept=1, draft_length=0, **kw)
+
+    _import(tmp_path, db_url, "pld", "vanilla", synthetic_run(seconds_per_step=0.03), base())
+    # The same method re-imported on four questions: faster there, but another question set.
+    four = QUESTIONS[:4]
+    _import(tmp_path, db_url, "pld4", "vanilla4", synthetic_run(seconds_per_step=0.02, questions=four),
+            base(questions=four))
+    # Four other questions: the same count is not the same set.
+    other_four = QUESTIONS[4:8]
+    _import(tmp_path, db_url, "sps4", "vanilla4b", synthetic_run(method="sps", seconds_per_step=0.015,
+                                                                 questions=other_four),
+            base(questions=other_four))
+    # A shorter token cap.
+    _import(tmp_path, db_url, "sps", "vanilla32", _with(synthetic_run(method="sps"), max_new_tokens=32),
+            _with(base(), max_new_tokens=32))
+    sessions = open_database(db_url)
+    with sessions() as session:
+        selections = queries.available_selections(session)
+        assert len(selections) == 4 and len({s.question_set for s in selections}) == 3
+        ranked = {(s.question_set, s.max_new_tokens): [row.method for row in queries.leaderboard_rows(session, s)]
+                  for s in selections}
+    sessions.kw["bind"].dispose()
+    assert sorted(ranked.values()) == [["pld"], ["pld"], ["sps"], ["sps"]]
+    assert _ranked(db_url)[(len(QUESTIONS), 1024)] == [("pld", 2.0)]
+
+
+def test_a_torch_ops_fallback_comparison_gets_its_own_row_beside_the_native_one(tmp_path, db_url):
+    from tests.answer_fixtures import synthetic_run
+
+    native, fallback = "native layer: skinny_gemm v3 (AVX2), lean_ops v2", "torch ops"
+
+    def lean(records, code):
+        return _with(records, backend="lean", native_code=code)
+
+    base = dict(method="vanilla", accept=1, draft_length=0)
+    _import(tmp_path, db_url, "pld", "vanilla", lean(synthetic_run(seconds_per_step=0.03), native),
+            lean(synthetic_run(**base), native))
+    _import(tmp_path, db_url, "pld_torch", "vanilla_torch",
+            lean(synthetic_run(seconds_per_step=0.045), fallback),
+            lean(synthetic_run(**base, seconds_per_step=0.03), fallback))
+    assert list(_ranked(db_url).values()) == [[(f"pld ({native})", 2.0), (f"pld ({fallback})", 2.0)]]

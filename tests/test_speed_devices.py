@@ -125,3 +125,18 @@ def test_pairs_across_device_types_allowed_by_option_are_recorded_as_a_mismatch(
     report = compare_speed([read_answer_file(m)], [read_answer_file(b)], allow_mismatch={"device_name"})
     assert report.pairing.other_type and not report.compatibility.matched  # never ranked
     assert [x.setting for x in report.compatibility.mismatches] == ["device_name"]
+
+
+def test_each_device_types_time_split_uses_only_its_own_timings(mixed, db_url):
+    """A run over an H100 and an A100: the H100's time split is the H100's figure (method 10 ms
+    per token, baseline 20), not one pooled with the A100's (20 and 30 ms)."""
+    assert speed.main(["--file-path", str(mixed[0]), "--base-path", str(mixed[1]), "--db", db_url]) == 0
+    sessions = open_database(db_url)
+    with sessions() as session:
+        per_token = {}
+        for selection in queries.available_selections(session):
+            parts = queries.time_split(session, queries.leaderboard_rows(session, selection))
+            per_token[selection.device_name] = parts.groupby("run")["ms_per_token"].sum().round(6).to_dict()
+    assert per_token == {FAST: {"pld": 10.0, "vanilla (baseline)": 20.0},
+                         SLOW: {"pld": 20.0, "vanilla (baseline)": 30.0}}
+    sessions.kw["bind"].dispose()

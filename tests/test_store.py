@@ -244,6 +244,8 @@ def test_the_previous_schema_is_upgraded_in_place_keeping_what_it_holds(pair, ca
     engine = _engine(db)
     with engine.begin() as connection:  # make it a schema-4 database
         connection.execute(text("ALTER TABLE speed_comparisons DROP COLUMN device_name"))
+        connection.execute(text("ALTER TABLE speed_comparisons DROP COLUMN question_set"))
+        connection.execute(text("ALTER TABLE runs DROP COLUMN native_code"))
         connection.execute(text("UPDATE schema_info SET value = '4' WHERE key = 'schema_version'"))
     engine.dispose()
     counts = row_counts(db)
@@ -253,6 +255,9 @@ def test_the_previous_schema_is_upgraded_in_place_keeping_what_it_holds(pair, ca
     assert row_counts(db) == counts
     session = open_database(str(db), create=False)()
     assert len(session.execute(select(SpeedComparison.device_name)).all()) == counts["speed_comparisons"] > 0
+    # The re-import filled in what a leaderboard row is now keyed by.
+    assert session.scalars(select(SpeedComparison.question_set)).all() == [
+        store.question_set_key([str(qid) for qid, _ in QUESTIONS])]
     session.close()
     engine = _engine(db)
     with engine.connect() as connection:

@@ -92,7 +92,8 @@ RUN_FIELDS: tuple[RunField, ...] = (
     RunField("bench_name", _TEXT, identity=True, baseline="bench", column="bench"),
     RunField("environment.backend", _TEXT, identity=True, baseline="backend", column="backend"),
     # Which native code ran (AVX2 or AVX-512 differ by CPU), so a fact of each device.
-    RunField("environment.native_code", _TEXT, identity=True, per_device=True, baseline="native_code"),
+    RunField("environment.native_code", _TEXT, identity=True, per_device=True, baseline="native_code",
+             column="native_code"),
     RunField("conv_template", _TEXT, identity=True, baseline="prompt_format"),  # the prompt format
     RunField("method", _TEXT, identity=True, column="method"),
     RunField("method_params", (dict,), identity=True, column="method_params"),
