@@ -20,7 +20,7 @@ from leaderboard import charts, export, queries, tables
 from leaderboard.connection import DatabaseStatus, ResultsDatabase, open_for_reading
 from leaderboard.db import DatabaseError, normalise_url, open_database
 from leaderboard.divergence import divergence_verdict_text, first_difference, highlighted_html
-from leaderboard.filters import FILTER_LABELS, describe, format_value, options_for
+from leaderboard.filters import FILTER_LABELS, describe, format_value, options_for, question_set_text
 from leaderboard.queries import SELECTION_FIELDS, LeaderboardRow, Selection
 
 
@@ -99,24 +99,53 @@ def unmatched_section(unmatched: list[LeaderboardRow]) -> None:
     st.table(tables.styled_unmatched(tables.unmatched_frame(unmatched)))
 
 
+def run_context(rows: list[LeaderboardRow], selection: Selection) -> str:
+    """What the ranked rows were measured on, in one line of Markdown."""
+    newest = max(row.created for row in rows)
+    versions = sorted({row.versions for row in rows if row.versions})
+    parts = [f"**{question_set_text(selection.question_set)}**",
+             f"token cap **{format_value('max_new_tokens', selection.max_new_tokens)}**",
+             f"newest comparison {newest:%Y-%m-%d %H:%M} UTC"]
+    if versions:
+        parts.append("; ".join(versions))
+    return " · ".join(parts)
+
+
 def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
                      unmatched: list[LeaderboardRow] = ()) -> None:
     st.subheader("Leaderboard")
+    quick = tables.quick_run_warning(rows)
+    if quick:
+        st.warning(quick)
     st.caption(f"{describe(selection)} — speedup over the {rows[0].base_method} baseline, "
-               "newest speed comparison per method, best value of each column highlighted.")
+               "newest speed comparison per method. A value is highlighted only where it stands "
+               "clearly apart: more than one question, and its 95% interval above 1.00x and "
+               "above every other row's. Hover a column header for its definition.")
+    st.markdown(run_context(rows, selection))
     base_speeds = sorted({round(r.base_tokens_per_s, 1) for r in rows if r.base_tokens_per_s})
     if base_speeds:
         speeds = " / ".join(f"{s:.1f}" for s in base_speeds)
         st.markdown(f"Baseline ({rows[0].base_method}): **{speeds} tokens/s** overall")
-    st.table(tables.styled_leaderboard(tables.leaderboard_frame(rows)))
+    frame = tables.leaderboard_frame(rows)
+    help_of = tables.column_help(frame)
+    config = {column: st.column_config.Column(
+        help=help_of[column], pinned=column == tables.METHOD,
+        width="medium" if column in (tables.METHOD, tables.EQUALITY, tables.OVERALL_CI,
+                                     tables.PARAMETERS, tables.NATIVE_CODE) else "small")
+        for column in frame.columns}
+    st.dataframe(tables.styled_leaderboard(frame, tables.best_cells(rows)), hide_index=True,
+                 column_config=config, key="leaderboard_table")
     note = unchecked_note(rows)
     if note:
         st.caption(note)
     if unmatched:
         unmatched_section(unmatched)
     markdown = export.leaderboard_markdown(rows, selection)
-    st.download_button("Download as Markdown (Leaderboard.md layout)", markdown,
-                       file_name="leaderboard.md", mime="text/markdown", key="download_markdown")
+    left, right = st.columns(2)
+    left.download_button("Download as Markdown (Leaderboard.md layout)", markdown,
+                         file_name="leaderboard.md", mime="text/markdown", key="download_markdown")
+    right.download_button("Download as CSV", frame.to_csv(index=False), file_name="leaderboard.csv",
+                          mime="text/csv", key="download_csv")
     with st.expander("Markdown"):
         st.code(markdown, language="markdown")
 

@@ -1,7 +1,7 @@
 """The shown leaderboard as Markdown in the layout of Spec-Bench's Leaderboard.md.
 
 Same columns, "2.14x" speedups, the best value of each column in bold and medals for the top
-three, so a table from this platform can sit next to (or replace) one of Spec-Bench's. Subtasks
+three (only where the data can tell them apart: leaderboard/emphasis.py), so a table from this platform can sit next to (or replace) one of Spec-Bench's. Subtasks
 outside Spec-Bench's six (our bundled extras) get their own columns before the accepted tokens,
 rather than being silently dropped while still counting in "Overall".
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from typing import Callable, Optional
 
-from evaluation.record.subtasks import SPEC_BENCH_SUBTASKS, display_name, ordered_subtasks
+from evaluation.record.subtasks import OVERALL, SPEC_BENCH_SUBTASKS, display_name, ordered_subtasks
+from leaderboard.emphasis import best_index, best_unintervalled, medals, real_interval, speedup_measure
+from leaderboard.filters import format_value, question_set_text
 from leaderboard.queries import LOSSLESS, NOT_EQUAL, LeaderboardRow, Selection
 
-MEDALS = ("🏅", "🥈", "🥉")
 MISSING = "-"
 
 
@@ -22,19 +23,16 @@ def _finite(value: Optional[float]) -> bool:
     return value is not None and not math.isnan(value)
 
 
-def _cells(values: list[Optional[float]], fmt: Callable[[float], str]) -> list[str]:
-    """Formatted cells with the column's best value in bold, as Spec-Bench marks it."""
-    finite = [v for v in values if _finite(v)]
-    best = max(finite) if finite else None
-    cells = []
-    for value in values:
-        if not _finite(value):
-            cells.append(MISSING)
-        elif value == best:
-            cells.append(f"**{fmt(value)}**")
-        else:
-            cells.append(fmt(value))
-    return cells
+def _cells(values: list[Optional[float]], fmt: Callable[[float], str],
+           best: Optional[int]) -> list[str]:
+    """Formatted cells with the column's clear best (if any) in bold, as Spec-Bench marks it."""
+    return [MISSING if not _finite(value) else f"**{fmt(value)}**" if i == best else fmt(value)
+            for i, value in enumerate(values)]
+
+
+def _speedup_cells(rows: list[LeaderboardRow], subtask: str) -> list[str]:
+    measures = [speedup_measure(row, subtask) for row in rows]
+    return _cells([m.value for m in measures], _speedup, best_index(measures))
 
 
 def _speedup(value: float) -> str:
@@ -50,6 +48,11 @@ def _settings_lines(selection: Selection) -> list[str]:
         f"- Device: {selection.device_name}",
         f"- Experimental Settings: {selection.model}, {decoding}, {selection.dtype} precision, "
         f"bench {selection.bench}, {selection.backend} backend",
+        f"- Questions: {question_set_text(selection.question_set)}; token cap: "
+        f"{format_value('max_new_tokens', selection.max_new_tokens)}",
+        "- Bold and medals only where the 95% intervals of more than one question set a result "
+        "clearly apart (above 1.00x and above every other row); never for a method whose output "
+        "differs from the baseline's.",
         "",
     ]
 
@@ -59,7 +62,7 @@ def _notes(rows: list[LeaderboardRow]) -> list[str]:
     notes = []
     for row in rows:
         parts = []
-        if _finite(row.ci_low) and _finite(row.ci_high):
+        if real_interval(row.ci_low, row.ci_high):
             parts.append(f"overall 95% CI {row.ci_low:.2f}x–{row.ci_high:.2f}x")
         if row.equality == LOSSLESS:
             parts.append("lossless (output equal to the baseline)")
@@ -81,16 +84,18 @@ def leaderboard_markdown(rows: list[LeaderboardRow], selection: Optional[Selecti
     subtasks = [*SPEC_BENCH_SUBTASKS, *extras]
 
     header = ["Models", *(display_name(s) for s in subtasks), "#Mean Accepted Tokens", "Overall"]
-    columns = [_cells([row.speedups.get(s) for row in rows], _speedup) for s in subtasks]
-    columns.append(_cells([row.mean_accepted_tokens for row in rows], lambda v: f"{v:.2f}"))
-    columns.append(_cells([row.overall for row in rows], _speedup))
+    columns = [_speedup_cells(rows, s) for s in subtasks]
+    accepted = [row.mean_accepted_tokens for row in rows]
+    columns.append(_cells(accepted, lambda v: f"{v:.2f}", best_unintervalled(
+        accepted, [row.question_counts.get(OVERALL, row.num_questions) for row in rows])))
+    columns.append(_speedup_cells(rows, OVERALL))
 
-    medalled = min(len(MEDALS), sum(_finite(row.overall) for row in rows))  # NaN rows sort last
+    given = medals(rows)
     lines = _settings_lines(selection) if selection is not None else []
     lines.append("| " + " | ".join(header) + " |")
     lines.append("| " + " | ".join(["---", *([":---:"] * (len(header) - 1))]) + " |")
     for i, row in enumerate(rows):
-        medal = MEDALS[i] if i < medalled else ""
+        medal = given[i]
         name = row.method.replace("|", "\\|")  # a pipe would split the cell
         cells = [f"{name}{medal}", *(column[i] for column in columns)]
         lines.append("| " + " | ".join(cells) + " |")

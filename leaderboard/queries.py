@@ -114,6 +114,13 @@ class LeaderboardRow:
     # not be checked because one file did not record it.
     mismatches: list[dict] = field(default_factory=list)
     unchecked_settings: list[str] = field(default_factory=list)
+    # Run context: what the method run records of itself.
+    method_params: dict = field(default_factory=dict)
+    native_code: Optional[str] = None
+    max_new_tokens: Optional[int] = None
+    versions: str = ""  # "torch 2.13.0, transformers 5.24.0, CUDA 12.8" as recorded
+    draft_acceptance_rate: Optional[float] = None
+    question_counts: dict[str, int] = field(default_factory=dict)  # subtask or OVERALL -> questions
 
     @property
     def mismatch_text(self) -> str:
@@ -192,6 +199,7 @@ def _equality_of(session: Session, run_id: int, base_run_id: int) -> Optional[Eq
 def _row_of(session: Session, comparison: SpeedComparison, label: str) -> LeaderboardRow:
     by_subtask = {result.subtask: result for result in comparison.subtasks}
     overall = by_subtask.get(OVERALL)
+    run = comparison.method_run
     row = LeaderboardRow(
         method=label,
         comparison_id=comparison.id,
@@ -204,6 +212,7 @@ def _row_of(session: Session, comparison: SpeedComparison, label: str) -> Leader
         speedups={name: r.speedup for name, r in by_subtask.items() if name != OVERALL},
         intervals={name: (r.speedup_ci_low, r.speedup_ci_high) for name, r in by_subtask.items()
                    if r.speedup_ci_low is not None and r.speedup_ci_high is not None},
+        question_counts={name: r.num_questions for name, r in by_subtask.items()},
         overall=overall.speedup if overall else math.nan,
         ci_low=overall.speedup_ci_low if overall else None,
         ci_high=overall.speedup_ci_high if overall else None,
@@ -213,6 +222,13 @@ def _row_of(session: Session, comparison: SpeedComparison, label: str) -> Leader
         lossy_option=bool(comparison.method_run.lossy),
         mismatches=list(comparison.mismatches or []),
         unchecked_settings=list(comparison.unchecked_settings or []),
+        method_params=dict(run.method_params or {}),
+        native_code=run.native_code,
+        max_new_tokens=run.max_new_tokens,
+        versions=", ".join(f"{name} {value}" for name, value in (
+            ("torch", run.torch_version), ("transformers", run.transformers_version),
+            ("CUDA", run.cuda_version)) if value),
+        draft_acceptance_rate=overall.draft_acceptance_rate if overall else None,
     )
     check = _equality_of(session, comparison.method_run_id, comparison.base_run_id)
     if check is not None:

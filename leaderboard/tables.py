@@ -8,7 +8,8 @@ from typing import Optional
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from evaluation.record.subtasks import display_name
+from evaluation.record.subtasks import OVERALL as OVERALL_SUBTASK, display_name
+from leaderboard.emphasis import best_index, best_unintervalled, real_interval, speedup_measure
 from leaderboard.queries import LOSSLESS, NOT_EQUAL, LeaderboardRow, subtasks_of
 
 METHOD = "Method"
@@ -18,6 +19,40 @@ OVERALL_CI = "Overall 95% CI"
 EQUALITY = "Lossless"
 TOKENS_PER_S = "Tokens/s"
 BASE_TOKENS_PER_S = "Baseline tokens/s"
+DRAFT_ACCEPTANCE = "Draft acceptance"
+QUESTIONS = "Questions"
+TOKEN_CAP = "Token cap"
+NATIVE_CODE = "Native code"
+PARAMETERS = "Parameters"
+
+# A definition for every column, shown when the reader hovers its header.
+COLUMN_HELP: dict[str, str] = {
+    METHOD: "The method, with the parameters (or native code) that tell its rows apart when it "
+            "has several configurations here.",
+    MEAN_ACCEPTED: "Mean tokens committed per decoding step, the bonus token included "
+                   "(1.00 for the baseline). Over all questions.",
+    DRAFT_ACCEPTANCE: "Share of drafted tokens the target accepted (accepted drafts ÷ drafted).",
+    OVERALL: "Overall speedup: the method's tokens/s over the baseline's, total tokens over "
+             "total time across all questions. Highlighted only where its 95% interval lies "
+             "above 1.00x and above every other row's.",
+    OVERALL_CI: "95% bootstrap interval of the overall speedup (questions resampled). "
+                "\"-\" where there is none or it is a single point (one question).",
+    EQUALITY: "equal.py's check of this run's output against the same baseline run: lossless "
+              "(every turn equal), not equal (k/n turns equal) or not checked.",
+    TOKENS_PER_S: "Generated tokens per second of the method run (total tokens ÷ total time).",
+    BASE_TOKENS_PER_S: "Generated tokens per second of the baseline run on the same questions.",
+    QUESTIONS: "Questions the speedup was measured on.",
+    TOKEN_CAP: "max_new_tokens of the runs: answers stop at this many tokens.",
+    NATIVE_CODE: "What computed the forwards: the lean backend's native layer, its torch-ops "
+                 "fallback, or none (the Hugging Face forward).",
+    PARAMETERS: "The method's parameters as recorded in its answer file.",
+}
+
+
+def subtask_help(subtask_name: str) -> str:
+    return (f"Speedup on the {subtask_name} questions (method tokens/s ÷ baseline tokens/s). "
+            "Highlighted only where its 95% interval, over more than one question, lies above "
+            "1.00x and above every other row's.")
 
 BEST_STYLE = "font-weight: bold; background-color: rgba(255, 215, 0, 0.35);"
 
@@ -39,9 +74,22 @@ def equality_badge(row: LeaderboardRow) -> str:
 
 
 def interval_text(low: Optional[float], high: Optional[float]) -> str:
-    if low is None or high is None:
-        return "–"
+    """"1.80x – 2.10x"; "-" where there is no interval or only a point (one question)."""
+    if real_interval(low, high) is None:
+        return "-"
     return f"{low:.2f}x – {high:.2f}x"
+
+
+def best_cells(rows: list[LeaderboardRow]) -> dict[str, int]:
+    """Column -> the row index of its clear best (leaderboard/emphasis.py); columns without one
+    are left out."""
+    best = {display_name(s): best_index([speedup_measure(row, s) for row in rows])
+            for s in [*subtasks_of(rows), OVERALL_SUBTASK]}
+    best[OVERALL] = best.pop(display_name(OVERALL_SUBTASK))
+    best[MEAN_ACCEPTED] = best_unintervalled(
+        [row.mean_accepted_tokens for row in rows],
+        [row.question_counts.get(OVERALL_SUBTASK, row.num_questions) for row in rows])
+    return {column: index for column, index in best.items() if index is not None}
 
 
 def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
@@ -57,10 +105,26 @@ def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
         record[EQUALITY] = equality_badge(row)
         record[TOKENS_PER_S] = _number(row.tokens_per_s)
         record[BASE_TOKENS_PER_S] = _number(row.base_tokens_per_s)
+        record[DRAFT_ACCEPTANCE] = _number(row.draft_acceptance_rate)
+        record[QUESTIONS] = row.num_questions
+        record[TOKEN_CAP] = "-" if row.max_new_tokens is None else str(row.max_new_tokens)
+        record[NATIVE_CODE] = row.native_code or "not recorded"
+        record[PARAMETERS] = parameters_text(row.method_params)
         records.append(record)
     columns = [METHOD, *(display_name(s) for s in subtasks), MEAN_ACCEPTED, OVERALL, OVERALL_CI,
-               EQUALITY, TOKENS_PER_S, BASE_TOKENS_PER_S]
+               EQUALITY, TOKENS_PER_S, BASE_TOKENS_PER_S, DRAFT_ACCEPTANCE, QUESTIONS, TOKEN_CAP,
+               NATIVE_CODE, PARAMETERS]
     return pd.DataFrame.from_records(records, columns=columns)
+
+
+def parameters_text(params: dict) -> str:
+    """"gamma=4, tree=default" in name order; "-" for none."""
+    return ", ".join(f"{name}={params[name]}" for name in sorted(params)) or "-"
+
+
+def column_help(frame: pd.DataFrame) -> dict[str, str]:
+    """The definition of each column of a leaderboard frame."""
+    return {column: COLUMN_HELP.get(column) or subtask_help(column) for column in frame.columns}
 
 
 def _speedup_columns(frame: pd.DataFrame) -> list[str]:
@@ -68,16 +132,21 @@ def _speedup_columns(frame: pd.DataFrame) -> list[str]:
     return [*frame.columns[first:last], OVERALL]
 
 
-def styled_leaderboard(frame: pd.DataFrame) -> Styler:
-    """Speedups as "2.14x", the best value of each measured column highlighted."""
+def styled_leaderboard(frame: pd.DataFrame, best: dict[str, int]) -> Styler:
+    """Speedups as "2.14x"; each column's clear best (see best_cells) highlighted."""
     speedups = _speedup_columns(frame)
-    best_columns = [*speedups, MEAN_ACCEPTED, TOKENS_PER_S]
+
+    def highlight(column: pd.Series) -> list[str]:
+        chosen = best.get(column.name)
+        return [BEST_STYLE if i == chosen else "" for i in range(len(column))]
+
     return (
         frame.style.hide(axis="index")
-        .format("{:.2f}x", subset=speedups, na_rep="–")
-        .format("{:.2f}", subset=[MEAN_ACCEPTED], na_rep="–")
-        .format("{:.1f}", subset=[TOKENS_PER_S, BASE_TOKENS_PER_S], na_rep="–")
-        .highlight_max(subset=best_columns, props=BEST_STYLE)
+        .format("{:.2f}x", subset=speedups, na_rep="-")
+        .format("{:.2f}", subset=[MEAN_ACCEPTED], na_rep="-")
+        .format("{:.1f}", subset=[TOKENS_PER_S, BASE_TOKENS_PER_S], na_rep="-")
+        .format("{:.0%}", subset=[DRAFT_ACCEPTANCE], na_rep="-")
+        .apply(highlight, axis=0)
     )
 
 
@@ -126,3 +195,26 @@ def unmatched_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
 
 def styled_unmatched(frame: pd.DataFrame) -> Styler:
     return frame.style.hide(axis="index").format("{:.2f}x", subset=[OVERALL], na_rep="–")
+
+
+QUICK_TOKEN_CAP = 64  # ./eval.sh --quick answers with 32 new tokens
+
+
+def quick_run_warning(rows: list[LeaderboardRow]) -> Optional[str]:
+    """A warning for results too small to rank methods by (./eval.sh --quick: one question per
+    subtask, 32 new tokens), else None."""
+    if not rows:
+        return None
+    per_subtask = max((n for row in rows for s, n in row.question_counts.items()
+                       if s != OVERALL_SUBTASK), default=0)
+    caps = {row.max_new_tokens for row in rows if row.max_new_tokens is not None}
+    short = bool(caps) and max(caps) <= QUICK_TOKEN_CAP
+    if per_subtask > 1 and not short:
+        return None
+    reasons = []
+    if per_subtask <= 1:
+        reasons.append("at most one question per subtask")
+    if short:
+        reasons.append(f"answers capped at {max(caps)} new tokens")
+    return ("Quick run: " + " and ".join(reasons) + ". These figures check that everything runs; "
+            "they are too small to rank methods by. Run ./eval.sh without --quick for a measurement.")

@@ -22,7 +22,8 @@ from leaderboard.divergence import first_difference, highlighted_html
 from leaderboard.export import leaderboard_markdown
 from leaderboard.filters import options_for
 from leaderboard.models import QuestionResult, SchemaInfo, SubtaskResult
-from leaderboard.queries import LOSSLESS, NOT_CHECKED, LeaderboardRow
+from leaderboard.queries import LOSSLESS, NOT_CHECKED, NOT_EQUAL, LeaderboardRow
+from leaderboard.tables import interval_text
 from tests.leaderboard_fixtures import (
     A100,
     DIVERGENCE_AT,
@@ -72,7 +73,7 @@ def x(value: float) -> str:
 
 
 def leaderboard_table(app: AppTest):
-    return app.tabs[0].table[0]
+    return app.tabs[0].dataframe[0]
 
 
 # --- the leaderboard -------------------------------------------------------------------------
@@ -114,12 +115,28 @@ def test_best_value_of_each_column_is_highlighted(fixture_db, monkeypatch):
     column = {name: i for i, name in enumerate(frame.columns)}
     row = {method: i for i, method in enumerate(frame["Method"])}
     marked = highlighted_cells(table)
-    # pld wins summarization only; eagle2 wins the rest and the overall.
-    assert (row["pld"], column["Summarization"]) in marked
-    assert (row["eagle2"], column["Summarization"]) not in marked
+    # eagle2's intervals lie clear above the others' in translation, math and overall; pld's
+    # summarization lead (2.4x against 2.2x) is within the intervals, so nobody is marked there.
     assert (row["eagle2"], column["Overall"]) in marked
     assert (row["eagle2"], column["Translation"]) in marked
-    assert not any(c == column["Baseline tokens/s"] for _, c in marked)
+    assert not any(c == column["Summarization"] for _, c in marked)
+    # sps's output differs from the baseline's: never marked.
+    assert not any(r == row["sps"] for r, _ in marked)
+    assert not any(c in (column["Baseline tokens/s"], column["Tokens/s"]) for _, c in marked)
+
+
+def test_every_column_has_a_definition_and_the_run_context_is_shown(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    table = leaderboard_table(app)
+    frame = shown(table)
+    config = json.loads(table.proto.columns)
+    assert all(config[column]["help"] for column in frame.columns)
+    assert set(frame["Questions"]) == {"12"} and set(frame["Token cap"]) == {"1024"}
+    assert any("12 questions (set " in m.value and "token cap **1024 tokens**" in m.value
+               for m in app.tabs[0].markdown)
+    assert [b.label for b in app.tabs[0].download_button] == [
+        "Download as Markdown (Leaderboard.md layout)", "Download as CSV"]
+    assert not app.tabs[0].warning  # two questions per subtask, 1024 tokens: not a quick run
 
 
 # --- filters and comparison ----------------------------------------------------------------
@@ -248,23 +265,29 @@ def test_page_offers_the_shown_leaderboard_as_markdown(fixture_db, monkeypatch):
     assert f"| pld🥉 | {x(expected['pld']['mt_bench'])} |" in markdown
 
 
-def _row(method: str, overall: float, speedups: dict, mat=None, **kwargs) -> LeaderboardRow:
+def _row(method: str, overall: float, speedups: dict, mat=None, spread=None, **kwargs) -> LeaderboardRow:
+    """A row; with `spread`, every speedup gets the interval value ± spread over 80 questions."""
+    intervals, counts, low, high = {}, {}, None, None
+    if spread is not None:
+        intervals = {s: (v - spread, v + spread) for s, v in speedups.items()}
+        counts = {s: 80 for s in [*speedups, "overall"]}
+        low, high = overall - spread, overall + spread
     return LeaderboardRow(
         method=method, comparison_id=1, method_run_id=1, method_run_ids=[1], base_run_id=2,
         base_method="vanilla", created=datetime(2025, 1, 1, tzinfo=timezone.utc),
-        num_questions=480, speedups=speedups, intervals={}, overall=overall, ci_low=None,
-        ci_high=None, mean_accepted_tokens=mat, tokens_per_s=None, base_tokens_per_s=40.0,
-        **kwargs,
+        num_questions=480, speedups=speedups, intervals=intervals, overall=overall, ci_low=low,
+        ci_high=high, mean_accepted_tokens=mat, tokens_per_s=None, base_tokens_per_s=40.0,
+        question_counts=counts, **kwargs,
     )
 
 
 def test_markdown_export_follows_spec_bench_leaderboard_layout():
     all_six = dict(zip(SPEC_BENCH_SUBTASKS, (2.71, 1.82, 2.19, 2.11, 2.71, 1.91)))
     rows = [
-        _row("pld", 1.55, {**all_six, "summarization": 2.31}, mat=1.74),
-        _row("eagle2", 2.25, all_six, mat=4.36, equality=LOSSLESS),
+        _row("pld", 1.55, {**all_six, "summarization": 2.31, "qa": 1.2}, mat=1.74, spread=0.05),
+        _row("eagle2", 2.25, all_six, mat=4.36, equality=LOSSLESS, spread=0.05),
         _row("broken", math.nan, {}, mat=None),
-        _row("sps", 1.83, {"mt_bench": 1.98, "law_analytics": 1.5}, mat=2.29),
+        _row("sps", 1.83, {"mt_bench": 1.98, "law_analytics": 1.5}, mat=2.29, spread=0.05),
     ]
     selection = fixture_selection(A100, VICUNA)
     lines = leaderboard_markdown(rows, selection).splitlines()
@@ -272,20 +295,47 @@ def test_markdown_export_follows_spec_bench_leaderboard_layout():
     assert lines[0] == f"## Leaderboard on {A100}"
     assert (f"- Experimental Settings: {VICUNA}, greedy decoding, float16 precision, "
             "bench spec_bench, hf backend") in lines
+    assert "- Questions: 12 questions (set " in lines[4] and "token cap: 1024 tokens" in lines[4]
     table = [line for line in lines if line.startswith("|")]
     assert table[0] == ("| Models | Multi-turn Conversation | Translation | Summarization | "
                         "Question Answering | Mathematical Reasoning | Retrieval-aug. Generation | "
                         "Law Analytics | #Mean Accepted Tokens | Overall |")
     assert table[1] == "| --- | " + " | ".join([":---:"] * 9) + " |"
-    assert table[2] == ("| eagle2🏅 | **2.71x** | **1.82x** | 2.19x | **2.11x** | **2.71x** | "
-                        "**1.91x** | - | **4.36** | **2.25x** |")
+    # Bold only where one row's interval lies clear above the others': pld's summarization,
+    # eagle2's question answering and overall, sps's lone law analytics; tied columns get none.
+    assert table[2] == ("| eagle2🏅 | 2.71x | 1.82x | 2.19x | **2.11x** | 2.71x | "
+                        "1.91x | - | **4.36** | **2.25x** |")
     assert table[3] == "| sps🥈 | 1.98x | - | - | - | - | - | **1.50x** | 2.29 | 1.83x |"
-    assert table[4] == ("| pld🥉 | **2.71x** | **1.82x** | **2.31x** | **2.11x** | **2.71x** | "
-                        "**1.91x** | - | 1.74 | 1.55x |")
+    assert table[4] == ("| pld🥉 | 2.71x | 1.82x | **2.31x** | 1.20x | 2.71x | "
+                        "1.91x | - | 1.74 | 1.55x |")
     assert table[5] == "| broken | - | - | - | - | - | - | - | - | - |"
-    assert ("- eagle2: lossless (output equal to the baseline); "
+    assert ("- eagle2: overall 95% CI 2.20x–2.30x; lossless (output equal to the baseline); "
             "baseline vanilla 40.0 tokens/s") in lines
-    assert any(line.startswith("- pld: equality not checked") for line in lines)
+    assert any(line.startswith("- pld: overall 95% CI") for line in lines)
+
+
+def test_no_bold_or_medal_without_a_clear_margin_more_than_one_question_or_equal_output():
+    six = dict.fromkeys(SPEC_BENCH_SUBTASKS, 2.0)
+    # Overlapping intervals: a tie, no medal and no bold for anyone.
+    tied = [_row("a", 2.0, six, spread=0.3), _row("b", 1.9, six, spread=0.3)]
+    table = [line for line in leaderboard_markdown(tied).splitlines() if line.startswith("|")][2:]
+    assert not any("**" in line or "🏅" in line or "🥈" in line for line in table)
+    # Above the others but not above 1.0x: not shown to beat the baseline.
+    slow = [_row("a", 1.02, six, spread=0.05), _row("b", 0.8, six, spread=0.05)]
+    assert "🏅" not in leaderboard_markdown(slow)
+    # One question: no interval to judge by; shown as "-" in the table's interval column.
+    one = _row("a", 2.0, six, spread=0.1)
+    one.question_counts = dict.fromkeys(one.question_counts, 1)
+    assert "🏅" not in leaderboard_markdown([one, _row("b", 1.0, six, spread=0.1)])
+    assert interval_text(1.5, 1.5) == "-" and interval_text(None, 2.0) == "-"
+    # A faster method whose output differs from the baseline's gets neither medal nor bold;
+    # the next one, clearly above the rest, still gets the medal of its rank.
+    lossy = [_row("fast", 3.0, six, spread=0.1, equality=NOT_EQUAL),
+             _row("b", 2.0, six, spread=0.1), _row("c", 1.5, six, spread=0.1)]
+    table = [line for line in leaderboard_markdown(lossy).splitlines() if line.startswith("|")][2:]
+    assert table[0] == "| fast | 2.00x | 2.00x | 2.00x | 2.00x | 2.00x | 2.00x | - | 3.00x |"
+    assert table[1].startswith("| b🥈 |") and "**" not in table[1]
+    assert table[2].startswith("| c🥉 |")
 
 
 def test_markdown_export_without_extra_subtasks_has_exactly_spec_bench_columns():
@@ -447,7 +497,7 @@ def test_mismatched_comparisons_are_listed_apart_and_never_ranked(tmp_path, monk
     assert "nothing to rank" in app.info[0].value and not app.table
     assert speed.main(["--file-path", str(pld), "--base-path", str(vanilla), "--db", db]) == 0
     app = run_app(monkeypatch, "--db", db)
-    ranked, apart = (shown(t) for t in app.tabs[0].table[:2])
+    ranked, apart = shown(app.tabs[0].dataframe[0]), shown(app.tabs[0].table[0])
     assert list(ranked["Method"]) == ["pld"]
     assert list(apart["Method"]) == ["vanilla"] and list(apart["Baseline"]) == ["pld"]
     assert list(apart["Settings that differ (method vs baseline)"]) == [
@@ -489,3 +539,16 @@ def test_drill_down_says_whether_a_divergence_is_a_near_tie(tmp_path, monkeypatc
     captions = [c.value for c in app.tabs[3].caption]
     assert any(c.startswith("Real difference: the baseline's top two logits there were 5 apart")
                for c in captions), captions
+
+
+def test_a_quick_run_is_flagged_and_a_full_one_is_not():
+    from leaderboard.tables import quick_run_warning
+
+    six = dict.fromkeys(SPEC_BENCH_SUBTASKS, 1.5)
+    quick = _row("pld", 1.5, six, spread=0.1, max_new_tokens=32)
+    quick.question_counts = {**dict.fromkeys(SPEC_BENCH_SUBTASKS, 1), "overall": 6}
+    warning = quick_run_warning([quick])
+    assert warning.startswith("Quick run: at most one question per subtask and answers capped at "
+                              "32 new tokens.")
+    full = _row("pld", 1.5, six, spread=0.1, max_new_tokens=256)
+    assert quick_run_warning([full]) is None
