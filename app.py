@@ -151,14 +151,25 @@ def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
 
 
 def charts_page(session: Session, rows: list[LeaderboardRow]) -> None:
-    st.plotly_chart(charts.speedup_by_subtask(rows), key="chart_subtasks")
+    colours = charts.method_colours(r.method for r in rows)
+    methods = [r.method for r in rows]
+    shown_methods = st.multiselect("Methods shown", methods, default=methods, key="chart_methods",
+                                   help="Hide methods to declutter the charts; each method keeps "
+                                        "its colour in every chart.")
+    rows = [r for r in rows if r.method in shown_methods]
+    if not rows:
+        st.info("Choose at least one method to chart.")
+        return
+    st.plotly_chart(charts.speedup_heatmap(rows), key="chart_subtasks")
+    st.plotly_chart(charts.overall_ranked(rows, colours), key="chart_overall")
     left, right = st.columns(2)
     with left:
         counts = queries.accept_length_counts(session, rows)
-        st.plotly_chart(charts.accept_length_distribution(counts), key="chart_accept_lengths")
+        st.plotly_chart(charts.accept_length_distribution(counts, colours), key="chart_accept_lengths")
     with right:
-        st.plotly_chart(charts.throughput_scatter(queries.question_results(session, rows)),
-                        key="chart_throughput")
+        st.plotly_chart(charts.acceptance_curve(rows, colours), key="chart_acceptance")
+    st.plotly_chart(charts.throughput_scatter(queries.question_results(session, rows), colours),
+                    key="chart_throughput")
     parts = queries.time_split(session, rows)
     if parts.empty:
         st.info("None of these runs records draft and verification times "

@@ -121,6 +121,8 @@ class LeaderboardRow:
     versions: str = ""  # "torch 2.13.0, transformers 5.24.0, CUDA 12.8" as recorded
     draft_acceptance_rate: Optional[float] = None
     question_counts: dict[str, int] = field(default_factory=dict)  # subtask or OVERALL -> questions
+    # [k-1]: share of steps that accepted at least k drafted tokens (overall)
+    per_position_acceptance: list[float] = field(default_factory=list)
 
     @property
     def mismatch_text(self) -> str:
@@ -229,6 +231,8 @@ def _row_of(session: Session, comparison: SpeedComparison, label: str) -> Leader
             ("torch", run.torch_version), ("transformers", run.transformers_version),
             ("CUDA", run.cuda_version)) if value),
         draft_acceptance_rate=overall.draft_acceptance_rate if overall else None,
+        per_position_acceptance=list((overall.extra or {}).get("per_position_acceptance_rate") or [])
+        if overall else [],
     )
     check = _equality_of(session, comparison.method_run_id, comparison.base_run_id)
     if check is not None:

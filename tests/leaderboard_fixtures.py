@@ -182,7 +182,8 @@ class _Builder:
                 subtask=subtask, num_questions=len(pairs), tokens_per_s=tps,
                 base_tokens_per_s=base_tps, speedup=speedup, speedup_ci_low=ci[0],
                 speedup_ci_high=ci[1], speedup_spec_bench=speedup, mean_accepted_tokens=mat,
-                draft_acceptance_rate=None, extra={},
+                **(_acceptance(method_run) if subtask == OVERALL else
+                   dict(draft_acceptance_rate=None, extra={})),
             ))
             expected[subtask] = speedup
             if subtask == OVERALL:
@@ -208,6 +209,18 @@ class _Builder:
                 base_excerpt=base_texts[qid][DIVERGENCE_AT - 10:DIVERGENCE_AT + 10],
             ))
         self.session.add(check)
+
+
+def _acceptance(run: Run, draft_length: int = 6) -> dict:
+    """The overall acceptance figures speed.py stores, from the run's accept lengths (a method
+    that drafts `draft_length` tokens a step)."""
+    lengths = [n for answer in run.answers for n in answer.accept_lengths]
+    if run.method == "vanilla" or not lengths:
+        return dict(draft_acceptance_rate=None, extra={})
+    accepted = [n - 1 for n in lengths]  # the bonus token is not a draft
+    per_position = [sum(a >= k for a in accepted) / len(accepted) for k in range(1, draft_length + 1)]
+    return dict(draft_acceptance_rate=sum(accepted) / (draft_length * len(accepted)),
+                extra={"per_position_acceptance_rate": per_position})
 
 
 def _selection_runs(builder: _Builder, device: str, model: str, temperature: float,

@@ -198,16 +198,42 @@ def chart_specs(app: AppTest) -> dict[str, dict]:
 
 def test_charts_show_subtasks_accept_lengths_throughput_and_time_split(fixture_db, monkeypatch):
     specs = chart_specs(run_app(monkeypatch, "--db", fixture_db.url))
-    assert set(specs) == {"chart_subtasks", "chart_accept_lengths", "chart_throughput",
-                          "chart_time_split"}
-    subtasks = specs["chart_subtasks"]["data"]
-    assert [trace["name"] for trace in subtasks] == ["eagle2", "sps", "pld"]
-    assert subtasks[0]["x"] == [display_name(s) for s in SPEC_BENCH_SUBTASKS] + ["Overall"]
+    assert set(specs) == {"chart_subtasks", "chart_overall", "chart_accept_lengths",
+                          "chart_acceptance", "chart_throughput", "chart_time_split"}
+    heatmap = specs["chart_subtasks"]["data"][0]
+    assert heatmap["type"] == "heatmap" and heatmap["zmid"] == 1.0
+    assert heatmap["y"] == ["eagle2", "sps", "pld"]
+    assert heatmap["x"] == [display_name(s) for s in SPEC_BENCH_SUBTASKS] + ["Overall"]
+    overall = specs["chart_overall"]["data"][0]
+    assert overall["y"] == ["pld", "sps", "eagle2"]  # bottom to top: the best on top
+    # One colour per method, the same in every chart.
+    colours = dict(zip(overall["y"], overall["marker"]["color"]))
+    assert len(set(colours.values())) == 3
+    for trace in specs["chart_accept_lengths"]["data"] + specs["chart_throughput"]["data"]:
+        if trace["name"] in colours:
+            assert trace["marker"]["color"] == colours[trace["name"]]
     accepted = {t["name"] for t in specs["chart_accept_lengths"]["data"]}
     assert accepted == set(METHODS)
     split = specs["chart_time_split"]["data"]
     assert [t["name"] for t in split] == ["prefill", "draft", "verify", "other"]
     assert "vanilla (baseline)" in split[0]["y"]
+
+
+def test_hidden_methods_leave_every_chart(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.multiselect(key="chart_methods").set_value(["eagle2", "pld"]).run()
+    specs = chart_specs(app)
+    assert specs["chart_subtasks"]["data"][0]["y"] == ["eagle2", "pld"]
+    assert {t["name"] for t in specs["chart_accept_lengths"]["data"]} == {"eagle2", "pld"}
+
+
+def test_acceptance_curve_plots_the_stored_per_position_rates():
+    from leaderboard.charts import acceptance_curve
+
+    row = _row("eagle2", 2.0, {}, draft_acceptance_rate=0.5, per_position_acceptance=[0.9, 0.6, 0.2])
+    trace = acceptance_curve([row], {"eagle2": "#123456"}).data[0]
+    assert list(trace.y) == [0.9, 0.6, 0.2] and list(trace.x) == [1, 2, 3]
+    assert trace.name == "eagle2 · 50% of drafts accepted" and trace.line.color == "#123456"
 
 
 def test_time_split_leaves_out_runs_without_draft_and_verify_times(fixture_db, monkeypatch):
