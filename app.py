@@ -111,6 +111,12 @@ def run_context(rows: list[LeaderboardRow], selection: Selection) -> str:
     return " · ".join(parts)
 
 
+# Narrow by default so that the speedups, the interval and the badge fit a laptop screen; the
+# Method column stays pinned while the rest scrolls.
+COLUMN_WIDTHS = {tables.METHOD: 150, tables.EQUALITY: "medium", tables.NATIVE_CODE: "medium",
+                 tables.PARAMETERS: "large", tables.OVERALL_CI: 110}
+
+
 def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
                      unmatched: list[LeaderboardRow] = ()) -> None:
     st.subheader("Leaderboard")
@@ -129,9 +135,8 @@ def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
     frame = tables.leaderboard_frame(rows)
     help_of = tables.column_help(frame)
     config = {column: st.column_config.Column(
-        help=help_of[column], pinned=column == tables.METHOD,
-        width="medium" if column in (tables.METHOD, tables.EQUALITY, tables.OVERALL_CI,
-                                     tables.PARAMETERS, tables.NATIVE_CODE) else "small")
+        tables.SHORT_LABELS.get(column, column), help=help_of[column], pinned=column == tables.METHOD,
+        width=COLUMN_WIDTHS.get(column, "small"))
         for column in frame.columns}
     st.dataframe(tables.styled_leaderboard(frame, tables.best_cells(rows)), hide_index=True,
                  column_config=config, key="leaderboard_table")
@@ -240,12 +245,19 @@ def drill_down_page(session: Session, rows: list[LeaderboardRow]) -> None:
         st.info("This method run has no stored answers.")
         return
 
+    diverging = queries.diverging_questions(session, row)
+
     def label(question_id: str) -> str:
         choice = choices[question_id]
         speed = f" · {choice.speedup:.2f}x" if choice.speedup is not None else ""
-        return f"{question_id} · {display_name(choice.subtask)}{speed}"
+        differs = " · differs from the baseline" if question_id in diverging else ""
+        return f"{question_id} · {display_name(choice.subtask)}{speed}{differs}"
 
-    question_id = st.selectbox("Question", list(choices), format_func=label, key="drill_question")
+    only_diverging = st.toggle(f"Only questions that differ from the baseline ({len(diverging)})",
+                               key="drill_diverging", disabled=not diverging,
+                               help="equal.py's list of questions whose output differs")
+    listed = [q for q in choices if q in diverging] if only_diverging else list(choices)
+    question_id = st.selectbox("Question", listed, format_func=label, key="drill_question")
     detail = queries.question_detail(session, row, question_id)
     figures = st.columns(4)
     if detail.result is not None:

@@ -26,7 +26,8 @@ import warnings
 from typing import Optional
 
 from evaluation.compare.equality import (COMPARE_AUTO, COMPARE_TEXT, COMPARE_TOKEN_IDS, EqualInputError,
-                                         EqualityResult, TurnDifference, compare_answers)
+                                         EqualityResult, TurnDifference, compare_answers, excerpt,
+                                         first_divergence)
 from evaluation.compare.near_ties import NEAR_TIE, REAL, UNKNOWN
 from evaluation.compare.tables import format_table
 from evaluation.record.answers import AnswerFileError, read_answer_file
@@ -71,6 +72,8 @@ def format_result(result: EqualityResult, max_shown: int = 20) -> str:
             lines.append(f"    {margin_note(d, result)}")
             lines.append(f"    baseline: {json.dumps(d.base_excerpt, ensure_ascii=False)}")
             lines.append(f"    method:   {json.dumps(d.excerpt, ensure_ascii=False)}")
+            if d.unit == "token":  # the ids say where; the text says what
+                lines += text_excerpt_lines(result, d)
         counts = result.verdict_counts()
         lines.append(f"First divergences: {counts[NEAR_TIE]} near-tie(s) (numerically fragile), "
                      f"{counts[REAL]} real difference(s), {counts[UNKNOWN]} unknown"
@@ -79,6 +82,22 @@ def format_result(result: EqualityResult, max_shown: int = 20) -> str:
     lines.append("")
     lines.append(EQUAL_LINE if result.all_equal else NOT_EQUAL_LINE)
     return "\n".join(lines)
+
+
+def text_excerpt_lines(result: EqualityResult, d: TurnDifference) -> list[str]:
+    """The two answers' text around their first differing character, for a difference found on
+    token ids (empty where a side has no such turn or the texts read the same)."""
+    texts = []
+    for answer_file in (result.base_file, result.method_file):
+        turns = answer_file.answers[d.question_id].turns
+        texts.append(turns[d.turn] if d.turn < len(turns) else None)
+    if None in texts:
+        return []
+    index = first_divergence(texts[1], texts[0])
+    if index is None:
+        return ["    text:     the two answers read the same (the tokens differ, the text does not)"]
+    return [f"    baseline text: {json.dumps(excerpt(texts[0], index, 'char'), ensure_ascii=False)}",
+            f"    method text:   {json.dumps(excerpt(texts[1], index, 'char'), ensure_ascii=False)}"]
 
 
 def margin_note(d: TurnDifference, result: EqualityResult) -> str:

@@ -62,7 +62,7 @@ def speedup_heatmap(rows: list[LeaderboardRow]) -> go.Figure:
         colorscale="RdBu", zmid=1.0, zmin=1.0 - reach, zmax=1.0 + reach,
         colorbar=dict(title="speedup"), xgap=2, ygap=2))
     figure.update_layout(title="Speedup per subtask (white = baseline speed)",
-                         height=120 + 32 * len(rows), **_LAYOUT)
+                         height=max(280, 140 + 32 * len(rows)), **_LAYOUT)
     figure.update_yaxes(autorange="reversed")
     return figure
 

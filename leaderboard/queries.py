@@ -372,6 +372,16 @@ def question_choices(session: Session, row: LeaderboardRow) -> list[QuestionChoi
     return [QuestionChoice(qid, subtask, speedups.get(qid)) for qid, subtask in answers]
 
 
+def diverging_questions(session: Session, row: LeaderboardRow) -> set[str]:
+    """Questions whose output equal.py found to differ from the baseline's (empty: not checked
+    or all equal)."""
+    return set(session.scalars(
+        select(Difference.question_id)
+        .join(EqualityCheck, Difference.check_id == EqualityCheck.id)
+        .where(EqualityCheck.run_id == row.method_run_id, EqualityCheck.base_run_id == row.base_run_id)
+    ))
+
+
 @dataclass
 class QuestionDetail:
     question_id: str

@@ -49,8 +49,17 @@ COLUMN_HELP: dict[str, str] = {
 }
 
 
+# Short header labels so that the table fits a laptop screen; the full name is in the help.
+SHORT_LABELS: dict[str, str] = {
+    "Multi-turn Conversation": "MT-bench", "Translation": "Transl.", "Summarization": "Summ.",
+    "Question Answering": "QA", "Mathematical Reasoning": "Math", "Retrieval-aug. Generation": "RAG",
+    MEAN_ACCEPTED: "Accepted/step", OVERALL_CI: "95% CI", BASE_TOKENS_PER_S: "Base tok/s",
+    TOKENS_PER_S: "Tok/s", DRAFT_ACCEPTANCE: "Draft acc.",
+}
+
+
 def subtask_help(subtask_name: str) -> str:
-    return (f"Speedup on the {subtask_name} questions (method tokens/s ÷ baseline tokens/s). "
+    return (f"{subtask_name}: speedup on these questions (method tokens/s ÷ baseline tokens/s). "
             "Highlighted only where its 95% interval, over more than one question, lies above "
             "1.00x and above every other row's.")
 

@@ -578,3 +578,13 @@ def test_a_quick_run_is_flagged_and_a_full_one_is_not():
                               "32 new tokens.")
     full = _row("pld", 1.5, six, spread=0.1, max_new_tokens=256)
     assert quick_run_warning([full]) is None
+
+
+def test_drill_down_can_list_only_the_questions_that_differ(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key="drill_method").set_value("sps").run()
+    assert len(app.selectbox(key="drill_question").options) > 1
+    app.toggle(key="drill_diverging").set_value(True).run()
+    options = app.selectbox(key="drill_question").options
+    assert len(options) == 1 and options[0].startswith(f"{DIVERGING_QUESTION} ·")
+    assert options[0].endswith("differs from the baseline")

@@ -236,3 +236,20 @@ def test_a_margins_list_must_have_one_entry_per_token(tmp_path):
     path = write_answer_file(tmp_path / "base.jsonl", records)
     with pytest.raises(AnswerFileError, match=r"base.jsonl:3: choices\[0\]: turn 1 has 11 logit_margins"):
         read_answer_file(path)
+
+
+def test_a_token_difference_is_printed_as_text_as_well(tmp_path, capsys):
+    base = write_answer_file(tmp_path / "vanilla.jsonl", baseline_records())
+    method = method_records()
+    choice = method[5]["choices"][0]
+    choice["token_ids"][0][2] += 1
+    choice["turns"][0] = choice["turns"][0].replace(" ", " slow ", 2).replace(" slow ", " ", 1)
+    m = write_answer_file(tmp_path / "pld.jsonl", method)
+    assert equal.main(["--jsonfile1", str(base), "--jsonfile2", str(m), "--no-db"]) == 1
+    out = capsys.readouterr().out
+    base_text = read_answer_file(base).answers["321"].turns[0]
+    index = first_divergence(choice["turns"][0], base_text)
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if "question 321 (qa) turn 1" in line)
+    assert lines[at + 4].startswith('    baseline text: "') and base_text[index:index + 5] in lines[at + 4]
+    assert lines[at + 5].startswith('    method text:   "') and "slow" in lines[at + 5]
