@@ -23,6 +23,8 @@ from leaderboard.divergence import divergence_verdict_text, first_difference, hi
 from leaderboard.filters import FILTER_LABELS, describe, format_value, options_for, question_set_text
 from leaderboard.queries import SELECTION_FIELDS, LeaderboardRow, Selection
 
+CONFIGURATIONS = "configurations"  # the Compare tab's choice of two rows of one leaderboard
+
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     # allow_abbrev=False and parse_known_args: under `pytest` the argv is pytest's own.
@@ -186,9 +188,17 @@ def charts_page(session: Session, rows: list[LeaderboardRow]) -> None:
         st.caption(f"No time split recorded for: {', '.join(untimed)}.")
 
 
-def compare_page(session: Session, selections: list[Selection], selection: Selection) -> None:
-    field = st.radio("Compare two", ["device_name", "model"], horizontal=True, key="compare_field",
-                     format_func=lambda f: {"device_name": "devices", "model": "models"}[f])
+COMPARED = {"device_name": "devices", "model": "models", "backend": "backends", "dtype": "dtypes",
+            CONFIGURATIONS: "configurations"}
+
+
+def compare_page(session: Session, selections: list[Selection], selection: Selection,
+                 rows: list[LeaderboardRow]) -> None:
+    field = st.radio("Compare two", list(COMPARED), horizontal=True, key="compare_field",
+                     format_func=COMPARED.get)
+    if field == CONFIGURATIONS:
+        compare_configurations(rows)
+        return
     fixed = {f: getattr(selection, f) for f in SELECTION_FIELDS if f != field}
     values = options_for(selections, field, fixed)
     if len(values) < 2:
@@ -213,6 +223,21 @@ def compare_page(session: Session, selections: list[Selection], selection: Selec
         st.caption(f"Measured on one side only: {', '.join(only)}.")
     st.plotly_chart(charts.overall_side_by_side(rows_a, rows_b, value_a, value_b),
                     key="chart_compare")
+
+
+def compare_configurations(rows: list[LeaderboardRow]) -> None:
+    """Two rows of this leaderboard (e.g. two parameter sets of one method) subtask by subtask."""
+    if len(rows) < 2:
+        st.info("This selection has only one method configuration.")
+        return
+    labels = [r.method for r in rows]
+    left, right = st.columns(2)
+    label_a = left.selectbox("A", labels, key="compare_config_a")
+    label_b = right.selectbox("B", [m for m in labels if m != label_a], key="compare_config_b")
+    a, b = rows[labels.index(label_a)], rows[labels.index(label_b)]
+    st.markdown(f"**A** = {label_a} ({tables.parameters_text(a.method_params)}) · "
+                f"**B** = {label_b} ({tables.parameters_text(b.method_params)})")
+    st.table(tables.styled_configuration_pair(tables.configuration_pair_frame(a, b)))
 
 
 def _turn_view(method_text: str, base_text: str, differences: list, turn: int,
@@ -311,7 +336,7 @@ def main() -> None:
             with pictures:
                 charts_page(session, rows)
             with compare:
-                compare_page(session, selections, selection)
+                compare_page(session, selections, selection, rows)
             with drill:
                 drill_down_page(session, rows)
     except SQLAlchemyError as error:  # e.g. the file was replaced by one of another schema

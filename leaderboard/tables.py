@@ -191,6 +191,26 @@ def styled_comparison(frame: pd.DataFrame) -> Styler:
     )
 
 
+SUBTASK = "Subtask"
+
+
+def configuration_pair_frame(a: LeaderboardRow, b: LeaderboardRow) -> pd.DataFrame:
+    """Two rows of one leaderboard subtask by subtask, with B's speedup relative to A's."""
+    records = []
+    for subtask in [*subtasks_of([a, b]), OVERALL_SUBTASK]:
+        value_a = _number(a.overall if subtask == OVERALL_SUBTASK else a.speedups.get(subtask))
+        value_b = _number(b.overall if subtask == OVERALL_SUBTASK else b.speedups.get(subtask))
+        records.append({SUBTASK: display_name(subtask), "A": value_a, "B": value_b,
+                        "B / A": value_b / value_a if value_a else math.nan})
+    records.append({SUBTASK: MEAN_ACCEPTED, "A": _number(a.mean_accepted_tokens),
+                    "B": _number(b.mean_accepted_tokens), "B / A": math.nan})
+    return pd.DataFrame.from_records(records, columns=[SUBTASK, "A", "B", "B / A"])
+
+
+def styled_configuration_pair(frame: pd.DataFrame) -> Styler:
+    return frame.style.hide(axis="index").format("{:.2f}", subset=["A", "B", "B / A"], na_rep="-")
+
+
 MISMATCH = "Settings that differ (method vs baseline)"
 BASELINE = "Baseline"
 

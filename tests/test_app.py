@@ -588,3 +588,20 @@ def test_drill_down_can_list_only_the_questions_that_differ(fixture_db, monkeypa
     options = app.selectbox(key="drill_question").options
     assert len(options) == 1 and options[0].startswith(f"{DIVERGING_QUESTION} ·")
     assert options[0].endswith("differs from the baseline")
+
+
+def test_compare_offers_backends_dtypes_and_two_configurations(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    assert app.radio(key="compare_field").options == ["devices", "models", "backends", "dtypes",
+                                                      "configurations"]
+    app.radio(key="compare_field").set_value("backend").run()
+    assert "Only one backend has results" in app.tabs[2].info[0].value
+    app.radio(key="compare_field").set_value("configurations").run()
+    app.selectbox(key="compare_config_a").set_value("eagle2").run()
+    app.selectbox(key="compare_config_b").set_value("pld").run()
+    table = shown(app.tabs[2].table[0]).set_index("Subtask")
+    expected = fixture_db.expected[(A100, VICUNA, 0.0)]
+    assert table.loc["Overall", "A"] == f"{expected['eagle2']['overall']:.2f}"
+    assert table.loc["Overall", "B"] == f"{expected['pld']['overall']:.2f}"
+    ratio = expected["pld"]["overall"] / expected["eagle2"]["overall"]
+    assert table.loc["Overall", "B / A"] == f"{ratio:.2f}"
