@@ -47,20 +47,23 @@ def first_run_page(database: ResultsDatabase) -> None:
         DatabaseStatus.EMPTY: "The results database is empty:",
         DatabaseStatus.NO_RESULTS: "No speed comparison has been imported yet into",
     }[database.status]
-    st.info(f"{where} `{database.display_url}`. Fill it in three steps, then reload this page.")
-    st.markdown("**1. Generate answers** for the baseline and the methods:")
-    st.code("./eval.sh", language="bash")
-    st.markdown("**2. Measure the speedup** of each method answer file against the baseline's:")
+    st.info(f"{where} `{database.display_url}`. One command fills it; reload this page after.")
+    st.markdown("**Run the baseline and every method, then measure and check them** (a first "
+                "try: one question per subtask, 32 new tokens, a few minutes on a laptop CPU; "
+                "without `--quick` the whole bundled set):")
+    st.code("./eval.sh --quick", language="bash")
+    st.markdown("`eval.sh` runs `evaluation/speed.py` (speedups) and `evaluation/equal.py` "
+                "(are the outputs equal to the baseline's?) on every answer file and stores both "
+                "(in `results/leaderboard.db`; `DB=PATH_OR_URL ./eval.sh` for another). **For answer files made another way** (Spec-Bench's own, another machine's), "
+                "run them yourself, one method file at a time:")
     st.code("python evaluation/speed.py \\\n"
-            "    --file-path data/spec_bench/model_answer/<model>-<method>.jsonl \\\n"
-            "    --base-path data/spec_bench/model_answer/<model>-vanilla.jsonl", language="bash")
-    st.markdown("**3. Check that the outputs are lossless** (equal to the baseline's; "
-                "`--jsonfile1` is the baseline, as in Spec-Bench):")
-    st.code("python evaluation/equal.py --file-path data/spec_bench/model_answer \\\n"
+            "    --file-path data/bundled/model_answer/<model>-<method>.jsonl \\\n"
+            "    --base-path data/bundled/model_answer/<model>-vanilla.jsonl", language="bash")
+    st.code("python evaluation/equal.py --file-path data/bundled/model_answer \\\n"
             "    --jsonfile1 <model>-vanilla.jsonl --jsonfile2 <model>-<method>.jsonl",
             language="bash")
-    st.caption("speed.py and equal.py write into the same database this page reads "
-               "(`--db` selects another one for both; see `--help`).")
+    st.caption("`--jsonfile1` is the baseline, as in Spec-Bench. speed.py and equal.py write into "
+               "the database this page reads (`--db` selects another one for both; see `--help`).")
 
 
 def broken_database_page(url: str, error: Exception) -> None:
