@@ -19,7 +19,7 @@ from evaluation.record.subtasks import display_name
 from leaderboard import charts, export, queries, tables
 from leaderboard.connection import DatabaseStatus, ResultsDatabase, open_for_reading
 from leaderboard.db import DatabaseError, normalise_url, open_database
-from leaderboard.divergence import divergence_verdict_text, first_difference, highlighted_html
+from leaderboard.divergence import divergence_verdict_text, first_difference, highlighted_html, steps_html
 from leaderboard.filters import FILTER_LABELS, describe, format_value, options_for, question_set_text
 from leaderboard.queries import SELECTION_FIELDS, LeaderboardRow, Selection
 
@@ -306,6 +306,11 @@ def drill_down_page(session: Session, rows: list[LeaderboardRow]) -> None:
                    detail.near_tie_threshold, detail.threshold_dtype)
     if lengths:
         st.plotly_chart(charts.accepted_per_step(lengths), key="chart_question_steps")
+    if lengths and detail.method_token_ids:
+        st.markdown("**What each decoding step committed** (token ids of the method's answer, "
+                    "one tint per step; hover a step for its size)")
+        st.markdown(steps_html([t for turn in detail.method_token_ids for t in turn], lengths),
+                    unsafe_allow_html=True)
 
 
 def main() -> None:

@@ -51,3 +51,27 @@ def divergence_verdict_text(verdict: str, base_margin: Optional[float],
     return ("Near-tie or real difference: unknown (the baseline recorded no logit margins "
             "there, or the runs' dtype is unknown).")
 
+
+
+# Alternating tints: neighbouring decoding steps stay apart however many there are.
+STEP_TINTS = ("#dbeafe", "#fde68a")
+
+
+def steps_html(token_ids: list[int], accept_lengths: list[int]) -> str:
+    """The turn's token ids grouped by the decoding step that committed them, each step tinted
+    and titled with its number and size: a long step is a well-guessed draft. Token ids past the
+    accept lengths (a file whose lengths do not cover the turn) are shown untinted."""
+    style = "font-family: ui-monospace, monospace; font-size: 0.8em; line-height: 1.9;"
+    parts, start = [], 0
+    for step, length in enumerate(accept_lengths):
+        ids = token_ids[start:start + length]
+        if not ids:
+            break
+        tint = STEP_TINTS[step % len(STEP_TINTS)]
+        parts.append(f'<span class="step" title="step {step + 1}: {len(ids)} token(s)" '
+                     f'style="background: {tint}; padding: 1px 3px; margin-right: 2px;">'
+                     f'{html.escape(" ".join(str(t) for t in ids))}</span>')
+        start += length
+    if start < len(token_ids):
+        parts.append(html.escape(" ".join(str(t) for t in token_ids[start:])))
+    return f'<div style="{style}">{" ".join(parts)}</div>'

@@ -389,6 +389,7 @@ class QuestionDetail:
     method_turns: list[str]
     base_turns: list[str]
     method_accept_lengths: list[int]
+    method_token_ids: Optional[list[list[int]]]  # per turn; None where the file has none
     method_error: Optional[str]
     base_error: Optional[str]
     result: Optional[QuestionResult]  # speed.py's per-question numbers, if written
@@ -428,6 +429,7 @@ def question_detail(session: Session, row: LeaderboardRow, question_id: str) -> 
         method_turns=list(method_answer.turns) if method_answer else [],
         base_turns=list(base_answer.turns) if base_answer else [],
         method_accept_lengths=list(method_answer.accept_lengths or []) if method_answer else [],
+        method_token_ids=method_answer.token_ids if method_answer else None,
         method_error=method_answer.error if method_answer else None,
         base_error=base_answer.error if base_answer else None,
         result=result,

@@ -605,3 +605,12 @@ def test_compare_offers_backends_dtypes_and_two_configurations(fixture_db, monke
     assert table.loc["Overall", "B"] == f"{expected['pld']['overall']:.2f}"
     ratio = expected["pld"]["overall"] / expected["eagle2"]["overall"]
     assert table.loc["Overall", "B / A"] == f"{ratio:.2f}"
+
+
+def test_steps_view_groups_token_ids_by_the_step_that_committed_them():
+    from leaderboard.divergence import steps_html
+
+    view = steps_html([11, 12, 13, 14, 15, 16], [3, 1, 1])
+    steps = re.findall(r'title="step (\d+): (\d+) token\(s\)"[^>]*>([^<]*)<', view)
+    assert steps == [("1", "3", "11 12 13"), ("2", "1", "14"), ("3", "1", "15")]
+    assert view.endswith(" 16</div>")  # not covered by the lengths: shown untinted
