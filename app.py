@@ -20,7 +20,8 @@ from leaderboard import charts, export, queries, tables
 from leaderboard.connection import DatabaseStatus, ResultsDatabase, open_for_reading
 from leaderboard.db import DatabaseError, normalise_url, open_database
 from leaderboard.divergence import divergence_verdict_text, first_difference, highlighted_html, steps_html
-from leaderboard.filters import FILTER_LABELS, describe, format_value, options_for, question_set_text
+from leaderboard.filters import (FILTER_LABELS, describe, format_value, measurement_text, options_for,
+                                 other_measurements, question_set_text)
 from leaderboard.queries import SELECTION_FIELDS, LeaderboardRow, Selection
 
 CONFIGURATIONS = "configurations"  # the Compare tab's choice of two rows of one leaderboard
@@ -123,7 +124,7 @@ COLUMN_WIDTHS = {tables.METHOD: 150, tables.EQUALITY: "medium", tables.NATIVE_CO
 
 
 def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
-                     unmatched: list[LeaderboardRow] = ()) -> None:
+                     unmatched: list[LeaderboardRow] = (), others: list[Selection] = ()) -> None:
     st.subheader("Leaderboard")
     quick = tables.quick_run_warning(rows)
     if quick:
@@ -150,6 +151,10 @@ def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
         st.caption(note)
     if unmatched:
         unmatched_section(unmatched)
+    if others:
+        st.caption("Not comparable with these rows, so ranked apart (choose them under Question "
+                   "set and Token cap in the sidebar): results of this setting measured on "
+                   + "; ".join(measurement_text(o) for o in others) + ".")
     markdown = export.leaderboard_markdown(rows, selection)
     left, right = st.columns(2)
     left.download_button("Download as Markdown (Leaderboard.md layout)", markdown,
@@ -340,7 +345,7 @@ def main() -> None:
             board, pictures, compare, drill = st.tabs(
                 ["Leaderboard", "Charts", "Compare", "Question drill-down"])
             with board:
-                leaderboard_page(rows, selection, unmatched)
+                leaderboard_page(rows, selection, unmatched, other_measurements(selections, selection))
             with pictures:
                 charts_page(session, rows)
             with compare:

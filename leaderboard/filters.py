@@ -53,3 +53,20 @@ def question_set_text(question_set: str) -> str:
 def describe(selection: Selection) -> str:
     """One line naming a selection, for captions and headings."""
     return " · ".join(format_value(name, getattr(selection, name)) for name in SELECTION_FIELDS)
+
+
+# What makes rows comparable beyond the setting itself: the questions asked and the token cap.
+MEASUREMENT_FIELDS = ("question_set", "max_new_tokens")
+
+
+def other_measurements(selections: Iterable[Selection], selection: Selection) -> list[Selection]:
+    """Selections of the same setting (device, model, ...) measured on another question set or
+    token cap: results that exist but are never ranked with this selection's rows."""
+    same = [name for name in SELECTION_FIELDS if name not in MEASUREMENT_FIELDS]
+    return [s for s in selections if s != selection
+            and all(getattr(s, name) == getattr(selection, name) for name in same)]
+
+
+def measurement_text(selection: Selection) -> str:
+    return (f"{question_set_text(selection.question_set)}, token cap "
+            f"{format_value('max_new_tokens', selection.max_new_tokens)}")

@@ -614,3 +614,35 @@ def test_steps_view_groups_token_ids_by_the_step_that_committed_them():
     steps = re.findall(r'title="step (\d+): (\d+) token\(s\)"[^>]*>([^<]*)<', view)
     assert steps == [("1", "3", "11 12 13"), ("2", "1", "14"), ("3", "1", "15")]
     assert view.endswith(" 16</div>")  # not covered by the lengths: shown untinted
+
+
+def test_other_question_sets_of_the_same_setting_are_named_not_ranked():
+    from dataclasses import replace
+
+    from leaderboard.filters import measurement_text, other_measurements
+
+    shown_one = fixture_selection(A100, VICUNA)
+    four = replace(shown_one, question_set="4:abcdef0123456789")
+    short = replace(shown_one, max_new_tokens=32)
+    elsewhere = replace(four, device_name=RTX3090)
+    assert other_measurements([shown_one, four, short, elsewhere], shown_one) == [four, short]
+    assert measurement_text(four) == "4 questions (set abcdef01), token cap 1024 tokens"
+
+
+def test_the_page_names_results_of_the_same_setting_on_other_questions(tmp_path, monkeypatch):
+    from evaluation import speed
+    from tests.answer_fixtures import QUESTIONS, synthetic_run, write_answer_file
+
+    db = str(tmp_path / "results.db")
+    for name, questions in (("all", QUESTIONS), ("four", QUESTIONS[:4])):
+        base = write_answer_file(tmp_path / f"vanilla-{name}.jsonl", synthetic_run(
+            method="vanilla", accept=1, draft_length=0, questions=questions))
+        pld = write_answer_file(tmp_path / f"pld-{name}.jsonl", synthetic_run(questions=questions))
+        assert speed.main(["--file-path", str(pld), "--base-path", str(base), "--db", db]) == 0
+    app = run_app(monkeypatch, "--db", db)
+    shown_set = app.selectbox(key="filter_question_set").value
+    other = [c.value for c in app.tabs[0].caption if c.value.startswith("Not comparable")]
+    assert len(other) == 1
+    expected_other = f"{len(QUESTIONS)} questions" if shown_set.startswith("4:") else "4 questions"
+    assert expected_other in other[0]
+    assert list(shown(leaderboard_table(app))["Method"]) == ["pld"]  # one row: its own set only
