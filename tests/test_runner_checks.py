@@ -267,3 +267,34 @@ def test_a_trained_method_on_another_model_without_weights_fails_before_the_mode
     assert f"--method {method} on {tiny_folder}" in err and flag in err
     assert run(tiny_folder, questions, tmp_path / "a.jsonl", method, flag, str(tmp_path / "none")) == 2
     assert f"{flag} {tmp_path / 'none'}: no such folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ float options: finite and in range
+@pytest.mark.parametrize("extra, message", [
+    (["--temperature", "nan"], "--temperature nan: must be a finite number >= 0"),
+    (["--temperature", "inf"], "--temperature inf: must be a finite number >= 0"),
+    (["--temperature", "-0.5"], "--temperature -0.5: must be a finite number >= 0"),
+    (["--top-p", "nan"], "--top-p nan: must be a number in (0, 1]"),
+    (["--top-k", "-1"], "--top-k -1: must be at least 0"),
+])
+def test_a_nan_or_out_of_range_sampling_option_is_refused_before_the_model_loads(
+        tiny_folder, questions, tmp_path, capsys, no_model_load, extra, message):
+    assert run(tiny_folder, questions, tmp_path / "a.jsonl", "vanilla", *extra) == 2
+    assert f"error: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["medusa", "hydra"])
+@pytest.mark.parametrize("option, value, message", [
+    ("posterior-threshold", "nan", "must be a probability in [0, 1]"),
+    ("posterior-threshold", "-0.1", "must be a probability in [0, 1]"),
+    ("posterior-threshold", "1.5", "must be a probability in [0, 1]"),
+    ("posterior-alpha", "nan", "must be a finite number >= 0"),
+    ("posterior-alpha", "-1.0", "must be a finite number >= 0"),
+    ("posterior-alpha", "inf", "must be a finite number >= 0"),
+])
+def test_a_nan_or_negative_typical_threshold_is_refused_naming_it(method, option, value, message):
+    flag = f"--{method}-{option}"
+    args = inference.build_parser().parse_args(["--method", method, flag, value])
+    with pytest.raises(ValueError) as caught:
+        answering.drafter_class(method).check_args(args)
+    assert str(caught.value) == f"{flag} {value}: {message}"
