@@ -89,12 +89,16 @@ def _text(value: Any) -> Optional[str]:
 
 
 def _check_storable(answer_file: AnswerFile) -> None:
-    """Numbers the database cannot hold (NaN, infinity) are refused before anything is written."""
+    """Times the database must not hold are refused before anything is written: NaN and infinity
+    (it cannot hold them) and negative seconds (no clock gives them; stored, they would make every
+    figure built on them wrong)."""
     for qid, answer in answer_file.answers.items():
         for name in ("wall_time", "prefill_time", "draft_time", "verify_time"):
-            if any(not math.isfinite(x) for x in getattr(answer, name) or []):
-                raise StoreError(f"{answer_file.path}: question {qid}: {name} is not a finite "
-                                 f"number; fix the file (or use --no-db)")
+            for turn, seconds in enumerate(getattr(answer, name) or [], start=1):
+                if not (math.isfinite(seconds) and seconds >= 0):
+                    raise StoreError(f"{answer_file.path}:{answer.line}: question {qid} turn {turn}: {name} "
+                                     f"{seconds!r} is not a non-negative number of seconds; fix or answer "
+                                     f"that question again (or use --no-db)")
 
 
 def _optional_sum(values: Optional[list]) -> Optional[float]:
