@@ -249,3 +249,56 @@ def test_backend_is_recorded_and_both_backends_give_the_same_answers(tiny_folder
     auto = json.loads((tmp_path / "auto.jsonl").read_text().splitlines()[0])
     assert auto["environment"]["backend"] == "lean"
     assert run(tiny_folder, questions, tmp_path / "hf.jsonl", "pld", "--backend", "lean") == 2
+
+
+def test_a_full_disk_while_appending_is_one_line_and_a_rerun_resumes(tiny_folder, questions, tmp_path, monkeypatch,
+                                                                     capsys):
+    """The second answer meets a full disk half-way through its line: the run stops with one
+    sentence, the first answer stays, and the same command run again completes the file."""
+    import errno
+    import pathlib
+
+    answer = tmp_path / "a.jsonl"
+    real_open = pathlib.Path.open
+    appends = []
+
+    class HalfWriteThenFull:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:len(text) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def open_with_a_full_disk(self, mode="r", *args, **kwargs):
+        f = real_open(self, mode, *args, **kwargs)
+        if self == answer and mode == "a":
+            appends.append(self)
+            if len(appends) == 2:
+                return HalfWriteThenFull(f)
+        return f
+
+    monkeypatch.setattr(pathlib.Path, "open", open_with_a_full_disk)
+    assert run(tiny_folder, questions, answer, "vanilla") == 2
+    err = capsys.readouterr().err
+    line = [l for l in err.splitlines() if l.startswith("error:")]
+    assert line == [f"error: cannot write answers to {answer}: No space left on device; the answers written "
+                    f"before this one are kept (a line cut short is set aside, not read as an answer): free "
+                    f"space or fix the cause, then run the same command again to resume"]
+    assert "Traceback" not in err
+    first = answer.read_text().splitlines()
+    assert json.loads(first[0])["question_id"] == 1 and len(first) == 2  # the cut line follows
+
+    monkeypatch.undo()
+    assert run(tiny_folder, questions, answer, "vanilla") == 0
+    records = read(answer)
+    assert [r["question_id"] for r in records] == [1, 2, 3]
+    assert records[0] == json.loads(first[0])  # the first answer kept, not answered again
+    assert (tmp_path / "a.jsonl.bad").read_text().startswith('{"question_id": 2')
