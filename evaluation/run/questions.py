@@ -51,6 +51,8 @@ def question_file_for_bench(bench_name: str) -> Path:
         raise QuestionFileError(f"invalid bench name {bench_name!r}: expected a folder name under data/")
     path = DATA_DIR / bench_name / QUESTION_FILE_NAME
     if path.is_file():
+        if bench_name == SPEC_BENCH:
+            check_spec_bench_checksum(path)
         return path
     if bench_name == SPEC_BENCH:
         raise QuestionFileError(
@@ -63,6 +65,21 @@ def question_file_for_bench(bench_name: str) -> Path:
         f"no question file for bench {bench_name!r} (looked for {path}); "
         f"benches with a question file: {', '.join(available) or 'none'}"
     )
+
+
+def check_spec_bench_checksum(path: Path) -> None:
+    """The runner answers `--bench-name spec_bench` only from the pinned file fetch_questions
+    verified: an edited or damaged copy would give results that look like Spec-Bench's and are not."""
+    # Imported here: fetch_questions imports this module, and holds the one pinned checksum.
+    from evaluation import fetch_questions
+
+    expected = fetch_questions.SPEC_BENCH_SHA256
+    found = fetch_questions.sha256_of(path)
+    if found != expected:
+        raise QuestionFileError(
+            f"{path}: sha256 {found[:12]}... is not the pinned Spec-Bench question file's ({expected[:12]}...): "
+            f"it was edited or damaged; run `{FETCH_COMMAND}` to fetch it again (or pass an edited "
+            f"file of your own with --question-file)")
 
 
 def load_questions(
