@@ -170,6 +170,10 @@ def _schema_state(connection: Connection, url) -> bool:
     found = _stored_version(connection, url)
     if found is None:
         return False
+    if found > SCHEMA_VERSION:  # not "old": an older checkout must neither touch nor misread it
+        raise DatabaseError(f"results database {url!r} has schema version {found}, newer than this code's "
+                            f"{SCHEMA_VERSION}: it was written by a newer version of this project; update "
+                            f"this checkout (git pull) to read or write it, or point --db at another database")
     if found != SCHEMA_VERSION:
         advice = ("; speed.py and equal.py upgrade it in place (nothing stored is lost) when they next "
                   "write to it" if upgradable(found) else

@@ -236,6 +236,23 @@ def test_old_schema_version_is_a_clear_error(pair, capsys, db_url):
     assert snapshot(db) == before
 
 
+def test_a_newer_schema_is_called_newer_and_left_untouched(pair, capsys, db_url):
+    db = db_url
+    open_database(str(db))
+    newer = SCHEMA_VERSION + 1
+    engine = _engine(db)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE schema_info SET value = :v WHERE key = 'schema_version'"), {"v": str(newer)})
+    engine.dispose()
+    before = snapshot(db)
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert (f"has schema version {newer}, newer than this code's {SCHEMA_VERSION}: it was written by a newer "
+            f"version of this project; update this checkout") in err
+    assert "old file" not in err and "re-import" not in err and "Traceback" not in err
+    assert snapshot(db) == before
+
+
 def test_the_previous_schema_is_upgraded_in_place_keeping_what_it_holds(pair, capsys, db_url):
     """A database of schema 4 (before comparisons recorded their device type) is brought up to
     date by the next writer; its rows stay, readers are told what to do until then."""
