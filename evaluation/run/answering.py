@@ -101,6 +101,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
         choice["draft_tokens"].append(stats.draft_tokens)
         choice["prompt_tokens"].append(len(prompt))
         choice["logit_margins"].append(compact_margins(stats.margins))
+        choice["stop_reason"].append(stats.stop_reason)
         if drafter_stats:  # only drafters that count something (samd's draft sources) add the field
             choice.setdefault(DRAFTER_STATS_FIELD, []).append(drafter_stats)
     record = {"question_id": question.question_id, "category": question.category,
