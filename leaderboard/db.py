@@ -99,7 +99,7 @@ def _bound_every_call(engine: Engine, timeout: float) -> None:
                 try:
                     return call(cursor_or_connection, *args, **kwargs)
                 except dbapi.Error as exc:
-                    if not entry[2]:
+                    if not entry.cut:
                         raise
                     raise dbapi.OperationalError(
                         f"no answer from the database server within {timeout:g} s (stopped or "

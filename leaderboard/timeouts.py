@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Optional
 
 # No statement of ours takes long; one that does is waiting on something that will not come.
@@ -65,20 +66,29 @@ def add_db_timeout_option(parser) -> None:
                              f"{DEFAULT_DB_TIMEOUT_S:g})")
 
 
+@dataclass
+class Deadline:
+    """One call in flight: when its socket is cut, and whether it was."""
+
+    expires: float  # time.monotonic() seconds
+    fd: int
+    cut: bool = False
+
+
 class Watchdog:
     """One thread for the whole process that cuts the socket of a call past its deadline."""
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._armed: dict[int, list] = {}  # token -> [deadline, socket fd, cut]
+        self._armed: dict[int, Deadline] = {}
         self._next = 0
         self._thread: Optional[threading.Thread] = None
 
     @contextmanager
     def bounded(self, fd: int, seconds: float):
-        """Run the body with ``fd``'s socket cut after ``seconds``; yields the entry whose last
-        item says whether it was cut."""
-        entry = [time.monotonic() + seconds, fd, False]
+        """Run the body with ``fd``'s socket cut after ``seconds``; yields its Deadline, whose
+        ``cut`` says afterwards whether the watchdog cut it."""
+        entry = Deadline(time.monotonic() + seconds, fd)
         with self._changed:
             token, self._next = self._next, self._next + 1
             self._armed[token] = entry
@@ -97,10 +107,10 @@ class Watchdog:
             while True:
                 now = time.monotonic()
                 for entry in self._armed.values():
-                    if not entry[2] and entry[0] <= now:
-                        entry[2] = True
-                        _shut_down(entry[1])
-                pending = [e[0] for e in self._armed.values() if not e[2]]
+                    if not entry.cut and entry.expires <= now:
+                        entry.cut = True
+                        _shut_down(entry.fd)
+                pending = [e.expires for e in self._armed.values() if not e.cut]
                 self._changed.wait(timeout=max(0.0, min(pending) - now) if pending else None)
 
 
