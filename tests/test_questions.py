@@ -331,14 +331,12 @@ def test_bundled_set_gives_one_question_of_each_of_its_eight_subtasks():
 def test_a_tampered_spec_bench_file_is_refused_with_how_to_fetch_it_again(tmp_path, monkeypatch):
     import hashlib
 
-    from evaluation import fetch_questions
-
     monkeypatch.setattr(qs, "DATA_DIR", tmp_path)
     path = tmp_path / "spec_bench" / "question.jsonl"
     path.parent.mkdir()
     pinned = line(**GOOD) + "\n"
     path.write_text(pinned)
-    monkeypatch.setattr(fetch_questions, "SPEC_BENCH_SHA256", hashlib.sha256(pinned.encode()).hexdigest())
+    monkeypatch.setattr(qs, "SPEC_BENCH_SHA256", hashlib.sha256(pinned.encode()).hexdigest())
     assert question_file_for_bench("spec_bench") == path  # the pinned file passes
     path.write_text(pinned.replace("?", "!") + line(**{**GOOD, "question_id": 2}) + "\n")
     with pytest.raises(QuestionFileError) as caught:

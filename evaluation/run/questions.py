@@ -9,6 +9,7 @@ benchmark run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ QUESTION_FILE_NAME = "question.jsonl"
 # The public Spec-Bench file is fetched for users, never shipped (see evaluation/fetch_questions.py).
 SPEC_BENCH = "spec_bench"
 FETCH_COMMAND = "python -m evaluation.fetch_questions"
+# The SHA-256 of Spec-Bench's question file at the commit fetch_questions pins: the runner and
+# fetch_questions both refuse any other file under data/spec_bench/.
+SPEC_BENCH_SHA256 = "4b6d33e79484f9841c487ee87d1cf6aa8c6066f61d5d482ff09e5a007fafdf04"
 
 # A bench name is a folder under data/; anything else (slashes, "..") is a typo or worse.
 _BENCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -70,16 +74,20 @@ def question_file_for_bench(bench_name: str) -> Path:
 def check_spec_bench_checksum(path: Path) -> None:
     """The runner answers `--bench-name spec_bench` only from the pinned file fetch_questions
     verified: an edited or damaged copy would give results that look like Spec-Bench's and are not."""
-    # Imported here: fetch_questions imports this module, and holds the one pinned checksum.
-    from evaluation import fetch_questions
-
-    expected = fetch_questions.SPEC_BENCH_SHA256
-    found = fetch_questions.sha256_of(path)
-    if found != expected:
+    found = sha256_of(path)
+    if found != SPEC_BENCH_SHA256:
         raise QuestionFileError(
-            f"{path}: sha256 {found[:12]}... is not the pinned Spec-Bench question file's ({expected[:12]}...): "
+            f"{path}: sha256 {found[:12]}... is not the pinned Spec-Bench question file's ({SPEC_BENCH_SHA256[:12]}...): "
             f"it was edited or damaged; run `{FETCH_COMMAND}` to fetch it again (or pass an edited "
             f"file of your own with --question-file)")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_questions(
