@@ -9,7 +9,6 @@ benchmark run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Iterable
 
 from evaluation.record.subtasks import KNOWN_CATEGORIES, subtask_of
+from methods.core.file_hash import file_sha256 as sha256_of
 from methods.core.paths import DATA_DIR
 
 QUESTION_FILE_NAME = "question.jsonl"
@@ -80,14 +80,6 @@ def check_spec_bench_checksum(path: Path) -> None:
             f"{path}: sha256 {found[:12]}... is not the pinned Spec-Bench question file's ({SPEC_BENCH_SHA256[:12]}...): "
             f"it was edited or damaged; run `{FETCH_COMMAND}` to fetch it again (or pass an edited "
             f"file of your own with --question-file)")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_questions(
