@@ -75,6 +75,7 @@ class SuffixDrafter(Drafter):
         self.response: Optional[list[int]] = None  # the answer being generated (also in answer_index)
         self.request = CountingSuffixAutomaton()
         self.matcher = StaticMatcher(corpus) if corpus is not None else None
+        self._make_views(None)
         self.counts = dict.fromkeys(SOURCES, 0)
         self.last: Speculation = Speculation()
         self.last_source = "none"
@@ -90,9 +91,12 @@ class SuffixDrafter(Drafter):
         if self.answer_index is not None:
             self._make_room()
             self.response = []
-        self.request_view = IndexView(None, self.request, session.vocab_size)
-        self.global_view = IndexView(self.corpus, self.answer_index, session.vocab_size)
+        self._make_views(session.vocab_size)
         self.counts = dict.fromkeys(SOURCES, 0)
+
+    def _make_views(self, vocab_size: Optional[int]) -> None:
+        self.request_view = IndexView(None, self.request, vocab_size)
+        self.global_view = IndexView(self.corpus, self.answer_index, vocab_size)
 
     def accept(self, step: StepResult) -> None:
         self._add(step.committed)
@@ -149,7 +153,7 @@ class SuffixDrafter(Drafter):
                          open_length=len(self.response) if self.response is not None else 0)
         if glob is not None:
             return glob, "global"
-        if local is not None and local.tokens:
+        if local is not None:  # a draft is kept only with a positive score: it has tokens
             return local, "request"
         return Speculation(), "none"
 
