@@ -32,7 +32,8 @@ import torch
 from tqdm import tqdm
 
 from methods.core.drafter import DecodingConfig, DraftSession, StepResult
-from methods.drafters.rest_datastore import BUNDLED_CORPUS, HELDOUT, read_records
+from methods.core.paths import BUNDLED_CORPUS
+from methods.drafters.rest_datastore import HELDOUT, read_records
 
 
 def accepted_path(tree, truth: list[int]) -> list[int]:

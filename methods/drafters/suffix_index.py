@@ -43,14 +43,13 @@ File format (version 1, little-endian, our own; methods/drafters/array_file.py's
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from methods.drafters.array_file import read_named_arrays, write_arrays
+from methods.drafters.array_file import read_named_arrays, read_or_build, write_arrays
 from methods.drafters.suffix_automaton import (SEPARATOR, SuffixAutomaton, automaton_of_documents, edge_lookup,
                                                flat_edges)
 
@@ -195,19 +194,24 @@ def cached_index_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Pa
 
 def corpus_index(tokenizer, corpus: Path) -> CorpusSuffixIndex:
     """The index of a conversation corpus's train split for this tokenizer (the documents of REST's
-    datastore and SAM-Decoding's automaton), built on first use, cached, memory-mapped."""
-    from methods.drafters.rest_datastore import corpus_entries, default_mode, tokenizer_fingerprint
-
+    datastore and SAM-Decoding's automaton), built on first use, cached, memory-mapped; a damaged
+    cached index is built again."""
     corpus = Path(corpus)
     if not corpus.is_file():
         raise FileNotFoundError(f"SuffixDecoding's corpus {corpus} is missing")
-    path = cached_index_path(corpus, tokenizer)
-    if not path.is_file():
-        print(f"Building the suffix index of {corpus.name} once; cached in {path}", file=sys.stderr)
-        mode = default_mode(tokenizer)
-        entries = corpus_entries(corpus, tokenizer, mode, include_heldout=False, progress=False)
-        meta = {"source": corpus.name, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), "mode": mode,
-                "include_heldout": False}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_corpus_index(build_corpus_index(entries, meta), path)
-    return read_corpus_index(path)
+    return read_or_build(cached_index_path(corpus, tokenizer), read_corpus_index,
+                         lambda path: build_from_corpus(corpus, tokenizer, path),
+                         f"suffix index of {corpus.name}")
+
+
+def build_from_corpus(corpus: Path, tokenizer, out: Path) -> CorpusSuffixIndex:
+    """The index of a conversation corpus's train split, written to ``out``."""
+    from methods.drafters.rest_datastore import corpus_entries, default_mode, tokenizer_fingerprint
+
+    mode = default_mode(tokenizer)
+    entries = corpus_entries(Path(corpus), tokenizer, mode, include_heldout=False, progress=False)
+    meta = {"source": Path(corpus).name, "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer), "mode": mode,
+            "include_heldout": False}
+    index = build_corpus_index(entries, meta)
+    write_corpus_index(index, out)
+    return index
