@@ -82,6 +82,14 @@ def test_every_method_writes_the_baseline_answers_in_spec_bench_schema(tiny_fold
             assert all(n <= 24 for n in choice["new_tokens"])
             assert record["method"] == method and record["environment"]["dtype"] == "float64"
             assert all(t > 0 for t in choice["wall_time"])
+            # Each verification forward carries the root and the draft tree.
+            assert sum(choice["forward_tokens"]) >= sum(choice["decoding_steps"])
+    # The longest draft, as each drafter declares it, is recorded with the method's parameters.
+    params = {method: records[0]["method_params"] for method, records in results.items()}
+    assert params["vanilla"]["max_draft_length"] == 0
+    assert params["pld"]["max_draft_length"] == params["pld"]["num_pred"]
+    expected_sps = None if params["sps"]["schedule"] == "heuristic" else params["sps"]["gamma"]
+    assert params["sps"]["max_draft_length"] == expected_sps
 
 
 def test_rerun_skips_answered_questions_and_keeps_one_sorted_line_each(tiny_folder, questions, tmp_path):

@@ -46,6 +46,7 @@ PER_TURN_EXTRA_FIELDS: dict[str, type] = {
     "draft_time": float,
     "verify_time": float,
     "draft_tokens": int,
+    "forward_tokens": int,  # tokens through the target in the turn's verification forwards
     "prompt_tokens": int,
     "logit_margins": list,
 }

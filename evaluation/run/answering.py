@@ -98,6 +98,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
         choice["draft_time"].append(stats.draft_time)
         choice["verify_time"].append(stats.verify_time)
         choice["draft_tokens"].append(stats.draft_tokens)
+        choice["forward_tokens"].append(stats.forward_tokens)
         choice["prompt_tokens"].append(len(prompt))
         choice["logit_margins"].append(compact_margins(stats.margins))
         if drafter_stats:  # only drafters that count something (samd's draft sources) add the field
@@ -143,6 +144,14 @@ def check_args(args) -> None:
                          "template with {method} (e.g. mymodel-{method}-float32) and no --answer-file")
 
 
+def recorded_params(drafter) -> dict:
+    """The method's parameters as recorded with its answers, with the longest draft the drafter
+    declares (its chain and its forward's size), which system efficiency and the verification
+    cost curve read: a figure from the drafter itself, never guessed from parameter names."""
+    return {**drafter.params(), "max_draft_length": drafter.max_draft_length(),
+            "max_draft_tokens": drafter.max_draft_tokens()}
+
+
 def run_settings(args, method: str, model_id: str, environment: dict) -> dict:
     """The fields of every answer line that say which run it belongs to (record/schema.py)."""
     return {"model_id": model_id, "method": method, "bench_name": args.bench_name,
@@ -180,7 +189,7 @@ def load_answerer(args, planned, placement: dict | None = None) -> Answerer:
     for method, model_id, answer_file in planned:
         drafter = drafter_class(method).from_args(args, model, tokenizer)
         common = run_settings(args, method, model_id, environment) | {
-            "method_params": drafter.params(), "conv_template": conv_template,
+            "method_params": recorded_params(drafter), "conv_template": conv_template,
             "lossy": bool(drafter.lossy),
         }
         lanes.append(Lane(method, drafter, answer_file, common, set()))
