@@ -90,6 +90,23 @@ def test_every_method_writes_the_baseline_answers_in_spec_bench_schema(tiny_fold
     assert params["pld"]["max_draft_length"] == params["pld"]["num_pred"]
     expected_sps = None if params["sps"]["schedule"] == "heuristic" else params["sps"]["gamma"]
     assert params["sps"]["max_draft_length"] == expected_sps
+    # Each run measured its device's verification cost curve up to its largest forward, once,
+    # and wrote it into every line.
+    for method, records in results.items():
+        curves = [r["verify_cost"] for r in records]
+        assert all(c == curves[0] for c in curves)
+        curve = curves[0]
+        assert curve["tokens"][0] == 1 and curve["relative"][0] == 1.0
+        assert all(s > 0 for s in curve["seconds"]) and curve["repeats"] == 3
+        nodes = params[method]["max_draft_tokens"]
+        largest = max(2, (15 if nodes is None else nodes) + 1)  # no bound: up to 16 tokens
+        assert curve["tokens"][-1] == largest, method
+
+
+def test_cost_curve_can_be_left_out(tiny_folder, questions, tmp_path):
+    answer = tmp_path / "pld.jsonl"
+    assert run(tiny_folder, questions, answer, "pld", "--cost-curve-repeats", "0") == 0
+    assert all("verify_cost" not in r for r in read(answer))
 
 
 def test_rerun_skips_answered_questions_and_keeps_one_sorted_line_each(tiny_folder, questions, tmp_path):

@@ -113,6 +113,10 @@ RUN_FIELDS: tuple[RunField, ...] = (
     RunField("environment", (dict,)),
     # Where this line was answered: node, device (and Ray worker); speed.py pairs by it.
     RunField("placement", (dict,)),
+    # The device's verification cost curve, measured before the run's first question
+    # (evaluation/run/verify_cost.py): {"tokens", "seconds", "relative", "context_tokens",
+    # "repeats", "measured_in_s"}. A resumed run measures again, so not part of the identity.
+    RunField("verify_cost", (dict,), per_device=True),
     RunField("error", _TEXT),  # present only when the question failed
 )
 FIELDS_BY_NAME: dict[str, RunField] = {f.name: f for f in RUN_FIELDS}

@@ -20,6 +20,7 @@ import time
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import shortuuid
@@ -30,6 +31,7 @@ from evaluation.record.schema import (CHOICE_FIELDS, DRAFTER_STATS_FIELD, IDENTI
                                       check_written_line)
 from evaluation.run.answer_file import append_answer, check_same_run, check_writable, finalise_answer_file
 from evaluation.run.environment import describe_device, describe_environment
+from evaluation.run.verify_cost import DEFAULT_REPEATS, measure_for_run
 from evaluation.run.questions import (QuestionFileError, first_per_subtask, load_questions,
                                       question_file_for_bench)
 from methods.core.conversation import new_conversation, resolve_template
@@ -137,6 +139,9 @@ def check_args(args) -> None:
         raise ValueError("--max-new-tokens must be at least 1")
     if args.warmup < 0:
         raise ValueError(f"--warmup {args.warmup}: must be at least 0 (0 = no warm-up)")
+    if args.cost_curve_repeats < 0:
+        raise ValueError(f"--cost-curve-repeats {args.cost_curve_repeats}: must be at least 0 "
+                         f"(0 = do not measure the cost curve)")
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
         raise ValueError("need --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
     if len(args.method) > 1 and (args.answer_file or (args.model_id and "{method}" not in args.model_id)):
@@ -172,6 +177,9 @@ class Answerer:
     args: argparse.Namespace
     placement: dict  # where the answers are computed: node, device (and worker when sharded)
     loaded: object
+    # The device's verification cost curve (evaluation/run/verify_cost.py), measured before the
+    # first question and written into every answer line; {} once measured or skipped.
+    verify_cost: Optional[dict] = None
 
 
 def load_answerer(args, planned, placement: dict | None = None) -> Answerer:
@@ -209,6 +217,10 @@ def answer_lanes(answerer: Answerer, question, index: int, methods: set):
     """Answer one question with each lane whose method is in ``methods``; yields (lane, record),
     each record a complete answer line, as soon as it is made."""
     lanes = answerer.lanes
+    if answerer.verify_cost is None:  # before the first question, after any warm-up
+        curve = measure_for_run(answerer.engine, [lane.drafter for lane in lanes],
+                                answerer.args.cost_curve_repeats)
+        answerer.verify_cost = curve or {}
     # Rotate the order so that no method always runs first (right after a cold cache or a
     # pause) on an interleaved run.
     shift = index % len(lanes)
@@ -218,6 +230,8 @@ def answer_lanes(answerer: Answerer, question, index: int, methods: set):
         record = answer_question(answerer.engine, lane.drafter, answerer.tokenizer, answerer.model,
                                  question, answerer.config, answerer.args)
         record.update(lane.common)
+        if answerer.verify_cost:
+            record["verify_cost"] = answerer.verify_cost
         record["placement"] = answerer.placement
         record["tstamp"] = time.time()
         check_written_line(record)
