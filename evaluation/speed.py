@@ -108,8 +108,36 @@ def format_report(report: SpeedReport) -> str:
         lines.append("Acceptance-length histogram (overall, steps): " + "  ".join(
             f"{k}: {n}" for k, n in overall.acceptance_length_histogram.items()))
     lines.append("")
+    lines += prediction_lines(report)
+    lines.append("")
     lines += spec_bench_lines(report)
     return "\n".join(lines)
+
+
+def prediction_lines(report: SpeedReport) -> list[str]:
+    """The device's cost curve and each subtask's predicted speedup beside the measured one."""
+    curve = report.verify_cost
+    if not curve:
+        return ["Predicted speedup: not computed, the method run measured no verification cost "
+                "curve (older runs, Spec-Bench's files, or --cost-curve-repeats 0)"]
+    lines = ["Verification cost curve of this device (a k-token forward against a 1-token one, "
+             f"{curve['context_tokens']} tokens of context): " + "  ".join(
+                 f"{k}: {c:.2f}x" for k, c in zip(curve["tokens"], curve["relative"]))]
+    rows = []
+    for s in report.subtasks:
+        p = s.prediction
+        if p is None or p.predicted_speedup is None:
+            rows.append([s.display_name, number(s.speedup, 3, suffix="x"), "-", "-",
+                         p.unavailable if p is not None else "-"])
+            continue
+        rows.append([s.display_name, number(p.measured_speedup, 3, suffix="x"),
+                     number(p.predicted_speedup, 3, suffix="x"), f"{p.gap:+.1%}",
+                     "MORE THAN 10% OFF" if p.flagged else "within 10%"])
+    lines.append("Predicted speedup = AL pooled / (cost of its forward + draft time / the baseline's "
+                 "decode time per token) (docs/evaluation.md):")
+    lines.append(format_table(["Subtask", "Measured", "Predicted", "Measured vs predicted",
+                               "Check"], rows))
+    return lines
 
 
 def milliseconds(seconds: Optional[float]) -> Optional[float]:

@@ -617,3 +617,43 @@ def test_conditional_acceptance_and_pooled_versus_per_request(tmp_path):
     assert fb.mean_acceptance_length == pytest.approx(2.0)
     assert fa.mean_acceptance_length_per_request == pytest.approx(2.5)
     assert fb.mean_acceptance_length_per_request == pytest.approx(2.0)
+
+
+CURVE = {"tokens": [1, 2, 4, 8], "seconds": [0.01, 0.011, 0.012, 0.02],
+         "relative": [1.0, 1.1, 1.2, 2.0], "context_tokens": 128, "repeats": 3, "measured_in_s": 1.0}
+
+
+def test_predicted_speedup_from_the_cost_curve_by_hand(tmp_path, capsys):
+    from evaluation.compare.cost_model import relative_cost
+    method = synthetic_run(seconds_per_step=0.03)
+    for record in method:
+        record["verify_cost"] = CURVE
+    base = synthetic_run(method="vanilla", accept=1, draft_length=0)
+    report = compare_speed(*files(tmp_path, method, base))
+    assert report.verify_cost == CURVE
+    p = report.subtask("overall").prediction
+    # Per step: 4 draft tokens + the root = a 5-token forward, c(5) = 1.2 + 0.8 / 4 = 1.4; draft
+    # 0.25 * 0.03 s; the baseline decodes one token per 0.02 s less its 10% prefill = 0.018 s.
+    assert p.forward_tokens_per_step == pytest.approx(5)
+    assert p.relative_verify_cost == pytest.approx(1.4)
+    assert p.baseline_step_s == pytest.approx(0.018)
+    assert p.predicted_speedup == pytest.approx(3 / (1.4 + 0.0075 / 0.018))
+    assert p.measured_speedup == pytest.approx(2.0)
+    assert p.gap == pytest.approx(2.0 / p.predicted_speedup - 1) and p.flagged  # +21%
+    # Read by straight lines, and beyond the last size along the last segment.
+    assert relative_cost(CURVE, 3) == pytest.approx(1.15)
+    assert relative_cost(CURVE, 12) == pytest.approx(2.8)
+    text = speed.format_report(report)
+    assert "1: 1.00x  2: 1.10x  4: 1.20x  8: 2.00x" in text and "MORE THAN 10% OFF" in text
+    data = report.as_dict()
+    assert data["verify_cost"] == CURVE
+    assert data["subtasks"][-1]["prediction"]["flagged"] is True
+
+
+def test_no_curve_no_prediction(tmp_path):
+    report = compare_speed(*files(tmp_path, synthetic_run(), synthetic_run(method="vanilla", accept=1,
+                                                                            draft_length=0)))
+    p = report.subtask("overall").prediction
+    assert p.predicted_speedup is None and not p.flagged
+    assert p.unavailable == "the method run measured no cost curve"
+    assert "Predicted speedup: not computed" in speed.format_report(report)
