@@ -115,8 +115,9 @@ RUN_FIELDS: tuple[RunField, ...] = (
     RunField("placement", (dict,)),
     # The device's verification cost curve, measured before the run's first question
     # (evaluation/run/verify_cost.py): {"tokens", "seconds", "relative", "context_tokens",
-    # "repeats", "measured_in_s"}. A resumed run measures again, so not part of the identity.
-    RunField("verify_cost", (dict,), per_device=True),
+    # "repeats", "measured_in_s"}. A fact of the device, but measured again on a resume (and by
+    # each worker of a sharded run), so neither part of the identity nor checked per device.
+    RunField("verify_cost", (dict,)),
     RunField("error", _TEXT),  # present only when the question failed
 )
 FIELDS_BY_NAME: dict[str, RunField] = {f.name: f for f in RUN_FIELDS}
