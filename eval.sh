@@ -3,7 +3,8 @@
 # then compute speedups (evaluation/speed.py) and check equality with the baseline
 # (evaluation/equal.py); both store their results in the leaderboard database and their full
 # reports in results/reports/. It ends with one table of all methods (speedup with its 95%
-# interval, mean accepted tokens, lossless) and the command that opens the leaderboard.
+# interval, mean accepted tokens, predicted speedup, lossless) and the command that opens the
+# leaderboard.
 #
 # Out of the box: the embedded SmolLM2-135M-Instruct on the CPU, the bundled question set.
 #   ./eval.sh              # the full bundled set, 256 new tokens per turn
