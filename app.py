@@ -7,6 +7,7 @@ leaderboard.queries; nothing here loads a model or reads an answer file.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Optional
 
@@ -22,6 +23,7 @@ from leaderboard.db import DatabaseError, normalise_url, open_database
 from leaderboard.divergence import divergence_verdict_text, first_difference, highlighted_html
 from leaderboard.filters import FILTER_LABELS, describe, format_value, options_for
 from leaderboard.queries import SELECTION_FIELDS, LeaderboardRow, Selection
+from leaderboard.timeouts import add_db_timeout_option
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -29,13 +31,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--db", default=None,
                         help="results database URL or SQLite file (default: the evaluators' one)")
+    add_db_timeout_option(parser)  # a frozen server: an error on the page after this, not a blank page
     return parser.parse_known_args(argv)[0]
 
 
 @st.cache_resource(show_spinner=False)
-def cached_open_database(url: str, create: bool = False):
+def cached_open_database(url: str, create: bool = False, timeout: float | None = None):
     """One engine per URL for the whole server; a failure is not cached and is retried."""
-    return open_database(url, create=create)
+    return open_database(url, create=create, timeout=timeout)
 
 
 def first_run_page(database: ResultsDatabase) -> None:
@@ -249,9 +252,10 @@ def drill_down_page(session: Session, rows: list[LeaderboardRow]) -> None:
 
 def main() -> None:
     st.set_page_config(page_title="SD leaderboard", page_icon="🏁", layout="wide")
-    url = normalise_url(parse_args(sys.argv[1:]).db)
+    args = parse_args(sys.argv[1:])
+    url = normalise_url(args.db)
     try:
-        database = open_for_reading(url, factory=cached_open_database)
+        database = open_for_reading(url, factory=functools.partial(cached_open_database, timeout=args.db_timeout))
     except DatabaseError as error:
         broken_database_page(make_url(url).render_as_string(hide_password=True), error)
         return

@@ -15,7 +15,7 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd medusa hydra eagle eagle2 eagle3 space]
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
 #   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
 #   HYDRA_PATH      Hydra heads folder (trained or published) [the shipped heads; embedded model only]
@@ -74,7 +74,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling samd medusa hydra eagle eagle2 eagle3 space}
+METHODS=${METHODS:-pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}

@@ -32,6 +32,7 @@ from evaluation.compare.tables import format_table
 from evaluation.record.answers import AnswerFileError, read_answer_file
 from evaluation.record.subtasks import display_name
 from leaderboard.store import StoreError, save_equality_result
+from leaderboard.timeouts import add_db_timeout_option
 
 EQUAL_LINE = "Result totally Equal!"  # Spec-Bench's wording, kept for scripts that grep it
 NOT_EQUAL_LINE = "Not Equal!"
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results database: SQLAlchemy URL (e.g. postgresql://...) or SQLite "
                              "file path (default: $SDBENCH_DB, else results/leaderboard.db)")
     parser.add_argument("--no-db", action="store_true", help="do not write to the database")
+    add_db_timeout_option(parser)
     return parser
 
 
@@ -159,7 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             except OSError as exc:
                 raise EqualInputError(f"cannot write {args.json}: {exc.strerror or exc}") from None
         if not args.no_db:
-            url = save_equality_result(args.db, result)
+            url = save_equality_result(args.db, result, timeout=args.db_timeout)
             print(f"Stored in {url}", file=sys.stderr)
     except (AnswerFileError, EqualInputError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -12,7 +12,6 @@ it verifies, so a failed or wrong download never replaces a good file.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import http.client
 import os
 import sys
@@ -23,13 +22,12 @@ from typing import BinaryIO
 from urllib.parse import urlparse
 from urllib.request import urlopen
 
-from evaluation.run.questions import DATA_DIR, QUESTION_FILE_NAME, SPEC_BENCH
+from evaluation.run.questions import DATA_DIR, QUESTION_FILE_NAME, SPEC_BENCH, SPEC_BENCH_SHA256, sha256_of
 
 SPEC_BENCH_COMMIT = "fd2c1cd7d2201ef71db4c5f4e455008f017967bf"
 SPEC_BENCH_URL = (
     f"https://raw.githubusercontent.com/hemingkx/Spec-Bench/{SPEC_BENCH_COMMIT}/data/spec_bench/question.jsonl"
 )
-SPEC_BENCH_SHA256 = "4b6d33e79484f9841c487ee87d1cf6aa8c6066f61d5d482ff09e5a007fafdf04"
 DEFAULT_DEST = DATA_DIR / SPEC_BENCH / QUESTION_FILE_NAME
 DEFAULT_TIMEOUT_S = 60.0
 # The real file is about 0.7 MB; a wrong URL serving something huge must not fill the disk.
@@ -41,14 +39,6 @@ _FROM_HINT = "If this machine is offline, copy the file from one that has it and
 
 class FetchError(Exception):
     """An expected failure (offline, bad checksum, missing source): reported without a traceback."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_questions(

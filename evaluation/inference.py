@@ -18,6 +18,7 @@ throttled machine, methods run one after another see different loads and their s
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from evaluation.run.answer_file import answered_ids, check_same_run
 from evaluation.run.answering import (answer_lanes, finish, load_answerer, pending, plan_run, show_speeds,
                                       warm_up_lanes, write_answer)
 from evaluation.run.questions import QuestionFileError
+from evaluation.run.sharded import DEFAULT_RAY_TIMEOUT_S
 from evaluation.run.verify_cost import DEFAULT_REPEATS
 from methods.core.backends import CHOICES as BACKEND_CHOICES
 from methods.core.model_loading import EMBEDDED, ModelLoadError
@@ -115,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--ray-address", default=None, metavar="ADDR",
                        help="Ray cluster to join (e.g. auto, or HEAD_IP:6379); implies --workers 1 "
                             "when --workers is not given (default: start a local cluster)")
+    scale.add_argument("--ray-timeout", type=positive_seconds, default=DEFAULT_RAY_TIMEOUT_S, metavar="SECONDS",
+                       help="how long to wait for the cluster at --ray-address to answer before "
+                            "stopping with an error")
     scale.add_argument("--threads-per-worker", type=positive_int, default=None, metavar="T",
                        help="CPU threads (and Ray CPU slots) of each CPU worker (default: the "
                             "cluster's CPUs divided by --workers); GPU workers take one CPU")
@@ -132,6 +137,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 

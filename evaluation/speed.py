@@ -36,6 +36,7 @@ from evaluation.compare.stats import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from evaluation.record.subtasks import OVERALL, display_name
 from evaluation.compare.tables import format_table, number
 from leaderboard.store import StoreError, save_speed_report
+from leaderboard.timeouts import add_db_timeout_option
 
 
 # ---- output ---------------------------------------------------------------------------
@@ -279,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results database: SQLAlchemy URL (e.g. postgresql://...) or SQLite "
                              "file path (default: $SDBENCH_DB, else results/leaderboard.db)")
     parser.add_argument("--no-db", action="store_true", help="do not write to the database")
+    add_db_timeout_option(parser)
     parser.add_argument("--mean-report", action="store_true",
                         help="accepted for Spec-Bench's command line; several runs per side "
                              "already give the mean report")
@@ -313,7 +315,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.json:
             write_json(args.json, report.as_dict())
         if not args.no_db:
-            url = save_speed_report(args.db, report)
+            url = save_speed_report(args.db, report, timeout=args.db_timeout)
             print(f"\nStored in {url}")
     except (AnswerFileError, SpeedInputError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

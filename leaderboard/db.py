@@ -9,6 +9,7 @@ waits for the first, then finds the schema made.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from leaderboard.models import SCHEMA_VERSION, Base, SchemaInfo
+from leaderboard.timeouts import TIMEOUT_ENV, WATCHDOG, db_timeout
 from methods.core.paths import REPO_ROOT
 
 # The evaluators write here and the app reads here unless --db (or SDBENCH_DB) says otherwise.
@@ -25,8 +27,6 @@ DEFAULT_DB_PATH = REPO_ROOT / "results" / "leaderboard.db"
 
 # A server that does not complete the connection handshake within this is unreachable.
 CONNECT_TIMEOUT_S = 5
-# No statement of ours takes long; one that does is waiting on something that will not come.
-STATEMENT_TIMEOUT_S = 60
 # How long SQLite waits for another writer's lock (an import in progress) before giving up.
 SQLITE_LOCK_TIMEOUT_S = 30
 # The driver used for postgresql:// URLs that name none (the one requirements.txt installs).
@@ -67,15 +67,48 @@ def _with_driver(url: str) -> str:
     return url
 
 
-def _connect_args(backend: str) -> dict:
+def _connect_args(backend: str, timeout: float) -> dict:
+    connect = max(2, math.ceil(min(CONNECT_TIMEOUT_S, timeout)))  # libpq takes whole seconds, 2 at least
     if backend == "sqlite":
         return {"timeout": SQLITE_LOCK_TIMEOUT_S}
     if backend == "postgresql":
-        return {"connect_timeout": CONNECT_TIMEOUT_S,
-                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_S * 1000}"}
+        # The server's own bound and TCP keepalives (a peer that vanished); a stopped server
+        # ignores both, so _bound_every_call adds the client's.
+        return {"connect_timeout": connect, "options": f"-c statement_timeout={math.ceil(timeout * 1000)}",
+                "keepalives": 1, "keepalives_idle": connect, "keepalives_interval": connect,
+                "keepalives_count": 3}
     if backend in ("mysql", "mariadb"):
-        return {"connect_timeout": CONNECT_TIMEOUT_S, "read_timeout": STATEMENT_TIMEOUT_S}
+        return {"connect_timeout": connect, "read_timeout": math.ceil(timeout)}
     return {}
+
+
+_BOUNDED_CALLS = ("do_execute", "do_executemany", "do_execute_no_params", "do_commit", "do_rollback")
+
+
+def _bound_every_call(engine: Engine, timeout: float) -> None:
+    """Every statement, commit and rollback of this engine fails after ``timeout`` seconds without
+    an answer, even from a server that is stopped (leaderboard/timeouts.py says why the server's
+    statement_timeout is not enough)."""
+    dialect = engine.dialect
+    dbapi = dialect.dbapi
+
+    def bounded(call, on_cursor: bool):
+        def run(cursor_or_connection, *args, **kwargs):
+            connection = cursor_or_connection.connection if on_cursor else cursor_or_connection
+            with WATCHDOG.bounded(connection.fileno(), timeout) as entry:
+                try:
+                    return call(cursor_or_connection, *args, **kwargs)
+                except dbapi.Error as exc:
+                    if not entry.cut:
+                        raise
+                    raise dbapi.OperationalError(
+                        f"no answer from the database server within {timeout:g} s (stopped or "
+                        f"overloaded?); nothing of this transaction is stored; set the bound with "
+                        f"--db-timeout or {TIMEOUT_ENV}") from exc
+        return run
+
+    for name in _BOUNDED_CALLS:  # this engine's own dialect instance: no other engine is touched
+        setattr(dialect, name, bounded(getattr(dialect, name), on_cursor=name.startswith("do_execute")))
 
 
 def _use_explicit_sqlite_transactions(engine: Engine) -> None:
@@ -102,7 +135,7 @@ def _take_postgresql_write_lock(engine: Engine) -> None:
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_WRITE_LOCK_KEY})")
 
 
-def _make_engine(url: str, create: bool) -> Engine:
+def _make_engine(url: str, create: bool, timeout: float) -> Engine:
     url = _with_driver(url)
     try:
         backend = make_url(url).get_backend_name()
@@ -111,7 +144,7 @@ def _make_engine(url: str, create: bool) -> Engine:
     if create and backend == "sqlite" and url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(url, connect_args=_connect_args(backend))
+        engine = create_engine(url, connect_args=_connect_args(backend, timeout))
     except ModuleNotFoundError as exc:
         raise DatabaseError(f"the database driver for {backend} is not installed ({exc}); for "
                             f"PostgreSQL: pip install 'psycopg[binary]'") from None
@@ -119,6 +152,7 @@ def _make_engine(url: str, create: bool) -> Engine:
         _use_explicit_sqlite_transactions(engine)
     elif backend == "postgresql":
         _take_postgresql_write_lock(engine)
+        _bound_every_call(engine, timeout)
     return engine
 
 
@@ -170,6 +204,10 @@ def _schema_state(connection: Connection, url) -> bool:
     found = _stored_version(connection, url)
     if found is None:
         return False
+    if found > SCHEMA_VERSION:  # not "old": an older checkout must neither touch nor misread it
+        raise DatabaseError(f"results database {url!r} has schema version {found}, newer than this code's "
+                            f"{SCHEMA_VERSION}: it was written by a newer version of this project; update "
+                            f"this checkout (git pull) to read or write it, or point --db at another database")
     if found != SCHEMA_VERSION:
         advice = ("; speed.py and equal.py upgrade it in place (nothing stored is lost) when they next "
                   "write to it" if upgradable(found) else
@@ -223,10 +261,16 @@ def failure_reason(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
-def open_database(url_or_path: str | None = None, create: bool = True) -> sessionmaker:
-    """A session factory for the database; creates the schema in an empty database if asked."""
+def open_database(url_or_path: str | None = None, create: bool = True,
+                  timeout: float | None = None) -> sessionmaker:
+    """A session factory for the database; creates the schema in an empty database if asked.
+    ``timeout``: seconds a statement may wait for the server (None: SDBENCH_DB_TIMEOUT, else 60)."""
     url = normalise_url(url_or_path)
-    engine = _make_engine(url, create)
+    try:
+        timeout = db_timeout(timeout)
+    except ValueError as exc:
+        raise DatabaseError(str(exc)) from None
+    engine = _make_engine(url, create, timeout)
     shown = engine.url.render_as_string(hide_password=True)
     try:
         if create:

@@ -90,12 +90,16 @@ def _text(value: Any) -> Optional[str]:
 
 
 def _check_storable(answer_file: AnswerFile) -> None:
-    """Numbers the database cannot hold (NaN, infinity) are refused before anything is written."""
+    """Times the database must not hold are refused before anything is written: NaN and infinity
+    (it cannot hold them) and negative seconds (no clock gives them; stored, they would make every
+    figure built on them wrong)."""
     for qid, answer in answer_file.answers.items():
         for name in ("wall_time", "prefill_time", "draft_time", "verify_time"):
-            if any(not math.isfinite(x) for x in getattr(answer, name) or []):
-                raise StoreError(f"{answer_file.path}: question {qid}: {name} is not a finite "
-                                 f"number; fix the file (or use --no-db)")
+            for turn, seconds in enumerate(getattr(answer, name) or [], start=1):
+                if not (math.isfinite(seconds) and seconds >= 0):
+                    raise StoreError(f"{answer_file.path}:{answer.line}: question {qid} turn {turn}: {name} "
+                                     f"{seconds!r} is not a non-negative number of seconds; fix or answer "
+                                     f"that question again (or use --no-db)")
 
 
 def _optional_sum(values: Optional[list]) -> Optional[float]:
@@ -278,10 +282,11 @@ def store_equality(session: Session, result: "EqualityResult") -> EqualityCheck:
 
 # ---- one command, one transaction -----------------------------------------------------
 
-def _save(db: Optional[str], write) -> str:
-    """Run write(session) in one transaction; returns the database URL (password hidden)."""
+def _save(db: Optional[str], write, timeout: Optional[float] = None) -> str:
+    """Run write(session) in one transaction; returns the database URL (password hidden).
+    ``timeout``: seconds a statement may wait for the server (leaderboard/timeouts.py)."""
     try:
-        factory = open_database(db)
+        factory = open_database(db, timeout=timeout)
         # The write lock first: two imports at once then queue instead of one failing.
         with factory(bind=writing(factory)) as session, session.begin():
             write(session)
@@ -293,15 +298,15 @@ def _save(db: Optional[str], write) -> str:
                          f"{failure_reason(exc)}") from None
 
 
-def save_speed_report(db: Optional[str], report: "SpeedReport") -> str:
+def save_speed_report(db: Optional[str], report: "SpeedReport", timeout: Optional[float] = None) -> str:
     """Store a speed report in the database at `db` (URL or path; None = the default)."""
     for answer_file in report.method_files + report.base_files:
         _check_storable(answer_file)  # before the database is even opened (or created)
-    return _save(db, lambda session: store_speed(session, report))
+    return _save(db, lambda session: store_speed(session, report), timeout)
 
 
-def save_equality_result(db: Optional[str], result: "EqualityResult") -> str:
+def save_equality_result(db: Optional[str], result: "EqualityResult", timeout: Optional[float] = None) -> str:
     """Store an equality check in the database at `db` (URL or path; None = the default)."""
     for answer_file in (result.method_file, result.base_file):
         _check_storable(answer_file)
-    return _save(db, lambda session: store_equality(session, result))
+    return _save(db, lambda session: store_equality(session, result), timeout)

@@ -17,6 +17,7 @@ METHODS: dict[str, str] = {
     "rest": "methods.drafters.rest:RestDrafter",
     "recycling": "methods.drafters.recycling:TokenRecyclingDrafter",
     "samd": "methods.drafters.samd:SamdDrafter",
+    "suffix": "methods.drafters.suffix:SuffixDrafter",
     # Trained drafters (heads in methods/heads/, training in training/).
     "medusa": "methods.drafters.medusa:MedusaDrafter",
     "hydra": "methods.drafters.hydra:HydraDrafter",

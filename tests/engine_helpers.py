@@ -117,3 +117,62 @@ def check_random_trees_keep_baseline(engine: SpeculativeEngine, vocab_size: int,
         longest = max(longest, max(stats.accept_lengths))
     if with_truth:
         assert longest > 2
+
+
+CONVERSATION_CONFIG = DecodingConfig(max_new_tokens=24)
+
+
+def baseline_conversations(engine: SpeculativeEngine, vocab_size: int, seed: int,
+                           config: DecodingConfig = CONVERSATION_CONFIG):
+    """Six random prompts, each a two-turn conversation as the runner builds it (the second prompt
+    holds the first turn and its answer): per conversation, (prompt, baseline answer) per turn;
+    and, as a corpus for retrieval drafters, the text of every other conversation (prompt + answer
+    per turn), so that they find real continuations on half of them."""
+    out = []
+    for prompt in random_prompts(6, vocab_size, seed=seed):
+        history, turns = list(prompt), []
+        for turn in range(2):
+            history += [10 + turn, 11, 12]
+            answer = baseline(engine, history, config)
+            turns.append((list(history), answer))
+            history += answer
+        out.append(turns)
+    return out, [prompt + answer for turns in out[::2] for prompt, answer in turns]
+
+
+def run_conversations(engine: SpeculativeEngine, drafter: Drafter, conversations,
+                      config: DecodingConfig = CONVERSATION_CONFIG):
+    """Every turn of ``conversations`` through ``drafter`` (one drafter for all, as in a run);
+    returns the outputs, the per-turn stats and the drafter's per-turn counts (turn_stats)."""
+    outputs, stats, counts = [], [], []
+    for turns in conversations:
+        for prompt, _ in turns:
+            out, s = engine.generate(prompt, drafter, config, seed=len(prompt))
+            outputs.append(out)
+            stats.append(s)
+            counts.append(drafter.turn_stats())
+    return outputs, stats, counts
+
+
+def runner_records(tmp_path, method_args: list[str]) -> list[tuple[dict, dict]]:
+    """The runner on a saved tiny model and two questions that repeat themselves (one of two
+    turns), once with vanilla and once with ``method_args`` (``--method NAME`` and its options):
+    the (vanilla record, method record) of each question."""
+    import json
+
+    from evaluation.inference import main
+    from tests.test_inference import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "model")
+    questions = tmp_path / "question.jsonl"
+    rows = [{"question_id": 1, "category": "writing", "turns": ["w5 w6 w7 w5 w6 w7 w5", "w9 w10"]},
+            {"question_id": 2, "category": "qa", "turns": ["w20 w21 w22 w20 w21"]}]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["--model-path", str(folder), "--dtype", "float64", "--device", "cpu", "--question-file",
+              str(questions), "--max-new-tokens", "16", "--warmup", "1", "--no-progress"]
+    assert main(["--method", "vanilla", "--answer-file", str(tmp_path / "v.jsonl"), *common]) == 0
+    assert main([*method_args, "--answer-file", str(tmp_path / "m.jsonl"), *common]) == 0
+    base, method = ([json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+                    for name in ("v.jsonl", "m.jsonl"))
+    assert len(base) == len(method) == len(rows)
+    return list(zip(base, method))

@@ -434,6 +434,44 @@ def test_a_database_server_that_never_answers_gives_a_message_within_seconds(sil
     assert "timeout" in app.error[0].value and "secret" not in app.error[0].value
 
 
+@pytest.mark.postgresql
+def test_a_database_server_frozen_after_the_page_connected_gives_a_message_within_seconds(
+        tmp_path, monkeypatch, postgresql_url):
+    """The page has shown the board once (its engine keeps a connection); then every backend of
+    the database is stopped (SIGSTOP). The next page must say so within seconds, not stay blank."""
+    import os
+    import signal
+    import time
+
+    from sqlalchemy import create_engine, text
+
+    from evaluation import speed
+    from tests.answer_fixtures import synthetic_run, write_answer_file
+
+    method = write_answer_file(tmp_path / "pld.jsonl", synthetic_run(seconds_per_step=0.03))
+    base = write_answer_file(tmp_path / "vanilla.jsonl", synthetic_run(method="vanilla", accept=1, draft_length=0))
+    assert speed.main(["--file-path", str(method), "--base-path", str(base), "--db", postgresql_url]) == 0
+    run_app(monkeypatch, "--db", postgresql_url, "--db-timeout", "2")  # the board, and a pooled connection
+    watcher = create_engine(postgresql_url.replace("postgresql://", "postgresql+psycopg://"))
+    with watcher.connect() as connection:
+        backends = connection.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                           "AND pid <> pg_backend_pid()")).scalars().all()
+    watcher.dispose()
+    assert backends
+    for backend in backends:
+        os.kill(backend, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        app = run_app(monkeypatch, "--db", postgresql_url, "--db-timeout", "2")
+        elapsed = time.monotonic() - start
+    finally:
+        for backend in backends:
+            os.kill(backend, signal.SIGCONT)
+    assert elapsed < 20
+    assert len(app.error) == 1 and "The results database cannot be used" in app.error[0].value
+    assert "no answer from the database server within 2 s" in app.error[0].value
+
+
 def test_mismatched_comparisons_are_listed_apart_and_never_ranked(tmp_path, monkeypatch):
     from evaluation import speed
     from tests.answer_fixtures import synthetic_run, write_answer_file

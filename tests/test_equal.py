@@ -255,3 +255,20 @@ def test_a_margins_list_must_have_one_entry_per_token(tmp_path):
     path = write_answer_file(tmp_path / "base.jsonl", records)
     with pytest.raises(AnswerFileError, match=r"base.jsonl:3: choices\[0\]: turn 1 has 11 logit_margins"):
         read_answer_file(path)
+
+
+@pytest.mark.parametrize("field, value", [("wall_time", -0.25), ("wall_time", float("inf")),
+                                          ("verify_time", -1.5)])
+def test_a_negative_or_infinite_time_is_refused_naming_file_line_and_field(tmp_path, capsys, field, value):
+    method = method_records()
+    method[2]["choices"][0][field][0] = value
+    write_answer_file(tmp_path / "method.jsonl", method)
+    write_answer_file(tmp_path / "base.jsonl", baseline_records())
+    db = tmp_path / "r.db"
+    assert equal.main(["--file-path", str(tmp_path), "--jsonfile1", "base.jsonl", "--jsonfile2", "method.jsonl",
+                       "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    qid = method[2]["question_id"]
+    assert (f"error: {tmp_path / 'method.jsonl'}:3: question {qid} turn 1: {field} {value!r} is not a "
+            f"non-negative number of seconds") in err
+    assert "Traceback" not in err and not db.exists()

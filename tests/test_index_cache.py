@@ -1,6 +1,6 @@
-"""The retrieval drafters' cached indexes (REST's datastore, SAM-Decoding's corpus automaton) when
-the file is damaged: a cached one is built again, a given one is refused naming it, never a
-numpy "mmap length is greater than file size"."""
+"""The retrieval drafters' cached indexes (REST's datastore, SAM-Decoding's corpus automaton,
+SuffixDecoding's corpus index) when the file is damaged: a cached one is built again, a given one
+is refused naming it, never a numpy "mmap length is greater than file size"."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import pytest
 from methods.drafters.array_file import DamagedIndexError
 from methods.drafters.rest_datastore import cached_datastore_path, default_datastore, read_datastore
 from methods.drafters.suffix_automaton import cached_static_path, corpus_automaton, read_static
+from methods.drafters.suffix_index import cached_index_path, corpus_index, read_corpus_index
 from tests.test_rest import make_word_tokenizer, write_corpus
 
 INDEXES = {  # name: (the cached builder, its cache path, the file reader)
     "rest": (default_datastore, cached_datastore_path, read_datastore),
     "samd": (corpus_automaton, cached_static_path, read_static),
+    "suffix": (corpus_index, cached_index_path, read_corpus_index),
 }
 CUTS = {"in-arrays": lambda n: n * 3 // 4, "in-header": lambda n: 30, "in-magic": lambda n: 4, "empty": lambda n: 0}
 
@@ -30,7 +32,8 @@ def setup(tmp_path, monkeypatch):
 
 
 def tokens_of(index) -> np.ndarray:
-    return np.array(index.tokens)
+    """What identifies an index's content: its tokens (SuffixDecoding's keeps only counts)."""
+    return np.array(index.tokens if hasattr(index, "tokens") else index.occ)
 
 
 @pytest.mark.parametrize("cut", CUTS)

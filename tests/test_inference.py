@@ -274,3 +274,95 @@ def test_backend_is_recorded_and_both_backends_give_the_same_answers(tiny_folder
     auto = json.loads((tmp_path / "auto.jsonl").read_text().splitlines()[0])
     assert auto["environment"]["backend"] == "lean"
     assert run(tiny_folder, questions, tmp_path / "hf.jsonl", "pld", "--backend", "lean") == 2
+
+
+def test_a_full_disk_while_appending_is_one_line_and_a_rerun_resumes(tiny_folder, questions, tmp_path, monkeypatch,
+                                                                     capsys):
+    """The second answer meets a full disk half-way through its line: the run stops with one
+    sentence, the first answer stays, and the same command run again completes the file."""
+    import errno
+    import pathlib
+
+    answer = tmp_path / "a.jsonl"
+    real_open = pathlib.Path.open
+    appends = []
+
+    class HalfWriteThenFull:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, text):
+            self.f.write(text[:len(text) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def open_with_a_full_disk(self, mode="r", *args, **kwargs):
+        f = real_open(self, mode, *args, **kwargs)
+        if self == answer and mode == "a":
+            appends.append(self)
+            if len(appends) == 2:
+                return HalfWriteThenFull(f)
+        return f
+
+    monkeypatch.setattr(pathlib.Path, "open", open_with_a_full_disk)
+    assert run(tiny_folder, questions, answer, "vanilla") == 2
+    err = capsys.readouterr().err
+    line = [l for l in err.splitlines() if l.startswith("error:")]
+    assert line == [f"error: cannot write answers to {answer}: No space left on device; the answers written "
+                    f"before this one are kept (a line cut short is set aside, not read as an answer): free "
+                    f"space or fix the cause, then run the same command again to resume"]
+    assert "Traceback" not in err
+    first = answer.read_text().splitlines()
+    assert json.loads(first[0])["question_id"] == 1 and len(first) == 2  # the cut line follows
+
+    monkeypatch.undo()
+    assert run(tiny_folder, questions, answer, "vanilla") == 0
+    records = read(answer)
+    assert [r["question_id"] for r in records] == [1, 2, 3]
+    assert records[0] == json.loads(first[0])  # the first answer kept, not answered again
+    assert (tmp_path / "a.jsonl.bad").read_text().startswith('{"question_id": 2')
+
+
+def test_a_prompt_longer_than_the_context_is_an_error_and_each_turn_says_why_it_stopped(tmp_path, capsys):
+    """A turn ends for a reason recorded in the line (stop_reason); a prompt with no room for one
+    token is the question's error (PromptTooLong), never an empty answer recorded as normal."""
+    context = 40
+    folder = save_tiny_model(tmp_path / "short-context")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "max_position_embeddings": context}))
+    words = [f"w{i}" for i in range(3, 60)]
+    rows = [{"question_id": 1, "category": "writing", "turns": [" ".join(words[:6]), " ".join(words[6:9])]},
+            {"question_id": 2, "category": "qa", "turns": [" ".join(words[:30])]},
+            {"question_id": 3, "category": "qa", "turns": [" ".join(words[:context + 5])]}]
+    questions = tmp_path / "question.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    answer = tmp_path / "a.jsonl"
+    assert main(["--method", "vanilla", "--model-path", str(folder), "--dtype", "float64", "--device", "cpu",
+                 "--question-file", str(questions), "--answer-file", str(answer), "--max-new-tokens", "64",
+                 "--warmup", "0", "--no-progress"]) == 1  # a question failed
+    records = {r["question_id"]: r for r in read(answer)}
+    reasons = []
+    for qid in (1, 2):
+        choice = records[qid]["choices"][0]
+        assert "error" not in records[qid]
+        assert len(choice["stop_reason"]) == len(choice["turns"])
+        for prompt, ids, reason in zip(choice["prompt_tokens"], choice["token_ids"], choice["stop_reason"]):
+            reasons.append(reason)
+            if reason == "context_limit":
+                assert prompt + len(ids) == context
+            elif reason == "max_new_tokens":
+                assert len(ids) == 64
+            else:
+                assert reason == "stop" and ids[-1] == 2
+    assert "context_limit" in reasons
+    failed = records[3]
+    assert failed["error"].startswith("turn 1: PromptTooLong: the prompt has ")
+    assert f"the model's context is {context}" in failed["error"] and "shorten the prompt" in failed["error"]
+    assert failed["choices"][0]["turns"] == [] and failed["choices"][0]["stop_reason"] == []
+    assert "question 3 failed: turn 1: PromptTooLong" in capsys.readouterr().err

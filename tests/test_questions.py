@@ -326,3 +326,21 @@ def test_bundled_set_gives_one_question_of_each_of_its_eight_subtasks():
     from evaluation.run.questions import first_per_subtask, question_file_for_bench
     chosen = first_per_subtask(load_questions(question_file_for_bench("bundled")), 1)
     assert len(chosen) == len({q.subtask for q in chosen}) == 8
+
+
+def test_a_tampered_spec_bench_file_is_refused_with_how_to_fetch_it_again(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setattr(qs, "DATA_DIR", tmp_path)
+    path = tmp_path / "spec_bench" / "question.jsonl"
+    path.parent.mkdir()
+    pinned = line(**GOOD) + "\n"
+    path.write_text(pinned)
+    monkeypatch.setattr(qs, "SPEC_BENCH_SHA256", hashlib.sha256(pinned.encode()).hexdigest())
+    assert question_file_for_bench("spec_bench") == path  # the pinned file passes
+    path.write_text(pinned.replace("?", "!") + line(**{**GOOD, "question_id": 2}) + "\n")
+    with pytest.raises(QuestionFileError) as caught:
+        question_file_for_bench("spec_bench")
+    message = str(caught.value)
+    assert message.startswith(f"{path}: sha256 ") and "\n" not in message
+    assert "edited or damaged; run `python -m evaluation.fetch_questions` to fetch it again" in message

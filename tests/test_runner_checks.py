@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import pytest
 
@@ -267,3 +268,81 @@ def test_a_trained_method_on_another_model_without_weights_fails_before_the_mode
     assert f"--method {method} on {tiny_folder}" in err and flag in err
     assert run(tiny_folder, questions, tmp_path / "a.jsonl", method, flag, str(tmp_path / "none")) == 2
     assert f"{flag} {tmp_path / 'none'}: no such folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ float options: finite and in range
+@pytest.mark.parametrize("extra, message", [
+    (["--temperature", "nan"], "--temperature nan: must be a finite number >= 0"),
+    (["--temperature", "inf"], "--temperature inf: must be a finite number >= 0"),
+    (["--temperature", "-0.5"], "--temperature -0.5: must be a finite number >= 0"),
+    (["--top-p", "nan"], "--top-p nan: must be a number in (0, 1]"),
+    (["--top-k", "-1"], "--top-k -1: must be at least 0"),
+])
+def test_a_nan_or_out_of_range_sampling_option_is_refused_before_the_model_loads(
+        tiny_folder, questions, tmp_path, capsys, no_model_load, extra, message):
+    assert run(tiny_folder, questions, tmp_path / "a.jsonl", "vanilla", *extra) == 2
+    assert f"error: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["medusa", "hydra"])
+@pytest.mark.parametrize("option, value, message", [
+    ("posterior-threshold", "nan", "must be a probability in [0, 1]"),
+    ("posterior-threshold", "-0.1", "must be a probability in [0, 1]"),
+    ("posterior-threshold", "1.5", "must be a probability in [0, 1]"),
+    ("posterior-alpha", "nan", "must be a finite number >= 0"),
+    ("posterior-alpha", "-1.0", "must be a finite number >= 0"),
+    ("posterior-alpha", "inf", "must be a finite number >= 0"),
+])
+def test_a_nan_or_negative_typical_threshold_is_refused_naming_it(method, option, value, message):
+    flag = f"--{method}-{option}"
+    args = inference.build_parser().parse_args(["--method", method, flag, value])
+    with pytest.raises(ValueError) as caught:
+        answering.drafter_class(method).check_args(args)
+    assert str(caught.value) == f"{flag} {value}: {message}"
+
+
+# ------------------------------------------------------------------ a Ray address where nothing answers
+def test_a_ray_address_where_nothing_answers_is_an_error_naming_it_within_seconds(
+        tiny_folder, questions, tmp_path, capsys, monkeypatch, no_model_load):
+    """Ray itself retries such an address for many minutes without a word: the runner asks first."""
+    import socket
+    import time
+
+    ray = pytest.importorskip("ray")
+
+    def never(*args, **kwargs):
+        raise AssertionError("ray.init was reached: it would retry for minutes")
+
+    monkeypatch.setattr(ray, "init", never)
+    with socket.socket() as closed:  # a port of this machine that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    start = time.monotonic()
+    assert run(tiny_folder, questions, tmp_path / "a.jsonl", "vanilla", "--ray-address", f"127.0.0.1:{port}",
+               "--ray-timeout", "3") == 2
+    assert time.monotonic() - start < 10
+    err = capsys.readouterr().err
+    assert f"error: --ray-address 127.0.0.1:{port}: nothing answers at 127.0.0.1:{port} within 3 s" in err
+    assert "ray start --head" in err and "--ray-timeout" in err
+
+
+@pytest.mark.parametrize("address, host, port", [
+    ("10.1.2.3", "10.1.2.3", 6379), ("ray://head", "head", 10001), ("[::1]:7000", "::1", 7000),
+    ("ray://head:12345", "head", 12345),
+])
+def test_the_probed_endpoint_follows_rays_address_forms(monkeypatch, address, host, port):
+    from evaluation.run import sharded
+
+    probed = []
+
+    def fake_connection(endpoint, timeout):
+        probed.append((endpoint, timeout))
+        raise TimeoutError()
+
+    monkeypatch.setattr(sharded.socket, "create_connection", fake_connection)
+    with pytest.raises(sharded.ClusterError, match=f"nothing answers at {re.escape(host)}:{port} within 2 s "
+                                                   r"\(no answer\)"):
+        sharded.probe_address(address, 2)
+    assert probed == [((host, port), 2)]
+    sharded.probe_address("auto", 2)  # a cluster on this machine: Ray answers at once
+    assert len(probed) == 1

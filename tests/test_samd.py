@@ -19,7 +19,7 @@ from methods.drafters.samd import (CPU_DEFAULTS, GPU_DEFAULTS, SOURCES, STATIC_B
 from methods.drafters.suffix_automaton import (SEPARATOR, StaticMatcher, SuffixAutomaton, build_static,
                                                cached_static_path, corpus_automaton, read_static, write_static)
 from methods.drafters.vanilla import VanillaDrafter
-from tests.engine_helpers import random_prompts
+from tests.engine_helpers import baseline_conversations, run_conversations, runner_records
 
 VOCAB = 97
 
@@ -299,32 +299,9 @@ CONFIG = DecodingConfig(max_new_tokens=24)
 
 @pytest.fixture(scope="module")
 def conversations(engine):
-    """Prompts with their baseline answers over two turns (the second prompt holds the first turn,
-    as the runner builds it), and a corpus of the text the target writes on half of them, so that
-    the static automaton finds real continuations."""
-    out = []
-    for prompt in random_prompts(6, VOCAB, seed=31):
-        history, answers = list(prompt), []
-        for turn in range(2):
-            history += [10 + turn, 11, 12]
-            answer, _ = engine.generate(history, VanillaDrafter(), CONFIG)
-            answers.append((list(history), answer))
-            history += answer
-        out.append(answers)
-    corpus = [p + a for turns in out[::2] for p, a in turns]
+    """Two-turn conversations with their baseline answers, and the static automaton over half of them."""
+    out, corpus = baseline_conversations(engine, VOCAB, seed=31, config=CONFIG)
     return out, build_static(corpus)
-
-
-def run_conversations(engine, drafter, conversations, config=CONFIG):
-    """Every turn through ``drafter``; returns outputs, per-turn stats and per-turn source counts."""
-    outputs, stats, sources = [], [], []
-    for turns in conversations:
-        for prompt, _ in turns:
-            out, s = engine.generate(prompt, drafter, config, seed=len(prompt))
-            outputs.append(out)
-            stats.append(s)
-            sources.append(drafter.turn_stats())
-    return outputs, stats, sources
 
 
 def make_fallback(kind, model):
@@ -440,22 +417,7 @@ def test_eagle2_fallback_on_another_model_without_weights_is_refused_before_load
 
 # ---------------------------------------------------------------------------------- the runner
 def test_runner_records_the_draft_sources_of_every_turn(tmp_path):
-    from evaluation.inference import main
-    from tests.test_inference import save_tiny_model
-
-    folder = save_tiny_model(tmp_path / "model")
-    questions = tmp_path / "question.jsonl"
-    rows = [{"question_id": 1, "category": "writing", "turns": ["w5 w6 w7 w5 w6 w7 w5", "w9 w10"]},
-            {"question_id": 2, "category": "qa", "turns": ["w20 w21 w22 w20 w21"]}]
-    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    common = ["--model-path", str(folder), "--dtype", "float64", "--device", "cpu", "--question-file",
-              str(questions), "--max-new-tokens", "16", "--warmup", "1", "--no-progress"]
-    assert main(["--method", "vanilla", "--answer-file", str(tmp_path / "v.jsonl"), *common]) == 0
-    assert main(["--method", "samd", "--samd-corpus", "off", "--samd-threshold", "2",
-                 "--answer-file", str(tmp_path / "s.jsonl"), *common]) == 0
-    base = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
-    samd = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
-    for ref, record in zip(base, samd):
+    for ref, record in runner_records(tmp_path, ["--method", "samd", "--samd-corpus", "off", "--samd-threshold", "2"]):
         choice = record["choices"][0]
         assert choice["token_ids"] == ref["choices"][0]["token_ids"]
         assert "drafter_stats" not in ref["choices"][0]

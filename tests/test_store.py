@@ -217,6 +217,53 @@ def test_a_failure_while_writing_rolls_everything_back(pair, monkeypatch, db_url
     assert all(n == 0 for n in row_counts(db).values())
 
 
+@pytest.mark.postgresql
+def test_a_server_stopped_mid_import_is_an_error_within_the_timeout_and_stores_nothing(pair, monkeypatch,
+                                                                                       postgresql_url, capsys):
+    """The server's backend is stopped (SIGSTOP) after the import's transaction began: its own
+    statement_timeout never fires, so the client's bound must; then nothing is stored."""
+    import os
+    import signal
+    import time
+
+    db = postgresql_url
+    open_database(db)  # the schema, so that the import goes straight to writing
+    real = store.store_speed
+    stopped = []
+
+    def stop_the_server_then_write(session, report):
+        backend = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        os.kill(backend, signal.SIGSTOP)
+        stopped.append(backend)
+        real(session, report)
+
+    monkeypatch.setattr(store, "store_speed", stop_the_server_then_write)
+    start = time.monotonic()
+    try:
+        code = speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", db,
+                           "--db-timeout", "2"])
+    finally:
+        for backend in stopped:
+            os.kill(backend, signal.SIGCONT)
+    elapsed = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert stopped and code == 2 and elapsed < 20, (elapsed, err)
+    assert "no answer from the database server within 2 s" in err and "--db-timeout" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert all(n == 0 for n in row_counts(db).values())
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "soon"])
+def test_a_db_timeout_that_is_not_a_positive_number_is_refused(pair, capsys, value, monkeypatch, tmp_path):
+    with pytest.raises(SystemExit):
+        speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db-timeout", value])
+    assert f"--db-timeout {value!r}: must be a positive number of seconds" in capsys.readouterr().err
+    monkeypatch.setenv("SDBENCH_DB_TIMEOUT", value)
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]),
+                       "--db", str(tmp_path / "r.db")]) == 2
+    assert f"SDBENCH_DB_TIMEOUT {value!r}: must be a positive number" in capsys.readouterr().err
+
+
 def test_old_schema_version_is_a_clear_error(pair, capsys, db_url):
     db = db_url
     open_database(str(db))
@@ -233,6 +280,23 @@ def test_old_schema_version_is_a_clear_error(pair, capsys, db_url):
     assert f"has schema version {old}, this code needs {SCHEMA_VERSION}" in err and "re-import" in err
     assert "Traceback" not in err
     assert equal.main(["--jsonfile1", str(pair[1]), "--jsonfile2", str(pair[0]), "--db", str(db)]) == 2
+    assert snapshot(db) == before
+
+
+def test_a_newer_schema_is_called_newer_and_left_untouched(pair, capsys, db_url):
+    db = db_url
+    open_database(str(db))
+    newer = SCHEMA_VERSION + 1
+    engine = _engine(db)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE schema_info SET value = :v WHERE key = 'schema_version'"), {"v": str(newer)})
+    engine.dispose()
+    before = snapshot(db)
+    assert speed.main(["--file-path", str(pair[0]), "--base-path", str(pair[1]), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert (f"has schema version {newer}, newer than this code's {SCHEMA_VERSION}: it was written by a newer "
+            f"version of this project; update this checkout") in err
+    assert "old file" not in err and "re-import" not in err and "Traceback" not in err
     assert snapshot(db) == before
 
 

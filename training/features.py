@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from methods.core.file_hash import file_sha256
 from methods.core.hidden_states import HiddenStateCapture, HiddenStateRequest
 from methods.core.paths import cache_root
 from methods.heads.artifact import base_fingerprint
@@ -63,14 +64,6 @@ class Features:
     @property
     def sequence_of_position(self) -> np.ndarray:
         return np.repeat(np.arange(len(self.heldout)), np.diff(self.starts))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_heldout(conversation_id: str, fraction: float) -> bool:

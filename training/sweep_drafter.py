@@ -61,31 +61,38 @@ DEV_PROMPTS = [
 
 
 def parse_config(text: str) -> dict:
-    """``key=value,...`` (whole numbers, true/false, other words as text), or a JSON object for values such as a
-    choices tree: ``{"choices": [[0], [0, 0]]}``."""
+    """``key=value,...`` (whole numbers, decimals, true/false, other words as text), or a JSON object for values
+    such as a choices tree: ``{"choices": [[0], [0, 0]]}``."""
     if text.lstrip().startswith("{"):
         return json.loads(text)
     config = {}
     for item in filter(None, text.split(",")):
         key, value = item.split("=")
-        value = value.strip()
-        if value.lower() in ("true", "false"):
-            config[key.strip()] = value.lower() == "true"
-        else:
-            config[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+        config[key.strip()] = _config_value(value.strip())
     return config
+
+
+def _config_value(value: str):
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        return float(value)  # e.g. suffix's spec_factor=1.5
+    except ValueError:
+        return value
 
 
 def make_drafter(method: str, config: dict, tokenizer, model, weights=None):
     """A drafter built from ``config`` (its constructor's keywords); trained ones load ``weights``
     or the folder shipped for the embedded model."""
     cls = drafter_class(method)
-    if method == "samd":  # its corpus automaton and fallback drafter come from the runner's options
+    if method in ("samd", "suffix"):  # their corpus index (and samd's fallback) come from the runner's options
         from evaluation.inference import build_parser
 
-        args = build_parser().parse_args(["--method", "samd"])
+        args = build_parser().parse_args(["--method", method])
         for key, value in config.items():
-            setattr(args, f"samd_{key}", value)
+            setattr(args, f"{method}_{key}", value)
         return cls.from_args(args, model, tokenizer)
     trained = {"medusa": ("medusa", "methods.heads.medusa:load_medusa"),
                "hydra": ("hydra", "methods.heads.hydra:load_hydra"),

@@ -49,6 +49,9 @@ PER_TURN_EXTRA_FIELDS: dict[str, type] = {
     "forward_tokens": int,  # tokens through the target in the turn's verification forwards
     "prompt_tokens": int,
     "logit_margins": list,
+    # Why the turn ended: "stop" (a stop token or string), "max_new_tokens" or "context_limit"
+    # (the model's context is full: an answer cut there is not a finished one).
+    "stop_reason": str,
 }
 # Per turn, only from drafters that count something (samd's draft sources); not read back.
 DRAFTER_STATS_FIELD = "drafter_stats"

@@ -100,32 +100,48 @@ def answered_ids(path: Path) -> set:
     return {qid for qid, r in records.items() if not r.get("error")}
 
 
+class AnswerWriteError(AnswerFileError):
+    """Writing answers failed (a full disk, a quota, a lost mount): what the file held is kept."""
+
+    def __init__(self, path: Path, exc: OSError, written: str):
+        super().__init__(f"cannot write answers to {path}: {exc.strerror or exc}; {written} are kept "
+                         f"(a line cut short is set aside, not read as an answer): free space or fix the "
+                         f"cause, then run the same command again to resume")
+
+
 def append_answer(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A crash can leave a cut last line without its newline: start a fresh line after it, so the
-    # new record is not glued onto the broken one.
-    needs_newline = False
-    if path.exists() and path.stat().st_size:
-        with path.open("rb") as f:
-            f.seek(-1, os.SEEK_END)
-            needs_newline = f.read(1) != b"\n"
-    with path.open("a", encoding="utf-8") as f:
-        f.write(("\n" if needs_newline else "") + json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A crash can leave a cut last line without its newline: start a fresh line after it, so
+        # the new record is not glued onto the broken one.
+        needs_newline = False
+        if path.exists() and path.stat().st_size:
+            with path.open("rb") as f:
+                f.seek(-1, os.SEEK_END)
+                needs_newline = f.read(1) != b"\n"
+        with path.open("a", encoding="utf-8") as f:
+            f.write(("\n" if needs_newline else "") + json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # ENOSPC above all: one sentence, not a traceback
+        raise AnswerWriteError(path, exc, "the answers written before this one") from None
 
 
 def finalise_answer_file(path: Path) -> int:
     """Sort by question id and de-duplicate (newest line wins). Returns the number of answers."""
     records, bad = read_answer_lines(path)
-    if bad:
-        with path.with_suffix(path.suffix + ".bad").open("a", encoding="utf-8") as f:
-            f.writelines(bad)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for qid in sorted(records, key=question_sort_key):
-            f.write(json.dumps(records[qid]) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        if bad:
+            with path.with_suffix(path.suffix + ".bad").open("a", encoding="utf-8") as f:
+                f.writelines(bad)
+        with tmp.open("w", encoding="utf-8") as f:
+            for qid in sorted(records, key=question_sort_key):
+                f.write(json.dumps(records[qid]) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:  # the unsorted file is untouched until the rename
+        tmp.unlink(missing_ok=True)
+        raise AnswerWriteError(path, exc, "all its answers (not yet sorted)") from None
     return len(records)

@@ -13,6 +13,7 @@ counts of each turn (docs/answer-format.md), and the run's settings (run_setting
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import random
 import sys
@@ -103,6 +104,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
         choice["forward_tokens"].append(stats.forward_tokens)
         choice["prompt_tokens"].append(len(prompt))
         choice["logit_margins"].append(compact_margins(stats.margins))
+        choice["stop_reason"].append(stats.stop_reason)
         if drafter_stats:  # only drafters that count something (samd's draft sources) add the field
             choice.setdefault(DRAFTER_STATS_FIELD, []).append(drafter_stats)
     record = {"question_id": question.question_id, "category": question.category,
@@ -142,8 +144,13 @@ def check_args(args) -> None:
     if args.cost_curve_repeats < 0:
         raise ValueError(f"--cost-curve-repeats {args.cost_curve_repeats}: must be at least 0 "
                          f"(0 = do not measure the cost curve)")
-    if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0:
-        raise ValueError("need --temperature >= 0, 0 < --top-p <= 1 and --top-k >= 0")
+    # NaN compares false with everything, so each range is written to fail on it too.
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise ValueError(f"--temperature {args.temperature}: must be a finite number >= 0 (0 = greedy)")
+    if not 0 < args.top_p <= 1:
+        raise ValueError(f"--top-p {args.top_p}: must be a number in (0, 1] (1 = off)")
+    if args.top_k < 0:
+        raise ValueError(f"--top-k {args.top_k}: must be at least 0 (0 = off)")
     if len(args.method) > 1 and (args.answer_file or (args.model_id and "{method}" not in args.model_id)):
         raise ValueError("with several methods every one needs its own answers: give --model-id as a "
                          "template with {method} (e.g. mymodel-{method}-float32) and no --answer-file")

@@ -16,12 +16,16 @@ from pathlib import Path
 from typing import Iterable
 
 from evaluation.record.subtasks import KNOWN_CATEGORIES, subtask_of
+from methods.core.file_hash import file_sha256 as sha256_of
 from methods.core.paths import DATA_DIR
 
 QUESTION_FILE_NAME = "question.jsonl"
 # The public Spec-Bench file is fetched for users, never shipped (see evaluation/fetch_questions.py).
 SPEC_BENCH = "spec_bench"
 FETCH_COMMAND = "python -m evaluation.fetch_questions"
+# The SHA-256 of Spec-Bench's question file at the commit fetch_questions pins: the runner and
+# fetch_questions both refuse any other file under data/spec_bench/.
+SPEC_BENCH_SHA256 = "4b6d33e79484f9841c487ee87d1cf6aa8c6066f61d5d482ff09e5a007fafdf04"
 
 # A bench name is a folder under data/; anything else (slashes, "..") is a typo or worse.
 _BENCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -51,6 +55,8 @@ def question_file_for_bench(bench_name: str) -> Path:
         raise QuestionFileError(f"invalid bench name {bench_name!r}: expected a folder name under data/")
     path = DATA_DIR / bench_name / QUESTION_FILE_NAME
     if path.is_file():
+        if bench_name == SPEC_BENCH:
+            check_spec_bench_checksum(path)
         return path
     if bench_name == SPEC_BENCH:
         raise QuestionFileError(
@@ -63,6 +69,17 @@ def question_file_for_bench(bench_name: str) -> Path:
         f"no question file for bench {bench_name!r} (looked for {path}); "
         f"benches with a question file: {', '.join(available) or 'none'}"
     )
+
+
+def check_spec_bench_checksum(path: Path) -> None:
+    """The runner answers `--bench-name spec_bench` only from the pinned file fetch_questions
+    verified: an edited or damaged copy would give results that look like Spec-Bench's and are not."""
+    found = sha256_of(path)
+    if found != SPEC_BENCH_SHA256:
+        raise QuestionFileError(
+            f"{path}: sha256 {found[:12]}... is not the pinned Spec-Bench question file's ({SPEC_BENCH_SHA256[:12]}...): "
+            f"it was edited or damaged; run `{FETCH_COMMAND}` to fetch it again (or pass an edited "
+            f"file of your own with --question-file)")
 
 
 def load_questions(

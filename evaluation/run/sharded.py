@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import os
 import platform
+import socket
 import sys
 from collections import deque
 
@@ -59,10 +60,37 @@ def runtime_env() -> dict:
     return {"env_vars": {"PYTHONPATH": path}}
 
 
-def connect(address: str | None) -> bool:
+# Where a Ray address names no port: a head node's GCS (ray start --head), a Ray client server.
+RAY_GCS_PORT, RAY_CLIENT_PORT = 6379, 10001
+DEFAULT_RAY_TIMEOUT_S = 30.0
+
+
+def probe_address(address: str, timeout: float) -> None:
+    """Refuse an address where nothing answers within ``timeout`` seconds: Ray itself retries a
+    silent address for many minutes without a word. "auto" and "local" name a cluster on this
+    machine, which Ray finds (or not) at once."""
+    if address in ("auto", "local"):
+        return
+    scheme, _, rest = address.rpartition("://")
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    if not colon or not port.isdigit():
+        host, port = rest.rstrip("/"), str(RAY_CLIENT_PORT if scheme == "ray" else RAY_GCS_PORT)
+    host = host.strip("[]")  # an IPv6 address in brackets
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ClusterError(f"--ray-address {address}: nothing answers at {host}:{port} within {timeout:g} s "
+                           f"({reason}); start the cluster there (ray start --head) or give its address "
+                           f"(--ray-timeout sets this wait)") from None
+
+
+def connect(address: str | None, timeout: float = DEFAULT_RAY_TIMEOUT_S) -> bool:
     """Join the cluster at ``address``, or start a local one; True when this call started Ray
     (and so must stop it). An already connected process (a test, a notebook) is reused."""
     ray = import_ray()
+    if address:
+        probe_address(address, timeout)
     if ray.is_initialized():
         return False
     try:
@@ -152,7 +180,7 @@ def run_sharded(args) -> int:
     # cluster before planning, but only once the cheap checks of the options have passed.
     check_args(args)
     ray = import_ray()
-    started = connect(args.ray_address)
+    started = connect(args.ray_address, getattr(args, "ray_timeout", DEFAULT_RAY_TIMEOUT_S))
     workers = []
     try:
         device_kind, resources, threads = plan_workers(args, ray.cluster_resources())

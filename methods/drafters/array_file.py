@@ -121,3 +121,16 @@ def read_or_build(path: Path, read: Callable[[Path], T], build: Callable[[Path],
     path.parent.mkdir(parents=True, exist_ok=True)
     build(path)
     return read(path)
+
+
+def read_named_arrays(path: Path, magic: bytes, version: int, what: str,
+                      specs: Sequence[tuple[str, str, str]], mmap: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and the arrays of a file whose layout is ``specs``: (name, dtype, length key),
+    the key naming a header count, or ``"count+1"`` for one more."""
+    header, offset = read_header(path, magic, version, what)
+    lengths = []
+    for _, _, key in specs:
+        count, _, extra = key.partition("+")
+        lengths.append(header[count] + int(extra or 0))
+    arrays = read_arrays(path, offset, [(dtype, n) for (_, dtype, _), n in zip(specs, lengths)], mmap)
+    return header, {name: array for (name, _, _), array in zip(specs, arrays)}

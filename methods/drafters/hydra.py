@@ -25,7 +25,7 @@ from methods.core.hidden_states import HiddenStateRequest, HiddenStates
 from methods.core.static_tree import MC_SIM_7B_63, StaticTree
 from methods.core.tree import DraftTree
 from methods.drafters.trained import (SHIPPED, ChoicesOption, TypicalAcceptance, add_typical_arguments, artifact_folder,
-                                      check_folder_option, recorded_source, typical_options)
+                                      check_folder_option, check_typical_options, recorded_source, typical_options)
 from methods.heads.hydra import HydraHeads, PrefixCache, load_hydra
 
 # The heads trained for the embedded model (training/train_drafter.py --method hydra), its default.
@@ -171,6 +171,7 @@ class HydraDrafter(TypicalAcceptance, Drafter):
         check_folder_option(args, "--hydra-path", "a trained or published Hydra folder with config.json and "
                                                   "the head weights")
         CHOICES.check(args)
+        check_typical_options(args, "hydra")
         if getattr(args, "hydra_path", None) is None:
             cls.default_path(args)  # a missing shipped folder is refused before the model loads
 

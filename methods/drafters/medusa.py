@@ -23,7 +23,7 @@ from methods.core.hidden_states import HiddenStateRequest
 from methods.core.static_tree import MC_SIM_7B_63, StaticTree
 from methods.core.tree import DraftTree
 from methods.drafters.trained import (SHIPPED, ChoicesOption, TypicalAcceptance, add_typical_arguments, artifact_folder,
-                                      check_folder_option, recorded_source, typical_options)
+                                      check_folder_option, check_typical_options, recorded_source, typical_options)
 from methods.heads.medusa import MedusaHeads, load_medusa
 
 # The heads trained for the embedded model (training/train_drafter.py), used by default on it.
@@ -100,6 +100,7 @@ class MedusaDrafter(TypicalAcceptance, Drafter):
         check_folder_option(args, "--medusa-path", "a trained or published Medusa folder with config.json and "
                                                    "the head weights")
         CHOICES.check(args)
+        check_typical_options(args, "medusa")
         if getattr(args, "medusa_path", None) is None:  # the shipped heads: embedded model only
             artifact_folder(args, "medusa", "medusa", "--medusa-path", shipped=EMBEDDED_HEADS)
 

@@ -279,6 +279,32 @@ def corpus_entries(corpus: Path, tokenizer, mode: str, include_heldout: bool = F
     return entries
 
 
+NO_CORPUS = "off"  # the value of a drafter's corpus option that leaves the corpus out
+
+
+def check_corpus_option(value: Optional[str], flag: str, built: str) -> None:
+    """Refuse a corpus option (SAM-Decoding's, SuffixDecoding's) that names no file; not given
+    (the bundled corpus) and 'off' are fine. ``built``: how the drafter's prebuilt index is called."""
+    if value not in (None, NO_CORPUS) and not Path(value).is_file():
+        raise ValueError(f"{flag} {value}: no such file (a JSONL corpus, {built} or '{NO_CORPUS}')")
+
+
+def load_corpus_option(value: Optional[str], flag: str, tokenizer, magic: bytes, read_built, index_corpus):
+    """What a corpus option names, as (index, name for the records): (None, 'off') for 'off'; a
+    prebuilt index (a file starting with ``magic``) read with ``read_built(path)``; else a
+    conversation corpus, the bundled one when not given, indexed with ``index_corpus(tokenizer,
+    path)`` (built once and cached by the drafter's module)."""
+    if value == NO_CORPUS:
+        return None, NO_CORPUS
+    path = Path(value) if value is not None else BUNDLED_CORPUS
+    with open(path, "rb") as f:
+        if f.read(len(magic)) == magic:
+            return read_built(path), path.name
+    if tokenizer is None:
+        raise ValueError(f"a corpus needs the target's tokenizer (or {flag} {NO_CORPUS})")
+    return index_corpus(tokenizer, path), ("bundled:" if value is None else "") + path.name
+
+
 def default_mode(tokenizer) -> str:
     return "chat" if getattr(tokenizer, "chat_template", None) else "messages"
 
@@ -308,16 +334,24 @@ def build_from_corpus(corpus: Path, tokenizer, out: Path, mode: Optional[str] = 
     return store
 
 
-def cached_datastore_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Path:
-    """Where the datastore of ``corpus`` for ``tokenizer`` is cached (outside the repository)."""
+def cached_corpus_index_path(corpus: Path, tokenizer, folder: str, extension: str, version: int,
+                             mode: Optional[str] = None) -> Path:
+    """Where an index of ``corpus`` for ``tokenizer`` is cached (outside the repository), in the
+    cache's ``folder``: named by the corpus file's checksum (a changed corpus gets a new name, so a
+    stale index is never read), the tokenizer's fingerprint, the entry mode, the train split (built
+    without the held-out one) and the index's format version."""
     from methods.core.paths import cache_root
 
     mode = mode or default_mode(tokenizer)
     corpus_hash = hashlib.sha256(Path(corpus).read_bytes()).hexdigest()[:16]
-    # "train": built without the held-out split (what default_datastore builds).
     name = (f"{Path(corpus).name.split('.')[0]}-{corpus_hash}-{tokenizer_fingerprint(tokenizer)}-{mode}-train"
-            f"-v{FORMAT_VERSION}.sdbrest")
-    return cache_root() / "rest" / name
+            f"-v{version}.{extension}")
+    return cache_root() / folder / name
+
+
+def cached_datastore_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Path:
+    """Where the datastore of ``corpus`` for ``tokenizer`` is cached (what default_datastore builds)."""
+    return cached_corpus_index_path(corpus, tokenizer, "rest", "sdbrest", FORMAT_VERSION, mode)
 
 
 def default_datastore(tokenizer, corpus: Path = BUNDLED_CORPUS) -> Datastore:

@@ -32,12 +32,12 @@ records them with the answer.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 from methods.core.drafter import DraftSession, Drafter, StepResult, check_options, resolve_options
 from methods.core.hidden_states import request_of
 from methods.core.tree import DraftTree
+from methods.drafters.rest_datastore import NO_CORPUS, check_corpus_option, load_corpus_option
 from methods.drafters.suffix_automaton import (MAGIC, StaticMatcher, StaticSuffixAutomaton, SuffixAutomaton,
                                                corpus_automaton, read_static)
 
@@ -58,7 +58,6 @@ STATIC_BIAS = 5
 TRAINED_FALLBACK = "eagle2"
 DEFAULT_FALLBACK = "recycling"
 NO_FALLBACK = "none"
-NO_CORPUS = "off"
 SOURCES = ("dynamic", "static", "fallback", "none")
 
 
@@ -233,34 +232,16 @@ class SamdDrafter(Drafter):
                 raise ValueError(f"--samd-fallback {fallback}: unknown method; available: "
                                  f"{', '.join(m for m in available_methods() if m != cls.name)} or {NO_FALLBACK}")
             drafter_class(fallback).check_args(args)
-        corpus = getattr(args, "samd_corpus", None)
-        if corpus not in (None, NO_CORPUS) and not Path(corpus).is_file():
-            raise ValueError(f"--samd-corpus {corpus}: no such file (a JSONL corpus, a .sdbsam file or "
-                             f"'{NO_CORPUS}')")
+        check_corpus_option(getattr(args, "samd_corpus", None), "--samd-corpus", "a .sdbsam file")
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "SamdDrafter":
-        from methods.drafters.rest_datastore import BUNDLED_CORPUS
         from methods.registry import drafter_class
 
         cls.check_args(args)
         options = resolve_options(args, "samd", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
         fallback_name = cls.fallback_of(args)
         fallback = None if fallback_name == NO_FALLBACK else drafter_class(fallback_name).from_args(args, model, tokenizer)
-        corpus = getattr(args, "samd_corpus", None)
-        static, corpus_name = None, NO_CORPUS
-        if corpus != NO_CORPUS:
-            path = Path(corpus) if corpus is not None else BUNDLED_CORPUS
-            if _is_automaton_file(path):
-                static, corpus_name = read_static(path), path.name
-            else:
-                if tokenizer is None:
-                    raise ValueError("samd with a corpus needs the target's tokenizer (or --samd-corpus off)")
-                static = corpus_automaton(tokenizer, path)
-                corpus_name = ("bundled:" if corpus is None else "") + path.name
+        static, corpus_name = load_corpus_option(getattr(args, "samd_corpus", None), "--samd-corpus", tokenizer,
+                                                 MAGIC, read_static, corpus_automaton)
         return cls(static, fallback, **options, fallback_name=fallback_name, corpus_name=corpus_name)
-
-
-def _is_automaton_file(path: Path) -> bool:
-    with open(path, "rb") as f:
-        return f.read(len(MAGIC)) == MAGIC

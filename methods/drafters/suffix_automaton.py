@@ -39,14 +39,13 @@ File format (version 1, little-endian, our own):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from methods.drafters.array_file import read_arrays, read_header, read_or_build, write_arrays
+from methods.drafters.array_file import read_named_arrays, read_or_build, write_arrays
 
 MAGIC = b"SDBSAM\0\0"
 FORMAT_VERSION = 1
@@ -69,6 +68,9 @@ class SuffixAutomaton:
         self.length: list[int] = [0]
         self.first_end: list[int] = [-1]  # earliest end position of the state's substrings
         self.last = 0  # the state of the whole text
+        # The state the latest append split off a clone from (valid when that append added two
+        # states), so that subclasses keeping per-state data can give the clone its copy.
+        self.last_split = -1
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -105,6 +107,7 @@ class SuffixAutomaton:
                 link.append(link[q])
                 length.append(length[p] + 1)
                 first_end.append(first_end[q])  # the new end is later, so the earliest stays q's
+                self.last_split = q
                 while p != -1 and nxt[p].get(token) == q:
                     nxt[p][token] = clone
                     p = link[p]
@@ -161,11 +164,7 @@ class StaticSuffixAutomaton:
 
     def transition(self, state: int, token: int) -> int:
         """The target of ``state``'s edge labelled ``token``, or -1."""
-        lo, hi = int(self.edge_start[state]), int(self.edge_start[state + 1])
-        if lo == hi:
-            return -1
-        i = lo + int(np.searchsorted(self.edge_token[lo:hi], token))
-        return int(self.edge_target[i]) if i < hi and int(self.edge_token[i]) == token else -1
+        return edge_lookup(self.edge_start, self.edge_token, self.edge_target, state, token)
 
     def continuation(self, state: int, limit: int) -> list[int]:
         """Up to ``limit`` tokens after the state's recorded occurrence, within its document."""
@@ -212,6 +211,12 @@ class StaticMatcher:
 
 def build_static(documents: Iterable[Sequence[int]], meta: Optional[dict] = None) -> StaticSuffixAutomaton:
     """The frozen suffix automaton of a corpus of token sequences."""
+    builder, n_documents = automaton_of_documents(documents)
+    return freeze(builder, dict(meta or {}, n_documents=n_documents))
+
+
+def automaton_of_documents(documents: Iterable[Sequence[int]]) -> tuple[SuffixAutomaton, int]:
+    """The online automaton of the non-empty documents, each followed by SEPARATOR, and their number."""
     builder = SuffixAutomaton()
     n_documents = 0
     for document in documents:
@@ -219,7 +224,7 @@ def build_static(documents: Iterable[Sequence[int]], meta: Optional[dict] = None
             builder.extend(document)
             builder.append(SEPARATOR)
             n_documents += 1
-    return freeze(builder, dict(meta or {}, n_documents=n_documents))
+    return builder, n_documents
 
 
 def freeze(builder: SuffixAutomaton, meta: dict) -> StaticSuffixAutomaton:
@@ -228,9 +233,24 @@ def freeze(builder: SuffixAutomaton, meta: dict) -> StaticSuffixAutomaton:
     if tokens.size and (tokens.min() < SEPARATOR or tokens.max() >= 2**31 - 1):
         raise ValueError("token ids must lie in [0, 2**31 - 1)")
     n_states = builder.n_states
+    edge_start, edge_token, edge_target = flat_edges(builder)
+    length = np.asarray(builder.length, dtype=np.int64)
+    link = np.asarray(builder.link, dtype=np.int64)
+    end = _longest_continuation_ends(tokens, length, link, np.asarray(builder.first_end, dtype=np.int64))
+    info = dict(meta)
+    info.update(n_tokens=int(tokens.size), n_states=n_states, n_edges=int(edge_token.size))
+    return StaticSuffixAutomaton(tokens.astype(np.int32), edge_start, edge_token.astype(np.int32),
+                                 edge_target.astype(np.int32), link.astype(np.int32), length.astype(np.int32),
+                                 end, info)
+
+
+def flat_edges(builder: SuffixAutomaton) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A built automaton's edges as flat arrays sorted by (state, token): (edge_start, edge_token,
+    edge_target), state s's edges being edge_start[s]:edge_start[s + 1]. Separator edges are
+    dropped: no look-up ever takes one."""
+    n_states = builder.n_states
     if n_states >= 2**31:
         raise ValueError("corpus too large for 32-bit state ids")
-    # Edges, sorted by (state, token); separator edges are dropped, no look-up ever takes one.
     counts = np.fromiter((len(d) for d in builder.next), dtype=np.int64, count=n_states)
     source = np.repeat(np.arange(n_states, dtype=np.int64), counts)
     edge_token = np.fromiter((t for d in builder.next for t in d), dtype=np.int64, count=int(counts.sum()))
@@ -241,15 +261,17 @@ def freeze(builder: SuffixAutomaton, meta: dict) -> StaticSuffixAutomaton:
     source, edge_token, edge_target = source[order], edge_token[order], edge_target[order]
     edge_start = np.zeros(n_states + 1, dtype=np.int64)
     np.cumsum(np.bincount(source, minlength=n_states), out=edge_start[1:])
+    return edge_start, edge_token, edge_target
 
-    length = np.asarray(builder.length, dtype=np.int64)
-    link = np.asarray(builder.link, dtype=np.int64)
-    end = _longest_continuation_ends(tokens, length, link, np.asarray(builder.first_end, dtype=np.int64))
-    info = dict(meta)
-    info.update(n_tokens=int(tokens.size), n_states=n_states, n_edges=int(edge_token.size))
-    return StaticSuffixAutomaton(tokens.astype(np.int32), edge_start, edge_token.astype(np.int32),
-                                 edge_target.astype(np.int32), link.astype(np.int32), length.astype(np.int32),
-                                 end, info)
+
+def edge_lookup(edge_start: np.ndarray, edge_token: np.ndarray, edge_target: np.ndarray, state: int,
+                token: int) -> int:
+    """The target of ``state``'s edge labelled ``token`` in flat token-sorted edges, or -1."""
+    lo, hi = int(edge_start[state]), int(edge_start[state + 1])
+    if lo == hi:
+        return -1
+    i = lo + int(np.searchsorted(edge_token[lo:hi], token))
+    return int(edge_target[i]) if i < hi and int(edge_token[i]) == token else -1
 
 
 def _longest_continuation_ends(tokens: np.ndarray, length: np.ndarray, link: np.ndarray,
@@ -278,10 +300,6 @@ def _longest_continuation_ends(tokens: np.ndarray, length: np.ndarray, link: np.
 
 
 # ---------------------------------------------------------------------------------- file
-def _count(header: dict, key: str) -> int:
-    return header["n_states"] + 1 if key == "n_states+1" else header[key]
-
-
 def write_static(automaton: StaticSuffixAutomaton, path: Path) -> None:
     header = dict(automaton.meta)
     header.update(n_tokens=automaton.n_tokens, n_states=automaton.n_states, n_edges=int(automaton.edge_token.shape[0]))
@@ -289,24 +307,16 @@ def write_static(automaton: StaticSuffixAutomaton, path: Path) -> None:
 
 
 def read_static(path: Path, mmap: bool = True) -> StaticSuffixAutomaton:
-    path = Path(path)
-    header, offset = read_header(path, MAGIC, FORMAT_VERSION, "suffix automaton")
-    arrays = read_arrays(path, offset, [(dtype, _count(header, key)) for _, dtype, key in _ARRAYS], mmap)
-    return StaticSuffixAutomaton(meta=header, **{name: a for (name, _, _), a in zip(_ARRAYS, arrays)})
+    header, arrays = read_named_arrays(Path(path), MAGIC, FORMAT_VERSION, "suffix automaton", _ARRAYS, mmap)
+    return StaticSuffixAutomaton(meta=header, **arrays)
 
 
 # ---------------------------------------------------------------------------------- the bundled corpus
 def cached_static_path(corpus: Path, tokenizer, mode: Optional[str] = None) -> Path:
-    """Where the automaton of ``corpus`` for ``tokenizer`` is cached, named like REST's datastore:
-    corpus hash, tokenizer fingerprint, entry mode, train split, format version."""
-    from methods.core.paths import cache_root
-    from methods.drafters.rest_datastore import default_mode, tokenizer_fingerprint
+    """Where the automaton of ``corpus`` for ``tokenizer`` is cached, named like REST's datastore."""
+    from methods.drafters.rest_datastore import cached_corpus_index_path
 
-    mode = mode or default_mode(tokenizer)
-    corpus_hash = hashlib.sha256(Path(corpus).read_bytes()).hexdigest()[:16]
-    name = (f"{Path(corpus).name.split('.')[0]}-{corpus_hash}-{tokenizer_fingerprint(tokenizer)}-{mode}-train"
-            f"-v{FORMAT_VERSION}.sdbsam")
-    return cache_root() / "samd" / name
+    return cached_corpus_index_path(corpus, tokenizer, "samd", "sdbsam", FORMAT_VERSION, mode)
 
 
 def build_from_corpus(corpus: Path, tokenizer, out: Path, mode: Optional[str] = None) -> StaticSuffixAutomaton:

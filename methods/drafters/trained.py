@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 from pathlib import Path
 
 from methods.core.acceptance import accept_typical
@@ -67,7 +68,19 @@ def add_typical_arguments(group, prefix: str) -> None:
                        help="typical acceptance: delta, the entropy-scaled threshold factor")
 
 
+def check_typical_options(args, prefix: str) -> None:
+    """Refuse typical-acceptance thresholds outside their range (NaN included) before the model
+    loads: epsilon is a probability, delta a non-negative factor."""
+    threshold = getattr(args, f"{prefix}_posterior_threshold", 0.09)
+    alpha = getattr(args, f"{prefix}_posterior_alpha", 0.3)
+    if not 0 <= threshold <= 1:  # false for NaN as well
+        raise ValueError(f"--{prefix}-posterior-threshold {threshold}: must be a probability in [0, 1]")
+    if not (math.isfinite(alpha) and alpha >= 0):
+        raise ValueError(f"--{prefix}-posterior-alpha {alpha}: must be a finite number >= 0")
+
+
 def typical_options(args, prefix: str) -> dict:
+    check_typical_options(args, prefix)
     return {"typical": bool(getattr(args, f"{prefix}_typical", False)),
             "posterior_threshold": getattr(args, f"{prefix}_posterior_threshold", 0.09),
             "posterior_alpha": getattr(args, f"{prefix}_posterior_alpha", 0.3)}
