@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from evaluation.record.subtasks import display_name
-from leaderboard import charts, export, queries, tables
+from leaderboard import charts, cost_charts, export, queries, tables
 from leaderboard.connection import DatabaseStatus, ResultsDatabase, open_for_reading
 from leaderboard.db import DatabaseError, normalise_url, open_database
 from leaderboard.divergence import divergence_verdict_text, first_difference, highlighted_html, steps_html
@@ -166,6 +166,25 @@ def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
                           mime="text/csv", key="download_csv")
     with st.expander("Markdown"):
         st.code(markdown, language="markdown")
+
+
+def cost_curve_section(session: Session, selection: Selection) -> None:
+    """The device's verification cost curve beside the ranking, and each method's predicted
+    speedup from it (the data: queries.cost_curve_view; the figures: leaderboard/cost_charts.py)."""
+    view = queries.cost_curve_view(session, selection)
+    if view.curve.empty:
+        return
+    st.subheader("Why this ranking: the cost of verifying k tokens on this device")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(cost_charts.verify_cost_chart(view.curve, selection.device_name),
+                        key="chart_verify_cost")
+    with right:
+        st.dataframe(cost_charts.prediction_table(view.predictions), hide_index=True,
+                     key="predicted_speedups")
+        if view.flagged_methods:
+            st.caption(f"Measured more than 10% away from the prediction: "
+                       f"{', '.join(view.flagged_methods)} (docs/evaluation.md, \"The cost curve\").")
 
 
 def charts_page(session: Session, rows: list[LeaderboardRow]) -> None:
@@ -350,6 +369,7 @@ def main() -> None:
                 ["Leaderboard", "Charts", "Compare", "Question drill-down"])
             with board:
                 leaderboard_page(rows, selection, unmatched, other_measurements(selections, selection))
+                cost_curve_section(session, selection)
             with pictures:
                 charts_page(session, rows)
             with compare:

@@ -3,11 +3,12 @@
 # then compute speedups (evaluation/speed.py) and check equality with the baseline
 # (evaluation/equal.py); both store their results in the leaderboard database and their full
 # reports in results/reports/. It ends with one table of all methods (speedup with its 95%
-# interval, mean accepted tokens, lossless) and the command that opens the leaderboard.
+# interval, mean accepted tokens, predicted speedup, lossless) and the command that opens the
+# leaderboard.
 #
 # Out of the box: the embedded SmolLM2-135M-Instruct on the CPU, the bundled question set.
 #   ./eval.sh              # the full bundled set, 256 new tokens per turn
-#   ./eval.sh --quick      # a first try: one question of every subtask, 32 new tokens
+#   ./eval.sh --quick      # a first try: one question of every subtask, 128 new tokens
 #
 # Everything is set through environment variables (defaults in brackets):
 #   MODEL_PATH      target model: embedded, a .gguf file, a local folder or a hub id [embedded]
@@ -26,7 +27,9 @@
 #                   [the shipped masks; embedded model only]
 #   SPACE_MASK_ID   SPACE's published variant: MODEL_PATH is a fine-tuned SPACE checkpoint and this is
 #                   its mask token id (32002 for vicuna-v1.3-7b-space); instead of SPACE_PATH
-#   MAX_NEW_TOKENS  new tokens per turn [256; 32 with --quick]
+#   MAX_NEW_TOKENS  new tokens per turn [256; QUICK_MAX_NEW_TOKENS with --quick]
+#   QUICK_MAX_NEW_TOKENS  new tokens per turn of --quick [128: at 32, prefill and warm-up weigh
+#                   as much as decoding and every method looks like the baseline]
 #   QUESTION_BEGIN / QUESTION_END   0-based line range of the question file [all]
 #   PER_SUBTASK     only the first N questions of each subtask (within the range) [all; 1 with --quick]
 #   TEMP            temperature, 0 = greedy [0.0]
@@ -82,7 +85,7 @@ DB=${DB:-results/leaderboard.db}
 INTERLEAVE=${INTERLEAVE:-1}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 if [ "$QUICK" = 1 ]; then
-  MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-32}
+  MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-${QUICK_MAX_NEW_TOKENS:-128}}
   PER_SUBTASK=${PER_SUBTASK:-1}
 else
   MAX_NEW_TOKENS=${MAX_NEW_TOKENS:-256}

@@ -28,7 +28,7 @@ from typing import Optional
 from evaluation.compare.equality import (COMPARE_AUTO, COMPARE_TEXT, COMPARE_TOKEN_IDS, EqualInputError,
                                          EqualityResult, TurnDifference, compare_answers, excerpt,
                                          first_divergence)
-from evaluation.compare.near_ties import NEAR_TIE, REAL, UNKNOWN
+from evaluation.compare.near_ties import INHERITED, NEAR_TIE, REAL, UNKNOWN
 from evaluation.compare.tables import format_table
 from evaluation.record.answers import AnswerFileError, read_answer_file
 from evaluation.record.subtasks import display_name
@@ -77,7 +77,9 @@ def format_result(result: EqualityResult, max_shown: int = 20) -> str:
                 lines += text_excerpt_lines(result, d)
         counts = result.verdict_counts()
         lines.append(f"First divergences: {counts[NEAR_TIE]} near-tie(s) (numerically fragile), "
-                     f"{counts[REAL]} real difference(s), {counts[UNKNOWN]} unknown"
+                     f"{counts[REAL]} real difference(s), {counts[UNKNOWN]} unknown, "
+                     f"{counts[INHERITED]} inherited (a later turn of a question that had already "
+                     f"diverged)"
                      + (f"; near-tie = baseline margin below {result.near_tie_threshold:.3g} "
                         f"for {result.dtype}" if result.near_tie_threshold is not None else ""))
     lines.append("")
@@ -103,6 +105,9 @@ def text_excerpt_lines(result: EqualityResult, d: TurnDifference) -> list[str]:
 
 def margin_note(d: TurnDifference, result: EqualityResult) -> str:
     """One line on the baseline's margin at a divergence and what it means."""
+    if d.margin_verdict == INHERITED:
+        return ("inherited: an earlier turn of this question diverged, so this turn's prompt "
+                "already differs from the baseline's and its margins cannot judge it")
     if d.margin_verdict == UNKNOWN:
         if d.unit != "token":
             why = "compared on text"

@@ -32,6 +32,7 @@ from evaluation.run.answering import (answer_lanes, finish, load_answerer, pendi
                                       warm_up_lanes, write_answer)
 from evaluation.run.questions import QuestionFileError
 from evaluation.run.sharded import DEFAULT_RAY_TIMEOUT_S
+from evaluation.run.verify_cost import DEFAULT_REPEATS
 from methods.core.backends import CHOICES as BACKEND_CHOICES
 from methods.core.model_loading import EMBEDDED, ModelLoadError
 from methods.registry import available_methods, drafter_class
@@ -100,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "the model is one it runs, else hf). Recorded with every answer; speed.py "
                           "never compares runs of different backends")
     run.add_argument("--warmup", type=int, default=2, help="warm-up generations before timing")
+    run.add_argument("--cost-curve-repeats", type=int, default=DEFAULT_REPEATS, metavar="R",
+                     help="before the first question, time a verification forward over 1, 2, ... "
+                          "tokens up to the largest any method drafts, R times each (median kept), "
+                          "and store that cost curve with every answer (speed.py predicts each "
+                          f"method's speedup from it); a few seconds (default {DEFAULT_REPEATS}; "
+                          "0 = do not measure)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     scale = parser.add_argument_group("scale-out over a Ray cluster (docs/scaling.md)")
     scale.add_argument("--workers", type=positive_int, default=None, metavar="N",

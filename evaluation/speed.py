@@ -83,28 +83,66 @@ def format_report(report: SpeedReport) -> str:
     rows = []
     for s in report.subtasks:
         a = s.acceptance
-        per_token_ms = None if a.time_per_proposal_token_s is None else a.time_per_proposal_token_s * 1e3
+        per_token_ms = milliseconds(a.time_per_proposal_token_s)
         rows.append([
             s.display_name, str(a.steps), number(a.mean_acceptance_length, 2),
+            number(a.mean_acceptance_length_per_request, 2),
             number(a.draft_acceptance_rate, 3), number(a.system_efficiency, 3),
-            number(per_token_ms, 3), number(a.verify_time_share, 3),
-            number(a.draft_time_share, 3),
+            number(per_token_ms, 3), number(milliseconds(a.draft_time_per_step_s), 3),
+            number(milliseconds(a.verify_time_per_step_s), 3),
+            number(a.verify_time_share, 3), number(a.draft_time_share, 3),
         ])
     lines.append(format_table(
-        ["Subtask", "Steps", "AL", "Draft acceptance rate", "System efficiency",
-         "ms / proposal token", "Verify time share", "Draft time share"], rows))
+        ["Subtask", "Steps", "AL pooled (vLLM)", "AL per request (SpecForge)",
+         "Draft acceptance rate", "System efficiency", "ms / proposal token",
+         "Draft ms / step", "Verify ms / step", "Verify time share", "Draft time share"], rows))
 
     overall = report.subtask(OVERALL).acceptance
     if overall.per_position_acceptance_rate:
         lines.append("")
-        lines.append("Per-position acceptance rate (overall): " + "  ".join(
+        lines.append("Per-position acceptance rate, joint (overall; vLLM's): " + "  ".join(
             f"{k}: {rate:.3f}" for k, rate in enumerate(overall.per_position_acceptance_rate, 1)))
+        lines.append("Per-position acceptance rate, conditional (overall): " + "  ".join(
+            f"{k}: {number(rate, 3)}"
+            for k, rate in enumerate(overall.per_position_conditional_acceptance_rate, 1)))
     if overall.acceptance_length_histogram:
         lines.append("Acceptance-length histogram (overall, steps): " + "  ".join(
             f"{k}: {n}" for k, n in overall.acceptance_length_histogram.items()))
     lines.append("")
+    lines += prediction_lines(report)
+    lines.append("")
     lines += spec_bench_lines(report)
     return "\n".join(lines)
+
+
+def prediction_lines(report: SpeedReport) -> list[str]:
+    """The device's cost curve and each subtask's predicted speedup beside the measured one."""
+    curve = report.verify_cost
+    if not curve:
+        return ["Predicted speedup: not computed, the method run measured no verification cost "
+                "curve (older runs, Spec-Bench's files, or --cost-curve-repeats 0)"]
+    lines = ["Verification cost curve of this device (a k-token forward against a 1-token one, "
+             f"{curve['context_tokens']} tokens of context): " + "  ".join(
+                 f"{k}: {c:.2f}x" for k, c in zip(curve["tokens"], curve["relative"]))]
+    rows = []
+    for s in report.subtasks:
+        p = s.prediction
+        if p is None or p.predicted_speedup is None:
+            rows.append([s.display_name, number(s.speedup, 3, suffix="x"), "-", "-",
+                         p.unavailable if p is not None else "-"])
+            continue
+        rows.append([s.display_name, number(p.measured_speedup, 3, suffix="x"),
+                     number(p.predicted_speedup, 3, suffix="x"), f"{p.gap:+.1%}",
+                     "MORE THAN 10% OFF" if p.flagged else "within 10%"])
+    lines.append("Predicted speedup = AL pooled / (cost of its forward + draft time / the baseline's "
+                 "decode time per token) (docs/evaluation.md):")
+    lines.append(format_table(["Subtask", "Measured", "Predicted", "Measured vs predicted",
+                               "Check"], rows))
+    return lines
+
+
+def milliseconds(seconds: Optional[float]) -> Optional[float]:
+    return None if seconds is None else seconds * 1e3
 
 
 def format_mixed_report(report: SpeedReport) -> str:

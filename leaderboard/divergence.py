@@ -45,6 +45,10 @@ def divergence_verdict_text(verdict: str, base_margin: Optional[float],
         return (f"Near-tie: the baseline's top two logits there were {base_margin:.3g} apart, "
                 f"below {threshold:.3g} ({dtype}); rounding alone can swap them, so this is "
                 "numerically fragile, not a sign of a broken method.")
+    if verdict == "inherited":
+        return ("Inherited: an earlier turn of this question already diverged, so this turn "
+                "answers a prompt that differs from the baseline's; it is counted apart from "
+                "near-ties and real differences.")
     if verdict == "real":
         return (f"Real difference: the baseline's top two logits there were {base_margin:.3g} "
                 f"apart, at least {threshold:.3g} ({dtype}); rounding cannot explain it.")

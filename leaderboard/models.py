@@ -221,6 +221,7 @@ class Difference(Base):
     excerpt: Mapped[str] = mapped_column(Text)  # the method's text around the divergence
     base_excerpt: Mapped[str] = mapped_column(Text)
     # The baseline's top-1 minus top-2 logit at the divergence (None: not recorded) and the
-    # verdict: "near-tie" (rounding can flip it), "real" or "unknown".
+    # verdict: "near-tie" (rounding can flip it), "real", "unknown" or "inherited" (an earlier
+    # turn of the question diverged, so this turn's context differs from the baseline's).
     base_margin: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     margin_verdict: Mapped[str] = mapped_column(String(16), default="unknown")

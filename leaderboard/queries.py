@@ -36,6 +36,7 @@ from leaderboard.models import (
     QuestionResult,
     Run,
     SpeedComparison,
+    SubtaskResult,
 )
 
 # Equality badges.
@@ -437,3 +438,95 @@ def question_detail(session: Session, row: LeaderboardRow, question_id: str) -> 
         near_tie_threshold=check.near_tie_threshold if check else None,
         threshold_dtype=check.threshold_dtype if check else None,
     )
+
+
+# ---- the metric set and the cost curve (issue: numbers every engine can compare) ------
+
+ACCEPTANCE_COLUMNS: tuple[str, ...] = (
+    "method", "al_pooled", "al_per_request", "draft_acceptance_rate", "system_efficiency",
+    "max_draft_length", "per_position_joint", "per_position_conditional",
+    "draft_ms_per_step", "verify_ms_per_step",
+)
+
+
+def _overall_extras(session: Session, rows: list[LeaderboardRow]) -> dict[int, SubtaskResult]:
+    """comparison id -> its overall SubtaskResult (where speed.py wrote one)."""
+    ids = [row.comparison_id for row in rows]
+    stmt = select(SubtaskResult).where(SubtaskResult.comparison_id.in_(ids),
+                                       SubtaskResult.subtask == OVERALL)
+    return {result.comparison_id: result for result in session.scalars(stmt)}
+
+
+def _ms(seconds: Optional[float]) -> Optional[float]:
+    return None if seconds is None else 1000.0 * seconds
+
+
+def acceptance_metrics(session: Session, rows: list[LeaderboardRow]) -> pd.DataFrame:
+    """Per method (overall): both accepted-length means (vLLM's pooled, SpecForge's per request),
+    per-position acceptance joint and conditional, and draft and verify time per step."""
+    overall = _overall_extras(session, rows)
+    records = []
+    for row in rows:
+        result = overall.get(row.comparison_id)
+        extra = (result.extra or {}) if result is not None else {}
+        records.append({
+            "method": row.method,
+            "al_pooled": result.mean_accepted_tokens if result is not None else None,
+            "al_per_request": extra.get("mean_acceptance_length_per_request"),
+            "draft_acceptance_rate": result.draft_acceptance_rate if result is not None else None,
+            "system_efficiency": extra.get("system_efficiency"),
+            "max_draft_length": extra.get("max_draft_length"),
+            "per_position_joint": extra.get("per_position_acceptance_rate") or [],
+            "per_position_conditional": extra.get("per_position_conditional_acceptance_rate") or [],
+            "draft_ms_per_step": _ms(extra.get("draft_time_per_step_s")),
+            "verify_ms_per_step": _ms(extra.get("verify_time_per_step_s")),
+        })
+    return pd.DataFrame.from_records(records, columns=list(ACCEPTANCE_COLUMNS))
+
+
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "method", "measured", "predicted", "gap", "flagged", "forward_tokens_per_step",
+    "relative_verify_cost", "unavailable",
+)
+
+
+@dataclass
+class CostCurveView:
+    """The verification cost curve of the selection's device and each ranked method's predicted
+    speedup beside its measured one (evaluation/compare/cost_model.py)."""
+
+    curve: pd.DataFrame  # tokens, relative, ms: the newest curve measured in the selection
+    curves_found: int  # distinct curves among the ranked comparisons (runs measure their own)
+    predictions: pd.DataFrame  # PREDICTION_COLUMNS, in ranking order
+
+    @property
+    def flagged_methods(self) -> list[str]:
+        """Methods whose measured speedup is more than 10% away from the prediction."""
+        return [m for m, f in zip(self.predictions["method"], self.predictions["flagged"]) if f]
+
+
+def cost_curve_view(session: Session, selection: Selection) -> CostCurveView:
+    rows = leaderboard_rows(session, selection)
+    overall = _overall_extras(session, rows)
+    curves, records = [], []
+    for row in rows:
+        result = overall.get(row.comparison_id)
+        extra = (result.extra or {}) if result is not None else {}
+        if extra.get("verify_cost"):
+            curves.append((row.created, extra["verify_cost"]))
+        p = extra.get("prediction") or {}
+        records.append({
+            "method": row.method, "measured": row.overall,
+            "predicted": p.get("predicted_speedup"), "gap": p.get("gap"),
+            "flagged": bool(p.get("flagged")),
+            "forward_tokens_per_step": p.get("forward_tokens_per_step"),
+            "relative_verify_cost": p.get("relative_verify_cost"),
+            "unavailable": p.get("unavailable") if p else "stored before predictions were made",
+        })
+    newest = max(curves, key=lambda c: c[0])[1] if curves else None
+    curve = pd.DataFrame({"tokens": newest["tokens"], "relative": newest["relative"],
+                          "ms": [1000.0 * s for s in newest["seconds"]]}) if newest else \
+        pd.DataFrame(columns=["tokens", "relative", "ms"])
+    distinct = {json.dumps(c, sort_keys=True) for _, c in curves}
+    return CostCurveView(curve, len(distinct),
+                         pd.DataFrame.from_records(records, columns=list(PREDICTION_COLUMNS)))

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from evaluation.record.answers import AnswerFile, model_name_of_path, read_answer_file, run_model
 from evaluation.record.schema import RUN_FIELDS, line_value
+from evaluation.record.subtasks import OVERALL
 from evaluation.compare.stats import finite_or_none
 from leaderboard.db import DatabaseError, failure_reason, open_database, writing
 from leaderboard.models import (
@@ -209,7 +210,10 @@ def _store_comparison(session: Session, report: "SpeedReport", method_runs: list
             "speedup_spec_bench_std": s.speedup_spec_bench_std,
             "mean_paired_speedup": s.mean_paired_speedup,
             "per_run": s.per_run,
+            "prediction": None if s.prediction is None else s.prediction.as_dict(),
         })
+        if s.subtask == OVERALL and report.verify_cost:
+            extra["verify_cost"] = report.verify_cost  # the device's curve, with the comparison
         if s.subtask in spec_bench:  # what Spec-Bench's own speed.py would print for it
             extra["spec_bench_reported"] = spec_bench[s.subtask]
         comparison.subtasks.append(SubtaskResult(

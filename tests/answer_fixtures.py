@@ -144,7 +144,7 @@ def synthetic_run(*, method: str = "pld", accept: int = 3, seconds_per_step: flo
         else:
             records.append(our_answer(
                 qid, category, token_ids, wall, steps, method=method,
-                method_params={"draft_length": draft_length} if draft_length else {},
+                method_params={"max_draft_length": draft_length} if draft_length else {},
                 draft_tokens=[len(s) * draft_length for s in steps],
                 draft_time=[w * 0.25 for w in wall], verify_time=[w * 0.6 for w in wall],
                 prefill_time=[w * 0.1 for w in wall], model_id=name))

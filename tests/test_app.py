@@ -684,3 +684,24 @@ def test_the_page_names_results_of_the_same_setting_on_other_questions(tmp_path,
     expected_other = f"{len(QUESTIONS)} questions" if shown_set.startswith("4:") else "4 questions"
     assert expected_other in other[0]
     assert list(shown(leaderboard_table(app))["Method"]) == ["pld"]  # one row: its own set only
+
+
+def test_the_device_cost_curve_and_predictions_sit_beside_the_ranking(tmp_path, monkeypatch):
+    from evaluation import speed
+    from tests.answer_fixtures import synthetic_run, write_answer_file
+    from tests.test_speed import CURVE
+
+    records = synthetic_run(seconds_per_step=0.03)
+    for record in records:
+        record["verify_cost"] = CURVE
+    method = write_answer_file(tmp_path / "pld.jsonl", records)
+    base = write_answer_file(tmp_path / "vanilla.jsonl",
+                             synthetic_run(method="vanilla", accept=1, draft_length=0))
+    db = tmp_path / "results.db"
+    assert speed.main(["--file-path", str(method), "--base-path", str(base), "--db", str(db)]) == 0
+    app = run_app(monkeypatch, "--db", str(db))
+    [chart] = [c for c in app.tabs[0].get("plotly_chart") if c.key == "chart_verify_cost"]
+    assert json.loads(chart.proto.spec)["data"][0]["y"] == CURVE["relative"]
+    [predictions] = [d.value for d in app.tabs[0].dataframe if "Check" in d.value.columns]
+    assert list(predictions["Check"]) == ["more than 10% off"]
+    assert "pld" in app.tabs[0].caption[-1].value

@@ -45,6 +45,8 @@ def test_every_target_declares_its_native_code(model, backend):
 def test_the_registry_holds_drafters_under_their_own_names(name):
     cls = drafter_class(name)
     assert issubclass(cls, Drafter)
+    # Every registered drafter declares its longest draft instead of inheriting the refusal.
+    assert cls.max_draft_length is not Drafter.max_draft_length, f"{name} lacks max_draft_length"
     assert cls.name == name or name == "vanilla" and cls is VanillaDrafter
 
 
@@ -73,6 +75,10 @@ def test_each_method_built_from_its_defaults_drafts_and_accepts_through_the_engi
     drafter = cls.from_args(args, loaded.model, loaded.tokenizer)
     assert isinstance(drafter, cls) and drafter.lossy is False  # the defaults are lossless
     json.dumps(drafter.params())
+    # Each drafter declares its longest draft (chain and forward size) and keeps to it.
+    longest, most = drafter.max_draft_length(), drafter.max_draft_tokens()
+    assert longest is None or isinstance(longest, int) and longest >= 0
+    assert most is None or isinstance(most, int) and most >= (longest or 0)
 
     vocab = engine.vocab_size
     proposed, accepted = [], []
@@ -84,6 +90,10 @@ def test_each_method_built_from_its_defaults_drafts_and_accepts_through_the_engi
         if len(tree):
             assert 0 <= int(tree.tokens.min()) and int(tree.tokens.max()) < vocab, "a token outside the vocabulary"
         proposed.append(len(tree))
+        if len(tree):
+            depths = tree.depth[tree.candidates]
+            assert longest is None or not len(depths) or int(depths.max()) <= longest, "deeper than declared"
+            assert most is None or len(tree) <= most, "a larger tree than declared"
         return tree
 
     def checked_accept(step):
@@ -101,3 +111,15 @@ def test_each_method_built_from_its_defaults_drafts_and_accepts_through_the_engi
     assert engine.generate(prompt, drafter, DecodingConfig(max_new_tokens=4))[0] == expected[:4]
     if name != "vanilla":  # over both turns: Token Recycling learns its drafts as it goes
         assert sum(proposed) > 0, f"{name} never drafted anything"
+
+
+def test_eagle2_trees_are_depth_plus_one_deep_within_their_nodes():
+    from methods.drafters.eagle2 import Eagle2Drafter
+
+    drafter = Eagle2Drafter.__new__(Eagle2Drafter)  # the bound needs only the tree's settings
+    drafter.depth, drafter.total_token = 5, 60
+    assert (drafter.max_draft_length(), drafter.max_draft_tokens()) == (6, 59)
+    drafter.depth, drafter.total_token = 1, 4  # the CPU defaults: 3 nodes, 2 levels
+    assert (drafter.max_draft_length(), drafter.max_draft_tokens()) == (2, 3)
+    drafter.depth, drafter.total_token = 5, 3  # fewer nodes than levels: a chain of 2 at most
+    assert drafter.max_draft_length() == 2

@@ -195,7 +195,7 @@ def test_divergences_are_classified_by_the_baselines_margin(tmp_path, capsys):
     text = equal.format_result(result)
     assert "near-tie: rounding alone can flip it" in text
     assert "real difference: rounding cannot explain it" in text
-    assert "First divergences: 1 near-tie(s) (numerically fragile), 1 real difference(s), 0 unknown" in text
+    assert "First divergences: 1 near-tie(s) (numerically fragile), 1 real difference(s), 0 unknown, 0 inherited" in text
 
     db = tmp_path / "results.db"
     assert equal.main(["--jsonfile1", str(tmp_path / "base.jsonl"), "--jsonfile2",
@@ -209,6 +209,25 @@ def test_divergences_are_classified_by_the_baselines_margin(tmp_path, capsys):
         rows = {d.question_id: (d.margin_verdict, d.base_margin) for d in session.query(Difference)}
     assert rows == {"81": ("near-tie", pytest.approx(threshold / 4)),
                     "162": ("real", pytest.approx(threshold * 4))}
+
+
+def test_a_later_turn_of_a_diverged_question_is_inherited_not_real(tmp_path, capsys):
+    # The GPU float16 case: turn 1 diverges at a near-tie; turn 2's prompt holds that answer, so
+    # its divergence, even at a clear baseline margin, says nothing of the method.
+    threshold = near_tie_threshold("float16")
+    base = with_margins(baseline_records())
+    base[0]["choices"][0]["logit_margins"][0][3] = threshold / 4
+    base[0]["choices"][0]["logit_margins"][1][2] = threshold * 100
+    method = with_margins(method_records())
+    method[0]["choices"][0]["token_ids"][0][3] += 1
+    method[0]["choices"][0]["token_ids"][1][2] += 1
+    result = compare_answers(*read_pair(tmp_path, method, base))
+    verdicts = [(d.question_id, d.turn, d.margin_verdict) for d in result.differences]
+    assert verdicts == [("81", 0, "near-tie"), ("81", 1, "inherited")]
+    assert result.verdict_counts() == {"near-tie": 1, "real": 0, "unknown": 0, "inherited": 1}
+    text = equal.format_result(result)
+    assert "0 real difference(s), 0 unknown, 1 inherited" in text
+    assert "inherited: an earlier turn of this question diverged" in text
 
 
 def test_files_without_margins_leave_the_verdict_unknown(tmp_path):

@@ -82,6 +82,31 @@ def test_every_method_writes_the_baseline_answers_in_spec_bench_schema(tiny_fold
             assert all(n <= 24 for n in choice["new_tokens"])
             assert record["method"] == method and record["environment"]["dtype"] == "float64"
             assert all(t > 0 for t in choice["wall_time"])
+            # Each verification forward carries the root and the draft tree.
+            assert sum(choice["forward_tokens"]) >= sum(choice["decoding_steps"])
+    # The longest draft, as each drafter declares it, is recorded with the method's parameters.
+    params = {method: records[0]["method_params"] for method, records in results.items()}
+    assert params["vanilla"]["max_draft_length"] == 0
+    assert params["pld"]["max_draft_length"] == params["pld"]["num_pred"]
+    expected_sps = None if params["sps"]["schedule"] == "heuristic" else params["sps"]["gamma"]
+    assert params["sps"]["max_draft_length"] == expected_sps
+    # Each run measured its device's verification cost curve up to its largest forward, once,
+    # and wrote it into every line.
+    for method, records in results.items():
+        curves = [r["verify_cost"] for r in records]
+        assert all(c == curves[0] for c in curves)
+        curve = curves[0]
+        assert curve["tokens"][0] == 1 and curve["relative"][0] == 1.0
+        assert all(s > 0 for s in curve["seconds"]) and curve["repeats"] == 3
+        nodes = params[method]["max_draft_tokens"]
+        largest = max(2, (15 if nodes is None else nodes) + 1)  # no bound: up to 16 tokens
+        assert curve["tokens"][-1] == largest, method
+
+
+def test_cost_curve_can_be_left_out(tiny_folder, questions, tmp_path):
+    answer = tmp_path / "pld.jsonl"
+    assert run(tiny_folder, questions, answer, "pld", "--cost-curve-repeats", "0") == 0
+    assert all("verify_cost" not in r for r in read(answer))
 
 
 def test_rerun_skips_answered_questions_and_keeps_one_sorted_line_each(tiny_folder, questions, tmp_path):

@@ -4,6 +4,8 @@ on PostgreSQL (the `db_url` fixture)."""
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
+
 from evaluation.record.subtasks import SPEC_BENCH_SUBTASKS
 from leaderboard import queries
 from leaderboard.db import open_database
@@ -164,3 +166,30 @@ def test_a_torch_ops_fallback_comparison_gets_its_own_row_beside_the_native_one(
             lean(synthetic_run(seconds_per_step=0.045), fallback),
             lean(synthetic_run(**base, seconds_per_step=0.03), fallback))
     assert list(_ranked(db_url).values()) == [[(f"pld ({native})", 2.0), (f"pld ({fallback})", 2.0)]]
+
+
+def test_cost_curve_and_predictions_of_the_device_viewed(tmp_path, db_url):
+    from evaluation import speed
+    from tests.answer_fixtures import synthetic_run, write_answer_file
+    from tests.test_speed import CURVE
+
+    method = synthetic_run(seconds_per_step=0.03)
+    for record in method:
+        record["verify_cost"] = CURVE
+    vanilla = write_answer_file(tmp_path / "vanilla.jsonl",
+                                synthetic_run(method="vanilla", accept=1, draft_length=0))
+    pld = write_answer_file(tmp_path / "pld.jsonl", method)
+    assert speed.main(["--file-path", str(pld), "--base-path", str(vanilla), "--db", db_url]) == 0
+    sessions = open_database(db_url, create=False)
+    with sessions() as session:
+        [selection] = queries.available_selections(session)
+        view = queries.cost_curve_view(session, selection)
+        metrics = queries.acceptance_metrics(session, queries.leaderboard_rows(session, selection))
+    assert list(view.curve["tokens"]) == CURVE["tokens"] and view.curves_found == 1
+    assert list(view.curve["relative"]) == CURVE["relative"]
+    [prediction] = view.predictions.to_dict("records")
+    assert prediction["predicted"] == pytest.approx(3 / (1.4 + 0.0075 / 0.018))
+    assert prediction["measured"] == pytest.approx(2.0) and view.flagged_methods == ["pld"]
+    [row] = metrics.to_dict("records")
+    assert row["al_pooled"] == pytest.approx(3.0) and row["al_per_request"] == pytest.approx(3.0)
+    assert row["max_draft_length"] == 4 and row["per_position_conditional"] == pytest.approx([1, 1, 0, None])

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def hand_method():
     """Three questions; the numbers of test_hand_computed_figures come from these."""
-    common = dict(method="pld", method_params={"draft_length": 2})
+    common = dict(method="pld", method_params={"max_draft_length": 2})
     return [
         our_answer(81, "writing", [[1, 2, 3, 4], [5, 6]], [0.1, 0.1], [[3, 1], [2]],
                    draft_tokens=[4, 2], draft_time=[0.02, 0.02], verify_time=[0.05, 0.05], **common),
@@ -76,6 +76,19 @@ def test_hand_computed_figures(tmp_path):
     assert a.time_per_proposal_token_s == pytest.approx(0.14 / 16)
     assert a.verify_time_share == pytest.approx(0.4 / 0.7)
     assert a.draft_time_share == pytest.approx(0.14 / 0.7)
+    # The rest of the metric set, by hand (docs/evaluation.md, "Acceptance figures"). Steps:
+    # q81 [3, 1, 2], q161 [3, 3], q321 [1, 1, 1]; accepted drafts = length - 1.
+    # vLLM's pooled mean: 1 + accepted drafts / drafting steps = 1 + (2+0+1+2+2+0+0+0) / 8.
+    assert a.mean_acceptance_length == pytest.approx(1 + 7 / 8)
+    # SpecForge's per-request mean: mean of 6/3, 6/2, 3/3.
+    assert a.mean_acceptance_length_per_request == pytest.approx((2 + 3 + 1) / 3)
+    # Joint: >= 1 draft accepted in 4 of 8 steps, >= 2 in 3 of 8; conditional: 4/8, then 3/4.
+    assert a.per_position_conditional_acceptance_rate == pytest.approx([4 / 8, 3 / 4])
+    # SGLang's per-request histogram: steps accepting exactly 0, 1, 2 drafts.
+    assert a.per_request_acceptance_histogram == {"81": [1, 1, 1], "161": [0, 0, 2], "321": [3]}
+    assert a.draft_time_per_step_s == pytest.approx(0.14 / 8)
+    assert a.verify_time_per_step_s == pytest.approx(0.4 / 8)
+    assert a.mean_draft_tokens_per_step == pytest.approx(16 / 8)
 
     by_name = {s.subtask: s for s in report.subtasks}
     assert list(by_name) == ["mt_bench", "translation", "qa", "overall"]
@@ -591,7 +604,7 @@ def test_cli_prints_and_stores_spec_bench_figure_with_a_tokenizer(tmp_path, caps
 
 @pytest.mark.parametrize("other, named", [
     (dict(method="eagle2", model_id="vicuna-7b-v1.3-eagle2-float16"), "method 'pld' vs 'eagle2'"),
-    (dict(draft_length=6), 'method parameters {"draft_length": 4} vs {"draft_length": 6}'),
+    (dict(draft_length=6), 'method parameters {"max_draft_length": 4} vs {"max_draft_length": 6}'),
 ])
 def test_method_files_of_different_configurations_are_refused_naming_both(
         tmp_path, capsys, other, named):
@@ -606,3 +619,61 @@ def test_method_files_of_different_configurations_are_refused_naming_both(
     # Baseline files are averaged the same way, so the same rule holds there.
     with pytest.raises(SpeedInputError, match="the baseline files are not runs of one"):
         compare_speed([read_answer_file(first)] * 2, [read_answer_file(base), read_answer_file(second)])
+
+
+def test_conditional_acceptance_and_pooled_versus_per_request(tmp_path):
+    from evaluation.compare.metrics import acceptance_figures, conditional_acceptance
+    # No step reached position 2, so position 3 has no condition to be measured under.
+    assert conditional_acceptance([0.5, 0.0, 0.0]) == [0.5, 0.0, None]
+    # The two means rank these methods in opposite orders: pooled, a's long request of
+    # one-token steps weighs most; per request, its one 4-token step counts as much.
+    a = [our_answer(1, "writing", [[1] * 10], [1.0], [[1] * 10]),
+         our_answer(2, "writing", [[1] * 4], [1.0], [[4]])]
+    b = [our_answer(1, "writing", [[1] * 10], [1.0], [[2] * 5]),
+         our_answer(2, "writing", [[1] * 4], [1.0], [[2] * 2])]
+    fa, fb = (acceptance_figures(read_answer_file(write_answer_file(tmp_path / f"{n}.jsonl", r))
+                                 .answers.values()) for n, r in (("a", a), ("b", b)))
+    assert fa.mean_acceptance_length == pytest.approx(14 / 11)
+    assert fb.mean_acceptance_length == pytest.approx(2.0)
+    assert fa.mean_acceptance_length_per_request == pytest.approx(2.5)
+    assert fb.mean_acceptance_length_per_request == pytest.approx(2.0)
+
+
+CURVE = {"tokens": [1, 2, 4, 8], "seconds": [0.01, 0.011, 0.012, 0.02],
+         "relative": [1.0, 1.1, 1.2, 2.0], "context_tokens": 128, "repeats": 3, "measured_in_s": 1.0}
+
+
+def test_predicted_speedup_from_the_cost_curve_by_hand(tmp_path, capsys):
+    from evaluation.compare.cost_model import relative_cost
+    method = synthetic_run(seconds_per_step=0.03)
+    for record in method:
+        record["verify_cost"] = CURVE
+    base = synthetic_run(method="vanilla", accept=1, draft_length=0)
+    report = compare_speed(*files(tmp_path, method, base))
+    assert report.verify_cost == CURVE
+    p = report.subtask("overall").prediction
+    # Per step: 4 draft tokens + the root = a 5-token forward, c(5) = 1.2 + 0.8 / 4 = 1.4; draft
+    # 0.25 * 0.03 s; the baseline decodes one token per 0.02 s less its 10% prefill = 0.018 s.
+    assert p.forward_tokens_per_step == pytest.approx(5)
+    assert p.relative_verify_cost == pytest.approx(1.4)
+    assert p.baseline_step_s == pytest.approx(0.018)
+    assert p.predicted_speedup == pytest.approx(3 / (1.4 + 0.0075 / 0.018))
+    assert p.measured_speedup == pytest.approx(2.0)
+    assert p.gap == pytest.approx(2.0 / p.predicted_speedup - 1) and p.flagged  # +21%
+    # Read by straight lines, and beyond the last size along the last segment.
+    assert relative_cost(CURVE, 3) == pytest.approx(1.15)
+    assert relative_cost(CURVE, 12) == pytest.approx(2.8)
+    text = speed.format_report(report)
+    assert "1: 1.00x  2: 1.10x  4: 1.20x  8: 2.00x" in text and "MORE THAN 10% OFF" in text
+    data = report.as_dict()
+    assert data["verify_cost"] == CURVE
+    assert data["subtasks"][-1]["prediction"]["flagged"] is True
+
+
+def test_no_curve_no_prediction(tmp_path):
+    report = compare_speed(*files(tmp_path, synthetic_run(), synthetic_run(method="vanilla", accept=1,
+                                                                            draft_length=0)))
+    p = report.subtask("overall").prediction
+    assert p.predicted_speedup is None and not p.flagged
+    assert p.unavailable == "the method run measured no cost curve"
+    assert "Predicted speedup: not computed" in speed.format_report(report)

@@ -73,7 +73,7 @@ def pair(tmp_path):
 def test_import_run_takes_metadata_from_our_fields(db_url, pair):
     session = open_database(db_url)()
     run = store.import_run(session, pair[0])
-    assert (run.method, run.method_params, run.model_id) == ("pld", {"draft_length": 4},
+    assert (run.method, run.method_params, run.model_id) == ("pld", {"max_draft_length": 4},
                                                              "vicuna-7b-v1.3-pld-float16")
     assert (run.device, run.device_name, run.dtype) == ("cuda", "NVIDIA H100 80GB HBM3", "float16")
     assert (run.torch_version, run.transformers_version, run.cuda_version) == ("2.13.0", "5.23.0", "12.8")

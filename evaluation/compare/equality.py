@@ -4,7 +4,9 @@ evaluation/equal.py; summary.py and the store read its result too).
 Questions are matched by id; token ids are compared when both files carry them (cleaned text
 otherwise, as Spec-Bench compares); every differing turn is named with where it first diverges,
 and each first divergence is called a near-tie or a real difference from the baseline's logit
-margin there (evaluation/compare/near_ties.py).
+margin there (evaluation/compare/near_ties.py), or inherited when an earlier turn of the same
+question diverged: the later turn's prompt holds the differing answer, so it decodes another
+context than the baseline's and no margin of the baseline's can judge it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Sequence
 
-from evaluation.compare.near_ties import NEAR_TIE, REAL, UNKNOWN, classify, near_tie_threshold
+from evaluation.compare.near_ties import INHERITED, NEAR_TIE, REAL, UNKNOWN, classify, near_tie_threshold
 from evaluation.record.answers import Answer, AnswerFile, question_sort_key
 from evaluation.record.subtasks import ordered_subtasks
 
@@ -35,7 +37,8 @@ class TurnDifference:
     base_excerpt: str
     lengths: tuple[int, int]  # (method, baseline) length of the turn in `unit`s; -1 if absent
     # The baseline's top-1 minus top-2 logit margin at the divergence (None: not recorded, or
-    # not a token divergence) and what it makes of it: near-tie, real or unknown.
+    # not a token divergence) and what it makes of it: near-tie, real or unknown; inherited when
+    # an earlier turn of the question diverged (this turn's context already differs).
     base_margin: Optional[float] = None
     margin_verdict: str = UNKNOWN
 
@@ -67,7 +70,7 @@ class EqualityResult:
     near_tie_threshold: Optional[float] = None
 
     def verdict_counts(self) -> dict[str, int]:
-        counts = {NEAR_TIE: 0, REAL: 0, UNKNOWN: 0}
+        counts = {NEAR_TIE: 0, REAL: 0, UNKNOWN: 0, INHERITED: 0}
         for d in self.differences:
             counts[d.margin_verdict] += 1
         return counts
@@ -185,6 +188,7 @@ def compare_answers(method_file: AnswerFile, base_file: AnswerFile,
             if index is None:
                 stats.equal_turns += 1
                 continue
+            inherited = not question_equal  # an earlier turn diverged: this context differs
             question_equal = False
             margin = None if mine is None or other is None else base_margin_at(base, t, index, unit)
             differences.append(TurnDifference(
@@ -192,7 +196,8 @@ def compare_answers(method_file: AnswerFile, base_file: AnswerFile,
                 unit=unit, excerpt=excerpt(mine, index, unit),
                 base_excerpt=excerpt(other, index, unit),
                 lengths=(-1 if mine is None else len(mine), -1 if other is None else len(other)),
-                base_margin=margin, margin_verdict=classify(margin, threshold),
+                base_margin=margin,
+                margin_verdict=INHERITED if inherited else classify(margin, threshold),
             ))
         stats.equal_questions += question_equal
     subtasks = [per_subtask[name] for name in ordered_subtasks(per_subtask)]

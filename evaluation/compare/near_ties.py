@@ -23,6 +23,10 @@ from __future__ import annotations
 from typing import Optional
 
 NEAR_TIE, REAL, UNKNOWN = "near-tie", "real", "unknown"
+# A divergence in a turn whose prompt already differs from the baseline's (an earlier turn of the
+# same question diverged, and the conversation carries that answer): the two runs no longer decode
+# the same context, so the baseline's margins there cannot judge it as either of the above.
+INHERITED = "inherited"
 
 # SmolLM2-135M's top logit had a median of 23.3 over 256 greedy tokens (8 bundled questions),
 # so most lie in [16, 32), where one unit in the last place is eps * 16.

@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
+from evaluation.compare.cost_model import SpeedPrediction, predict
 from evaluation.compare.metrics import AcceptanceFigures, acceptance_figures, max_draft_length
 from evaluation.record.answers import Answer, AnswerFile, question_sort_key
 from evaluation.compare.compatibility import Compatibility, Mismatch, check_compatibility
@@ -295,6 +296,9 @@ class SubtaskSpeed:
     mean_paired_speedup: float  # mean over questions of the per-question speedup
     acceptance: AcceptanceFigures
     per_run: list[dict] = field(default_factory=list)
+    # The speedup the device's cost curve and the method's acceptance and draft time predict
+    # (evaluation/compare/cost_model.py), flagged when the measured one is more than 10% away.
+    prediction: Optional[SpeedPrediction] = None
 
     @property
     def display_name(self) -> str:
@@ -323,6 +327,8 @@ class SpeedReport:
     # not to be shown or stored); empty for a run on one device type.
     by_device_type: dict[str, "SpeedReport"] = field(default_factory=dict)
     device_type: Optional[str] = None  # set on each report of by_device_type
+    # The verification cost curve the method run measured on its device (None: not measured).
+    verify_cost: Optional[dict] = None
 
     def subtask(self, name: str) -> SubtaskSpeed:
         return next(s for s in self.subtasks if s.subtask == name)
@@ -339,9 +345,10 @@ class SpeedReport:
 
         subtasks = []
         for s in self.subtasks:
-            row = {k: v for k, v in asdict(s).items() if k != "acceptance"}
+            row = {k: v for k, v in asdict(s).items() if k not in ("acceptance", "prediction")}
             row["display_name"] = s.display_name
             row.update(s.acceptance.as_dict())
+            row["prediction"] = None if s.prediction is None else s.prediction.as_dict()
             subtasks.append(row)
         return clean({
             "method_files": [_describe(f) for f in self.method_files],
@@ -360,6 +367,7 @@ class SpeedReport:
             "spec_bench_unavailable": self.spec_bench_unavailable,
             "pairing": None if self.pairing is None else asdict(self.pairing),
             "device_type": self.device_type,
+            "verify_cost": self.verify_cost,
             "by_device_type": {kind: report.as_dict() for kind, report in self.by_device_type.items()},
             "subtasks": subtasks,
             "questions": [asdict(q) for q in self.questions],
@@ -428,11 +436,15 @@ def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], 
     groups[OVERALL] = question_ids
 
     draft_length = max_draft_length(first.run_field("method_params"))
+    curve = first.run_field("verify_cost")
     subtasks = []
     for name, qids in groups.items():
         arrays = _arrays(method_files, base_files, pairs, method_tokens, base_tokens, qids)
         answers = [f.answers[qid] for f in method_files for qid in qids]
-        subtasks.append(_subtask_speed(name, qids, arrays, answers, draft_length, resamples, seed))
+        subtask = _subtask_speed(name, qids, arrays, answers, draft_length, resamples, seed)
+        base_answers = [base_files[j].answers[qid] for _, j in pairs for qid in qids]
+        subtask.prediction = predict(subtask.acceptance, answers, base_answers, curve, subtask.speedup)
+        subtasks.append(subtask)
 
     questions = [_question_speed(qid, categories[qid], first.answers[qid],
                                  base_files[pairs[0][1]].answers[qid],
@@ -446,7 +458,8 @@ def compare_speed(method_files: list[AnswerFile], base_files: list[AnswerFile], 
             "device_name", "per question", f"another device type for {len(pairing.other_type)} "
             f"question(s)", str(method_files[0].path), str(base_files[0].path)))
     report = SpeedReport(method_files, base_files, pairs, rule, question_ids, left_out, subtasks,
-                         questions, resamples, seed, compatibility, pairing=pairing)
+                         questions, resamples, seed, compatibility, pairing=pairing,
+                         verify_cost=curve)
     for kind, qids in device_types(method_files, question_ids).items():
         part = compare_speed([_restricted(f, qids) for f in method_files],
                              [_restricted(f, qids) for f in base_files],

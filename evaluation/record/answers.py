@@ -59,6 +59,7 @@ class Answer:
     draft_time: Optional[list[float]] = None
     verify_time: Optional[list[float]] = None
     draft_tokens: Optional[list[int]] = None
+    forward_tokens: Optional[list[int]] = None  # per turn, tokens through the verification forwards
     prompt_tokens: Optional[list[int]] = None
     logit_margins: Optional[list[list[float]]] = None  # per turn, one per generated token
     error: Optional[str] = None
@@ -218,7 +219,8 @@ def parse_answer(record: Any, where: str, line: int = 0) -> Answer:
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{name}={n}" for name, n in lengths.items())
         raise AnswerFileError(f"{cwhere}: per-turn lists differ in length ({detail})")
-    for name in ("decoding_steps", "new_tokens", "accept_lengths", "draft_tokens", "prompt_tokens"):
+    for name in ("decoding_steps", "new_tokens", "accept_lengths", "draft_tokens", "forward_tokens",
+                 "prompt_tokens"):
         values = lists.get(name) or extras.get(name) or []
         if any(v < 0 for v in values):
             raise AnswerFileError(f"{cwhere}.{name} has a negative entry")
@@ -255,6 +257,7 @@ def parse_answer(record: Any, where: str, line: int = 0) -> Answer:
         draft_time=_floats(extras["draft_time"]),
         verify_time=_floats(extras["verify_time"]),
         draft_tokens=extras["draft_tokens"],
+        forward_tokens=extras["forward_tokens"],
         prompt_tokens=extras["prompt_tokens"],
         logit_margins=(None if extras["logit_margins"] is None
                        else [[float(m) for m in turn] for turn in extras["logit_margins"]]),

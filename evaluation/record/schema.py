@@ -46,6 +46,7 @@ PER_TURN_EXTRA_FIELDS: dict[str, type] = {
     "draft_time": float,
     "verify_time": float,
     "draft_tokens": int,
+    "forward_tokens": int,  # tokens through the target in the turn's verification forwards
     "prompt_tokens": int,
     "logit_margins": list,
     # Why the turn ended: "stop" (a stop token or string), "max_new_tokens" or "context_limit"
@@ -116,6 +117,11 @@ RUN_FIELDS: tuple[RunField, ...] = (
     RunField("environment", (dict,)),
     # Where this line was answered: node, device (and Ray worker); speed.py pairs by it.
     RunField("placement", (dict,)),
+    # The device's verification cost curve, measured before the run's first question
+    # (evaluation/run/verify_cost.py): {"tokens", "seconds", "relative", "context_tokens",
+    # "repeats", "measured_in_s"}. A fact of the device, but measured again on a resume (and by
+    # each worker of a sharded run), so neither part of the identity nor checked per device.
+    RunField("verify_cost", (dict,)),
     RunField("error", _TEXT),  # present only when the question failed
 )
 FIELDS_BY_NAME: dict[str, RunField] = {f.name: f for f in RUN_FIELDS}

@@ -21,6 +21,7 @@ import time
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import shortuuid
@@ -31,6 +32,7 @@ from evaluation.record.schema import (CHOICE_FIELDS, DRAFTER_STATS_FIELD, IDENTI
                                       check_written_line)
 from evaluation.run.answer_file import append_answer, check_same_run, check_writable, finalise_answer_file
 from evaluation.run.environment import describe_device, describe_environment
+from evaluation.run.verify_cost import DEFAULT_REPEATS, measure_for_run
 from evaluation.run.questions import (QuestionFileError, first_per_subtask, load_questions,
                                       question_file_for_bench)
 from methods.core.conversation import new_conversation, resolve_template
@@ -99,6 +101,7 @@ def answer_question(engine, drafter, tokenizer, model, question, config: Decodin
         choice["draft_time"].append(stats.draft_time)
         choice["verify_time"].append(stats.verify_time)
         choice["draft_tokens"].append(stats.draft_tokens)
+        choice["forward_tokens"].append(stats.forward_tokens)
         choice["prompt_tokens"].append(len(prompt))
         choice["logit_margins"].append(compact_margins(stats.margins))
         choice["stop_reason"].append(stats.stop_reason)
@@ -138,6 +141,9 @@ def check_args(args) -> None:
         raise ValueError("--max-new-tokens must be at least 1")
     if args.warmup < 0:
         raise ValueError(f"--warmup {args.warmup}: must be at least 0 (0 = no warm-up)")
+    if args.cost_curve_repeats < 0:
+        raise ValueError(f"--cost-curve-repeats {args.cost_curve_repeats}: must be at least 0 "
+                         f"(0 = do not measure the cost curve)")
     # NaN compares false with everything, so each range is written to fail on it too.
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise ValueError(f"--temperature {args.temperature}: must be a finite number >= 0 (0 = greedy)")
@@ -148,6 +154,14 @@ def check_args(args) -> None:
     if len(args.method) > 1 and (args.answer_file or (args.model_id and "{method}" not in args.model_id)):
         raise ValueError("with several methods every one needs its own answers: give --model-id as a "
                          "template with {method} (e.g. mymodel-{method}-float32) and no --answer-file")
+
+
+def recorded_params(drafter) -> dict:
+    """The method's parameters as recorded with its answers, with the longest draft the drafter
+    declares (its chain and its forward's size), which system efficiency and the verification
+    cost curve read: a figure from the drafter itself, never guessed from parameter names."""
+    return {**drafter.params(), "max_draft_length": drafter.max_draft_length(),
+            "max_draft_tokens": drafter.max_draft_tokens()}
 
 
 def run_settings(args, method: str, model_id: str, environment: dict) -> dict:
@@ -170,6 +184,9 @@ class Answerer:
     args: argparse.Namespace
     placement: dict  # where the answers are computed: node, device (and worker when sharded)
     loaded: object
+    # The device's verification cost curve (evaluation/run/verify_cost.py), measured before the
+    # first question and written into every answer line; {} once measured or skipped.
+    verify_cost: Optional[dict] = None
 
 
 def load_answerer(args, planned, placement: dict | None = None) -> Answerer:
@@ -187,7 +204,7 @@ def load_answerer(args, planned, placement: dict | None = None) -> Answerer:
     for method, model_id, answer_file in planned:
         drafter = drafter_class(method).from_args(args, model, tokenizer)
         common = run_settings(args, method, model_id, environment) | {
-            "method_params": drafter.params(), "conv_template": conv_template,
+            "method_params": recorded_params(drafter), "conv_template": conv_template,
             "lossy": bool(drafter.lossy),
         }
         lanes.append(Lane(method, drafter, answer_file, common, set()))
@@ -207,6 +224,10 @@ def answer_lanes(answerer: Answerer, question, index: int, methods: set):
     """Answer one question with each lane whose method is in ``methods``; yields (lane, record),
     each record a complete answer line, as soon as it is made."""
     lanes = answerer.lanes
+    if answerer.verify_cost is None:  # before the first question, after any warm-up
+        curve = measure_for_run(answerer.engine, [lane.drafter for lane in lanes],
+                                answerer.args.cost_curve_repeats)
+        answerer.verify_cost = curve or {}
     # Rotate the order so that no method always runs first (right after a cold cache or a
     # pause) on an interleaved run.
     shift = index % len(lanes)
@@ -216,6 +237,8 @@ def answer_lanes(answerer: Answerer, question, index: int, methods: set):
         record = answer_question(answerer.engine, lane.drafter, answerer.tokenizer, answerer.model,
                                  question, answerer.config, answerer.args)
         record.update(lane.common)
+        if answerer.verify_cost:
+            record["verify_cost"] = answerer.verify_cost
         record["placement"] = answerer.placement
         record["tstamp"] = time.time()
         check_written_line(record)

@@ -138,6 +138,22 @@ class Drafter:
         """The method's parameters, recorded with every answer."""
         return {}
 
+    # ---- the longest draft: every drafter declares it (the runner records it with the
+    # method's parameters; system efficiency and the verification cost curve read it) ----
+    def max_draft_length(self) -> Optional[int]:
+        """The longest chain of draft tokens one step may propose (the tree's depth, root not
+        counted), as configured: the most tokens a step can accept before the target's own.
+        None only where no maximum exists (a schedule that lengthens the draft without bound).
+        Every drafter must say: there is no safe default, and a guess would overstate or hide
+        its system efficiency."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare max_draft_length()")
+
+    def max_draft_tokens(self) -> Optional[int]:
+        """The most draft nodes one verification forward may carry besides the root (a tree's
+        size, auxiliary nodes such as lookahead's window or SPACE's masks included). A chain
+        drafter's is its max_draft_length, the default; tree drafters override it."""
+        return self.max_draft_length()
+
     def turn_stats(self) -> dict[str, int]:
         """Counts of the turn just generated that only the drafter knows (e.g. which source
         supplied each draft); the runner records them per turn as ``drafter_stats``. Empty: none."""

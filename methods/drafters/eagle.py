@@ -179,6 +179,12 @@ class EagleDrafter(EagleFamilyDrafter):
                           draft_probs=draft_probs)
         return draft.prune(torch.tensor(present, dtype=torch.bool))
 
+    def max_draft_length(self) -> int:
+        return self.tree.max_depth
+
+    def max_draft_tokens(self) -> int:
+        return len(self.tree)
+
     def params(self) -> dict[str, Any]:
         return {"draft": recorded_source(self.draft), "choices": self.choices_name, "tree_nodes": len(self.tree),
                 "tree_nodes_per_depth": self.tree.nodes_per_depth(),

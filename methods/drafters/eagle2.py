@@ -106,6 +106,14 @@ class Eagle2Drafter(EagleFamilyDrafter):
         keep[order[:nodes_wanted]] = True
         return DraftTree(all_tokens.cpu(), all_parents).prune(keep)
 
+    def max_draft_length(self) -> int:
+        # The first level, then ``depth`` expansion rounds: depth + 1 deep, unless the tree has
+        # fewer nodes than that (total_token counts the root).
+        return min(self.depth + 1, self.max_draft_tokens())
+
+    def max_draft_tokens(self) -> int:
+        return self.total_token - 1
+
     def params(self) -> dict[str, Any]:
         return {"draft": recorded_source(self.draft), "total_token": self.total_token, "depth": self.depth,
                 "top_k": self.top_k,

@@ -144,6 +144,12 @@ class HydraDrafter(TypicalAcceptance, Drafter):
         self._context = None
         self._prefix_cache = None
 
+    def max_draft_length(self) -> int:
+        return self.tree.max_depth
+
+    def max_draft_tokens(self) -> int:
+        return len(self.tree)
+
     def params(self) -> dict[str, Any]:
         return {"heads": recorded_source(self.heads), "num_heads": self.heads.num_heads,
                 "num_layers": self.heads.num_layers, "arch": self.heads.arch, "grounded": self.heads.grounded,

@@ -185,6 +185,15 @@ class LookaheadDrafter(Drafter):
             self.pool.insert(key, gram)
         self.levels = [levels[1][1:]] + levels[2:] + [new]
 
+    def max_draft_length(self) -> int:
+        # A candidate is an n-gram of the pool minus its first token (the root).
+        return self.level - 1
+
+    def max_draft_tokens(self) -> int:
+        # guess candidates of level - 1 tokens, and the window: W + N - 3 trunk tokens and at most
+        # as many per further level (N - 2 of them), all in the same forward.
+        return self.guess * (self.level - 1) + (self.level - 1) * (self.window + self.level - 3)
+
     def params(self) -> dict[str, Any]:
         return {"level": self.level, "window": self.window, "guess": self.guess,
                 "pool_from_prompt": self.pool_from_prompt, "keep_pool": self.keep_pool,

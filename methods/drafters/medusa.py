@@ -74,6 +74,12 @@ class MedusaDrafter(TypicalAcceptance, Drafter):
     def end(self) -> None:
         self._feature = None
 
+    def max_draft_length(self) -> int:
+        return self.tree.max_depth
+
+    def max_draft_tokens(self) -> int:
+        return len(self.tree)
+
     def params(self) -> dict[str, Any]:
         return {"heads": recorded_source(self.heads), "num_heads": self.heads.num_heads,
                 "choices": self.choices_name, "tree_nodes": len(self.tree),

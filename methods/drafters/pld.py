@@ -67,6 +67,9 @@ class PromptLookupDrafter(Drafter):
                                   self.min_ngram)
         return DraftTree.chain(draft[:max_depth].tolist())
 
+    def max_draft_length(self) -> int:
+        return self.num_pred
+
     def params(self) -> dict:
         return {"max_ngram": self.max_ngram, "min_ngram": self.min_ngram, "num_pred": self.num_pred,
                 "allow_short": self.allow_short}

@@ -129,6 +129,12 @@ class TokenRecyclingDrafter(Drafter):
         self.matrix[unique] = top[rows]
         self.known[unique] = True
 
+    def max_draft_length(self) -> int:
+        return int(self.depths.max())
+
+    def max_draft_tokens(self) -> int:
+        return len(self.ranks)
+
     def params(self) -> dict[str, Any]:
         return {"topk": self.topk, "tree_nodes": self.tree_nodes, "tree_depth": self.tree_depth,
                 "cold_start": self.cold_start}

@@ -54,6 +54,12 @@ class RestDrafter(Drafter):
                                          long=min(self.long, max_depth))
         return DraftTree.from_paths(paths)
 
+    def max_draft_length(self) -> int:
+        return self.long
+
+    def max_draft_tokens(self) -> int:
+        return self.num_draft
+
     def params(self) -> dict[str, Any]:
         return {"num_draft": self.num_draft, "max_token_span": self.max_token_span, "k": self.k,
                 "long": self.long, "datastore": self.datastore_name,

@@ -61,6 +61,14 @@ NO_FALLBACK = "none"
 SOURCES = ("dynamic", "static", "fallback", "none")
 
 
+def _longest(own: int, fallback: Optional[Drafter], of: str) -> Optional[int]:
+    """The larger of the automaton's bound and the fallback's (None: the fallback has none)."""
+    if fallback is None:
+        return own
+    theirs = getattr(fallback, of)()
+    return None if theirs is None else max(own, theirs)
+
+
 class SamdDrafter(Drafter):
     name = "samd"
 
@@ -163,6 +171,13 @@ class SamdDrafter(Drafter):
     def turn_stats(self) -> dict[str, int]:
         """Steps of the last turn by draft source (they add up to its decoding steps)."""
         return dict(self.counts)
+
+    def max_draft_length(self) -> Optional[int]:
+        # A step drafts from the automaton or, failing that, from the fallback.
+        return _longest(self.max_draft, self.fallback, "max_draft_length")
+
+    def max_draft_tokens(self) -> Optional[int]:
+        return _longest(self.max_draft, self.fallback, "max_draft_tokens")
 
     def params(self) -> dict[str, Any]:
         return {"max_draft": self.max_draft, "threshold": self.threshold, "static_bias": self.static_bias,

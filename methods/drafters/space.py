@@ -138,6 +138,12 @@ class SpaceDrafter(Drafter):
         rows = torch.tensor(nodes, dtype=torch.long, device=step.logits.device) + 1  # [root, node 0, ...]
         self._candidates = step.logits[rows].argmax(dim=-1).tolist() if nodes else []
 
+    def max_draft_length(self) -> int:
+        return self.mask_count  # candidates: one per mask of last step's group
+
+    def max_draft_tokens(self) -> int:
+        return self.mask_count + self.mask_count * self.groups  # candidates and mask groups
+
     def params(self) -> dict[str, Any]:
         params = {**self.masks.params(), "masks": self.mask_count, "groups": self.groups,
                   "forward_tokens_max": 1 + self.mask_count + self.mask_count * self.groups}

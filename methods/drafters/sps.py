@@ -145,6 +145,10 @@ class DraftModelDrafter(Drafter):
         self.cache = None
         self.cached = []
 
+    def max_draft_length(self) -> Optional[int]:
+        # The heuristic schedule lengthens gamma by 2 after every fully accepted draft: no bound.
+        return None if self.schedule == "heuristic" else self.initial_gamma
+
     def params(self) -> dict:
         return {"drafter": self.drafter_path, "gamma": self.initial_gamma, "schedule": self.schedule}
 

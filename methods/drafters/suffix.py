@@ -173,6 +173,11 @@ class SuffixDrafter(Drafter):
         """Steps of the last turn by the index that drafted them (they add up to its steps)."""
         return dict(self.counts)
 
+    def max_draft_length(self) -> int:
+        # A draft (chain or tree) holds at most max_spec_tokens tokens, so no path is longer;
+        # max_depth bounds the matched suffix, not the draft.
+        return self.config.max_spec_tokens
+
     def params(self) -> dict[str, Any]:
         config = self.config
         return {"max_depth": config.max_depth, "max_spec_tokens": config.max_spec_tokens,

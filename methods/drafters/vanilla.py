@@ -19,3 +19,6 @@ class VanillaDrafter(Drafter):
 
     def propose(self, context: list[int], max_depth: int) -> DraftTree:
         return self._empty
+
+    def max_draft_length(self) -> int:
+        return 0
