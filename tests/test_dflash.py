@@ -517,3 +517,88 @@ def test_from_args_reads_the_folder_and_the_options(model, tmp_path):
 def test_from_args_refuses_a_non_embedded_model_without_a_draft(model):
     with pytest.raises(ArtifactError, match="--dflash-path"):
         DFlashDrafter.from_args(options(model_path="/somewhere/else"), model, None)
+
+
+# ---------------------------------------------------------------------------------- training
+def train_args(folder, corpus, out, *extra):
+    return ["--method", "dflash", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
+            "--epochs", "3", "--batch-size", "32", "--dflash-target-layers", "0", "--dflash-block-size", "4",
+            "--dflash-intermediate", "48", "--dflash-draft-vocab", "40", "--dflash-anchors", "12", "--no-progress",
+            *extra]
+
+
+def test_trainer_writes_a_draft_that_loads_and_drafts_losslessly(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from methods.core.model_loading import load_model
+    from methods.heads.artifact import BaseMismatchError
+    from tests.test_inference import save_tiny_model
+    from tests.test_train_drafter import tiny_training_setup
+    from training.train_drafter import main
+
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    out = tmp_path / "dflash"
+    assert main(train_args(folder, corpus, out)) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["method"] == "dflash" and config["dflash_config"]["target_layer_ids"] == [0]
+    assert config["block_size"] == 4 and config["num_target_layers"] == 2 and config["draft_vocab_tokens"] <= 40
+    mask = config["dflash_config"]["mask_token_id"]
+    assert mask not in (1, 2)  # neither bos nor eos
+    epochs = config["metrics"]["heldout"]
+    assert len(epochs) == 3 and all(1 >= e["top1"][0] >= e["top1"][1] >= e["top1"][2] >= 0 for e in epochs)
+    assert all(e["mean_accepted"] == pytest.approx(1 + sum(e["top1"]), abs=1e-3) for e in epochs)
+    state = load_file(str(out / "model.safetensors"))
+    assert "embed_tokens.weight" not in state and "lm_head.weight" not in state
+    assert state["draft_vocab"].dtype == torch.int32 and len(state["draft_vocab"]) == config["draft_vocab_tokens"]
+    assert all(v.dtype == torch.float16 for k, v in state.items() if k != "draft_vocab")
+    readme = (out / "README.md").read_text()
+    assert "depth 1-3" in readme and "mean accepted" in readme and "--method dflash" in readme
+    assert not (out / "training-checkpoint.pt").exists()  # the run finished: no checkpoint left behind
+
+    draft = load_dflash(out, loaded.model)
+    assert draft.shape.mask_token_id == mask and draft.feature_layers == (1,)
+    engine = SpeculativeEngine(loaded.model)
+    decoding = DecodingConfig(max_new_tokens=16)
+    for prompt in random_prompts(3, VOCAB, seed=50):
+        for drafter in (DFlashDrafter(draft), DFlashDrafter(draft, tree_nodes=5, top_k=2)):
+            assert engine.generate(prompt, drafter, decoding)[0] == engine.generate(prompt, VanillaDrafter(), decoding)[0]
+    other = load_model(str(save_tiny_model(tmp_path / "other", seed=1)), dtype="float32", device="cpu")
+    with pytest.raises(BaseMismatchError, match="another base"):
+        load_dflash(out, other.model)
+
+
+def test_an_interrupted_run_resumes_to_the_weights_of_one_that_never_stopped(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from tests.test_train_drafter import tiny_training_setup
+    from training.recipes.dflash import DFlashRecipe
+    from training.train_drafter import main
+
+    folder, _, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(train_args(folder, corpus, straight, "--checkpoint-minutes", "0")) == 0
+
+    real, calls = DFlashRecipe.loss, []
+
+    def crash_on_the_seventeenth_step(self, batch):  # in the middle of the second epoch
+        calls.append(1)
+        if len(calls) == 17:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(DFlashRecipe, "loss", crash_on_the_seventeenth_step)
+    with pytest.raises(KeyboardInterrupt):
+        main(train_args(folder, corpus, resumed, "--checkpoint-minutes", "0"))
+    monkeypatch.setattr(DFlashRecipe, "loss", real)
+    assert (resumed / "training-checkpoint.pt").exists()
+    with pytest.raises(SystemExit):  # a checkpoint is never overwritten by a fresh start
+        main(train_args(folder, corpus, resumed))
+    with pytest.raises(SystemExit):  # nor continued with other settings
+        main(train_args(folder, corpus, resumed, "--resume", "--lr", "0.01"))
+    assert main(train_args(folder, corpus, resumed, "--resume", "--checkpoint-minutes", "0")) == 0
+
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    one, two = (json.loads((f / "config.json").read_text()) for f in (straight, resumed))
+    assert one["metrics"] == two["metrics"] and "--resume" not in two["training"]["command"]
+    assert not (resumed / "training-checkpoint.pt").exists()
