@@ -8,6 +8,7 @@ import json
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -602,3 +603,46 @@ def test_an_interrupted_run_resumes_to_the_weights_of_one_that_never_stopped(tmp
     one, two = (json.loads((f / "config.json").read_text()) for f in (straight, resumed))
     assert one["metrics"] == two["metrics"] and "--resume" not in two["training"]["command"]
     assert not (resumed / "training-checkpoint.pt").exists()
+
+
+def test_the_trainer_trains_exactly_the_block_the_drafter_runs(model):
+    """For every anchor of a conversation, the recipe's batched training forward (all blocks at
+    once, block-diagonal visibility over the whole conversation's context) gives the logits the
+    drafter computes when that anchor's token is the root of a step."""
+    from methods.core.drafter import DecodingConfig as Config, DraftSession
+    from methods.core.hidden_states import HiddenStates
+    from training.features import Features
+    from training.recipes.dflash import DFlashRecipe
+    from training.train_drafter import build_parser
+
+    torch.manual_seed(12)
+    tokens = [int(t) for t in torch.randint(3, VOCAB - 1, (30,))]
+    with torch.no_grad():
+        states = model(input_ids=torch.tensor([tokens]), output_hidden_states=True).hidden_states
+    layers = {j + 1: states[j + 1][0].float().numpy() for j in LAYER_IDS}
+    answer = np.zeros(len(tokens), dtype=bool)
+    answer[9:] = True
+    features = Features(tokens=np.array(tokens, dtype=np.int32), answer=answer, starts=np.array([0, len(tokens)]),
+                        heldout=np.array([False]), final=None, layer_inputs=layers, folder=None)
+    args = build_parser().parse_args(["--method", "dflash", "--out", "unused", "--dflash-target-layers", "0,2,4",
+                                      "--dflash-block-size", "5", "--dflash-intermediate", "48",
+                                      "--dflash-draft-vocab", "0", "--dflash-layers", "2"])
+    recipe = DFlashRecipe(args)
+    recipe.prepare(model)
+    draft = recipe.build(model, features, torch.Generator().manual_seed(0)).double()
+    randomised_and_bound(draft, model, 0.5)  # away from the initial weights, so that rows differ
+    recipe.features = [f.astype(np.float64) for f in recipe.features]
+    anchors = np.array([8, 11, 12, 20, 28])  # the last one has no room for a whole block
+    feats, block_tokens, positions, labels, weights, visible = recipe._tensors([(0, anchors)])
+    with torch.no_grad():
+        trained = draft.logits(recipe._hidden(feats.double(), block_tokens, positions, visible))[0]
+    assert labels[0, 4 * 5 + 2:].eq(-1).all() and weights[0, 4 * 5 + 2:].eq(0).all()  # past the end: no label
+    drafter = DFlashDrafter(draft)
+    for j, anchor in enumerate(anchors.tolist()):
+        session = DraftSession(model=model, config=Config(), device=torch.device("cpu"), dtype=torch.float64,
+                               vocab_size=VOCAB, prompt_features=HiddenStates(layer_inputs={
+                                   i: torch.from_numpy(v[:anchor]).double() for i, v in layers.items()}))
+        drafter.begin(tokens[: anchor + 1], session)
+        with torch.no_grad():
+            drafted = drafter.block_logits(tokens[: anchor + 1], 4)
+        torch.testing.assert_close(drafted, trained[j * 5 + 1: (j + 1) * 5])

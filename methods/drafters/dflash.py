@@ -113,7 +113,7 @@ class DFlashDrafter(Drafter):
         if step.finished:
             return  # no next step to draft for
         rows = [0] + [node + 1 for node in step.accepted_nodes]  # the root, then the accepted path
-        self._pending.append(self.fused(step.features)[rows])
+        self._pending.append(self.fused(step.features.rows(rows)))
 
     def end(self) -> None:
         self.cache = None
