@@ -15,13 +15,15 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space]
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space dflash]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
 #   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
 #   HYDRA_PATH      Hydra heads folder (trained or published) [the shipped heads; embedded model only]
 #   EAGLE_PATH      EAGLE draft folder for eagle and eagle2 (published, `speculators` or trained)
 #                   [the shipped draft; embedded model only]
 #   EAGLE3_PATH     EAGLE-3 draft folder (published, `speculators` eagle3 or trained)
+#                   [the shipped draft; embedded model only]
+#   DFLASH_PATH     DFlash block draft folder (z-lab, `speculators` dflash or trained; safetensors)
 #                   [the shipped draft; embedded model only]
 #   SPACE_PATH      SPACE learned mask embeddings for a frozen target (trained)
 #                   [the shipped masks; embedded model only]
@@ -74,7 +76,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space}
+METHODS=${METHODS:-pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space dflash}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
@@ -151,6 +153,7 @@ skip_without MEDUSA_PATH medusa
 skip_without HYDRA_PATH hydra
 skip_without EAGLE_PATH eagle eagle2
 skip_without EAGLE3_PATH eagle3
+skip_without DFLASH_PATH dflash
 [ -n "${SPACE_MASK_ID:-}" ] || skip_without SPACE_PATH space
 drafter_args=()
 case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
@@ -158,6 +161,7 @@ if [ -n "${MEDUSA_PATH:-}" ]; then drafter_args+=(--medusa-path "$MEDUSA_PATH");
 if [ -n "${HYDRA_PATH:-}" ]; then drafter_args+=(--hydra-path "$HYDRA_PATH"); fi
 if [ -n "${EAGLE_PATH:-}" ]; then drafter_args+=(--eagle-path "$EAGLE_PATH"); fi
 if [ -n "${EAGLE3_PATH:-}" ]; then drafter_args+=(--eagle3-path "$EAGLE3_PATH"); fi
+if [ -n "${DFLASH_PATH:-}" ]; then drafter_args+=(--dflash-path "$DFLASH_PATH"); fi
 if [ -n "${SPACE_PATH:-}" ]; then drafter_args+=(--space-path "$SPACE_PATH"); fi
 if [ -n "${SPACE_MASK_ID:-}" ]; then drafter_args+=(--space-mask-id "$SPACE_MASK_ID"); fi
 if [ "$INTERLEAVE" = 1 ]; then
@@ -168,7 +172,7 @@ else
   generate vanilla
   for method in $METHODS; do
     case "$method" in
-      sps|medusa|hydra|eagle|eagle2|eagle3|space) generate "$method" "${drafter_args[@]}" ;;
+      sps|medusa|hydra|eagle|eagle2|eagle3|space|dflash) generate "$method" "${drafter_args[@]}" ;;
       *) generate "$method" ;;
     esac
   done

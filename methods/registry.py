@@ -25,6 +25,7 @@ METHODS: dict[str, str] = {
     "eagle2": "methods.drafters.eagle2:Eagle2Drafter",
     "eagle3": "methods.drafters.eagle3:Eagle3Drafter",
     "space": "methods.drafters.space:SpaceDrafter",
+    "dflash": "methods.drafters.dflash:DFlashDrafter",
 }
 
 

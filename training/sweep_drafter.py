@@ -99,7 +99,8 @@ def make_drafter(method: str, config: dict, tokenizer, model, weights=None):
                "eagle": ("eagle", "methods.heads.eagle_format:load_eagle"),
                "eagle2": ("eagle", "methods.heads.eagle_format:load_eagle"),
                "eagle3": ("eagle3", "methods.heads.eagle3_format:load_eagle3"),
-               "space": ("space", "methods.heads.space:load_space")}
+               "space": ("space", "methods.heads.space:load_space"),
+               "dflash": ("dflash", "methods.heads.dflash_format:load_dflash")}
     if method in trained:
         import importlib
 
@@ -121,7 +122,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", action="append", default=[], help="key=value,... for the drafter's constructor")
     parser.add_argument("--model-path", default="embedded")
     parser.add_argument("--weights", default=None,
-                        help="trained drafter folder for medusa, hydra, eagle, eagle2, eagle3, space [the one shipped for the embedded model]")
+                        help="trained drafter folder for medusa, hydra, eagle, eagle2, eagle3, space, dflash [the one shipped for the "
+                             "embedded model]")
     parser.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
                         help="target forwards: hf, lean, auto (lean on the CPU) [auto]")
     parser.add_argument("--max-new-tokens", type=int, default=96)

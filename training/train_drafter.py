@@ -28,6 +28,8 @@ from tqdm import tqdm
 
 from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, load_model
 from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT
+from training.checkpoint import FILE as CHECKPOINT_FILE
+from training.checkpoint import Checkpoint, CheckpointError, generator_states, restore_generators
 from training.features import build_features
 from training.recipes import RECIPES, recipe_class
 
@@ -67,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="device for the target and the training")
     parser.add_argument("--no-cache", action="store_true", help="recompute the target features even if cached")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the unfinished run whose checkpoint is in --out (same command otherwise)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
+                        help="write a checkpoint to --out this often, and after every epoch (0 = after every step)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name in RECIPES:
         recipe_class(name).add_arguments(parser.add_argument_group(f"method {name}"))
@@ -99,6 +105,8 @@ def out_folder_problem(out: Path, method: str) -> str | None:
         return f"--out {out} is a file, not a folder"
     if not any(out.iterdir()):
         return None
+    if {p.name for p in out.iterdir()} <= {CHECKPOINT_FILE}:
+        return None  # a run stopped before its first artifact: the checkpoint names its settings
     config_path = out / "config.json"
     try:
         config = json.loads(config_path.read_text())
@@ -135,6 +143,8 @@ def repo_relative(arg: str) -> str:
 def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> None:
     training, metrics = meta["training"], meta["metrics"]
     last = metrics["heldout"][-1]
+    extra_keys = [k for k in recipe.extra_metrics if k in last]  # e.g. DFlash's mean accepted tokens
+    extra_labels = [recipe.extra_metrics[k] for k in extra_keys]
     lines = [
         f"# {method} drafter for {meta['base_model']}",
         "",
@@ -154,11 +164,12 @@ def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> No
         "",
         f"{recipe.metric_label}, per epoch:",
         "",
-        "| epoch | " + " | ".join(recipe.metric_names_for(len(last["top1"]))) + " |",
-        "|---|" + "---|" * len(last["top1"]),
+        "| epoch | " + " | ".join(recipe.metric_names_for(len(last["top1"])) + extra_labels) + " |",
+        "|---|" + "---|" * (len(last["top1"]) + len(extra_labels)),
     ]
     for e, row in enumerate(metrics["heldout"], 1):
-        lines.append(f"| {e} | " + " | ".join(f"{a:.3f}" for a in row["top1"]) + " |")
+        lines.append(f"| {e} | " + " | ".join([f"{a:.3f}" for a in row["top1"]] + [f"{row[k]:.3f}" for k in extra_keys])
+                     + " |")
     (out / "README.md").write_text("\n".join(lines) + "\n")
 
 
@@ -174,6 +185,11 @@ def main(argv=None) -> int:
             setattr(args, key, value)
     if args.threads:
         torch.set_num_threads(args.threads)
+    checkpoint = Checkpoint(Path(args.out), args, args.checkpoint_minutes)
+    if checkpoint.exists() and not args.resume:
+        parser.error(f"{checkpoint.path} holds an unfinished run: add --resume to continue it, or delete it to start over")
+    if args.resume and not checkpoint.exists():
+        parser.error(f"--resume: no checkpoint in {args.out}")
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -200,14 +216,39 @@ def main(argv=None) -> int:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(total, max(1, round(args.warmup * total))))
 
     heldout = []
-    step = 0
+    step = epoch = skip = 0
+    trained_before = 0.0  # training seconds of the run's earlier sittings
+    if args.resume:
+        try:
+            state = checkpoint.load()
+        except CheckpointError as exc:
+            parser.error(str(exc))
+        module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step, epoch, heldout, trained_before = state["step"], state["epoch"], state["heldout"], state["train_time_s"]
+        torch.set_rng_state(state["torch_rng"])
+        restore_generators(recipe, state["recipe_generators"])
+        rng.bit_generator.state = json.loads(state["rng"])
+        if state["batches_done"] is not None:  # stopped inside an epoch: replay its batch order
+            epoch, skip = epoch - 1, state["batches_done"]
+        print(f"resumed at step {step} of {total} (epoch {epoch + 1})", flush=True)
+
+    def snapshot(batches_done, rng_state) -> dict:
+        return {"module": module.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                "step": step, "epoch": epoch, "heldout": heldout, "batches_done": batches_done, "rng": rng_state,
+                "torch_rng": torch.get_rng_state(), "recipe_generators": generator_states(recipe),
+                "train_time_s": trained_before + time.perf_counter() - train_start}
+
     train_start = time.perf_counter()
-    bar = tqdm(total=total, desc=f"training {args.method}", unit="step", disable=args.no_progress)
-    epoch = 0
+    bar = tqdm(total=total, initial=step, desc=f"training {args.method}", unit="step", disable=args.no_progress)
     while step < total:
         epoch += 1
+        epoch_rng = json.dumps(rng.bit_generator.state)  # what this epoch's batch order is drawn from
         module.train()
-        for batch in recipe.train_batches(rng, args.batch_size):
+        for done, batch in enumerate(recipe.train_batches(rng, args.batch_size), 1):
+            if done <= skip:
+                continue  # replayed: a resumed run's epoch up to where it stopped
             loss = recipe.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -220,16 +261,22 @@ def main(argv=None) -> int:
             bar.set_postfix(epoch=epoch, loss=f"{loss.item():.3f}")
             if step >= total:
                 break
+            if checkpoint.due():
+                checkpoint.save(snapshot(done, epoch_rng))
+        skip = 0
         module.eval()
         metrics = recipe.evaluate()
         heldout.append(metrics)
         bar.write(f"epoch {epoch}: held-out top-1 " + ", ".join(
-            f"{name} {a:.3f}" for name, a in zip(recipe.metric_names_for(len(metrics["top1"])), metrics["top1"])))
+            f"{name} {a:.3f}" for name, a in zip(recipe.metric_names_for(len(metrics["top1"])), metrics["top1"]))
+            + "".join(f", {label} {metrics[key]}" for key, label in recipe.extra_metrics.items() if key in metrics))
+        checkpoint.save(snapshot(None, json.dumps(rng.bit_generator.state)))
     bar.close()
-    train_time = time.perf_counter() - train_start
+    train_time = trained_before + time.perf_counter() - train_start
 
+    # The command of the run, whatever sittings it took (--resume is how, not what).
     command = "python -m training.train_drafter " + " ".join(
-        shlex.quote(repo_relative(a)) for a in (argv if argv is not None else sys.argv[1:]))
+        shlex.quote(repo_relative(a)) for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume")
     from training.features import file_sha256
 
     meta = {
@@ -240,7 +287,8 @@ def main(argv=None) -> int:
             "heldout_positions": int(len(recipe.heldout_positions)), "steps": step, "epochs": epoch,
             "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup, "weight_decay": args.weight_decay,
             "seed": args.seed, "device": str(loaded.device), "threads": torch.get_num_threads(),
-            "wall_time_s": round(time.perf_counter() - started, 1), "feature_time_s": round(feature_time, 1),
+            "wall_time_s": round(trained_before + time.perf_counter() - started, 1),
+            "feature_time_s": round(feature_time, 1),
             "train_time_s": round(train_time, 1),
         },
         "metrics": {"heldout": heldout},
@@ -248,6 +296,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     recipe.save(out, meta)
     write_readme(out, args.method, command, meta, recipe)
+    checkpoint.remove()  # the artifact is complete: nothing left to resume
     size = sum(f.stat().st_size for f in out.iterdir())
     print(f"wrote {out} ({size / 1e6:.1f} MB) in {meta['training']['wall_time_s']:.0f} s", flush=True)
     return 0

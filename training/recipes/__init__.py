@@ -17,6 +17,7 @@ RECIPES: dict[str, str] = {
     "eagle": "training.recipes.eagle:EagleRecipe",
     "eagle3": "training.recipes.eagle3:Eagle3Recipe",
     "space": "training.recipes.space:SpaceRecipe",
+    "dflash": "training.recipes.dflash:DFlashRecipe",
 }
 
 
@@ -39,6 +40,8 @@ class Recipe:
     # How the held-out "top1" list reads (README and progress lines).
     metric_label = "Held-out top-1 accuracy per head (head k guesses the token k + 2 ahead)"
     metric_names: tuple = ()
+    # Scalar held-out metrics beside "top1" worth a column: key -> label.
+    extra_metrics: dict = {}
     # What the artifact takes from the base instead of storing it (its README says so).
     shared_note = "the base's embeddings and lm_head are shared and not stored here."
 
