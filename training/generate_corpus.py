@@ -21,8 +21,8 @@ a rerun, so an interrupted build resumes where it stopped (at most ``--flush-eve
 lost). ``--shard K/N`` takes every N-th seed, for N processes or machines, each with its own
 work folder; ``--merge`` then writes one corpus from any number of work folders:
 
-    python -m training.generate_corpus --work-dir build/corpus --conversations 30000
-    python -m training.generate_corpus --merge build/corpus --out data/corpus/smollm2_corpus.jsonl.gz
+    python -m training.generate_corpus --conversations 28000       # resumes data/corpus/build/
+    python -m training.generate_corpus --merge data/corpus/build --out data/corpus/smollm2_corpus.jsonl.gz
 
 The corpus keeps make_corpus.py's record format (one line per answered turn; a second turn's
 ``prompt_token_ids`` hold the whole conversation before it), so REST, SAM-Decoding and the
@@ -340,8 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="Stages: " + ", ".join(STAGES) + ".")
     parser.add_argument("--model-path", default="embedded",
                         help="'embedded' (default), a .gguf file, a local folder or a hub id")
-    parser.add_argument("--work-dir", type=Path, default=Path("build/corpus"),
-                        help="folder of the stage files; a rerun resumes from them (default: %(default)s)")
+    parser.add_argument("--work-dir", type=Path, default=Path("data/corpus/build"),
+                        help="folder of the stage files; a rerun resumes from them. The default is committed: "
+                             "the build goes on across sittings and machines (default: %(default)s)")
     parser.add_argument("--conversations", type=int, default=30000,
                         help="first user turns to write; a share is filtered out, --stats counts why (default: %(default)s)")
     parser.add_argument("--follow-up-fraction", type=float, default=0.2,
