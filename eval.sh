@@ -15,7 +15,8 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space dflash]
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space];
+#                   add dflash with DFLASH_PATH (no DFlash draft ships for the embedded model yet)
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
 #   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
 #   HYDRA_PATH      Hydra heads folder (trained or published) [the shipped heads; embedded model only]
@@ -76,7 +77,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space dflash}
+METHODS=${METHODS:-pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space}
 DRAFTER_PATH=${DRAFTER_PATH:-self:8}
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
@@ -154,6 +155,11 @@ skip_without HYDRA_PATH hydra
 skip_without EAGLE_PATH eagle eagle2
 skip_without EAGLE3_PATH eagle3
 skip_without DFLASH_PATH dflash
+# No DFlash draft ships for the embedded model yet: dflash needs DFLASH_PATH everywhere.
+if [ -z "${DFLASH_PATH:-}" ] && [[ " $METHODS " == *" dflash "* ]]; then
+  echo "eval.sh: skipping dflash (no DFLASH_PATH; no draft ships for the embedded model yet)" >&2
+  METHODS=$(echo " $METHODS " | sed "s/ dflash / /" | xargs)
+fi
 [ -n "${SPACE_MASK_ID:-}" ] || skip_without SPACE_PATH space
 drafter_args=()
 case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
