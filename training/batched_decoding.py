@@ -49,12 +49,10 @@ def job_generator(job_id: str) -> torch.Generator:
 
 
 def decode_jobs(target: LeanTarget, jobs: Iterable[Job], rows: int, stop_ids: set[int],
-                on_finish: Callable[[Finished], None], context_limit: Optional[int] = None,
-                on_step: Optional[Callable[[int], None]] = None) -> None:
+                on_finish: Callable[[Finished], None], context_limit: Optional[int] = None) -> None:
     """Decode every job, calling ``on_finish`` as each one ends (in the order they end).
     ``context_limit``: no row's prompt plus answer grows past it (the model's context); a job
-    whose prompt alone does not fit is finished at once with no tokens. ``on_step(n)`` is told
-    the number of tokens each forward produced (for a progress bar)."""
+    whose prompt alone does not fit is finished at once with no tokens."""
     queue = deque(jobs)
     batch = RowBatch(target, rows)
     generators: dict[int, torch.Generator] = {}
@@ -89,9 +87,6 @@ def decode_jobs(target: LeanTarget, jobs: Iterable[Job], rows: int, stop_ids: se
             full = context_limit is not None and row.position + 1 >= context_limit
             if len(row.generated) >= job.max_new_tokens or full:
                 finish(row, False)
-        produced = len(tokens)
-        if on_step is not None:
-            on_step(produced)
 
 
 def _sample_rows(rows: list[Row], logits: torch.Tensor, tokens: list[int],
