@@ -163,3 +163,25 @@ def test_nucleus_draws_follow_the_shared_target_distribution(monkeypatch, candid
     counts = torch.bincount(torch.tensor(draws), minlength=8).double() / len(draws)
     assert counts[expected == 0].sum() == 0
     assert torch.allclose(counts, expected.double(), atol=0.03)
+
+
+def test_a_record_whose_text_holds_a_unicode_line_separator_is_read_whole(tmp_path):
+    """json.dumps(ensure_ascii=False) writes U+2028 as it is; splitting the file's text at it
+    (str.splitlines) lost such a record silently, and a resumed run wrote it again."""
+    from training.generate_corpus import Appender, read_records
+
+    path = tmp_path / "user1.jsonl.gz"
+    out = Appender(path, flush_every=8)
+    for i, text in enumerate(["plain", "one\u2028two", "three\x85four"]):
+        out.add({"id": str(i), "user": text})
+    out.flush()
+    assert [r["user"] for r in read_records(path)] == ["plain", "one\u2028two", "three\x85four"]
+
+
+def test_a_damaged_line_inside_a_whole_member_is_an_error_naming_the_file(tmp_path):
+    from training.generate_corpus import read_records
+
+    path = tmp_path / "answer1.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"id": "0"}\n{"id": \n'))
+    with pytest.raises(ValueError, match="answer1.jsonl.gz: line 2 is not JSON"):
+        read_records(path)

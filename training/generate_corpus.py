@@ -38,6 +38,7 @@ import json
 import re
 import sys
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Iterator, Optional
@@ -57,29 +58,30 @@ _WORDS = re.compile(r"\w+")
 
 # ---------------------------------------------------------------- files
 def read_records(path: Path) -> list[dict]:
-    """The records of a stage file; a torn last member (a killed run) is skipped, not fatal."""
+    """The records of a stage file. A member torn by a killed run is skipped; a line that is not
+    JSON inside a whole member is damage, and an error naming it."""
     if not path.exists():
         return []
-    records = []
     with open(path, "rb") as raw:
         data = raw.read()
     try:
         text = gzip.decompress(data).decode("utf-8")
     except (EOFError, gzip.BadGzipFile, OSError):
         text = _complete_members(data)
-    for line in text.splitlines():
+    records = []
+    # Split on newlines only: str.splitlines() also splits at U+2028 and the like, which the
+    # model's text may hold (json.dumps with ensure_ascii=False writes them as they are).
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # the torn tail of an interrupted write
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {number} is not JSON ({exc}); the file is damaged") from None
     return records
 
 
 def _complete_members(data: bytes) -> str:
     """The text of the gzip members that are whole (a run killed mid-write leaves a torn one)."""
-    import zlib
-
     out, rest = [], data
     while rest:
         decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -181,6 +183,26 @@ class UserTurnFilter:
         return None
 
 
+def kept_user_turns(path: Path, user_filter: UserTurnFilter, counts: Counter, min_words: int = 3) -> Iterator[dict]:
+    """The user turns of a stage file that pass the filter, judged in id order over the whole file
+    (so the same file always keeps the same turns, however many runs wrote it); ``counts`` gets
+    each reason."""
+    user_filter.seen = set()
+    for record in sorted(read_records(path), key=lambda r: r["id"]):
+        reason = user_filter.problem(record["user"], record["user_token_ids"], record["finished"], min_words)
+        counts[reason or "kept"] += 1
+        if reason is None:
+            yield record
+
+
+def stage_path(work: Path, stage: str) -> Path:
+    return work / f"{stage}.jsonl.gz"
+
+
+def user_turn_filter(args, tokenizer) -> UserTurnFilter:
+    return UserTurnFilter(args.against or [p for p in DEFAULT_SETS if p.is_file()], set(tokenizer.all_special_ids))
+
+
 # ---------------------------------------------------------------- stages
 class Builder:
     def __init__(self, args, target, tokenizer, model_id: str):
@@ -188,11 +210,10 @@ class Builder:
         self.work = args.work_dir
         self.stop_ids = eos_ids(target.model, tokenizer)
         self.context_limit = int(getattr(target.model.config, "max_position_embeddings", 0) or 0) or None
-        special = set(tokenizer.all_special_ids)
-        self.filter = UserTurnFilter(args.against or [p for p in DEFAULT_SETS if p.is_file()], special)
+        self.filter = user_turn_filter(args, tokenizer)
 
     def path(self, stage: str) -> Path:
-        return self.work / f"{stage}.jsonl.gz"
+        return stage_path(self.work, stage)
 
     def run(self, stage: str, jobs: list[Job], record_of) -> None:
         """Decode the jobs not yet in the stage's file, appending a record for each."""
@@ -241,14 +262,7 @@ class Builder:
         self.run("user1", jobs, lambda r: self.user_record(r, dict(extras[r.job.id])))
 
     def kept_user_turns(self, stage: str, counts: Counter, min_words: int = 3) -> Iterator[dict]:
-        """The stage's user turns that pass the filter, judged in id order over the whole file
-        (so the same file always keeps the same turns, however many runs wrote it)."""
-        self.filter.seen = set()
-        for record in sorted(read_records(self.path(stage)), key=lambda r: r["id"]):
-            reason = self.filter.problem(record["user"], record["user_token_ids"], record["finished"], min_words)
-            counts[reason or "kept"] += 1
-            if reason is None:
-                yield record
+        return kept_user_turns(self.path(stage), self.filter, counts, min_words)
 
     # answers ----------------------------------------------------------------------
     def answer_record(self, result: Finished, extra: dict) -> dict:
@@ -299,7 +313,7 @@ def merge(work_dirs: list[Path], out: Path, tokenizer, heldout_fraction: float) 
     first, second = {}, {}
     for work in work_dirs:
         for stage, into in (("answer1", first), ("answer2", second)):
-            for r in read_records(work / f"{stage}.jsonl.gz"):
+            for r in read_records(stage_path(work, stage)):
                 if r["id"] in into:
                     raise SystemExit(f"{work}: id {r['id']!r} is also in another work folder")
                 into[r["id"]] = r
@@ -436,28 +450,30 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from methods.core.backends.lean import LeanTarget
-    from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, load_model
+    from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, load_model, load_tokenizer
 
-    loaded = load_model(args.model_path, dtype="float32", device="cpu")
-    tokenizer = loaded.tokenizer
-    if args.merge:
-        missing = [str(m) for m in args.merge if not m.is_dir()]
-        if missing:
-            parser.error(f"--merge: no such folder: {', '.join(missing)}")
-        records = merge(args.merge, args.out, tokenizer, args.heldout_fraction)
-        print(f"{args.out}: {len(records)} answered turns", file=sys.stderr)
-        print(corpus_stats(records))
-        return 0
-    model_id = EMBEDDED_MODEL_ID if args.model_path == EMBEDDED else str(args.model_path)
-    builder = Builder(args, LeanTarget(loaded.model), tokenizer, model_id)
-    stages = args.stages.split(",")
-    counts: Counter = Counter()
-    if args.stats:
+    if args.merge or args.stats:  # the tokenizer is all these need: no model, no native weights
+        tokenizer = load_tokenizer(args.model_path)
+        if args.merge:
+            missing = [str(m) for m in args.merge if not m.is_dir()]
+            if missing:
+                parser.error(f"--merge: no such folder: {', '.join(missing)}")
+            records = merge(args.merge, args.out, tokenizer, args.heldout_fraction)
+            print(f"{args.out}: {len(records)} answered turns", file=sys.stderr)
+            print(corpus_stats(records))
+            return 0
         for stage in STAGES:
-            print(f"{stage}: {len(read_records(builder.path(stage)))} records")
-        list(builder.kept_user_turns("user1", counts))
-        print("first user turns:", dict(counts))
+            print(f"{stage}: {len(read_records(stage_path(args.work_dir, stage)))} records")
+        for stage, min_words in (("user1", 3), ("user2", 1)):
+            counts: Counter = Counter()
+            list(kept_user_turns(stage_path(args.work_dir, stage), user_turn_filter(args, tokenizer), counts,
+                                 min_words))
+            print(f"{stage} user turns: {dict(counts)}")
         return 0
+    loaded = load_model(args.model_path, dtype="float32", device="cpu")
+    model_id = EMBEDDED_MODEL_ID if args.model_path == EMBEDDED else str(args.model_path)
+    builder = Builder(args, LeanTarget(loaded.model), loaded.tokenizer, model_id)
+    stages = args.stages.split(",")
     seeds = corpus_tasks.seeds(args.conversations)[shard::shards]
     # Chunk by chunk through every stage, so that an interrupted build already holds whole
     # conversations of every task (the seeds interleave the tasks).
