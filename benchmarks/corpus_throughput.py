@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from methods.core.backends.lean import LeanTarget
+from methods.core.backends.lean_rows import PRODUCTS
 from methods.core.model_loading import EMBEDDED, load_model
 from training.batched_decoding import Job, decode_jobs
 from training.make_corpus import DEFAULT_PROMPTS, answer_batch, chat_prompt_ids, eos_ids, read_prompts
@@ -39,10 +40,10 @@ def hf_tokens(model, tokenizer, prompts, budget, stop_ids, batch) -> int:
     return tokens
 
 
-def rows_tokens(target, prompts, budget, stop_ids, rows) -> int:
+def rows_tokens(target, prompts, budget, stop_ids, rows, products) -> int:
     done = []
     jobs = [Job(id=str(i), prompt_ids=p, max_new_tokens=budget) for i, p in enumerate(prompts)]
-    decode_jobs(target, jobs, rows, stop_ids, lambda f: done.append(len(f.token_ids)))
+    decode_jobs(target, jobs, rows, stop_ids, lambda f: done.append(len(f.token_ids)), products=products)
     return sum(done)
 
 
@@ -52,6 +53,9 @@ def main(argv=None) -> int:
     parser.add_argument("--prompts", type=int, default=96, help="prompts answered per round (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="answer budget (default: %(default)s)")
     parser.add_argument("--rows", type=int, nargs="+", default=[64], help="row counts to measure (default: 64)")
+    parser.add_argument("--products", nargs="+", default=["exact"], choices=PRODUCTS,
+                        help="how the row generator computes its weight products (see lean_rows.PRODUCTS); "
+                             "each is measured (default: exact)")
     parser.add_argument("--hf-batch", type=int, default=32, help="make_corpus's batch size (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=2, help="torch and native threads (default: %(default)s)")
@@ -68,8 +72,11 @@ def main(argv=None) -> int:
     prompts.sort(key=len)  # make_corpus sorts by length too
     target = LeanTarget(model)
     runners = {"hf": lambda: hf_tokens(model, tokenizer, prompts, args.max_new_tokens, stop_ids, args.hf_batch)}
-    for rows in args.rows:
-        runners[f"rows {rows}"] = lambda rows=rows: rows_tokens(target, prompts, args.max_new_tokens, stop_ids, rows)
+    for products in args.products:
+        for rows in args.rows:
+            name = f"rows {rows}" + ("" if products == "exact" else f" {products}")
+            runners[name] = lambda rows=rows, products=products: rows_tokens(
+                target, prompts, args.max_new_tokens, stop_ids, rows, products)
     rates: dict[str, list[float]] = {name: [] for name in runners}
     for round_ in range(args.rounds):
         for name, run in runners.items():
@@ -77,12 +84,12 @@ def main(argv=None) -> int:
             tokens = run()
             rate = tokens / (time.perf_counter() - start)
             rates[name].append(rate)
-            print(f"round {round_ + 1} {name:>9}: {tokens} tokens, {rate:7.1f} tok/s", file=sys.stderr, flush=True)
+            print(f"round {round_ + 1} {name:>14}: {tokens} tokens, {rate:7.1f} tok/s", file=sys.stderr, flush=True)
     base = statistics.median(rates["hf"])
-    print(f"{'generator':>10} {'tok/s':>8} {'x hf':>6}   ({len(prompts)} prompts, {args.max_new_tokens} new tokens, "
+    print(f"{'generator':>14} {'tok/s':>8} {'x hf':>6}   ({len(prompts)} prompts, {args.max_new_tokens} new tokens, "
           f"{args.threads} threads, median of {args.rounds})")
     for name, values in rates.items():
-        print(f"{name:>10} {statistics.median(values):8.1f} {statistics.median(values) / base:6.2f}")
+        print(f"{name:>14} {statistics.median(values):8.1f} {statistics.median(values) / base:6.2f}")
     return 0
 
 

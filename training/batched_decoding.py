@@ -49,12 +49,14 @@ def job_generator(job_id: str) -> torch.Generator:
 
 
 def decode_jobs(target: LeanTarget, jobs: Iterable[Job], rows: int, stop_ids: set[int],
-                on_finish: Callable[[Finished], None], context_limit: Optional[int] = None) -> None:
+                on_finish: Callable[[Finished], None], context_limit: Optional[int] = None,
+                products: str = "exact") -> None:
     """Decode every job, calling ``on_finish`` as each one ends (in the order they end).
     ``context_limit``: no row's prompt plus answer grows past it (the model's context); a job
-    whose prompt alone does not fit is finished at once with no tokens."""
+    whose prompt alone does not fit is finished at once with no tokens. ``products``: see
+    methods/core/backends/lean_rows.PRODUCTS."""
     queue = deque(jobs)
-    batch = RowBatch(target, rows)
+    batch = RowBatch(target, rows, products)
     generators: dict[int, torch.Generator] = {}
 
     def finish(row: Row, stopped: bool) -> None:

@@ -48,6 +48,7 @@ from tqdm import tqdm
 
 from methods.core.conversation import Conversation
 from training import corpus_tasks
+from methods.core.backends.lean_rows import PRODUCTS
 from training.batched_decoding import Finished, Job, decode_jobs
 from training.corpus_leakage import DEFAULT_SETS, DEFAULT_WORDS, question_texts, word_runs
 from training.make_corpus import assign_splits, corpus_stats, eos_ids
@@ -230,13 +231,16 @@ class Builder:
         with tqdm(total=len(todo), unit="turn", desc=stage) as bar:
             def finished(result: Finished) -> None:
                 nonlocal tokens
-                out.add(record_of(result))
+                record = record_of(result)
+                if self.args.products != "exact":  # records without the field were decoded exactly
+                    record["products"] = self.args.products
+                out.add(record)
                 tokens += len(result.token_ids)
                 bar.update(1)
                 bar.set_postfix(tok_s=f"{tokens / max(time.perf_counter() - start, 1e-9):.0f}")
             try:
                 decode_jobs(self.target, todo, self.args.batch_rows, self.stop_ids, finished,
-                            context_limit=self.context_limit)
+                            context_limit=self.context_limit, products=self.args.products)
             finally:
                 out.flush()
 
@@ -344,7 +348,7 @@ def _corpus_record(r: dict, split: str, tokenizer, turn: int) -> dict:
     return {"id": r["id"], "category": r["task"], "split": split, "turn": turn, "model": r["model"],
             "max_new_tokens": r["max_new_tokens"], "finished": r["finished"],
             "prompt_token_ids": r["prompt_token_ids"], "answer_token_ids": r["answer_token_ids"],
-            "conversations": messages}
+            "conversations": messages, "products": r.get("products", "exact")}
 
 
 # ---------------------------------------------------------------- command line
@@ -370,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "costs a partial sort per row and step) (default: %(default)s)")
     parser.add_argument("--batch-rows", type=int, default=64,
                         help="sequences decoded together, one row each of a forward (default: %(default)s)")
+    parser.add_argument("--products", choices=PRODUCTS, default="exact",
+                        help="how the decoder computes its weight products: 'exact' (native few-row kernel: "
+                             "greedy answers are exactly the engine's) or 'blas' (torch's matrix product, faster at "
+                             "64+ rows; still float32, but a near-tie may go the other way); records decoded with "
+                             "'blas' say so (default: %(default)s)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="which stages to run, in order (default: all: %(default)s)")
     parser.add_argument("--shard", default="0/1", metavar="K/N",

@@ -86,6 +86,13 @@ class LeanCache:
     def capacity(self) -> int:
         return self.keys[0].shape[1]
 
+    def key_addresses(self) -> list[int]:
+        """Each layer's key cache address, for native code (valid until ``reserve`` grows it)."""
+        return [k.data_ptr() for k in self.keys]
+
+    def value_addresses(self) -> list[int]:
+        return [v.data_ptr() for v in self.values]
+
     def reserve(self, needed: int) -> None:
         if needed <= self.capacity:
             return

@@ -18,6 +18,9 @@ void rope_store(int n, int heads, int kv_heads, int hd, float *qkv, const float 
 void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const float *keys, const float *values,
             int cap, int past, const unsigned char *allowed, float scale, float *out, int threads);
 void silu_mul(int n, int inter, const float *gate_up, float *out, int threads);
+void attend_rows(int rows, int heads, int kv_heads, int hd, float *qkv, const float *cos, const float *sin,
+                 float *const *keys, float *const *values, const int *caps, const int *positions, float scale,
+                 float *out, int threads);
 
 /* One decoder layer's sizes and weights (row-major torch tensors, not copied). */
 typedef struct {

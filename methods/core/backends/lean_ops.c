@@ -38,7 +38,7 @@ static inline float exp_approx(float x) {
 }
 
 /* Bump whenever a result or its speed can change (see skinny_sgemm_version). */
-int lean_ops_version(void) { return 1; }
+int lean_ops_version(void) { return 2; }
 
 /* Sums in one fixed order: 16 running lanes (lane l takes elements l, l+16, ...), then a fixed
  * tree over the lanes. C's rules forbid the compiler to reorder these float additions, so a
@@ -257,6 +257,26 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
     }
     free(all_scores);
     free(queries);
+}
+
+/* One new token for each of `rows` independent sequences (the corpus generator's batch): row r
+ * is qkv row r at position positions[r], with its own caches keys[r], values[r] of capacity
+ * caps[r]. Each row runs exactly rope_store(1, ...) and a one-thread attend(1, ...) over its own
+ * cache, as it would decoded alone, so its values do not depend on the other rows; the rows are
+ * shared among the threads. One call per layer instead of two per row from Python. */
+void attend_rows(int rows, int heads, int kv_heads, int hd, float *qkv, const float *cos, const float *sin,
+                 float *const *keys, float *const *values, const int *caps, const int *positions, float scale,
+                 float *out, int threads) {
+    const int row = (heads + 2 * kv_heads) * hd;
+    const unsigned char sees_itself = 1;
+    #pragma omp parallel for num_threads(threads) schedule(dynamic, 4) if (rows > 1)
+    for (int r = 0; r < rows; r++) {
+        float *q = qkv + (size_t)r * row;
+        rope_store(1, heads, kv_heads, hd, q, cos + (size_t)r * hd, sin + (size_t)r * hd, keys[r], values[r], caps[r],
+                   positions[r]);
+        attend(1, heads, kv_heads, hd, q, keys[r], values[r], caps[r], positions[r], &sees_itself, scale,
+               out + (size_t)r * heads * hd, 1);
+    }
 }
 
 static void silu_row(int inter, const float *restrict g, const float *restrict u, float *restrict o) {

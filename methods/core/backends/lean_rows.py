@@ -29,6 +29,16 @@ from methods.core.backends import native_kernels
 from methods.core.backends.lean import LeanCache, LeanTarget, _eps, _rms, _rotate
 
 
+# How the weight products of a step are computed (the rest of the layer is the same either way):
+#   exact  the native few-row kernel: a row's values do not depend on the other rows, so a greedy
+#          row gets exactly the tokens the engine gives its prompt alone
+#   blas   torch's matrix product (oneDNN/MKL), about three times the arithmetic rate of the native
+#          kernel at 64+ rows on a 2-core AVX-512 CPU; still float32, but a row's values then
+#          depend on the batch's shape in the last bits, so at a near-tie a greedy row may pick
+#          the other token
+PRODUCTS = ("exact", "blas")
+
+
 @dataclass
 class Row:
     """One sequence in the batch: its cache holds every token but ``pending``, the next input."""
@@ -43,13 +53,19 @@ class RowBatch:
     """Up to ``capacity`` sequences; ``step`` runs one forward over the pending token of every
     row and returns their next-token logits (rows in the order of ``rows``)."""
 
-    def __init__(self, target: LeanTarget, capacity: int):
+    def __init__(self, target: LeanTarget, capacity: int, products: str = "exact"):
         if capacity < 1:
             raise ValueError(f"a batch needs room for at least one row, got {capacity}")
+        if products not in PRODUCTS:
+            raise ValueError(f"products must be one of {', '.join(PRODUCTS)}, got {products!r}")
         self.target = target
+        self.products = products
         self.capacity = capacity
         self.rows: list[Row] = []
-        self._one = torch.ones(1, 1, dtype=torch.uint8)  # a single row sees its own new key
+        # Caches of finished rows, handed to new ones: allocating (and zeroing) a cache for every
+        # sequence cost a tenth of the corpus generator's time. A new sequence overwrites what it
+        # reads; what lies past its length is never attended to.
+        self._spare: list[LeanCache] = []
 
     @property
     def full(self) -> bool:
@@ -62,7 +78,8 @@ class RowBatch:
             raise ValueError("a sequence needs at least one prompt token")
         if self.full:
             raise RuntimeError(f"the batch is full ({self.capacity} rows)")
-        cache = self.target.new_cache()
+        cache = self._spare.pop() if self._spare else self.target.new_cache()
+        cache.length = 0
         if len(prompt) > 1:
             self.target.prefill(cache, prompt[:-1])
         row = Row(cache=cache, pending=prompt[-1], position=len(prompt) - 1, tag=tag)
@@ -71,6 +88,7 @@ class RowBatch:
 
     def remove(self, row: Row) -> None:
         self.rows.remove(row)
+        self._spare.append(row.cache)
 
     @torch.inference_mode()
     def step(self) -> torch.Tensor:
@@ -87,7 +105,7 @@ class RowBatch:
             # Every product through the native kernel, whatever the row count: a row's values
             # are then those of the same row decoded alone.
             final = self._forward_native(ids, positions)
-            logits = native_kernels.skinny_matmul(target._kernel, final, target.lm_head.weight)
+            logits = self._product(final, target.lm_head.weight)
             if target.lm_head.bias is not None:
                 logits.add_(target.lm_head.bias)
         else:
@@ -99,6 +117,12 @@ class RowBatch:
         return logits
 
     # ------------------------------------------------------------------ the two paths
+    def _product(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x @ weight^T, float32, as ``products`` says."""
+        if self.products == "blas":
+            return F.linear(x, weight)
+        return native_kernels.skinny_matmul(self.target._kernel, x, weight)
+
     def _forward_native(self, ids, positions) -> torch.Tensor:
         target, lib = self.target, self.target._kernel
         n = ids.shape[0]
@@ -111,34 +135,32 @@ class RowBatch:
         qkv_width = (heads + 2 * kv_heads) * hd
         h = torch.empty_like(x)
         attended = torch.empty(n, heads * hd, dtype=x.dtype)
-        one = self._one.data_ptr()
-        size = x.element_size()  # row offsets below are in bytes
+        # Per layer, every row's key and value cache addresses; their capacities and positions.
+        key_pointers = torch.tensor([r.cache.key_addresses() for r in self.rows], dtype=torch.int64).T.contiguous()
+        value_pointers = torch.tensor([r.cache.value_addresses() for r in self.rows], dtype=torch.int64).T.contiguous()
+        caps = torch.tensor([r.cache.capacity for r in self.rows], dtype=torch.int32)
+        row_positions = positions.to(torch.int32)
         for i, layer in enumerate(target.layers):
             weights = layer.native(heads, kv_heads)
             lib.rms_norm(n, width, x.data_ptr(), None, layer.norm_in.weight.data_ptr(), weights.eps_in, h.data_ptr())
-            qkv = native_kernels.skinny_matmul(lib, h, layer.qkv)
+            qkv = self._product(h, layer.qkv)
             if layer.qkv_bias is not None:
                 qkv.add_(layer.qkv_bias)
-            for r, row in enumerate(self.rows):
-                keys, values = row.cache.keys[i], row.cache.values[i]
-                q_row = qkv.data_ptr() + size * r * qkv_width
-                lib.rope_store(1, heads, kv_heads, hd, q_row, cos.data_ptr() + size * r * hd, sin.data_ptr() + size * r * hd,
-                               keys.data_ptr(), values.data_ptr(), keys.shape[1], row.position)
-                # One thread: a row's attention is small, and an OpenMP team per row per layer
-                # costs more than it saves (on a busy machine, far more).
-                lib.attend(1, heads, kv_heads, hd, q_row, keys.data_ptr(), values.data_ptr(), keys.shape[1],
-                           row.position, one, weights.scale, attended.data_ptr() + size * r * heads * hd, 1)
-            delta = native_kernels.skinny_matmul(lib, attended, layer.o)
+            # Every row's rope, cache write and attention over its own cache, in one call.
+            lib.attend_rows(n, heads, kv_heads, hd, qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+                            key_pointers[i].data_ptr(), value_pointers[i].data_ptr(), caps.data_ptr(),
+                            row_positions.data_ptr(), weights.scale, attended.data_ptr(), threads)
+            delta = self._product(attended, layer.o)
             if layer.o_bias is not None:
                 delta.add_(layer.o_bias)
             lib.rms_norm(n, width, x.data_ptr(), delta.data_ptr(), layer.norm_post.weight.data_ptr(),
                          weights.eps_post, h.data_ptr())
-            gate_up = native_kernels.skinny_matmul(lib, h, layer.gate_up)
+            gate_up = self._product(h, layer.gate_up)
             if layer.gate_up_bias is not None:
                 gate_up.add_(layer.gate_up_bias)
             activated = torch.empty(n, layer.intermediate, dtype=x.dtype)
             lib.silu_mul(n, layer.intermediate, gate_up.data_ptr(), activated.data_ptr(), threads)
-            delta = native_kernels.skinny_matmul(lib, activated, layer.down)
+            delta = self._product(activated, layer.down)
             if layer.down_bias is not None:
                 delta.add_(layer.down_bias)
             x.add_(delta)
