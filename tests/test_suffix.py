@@ -309,7 +309,7 @@ def test_the_request_index_follows_the_accepted_tokens():
     assert drafter.last_source == "request"
     drafter.propose(context + [3], 10)  # a caller that skipped accept: caught up from the context
     assert len(drafter.request) == 8 and drafter.last.tokens == [4, 5, 1]
-    assert drafter.turn_stats() == {"request": 2, "global": 0, "none": 1}
+    assert drafter.turn_stats() == {"request": 2, "global": 0, "fallback": 0, "none": 1}
 
 
 def test_finished_answers_join_the_global_index():
@@ -412,7 +412,7 @@ def test_sampling_runs_through_lossless_acceptance(engine, conversations, monkey
 def suffix_args(**given):
     base = dict(method="suffix", model_path="embedded", suffix_max_depth=None, suffix_max_spec_tokens=None,
                 suffix_spec_factor=None, suffix_spec_offset=None, suffix_min_token_prob=None, suffix_shape=None,
-                suffix_max_cached_requests=None, suffix_corpus="off")
+                suffix_max_cached_requests=None, suffix_corpus="off", suffix_fallback="none", suffix_threshold=None)
     base.update(given)
     return SimpleNamespace(**base)
 
@@ -425,6 +425,9 @@ def suffix_args(**given):
     ({"suffix_min_token_prob": -0.1}, "--suffix-min-token-prob -0.1: must be at least 0"),
     ({"suffix_max_cached_requests": -2}, "--suffix-max-cached-requests -2: must be at least -1"),
     ({"suffix_corpus": "/nonexistent/corpus.jsonl"}, "no such file"),
+    ({"suffix_threshold": -1.0}, "--suffix-threshold -1.0: must be at least 0"),
+    ({"suffix_fallback": "nosuch"}, "--suffix-fallback nosuch: unknown method"),
+    ({"suffix_fallback": "suffix"}, "must be another method"),
 ])
 def test_bad_options_are_refused_by_name(given, message):
     with pytest.raises(ValueError, match=message):
@@ -474,3 +477,54 @@ def test_runner_records_which_index_drafted_every_turn(tmp_path):
         for counts, steps in zip(choice["drafter_stats"], choice["decoding_steps"]):
             assert set(counts) == set(SOURCES) and sum(counts.values()) == steps
         assert record["method_params"]["corpus"] == "off" and record["method_params"]["shape"] == "tree"
+
+
+# ---------------------------------------------------------------------------------- the hybrid
+def test_a_draft_scoring_below_the_threshold_is_drafted_by_the_fallback_which_is_told_every_step():
+    from tests.test_samd import FixedDrafter, step_with
+
+    fallback = FixedDrafter()
+    drafter = SuffixDrafter(None, max_spec_tokens=4, min_token_prob=0.0, max_cached_requests=0, fallback=fallback,
+                            threshold=2.0)
+    prompt = [1, 2, 3, 9, 1, 2]  # "1 2" occurred once: a draft of 1 -> 3 with score below 2
+    drafter.begin(prompt, session())
+    assert drafter.propose(prompt, 10).tokens.tolist() == [50, 51] and drafter.last_source == "fallback"
+    drafter.accept(step_with([3, 9, 1, 2], prompt + [3, 9, 1, 2]))
+    context = prompt + [3, 9, 1, 2]  # now "1 2 3 9 1 2" repeats: a long match, a confident draft
+    tree = drafter.propose(context, 10)
+    assert drafter.last_source == "request" and drafter.last.score >= 2.0 and tree.tokens.tolist()[:2] == [3, 9]
+    drafter.end()
+    assert fallback.calls == [("begin", 6), ("propose", 6), ("accept", (3, 9, 1, 2)), ("end",)]
+    assert drafter.turn_stats()["fallback"] == 1 and drafter.turn_stats()["request"] == 1
+    assert drafter.params()["fallback"] == "fixed" and drafter.params()["threshold"] == 2.0
+
+
+def test_an_empty_fallback_draft_leaves_the_suffix_draft():
+    from tests.test_samd import FixedDrafter
+
+    drafter = SuffixDrafter(None, max_spec_tokens=4, min_token_prob=0.0, max_cached_requests=0,
+                            fallback=FixedDrafter(tokens=()), threshold=100.0)
+    prompt = [1, 2, 3, 9, 1, 2]
+    drafter.begin(prompt, session())
+    assert drafter.propose(prompt, 10).tokens.tolist() == [3, 9] and drafter.last_source == "request"
+
+
+@pytest.mark.parametrize("kind", ["recycling", "eagle2"])
+def test_greedy_output_of_the_hybrid_is_the_baseline_token_for_token(engine, model, conversations, kind):
+    from methods.core.hidden_states import request_of
+    from tests.test_samd import make_fallback
+
+    cases, corpus = conversations
+    drafter = SuffixDrafter(corpus, max_spec_tokens=6, fallback=make_fallback(kind, model), threshold=1.5)
+    assert drafter.hidden_state_request == request_of(drafter.fallback)  # EAGLE's needs become the hybrid's
+    outputs, stats, sources = run_conversations(engine, drafter, cases)
+    assert outputs == [answer for turns in cases for _, answer in turns]
+    total = {k: sum(c[k] for c in sources) for k in SOURCES}
+    assert total["fallback"] > 0 and total["request"] + total["global"] > 0
+    assert drafter.max_draft_tokens() >= 6
+
+
+def test_the_default_fallback_follows_samds_rule(tmp_path):
+    assert SuffixDrafter.fallback_of(suffix_args(suffix_fallback=None)) == "eagle2"
+    assert SuffixDrafter.fallback_of(suffix_args(suffix_fallback=None, model_path="some/other-model")) == "recycling"
+    assert SuffixDrafter.fallback_of(suffix_args()) == "none"

@@ -35,8 +35,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from methods.core.drafter import DraftSession, Drafter, StepResult, check_options, resolve_options
-from methods.core.hidden_states import request_of
 from methods.core.tree import DraftTree
+from methods.drafters.fallback import WithFallback, build_fallback, check_fallback, fallback_name, help_text
 from methods.drafters.rest_datastore import NO_CORPUS, check_corpus_option, load_corpus_option
 from methods.drafters.suffix_automaton import (MAGIC, StaticMatcher, StaticSuffixAutomaton, SuffixAutomaton,
                                                corpus_automaton, read_static)
@@ -52,24 +52,10 @@ MINIMUM = {"max_draft": 1, "threshold": 1}
 # The paper's len_bias: a static match must be this much longer than a dynamic one to be used
 # (the text's own earlier words predict it better than another document does).
 STATIC_BIAS = 5
-# The fallback when none is named: EAGLE-2 wherever an EAGLE draft is at hand (the embedded
-# model's shipped one, or --eagle-path), as in Spec-Bench's SAMD[EAGLE2]; else Token Recycling,
-# which needs no training and so works on any target.
-TRAINED_FALLBACK = "eagle2"
-DEFAULT_FALLBACK = "recycling"
-NO_FALLBACK = "none"
 SOURCES = ("dynamic", "static", "fallback", "none")
 
 
-def _longest(own: int, fallback: Optional[Drafter], of: str) -> Optional[int]:
-    """The larger of the automaton's bound and the fallback's (None: the fallback has none)."""
-    if fallback is None:
-        return own
-    theirs = getattr(fallback, of)()
-    return None if theirs is None else max(own, theirs)
-
-
-class SamdDrafter(Drafter):
+class SamdDrafter(WithFallback, Drafter):
     name = "samd"
 
     def __init__(self, static: Optional[StaticSuffixAutomaton] = None, fallback: Optional[Drafter] = None,
@@ -78,17 +64,11 @@ class SamdDrafter(Drafter):
         if max_draft < 1 or threshold < 1:
             raise ValueError("samd needs --samd-max-draft >= 1 and --samd-threshold >= 1")
         self.static = static
-        self.fallback = fallback
+        self._adopt_fallback(fallback, fallback_name)
         self.max_draft, self.threshold, self.static_bias = max_draft, threshold, static_bias
-        self.fallback_name = fallback_name or (fallback.name if fallback is not None else NO_FALLBACK)
         self.corpus_name = corpus_name or (NO_CORPUS if static is None else "in memory")
         self.dynamic = SuffixAutomaton()
         self.matcher = StaticMatcher(static) if static is not None else None
-        # The fallback's needs become ours: the hidden states it reads, and a lossy acceptance rule
-        # it was asked for (applied to every step, whoever drafted, and recorded as lossy).
-        self.hidden_state_request = request_of(fallback) if fallback is not None else None
-        self.sampling_acceptance = getattr(fallback, "sampling_acceptance", None)
-        self.lossy = bool(getattr(fallback, "lossy", False))
         self.counts = dict.fromkeys(SOURCES, 0)  # this turn
         self.last_source = "none"
 
@@ -101,19 +81,16 @@ class SamdDrafter(Drafter):
             self.matcher.reset()
             self.matcher.feed(prompt_ids)
         self.counts = dict.fromkeys(SOURCES, 0)
-        if self.fallback is not None:
-            self.fallback.begin(prompt_ids, session)
+        self._fallback_begin(prompt_ids, session)
 
     def accept(self, step: StepResult) -> None:
         self.dynamic.extend(step.committed)
         if self.matcher is not None:
             self.matcher.feed(step.committed)
-        if self.fallback is not None:
-            self.fallback.accept(step)
+        self._fallback_accept(step)
 
     def end(self) -> None:
-        if self.fallback is not None:
-            self.fallback.end()
+        self._fallback_end()
 
     # ------------------------------------------------------------------ drafting
     def propose(self, context: list[int], max_depth: int) -> DraftTree:
@@ -174,17 +151,16 @@ class SamdDrafter(Drafter):
 
     def max_draft_length(self) -> Optional[int]:
         # A step drafts from the automaton or, failing that, from the fallback.
-        return _longest(self.max_draft, self.fallback, "max_draft_length")
+        return self._longest(self.max_draft, "max_draft_length")
 
     def max_draft_tokens(self) -> Optional[int]:
-        return _longest(self.max_draft, self.fallback, "max_draft_tokens")
+        return self._longest(self.max_draft, "max_draft_tokens")
 
     def params(self) -> dict[str, Any]:
         return {"max_draft": self.max_draft, "threshold": self.threshold, "static_bias": self.static_bias,
                 "corpus": self.corpus_name,
                 "static_tokens": self.static.n_tokens if self.static is not None else 0,
-                "fallback": self.fallback_name,
-                "fallback_params": self.fallback.params() if self.fallback is not None else {}}
+                **self._fallback_params()}
 
     # ------------------------------------------------------------------ command line
     @classmethod
@@ -198,10 +174,7 @@ class SamdDrafter(Drafter):
                                 f"(default {GPU_DEFAULTS['threshold']}; a corpus match counts "
                                 f"{STATIC_BIAS} tokens less)")
         group.add_argument("--samd-fallback", default=None,
-                           help=f"registered method that drafts when no match is long enough, built from "
-                                f"its own options (default: {TRAINED_FALLBACK} where an EAGLE draft is at hand, "
-                                f"the embedded model's or --eagle-path, as in Spec-Bench's SAMD[EAGLE2]; else "
-                                f"{DEFAULT_FALLBACK}; '{NO_FALLBACK}': no draft then)")
+                           help=help_text("no match is long enough") + " (SAMD[EAGLE2] in Spec-Bench)")
         group.add_argument("--samd-corpus", default=None,
                            help=f"static automaton: a conversation corpus (JSONL or JSONL.gz, as for REST; "
                                 f"its automaton is built once and cached), a built .sdbsam file, or "
@@ -209,39 +182,19 @@ class SamdDrafter(Drafter):
 
     @classmethod
     def fallback_of(cls, args) -> str:
-        name = getattr(args, "samd_fallback", None)
-        if name is not None:
-            return name
-        from methods.core.model_loading import EMBEDDED
-        from methods.drafters.eagle import EMBEDDED_DRAFT
-
-        on_embedded = getattr(args, "model_path", EMBEDDED) in (EMBEDDED, "", None)
-        has_draft = getattr(args, "eagle_path", None) is not None or (on_embedded and EMBEDDED_DRAFT.is_dir())
-        return TRAINED_FALLBACK if has_draft else DEFAULT_FALLBACK
+        return fallback_name(args, "samd_fallback")
 
     @classmethod
     def check_args(cls, args) -> None:
-        from methods.registry import available_methods, drafter_class
-
         check_options(args, "samd", MINIMUM)
-        fallback = cls.fallback_of(args)
-        if fallback == cls.name:
-            raise ValueError("--samd-fallback samd: the fallback must be another method")
-        if fallback != NO_FALLBACK:
-            if fallback not in available_methods():
-                raise ValueError(f"--samd-fallback {fallback}: unknown method; available: "
-                                 f"{', '.join(m for m in available_methods() if m != cls.name)} or {NO_FALLBACK}")
-            drafter_class(fallback).check_args(args)
+        check_fallback(args, "samd_fallback", cls.name)
         check_corpus_option(getattr(args, "samd_corpus", None), "--samd-corpus", "a .sdbsam file")
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "SamdDrafter":
-        from methods.registry import drafter_class
-
         cls.check_args(args)
         options = resolve_options(args, "samd", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
-        fallback_name = cls.fallback_of(args)
-        fallback = None if fallback_name == NO_FALLBACK else drafter_class(fallback_name).from_args(args, model, tokenizer)
+        fallback, name = build_fallback(args, "samd_fallback", model, tokenizer)
         static, corpus_name = load_corpus_option(getattr(args, "samd_corpus", None), "--samd-corpus", tokenizer,
                                                  MAGIC, read_static, corpus_automaton)
-        return cls(static, fallback, **options, fallback_name=fallback_name, corpus_name=corpus_name)
+        return cls(static, fallback, **options, fallback_name=name, corpus_name=corpus_name)

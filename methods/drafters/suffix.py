@@ -30,6 +30,7 @@ from typing import Any, Optional
 
 from methods.core.drafter import DraftSession, Drafter, StepResult, check_options, resolve_options
 from methods.core.tree import DraftTree
+from methods.drafters.fallback import WithFallback, build_fallback, check_fallback, fallback_name, help_text
 from methods.drafters.rest_datastore import NO_CORPUS, check_corpus_option, load_corpus_option
 from methods.drafters.suffix_automaton import StaticMatcher
 from methods.drafters.suffix_index import (MAGIC, CorpusSuffixIndex, CountingSuffixAutomaton, corpus_index,
@@ -40,35 +41,38 @@ from methods.drafters.suffix_speculation import (IndexView, Speculation, Specula
 # The paper's reference cache and vLLM's integration: depth 64, alpha 1, min probability 0.1,
 # up to 32 speculated tokens (vLLM's suggested num_speculative_tokens), the speculation tree.
 GPU_DEFAULTS = {"max_depth": 64, "max_spec_tokens": 32, "spec_factor": 1.0, "spec_offset": 0.0,
-                "min_token_prob": 0.1, "max_cached_requests": -1}
+                "min_token_prob": 0.1, "max_cached_requests": -1, "threshold": 3.0}
 # On the 2-core CPU a forward over 8 tokens costs ~1.24x a 1-token one (lean backend) and more
 # grows quickly, so the draft is capped at 8 tokens (as SAM-Decoding's CPU default); to be tuned
 # with training/sweep_drafter.py (docs/methods.md).
 CPU_DEFAULTS = dict(GPU_DEFAULTS, max_spec_tokens=8)
 MINIMUM = {"max_depth": 2, "max_spec_tokens": 1, "spec_factor": 0.0, "min_token_prob": 0.0,
-           "max_cached_requests": -1}
+           "max_cached_requests": -1, "threshold": 0.0}
 SHAPES = ("tree", "chain")
-SOURCES = ("request", "global", "none")
+SOURCES = ("request", "global", "fallback", "none")
 
 
-class SuffixDrafter(Drafter):
+class SuffixDrafter(WithFallback, Drafter):
     name = "suffix"
 
     def __init__(self, corpus: Optional[CorpusSuffixIndex] = None, max_depth: int = 64, max_spec_tokens: int = 32,
                  spec_factor: float = 1.0, spec_offset: float = 0.0, min_token_prob: float = 0.1,
-                 max_cached_requests: int = -1, shape: str = "tree", corpus_name: str = "") -> None:
+                 max_cached_requests: int = -1, shape: str = "tree", corpus_name: str = "",
+                 fallback: Optional[Drafter] = None, threshold: float = 3.0, fallback_name: str = "") -> None:
         if shape not in SHAPES:
             raise ValueError(f"--suffix-shape {shape}: one of {', '.join(SHAPES)}")
         if max_depth < 2 or max_spec_tokens < 1 or spec_factor < 0 or not 0 <= min_token_prob <= 1 \
-                or max_cached_requests < -1:
+                or max_cached_requests < -1 or threshold < 0:
             raise ValueError("suffix needs --suffix-max-depth >= 2, --suffix-max-spec-tokens >= 1, "
                              "--suffix-spec-factor >= 0, --suffix-min-token-prob in [0, 1] and "
-                             "--suffix-max-cached-requests >= -1")
+                             "--suffix-max-cached-requests >= -1, --suffix-threshold >= 0")
         self.config = SpeculationConfig(max_depth=max_depth, max_spec_tokens=max_spec_tokens, spec_factor=spec_factor,
                                         spec_offset=spec_offset, min_token_prob=min_token_prob, tree=shape == "tree")
         self.corpus = corpus
         self.corpus_name = corpus_name or (NO_CORPUS if corpus is None else "in memory")
         self.max_cached_requests = max_cached_requests
+        self.threshold = threshold
+        self._adopt_fallback(fallback, fallback_name)
         # The run's answers: one sequence per turn, oldest first; the automaton holds them all.
         self.answers: deque[list[int]] = deque()
         self.answer_index = CountingSuffixAutomaton() if max_cached_requests != 0 else None
@@ -93,6 +97,7 @@ class SuffixDrafter(Drafter):
             self.response = []
         self._make_views(session.vocab_size)
         self.counts = dict.fromkeys(SOURCES, 0)
+        self._fallback_begin(prompt_ids, session)
 
     def _make_views(self, vocab_size: Optional[int]) -> None:
         self.request_view = IndexView(None, self.request, vocab_size)
@@ -100,9 +105,11 @@ class SuffixDrafter(Drafter):
 
     def accept(self, step: StepResult) -> None:
         self._add(step.committed)
+        self._fallback_accept(step)
 
     def end(self) -> None:
         """The answer is finished: it stays in the global index for the turns to come."""
+        self._fallback_end()
         if self.response is not None:
             self.answer_index.end_sequence()
             self.answers.append(self.response)
@@ -134,6 +141,14 @@ class SuffixDrafter(Drafter):
         if len(self.request) < len(context):  # a caller that skipped accept: catch up
             self._add(context[len(self.request):])
         draft, source = self._draft(context, max_depth)
+        if self.fallback is not None and draft.score < self.threshold:
+            # The hybrid: below the threshold the counts expect fewer accepted tokens than the
+            # fallback is trusted to bring; an empty fallback draft leaves the suffix draft.
+            tree = self.fallback.propose(context, max_depth)
+            if len(tree):
+                self.last, self.last_source = Speculation(), "fallback"
+                self.counts["fallback"] += 1
+                return tree
         self.last, self.last_source = draft, source
         self.counts[source] += 1
         return DraftTree(draft.tokens, draft.parents) if draft.tokens else DraftTree.empty()
@@ -173,10 +188,13 @@ class SuffixDrafter(Drafter):
         """Steps of the last turn by the index that drafted them (they add up to its steps)."""
         return dict(self.counts)
 
-    def max_draft_length(self) -> int:
+    def max_draft_length(self) -> Optional[int]:
         # A draft (chain or tree) holds at most max_spec_tokens tokens, so no path is longer;
-        # max_depth bounds the matched suffix, not the draft.
-        return self.config.max_spec_tokens
+        # max_depth bounds the matched suffix, not the draft. A step may draft from the fallback.
+        return self._longest(self.config.max_spec_tokens, "max_draft_length")
+
+    def max_draft_tokens(self) -> Optional[int]:
+        return self._longest(self.config.max_spec_tokens, "max_draft_tokens")
 
     def params(self) -> dict[str, Any]:
         config = self.config
@@ -184,7 +202,8 @@ class SuffixDrafter(Drafter):
                 "spec_factor": config.spec_factor, "spec_offset": config.spec_offset,
                 "min_token_prob": config.min_token_prob, "shape": "tree" if config.tree else "chain",
                 "max_cached_requests": self.max_cached_requests, "corpus": self.corpus_name,
-                "corpus_tokens": self.corpus.n_tokens if self.corpus is not None else 0}
+                "corpus_tokens": self.corpus.n_tokens if self.corpus is not None else 0,
+                "threshold": self.threshold, **self._fallback_params()}
 
     # ------------------------------------------------------------------ command line
     @classmethod
@@ -210,6 +229,13 @@ class SuffixDrafter(Drafter):
         group.add_argument("--suffix-max-cached-requests", type=int, default=None,
                            help="answers of this run kept in the global index, oldest dropped first; -1: all, "
                                 "0: none (the corpus alone) (default -1)")
+        group.add_argument("--suffix-fallback", default=None,
+                           help=help_text("the suffix draft's score (its expected accepted tokens under the counts) "
+                                          "is below --suffix-threshold") + " (the published hybrid with EAGLE)")
+        group.add_argument("--suffix-threshold", type=float, default=None,
+                           help=f"least score of a suffix draft when a fallback is there; below it the fallback "
+                                f"drafts (default {GPU_DEFAULTS['threshold']}, the Spec-Bench fork's; CPU default "
+                                f"{CPU_DEFAULTS['threshold']})")
         group.add_argument("--suffix-corpus", default=None,
                            help=f"the global index's corpus: a conversation corpus (JSONL or JSONL.gz, as for REST; "
                                 f"indexed once and cached), a built .sdbsfx index, or '{NO_CORPUS}' (default: "
@@ -221,7 +247,12 @@ class SuffixDrafter(Drafter):
         prob = getattr(args, "suffix_min_token_prob", None)
         if prob is not None and prob > 1:
             raise ValueError(f"--suffix-min-token-prob {prob}: must be at most 1")
+        check_fallback(args, "suffix_fallback", cls.name)
         check_corpus_option(getattr(args, "suffix_corpus", None), "--suffix-corpus", "a .sdbsfx index")
+
+    @classmethod
+    def fallback_of(cls, args) -> str:
+        return fallback_name(args, "suffix_fallback")
 
     @classmethod
     def from_args(cls, args, model, tokenizer) -> "SuffixDrafter":
@@ -230,4 +261,5 @@ class SuffixDrafter(Drafter):
         corpus, name = load_corpus_option(getattr(args, "suffix_corpus", None), "--suffix-corpus", tokenizer, MAGIC,
                                           read_corpus_index, corpus_index)
         shape = getattr(args, "suffix_shape", None) or "tree"
-        return cls(corpus, **options, shape=shape, corpus_name=name)
+        fallback, which = build_fallback(args, "suffix_fallback", model, tokenizer)
+        return cls(corpus, **options, shape=shape, corpus_name=name, fallback=fallback, fallback_name=which)
