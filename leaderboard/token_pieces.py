@@ -24,20 +24,17 @@ def tokenizer_file(model_path: Optional[str]) -> Optional[Path]:
     """This machine's tokenizer.json of the model a run names; None where there is none."""
     if not isinstance(model_path, str) or not model_path:
         return None
-    from methods.core.model_loading import converted_folder, looks_like_local_path
+    if model_path.startswith("embedded") or model_path.endswith(".gguf"):
+        from methods.core.model_loading import converted_folder  # imports torch: only for these
 
-    folder = converted_folder(model_path)
-    if folder is None:
-        if model_path.startswith("embedded") or model_path.endswith(".gguf"):
-            return None  # not converted on this machine
-        local = Path(model_path).expanduser()
-        if local.is_dir():
-            folder = local
-        elif looks_like_local_path(model_path):
-            return None  # a folder of another machine
-    if folder is not None:
-        path = folder / TOKENIZER_FILE
+        folder = converted_folder(model_path)  # None: not converted on this machine
+        path = None if folder is None else folder / TOKENIZER_FILE
+        return path if path is not None and path.is_file() else None
+    local = Path(model_path).expanduser()
+    if local.is_dir():
+        path = local / TOKENIZER_FILE
         return path if path.is_file() else None
+    # Otherwise a hub id (a folder of another machine is refused by the hub's id check).
     try:
         from huggingface_hub import try_to_load_from_cache
 
