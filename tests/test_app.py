@@ -776,3 +776,23 @@ def test_the_device_cost_curve_and_predictions_sit_beside_the_ranking(tmp_path, 
     [predictions] = [d.value for d in app.tabs[0].dataframe if "Check" in d.value.columns]
     assert list(predictions["Check"]) == ["more than 10% off"]
     assert "pld" in app.tabs[0].caption[-1].value
+
+
+def test_steps_view_shows_escaped_text_pieces_with_step_and_id_on_hover():
+    from leaderboard.divergence import steps_html
+
+    view = steps_html([5, 6, 7, 8], [2, 2], ["<b>", " x", "\n", "&"])
+    tokens = re.findall(r'<span class="token" title="([^"]*)"[^>]*>([^<]*)<', view)
+    assert tokens == [("step 1: 2 token(s) · id 5", "&lt;b&gt;"), ("step 1: 2 token(s) · id 6", " x"),
+                      ("step 2: 2 token(s) · id 7", "\n"), ("step 2: 2 token(s) · id 8", "&amp;")]
+    assert "white-space: pre-wrap" in view
+    # Pieces that are not one per id are not this turn's: the ids are shown instead.
+    assert 'class="token"' not in steps_html([5, 6], [2], ["a"])
+
+
+def test_accept_lengths_are_cut_into_each_turns():
+    from leaderboard.divergence import lengths_per_turn
+
+    assert lengths_per_turn([3, 1, 2, 2, 1], [4, 5]) == [[3, 1], [2, 2, 1]]
+    assert lengths_per_turn([3, 2], [4, 1]) is None  # a step across the turns' boundary
+    assert lengths_per_turn([3, 1, 1], [4]) is None  # more steps than tokens
