@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from evaluation.record.answers import Answer, AnswerFile
-from evaluation.run.questions import (QUESTION_FILE_NAME, Question, QuestionFileError, load_questions,
+from evaluation.record.questions import (QUESTION_FILE_NAME, Question, QuestionFileError, load_questions,
                                       question_file_for_bench)
 
 
