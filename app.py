@@ -20,7 +20,8 @@ from evaluation.record.subtasks import display_name
 from leaderboard import charts, cost_charts, export, queries, tables
 from leaderboard.connection import DatabaseStatus, ResultsDatabase, open_for_reading
 from leaderboard.db import DatabaseError, normalise_url, open_database
-from leaderboard.divergence import divergence_verdict_text, first_difference, highlighted_html, steps_html
+from leaderboard.divergence import (divergence_verdict_text, first_difference, highlighted_html,
+                                    lengths_per_turn, question_html, steps_html)
 from leaderboard.filters import (FILTER_LABELS, describe, format_value, measurement_text, options_for,
                                  other_measurements, question_set_text)
 from leaderboard.queries import SELECTION_FIELDS, LeaderboardRow, Selection
@@ -123,7 +124,8 @@ def run_context(rows: list[LeaderboardRow], selection: Selection) -> str:
 # Narrow by default so that the speedups, the interval and the badge fit a laptop screen; the
 # Method column stays pinned while the rest scrolls.
 COLUMN_WIDTHS = {tables.METHOD: 150, tables.EQUALITY: "medium", tables.NATIVE_CODE: "medium",
-                 tables.PARAMETERS: "large", tables.OVERALL_CI: 110}
+                 tables.PARAMETERS: "large", tables.OVERALL_CI: 110, tables.DATE: "medium",
+                 tables.VERSIONS: "medium"}
 
 
 def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
@@ -270,8 +272,20 @@ def compare_configurations(rows: list[LeaderboardRow]) -> None:
     st.table(tables.styled_configuration_pair(tables.configuration_pair_frame(a, b)))
 
 
+NO_QUESTION_TEXT = ("The question's text was not available when this run was imported (its question "
+                    "file was not found beside the answers or under data/, or the run was imported "
+                    "by an older version); importing the run again with speed.py or equal.py where "
+                    "the file is adds it.")
+NO_TOKENIZER = ("Token ids, not text: this run's tokenizer was not on the machine that imported it; "
+                "importing the run again where the model is decodes them.")
+
+
 def _turn_view(method_text: str, base_text: str, differences: list, turn: int,
-               threshold: Optional[float] = None, threshold_dtype: Optional[str] = None) -> None:
+               threshold: Optional[float] = None, threshold_dtype: Optional[str] = None,
+               question: Optional[str] = None) -> None:
+    if question is not None:
+        st.markdown(f"**Question, turn {turn + 1}**")
+        st.markdown(question_html(question), unsafe_allow_html=True)
     listed = next((d for d in differences if d.turn == turn), None)
     index = first_difference(method_text, base_text)
     if listed is not None and listed.unit == "char":
@@ -325,18 +339,42 @@ def drill_down_page(session: Session, rows: list[LeaderboardRow]) -> None:
     for error, whose in ((detail.method_error, method), (detail.base_error, row.base_method)):
         if error:
             st.error(f"The {whose} run failed on this question: {error}")
-    st.markdown(f"**{method}** (left) beside the **{row.base_method}** baseline (right)")
-    for turn in range(max(len(detail.method_turns), len(detail.base_turns))):
+    st.markdown(f"Each turn: the user's question, then **{method}**'s answer (left) beside the "
+                f"**{row.base_method}** baseline's (right)")
+    questions = detail.question_turns or []
+    if not questions:
+        st.caption(NO_QUESTION_TEXT)
+    for turn in range(max(len(detail.method_turns), len(detail.base_turns), len(questions))):
         method_text = detail.method_turns[turn] if turn < len(detail.method_turns) else ""
         base_text = detail.base_turns[turn] if turn < len(detail.base_turns) else ""
         _turn_view(method_text, base_text, detail.differences, turn,
-                   detail.near_tie_threshold, detail.threshold_dtype)
+                   detail.near_tie_threshold, detail.threshold_dtype,
+                   questions[turn] if turn < len(questions) else None)
+    if lengths and detail.method_token_ids:
+        committed_steps(detail.method_token_ids, detail.method_token_pieces, lengths)
     if lengths:
         st.plotly_chart(charts.accepted_per_step(lengths), key="chart_question_steps")
-    if lengths and detail.method_token_ids:
-        st.markdown("**What each decoding step committed** (token ids of the method's answer, "
-                    "one tint per step; hover a step for its size)")
-        st.markdown(steps_html([t for turn in detail.method_token_ids for t in turn], lengths),
+
+
+def committed_steps(token_ids: list[list[int]], pieces: Optional[list[list[str]]],
+                    lengths: list[int]) -> None:
+    """The method's answer token by token, tinted by the decoding step that committed it."""
+    if pieces is not None and [len(p) for p in pieces] != [len(t) for t in token_ids]:
+        pieces = None
+    st.markdown("**What each decoding step committed** (the method's answer, one tint per step; "
+                + ("hover a token for its step and id)" if pieces else "hover a step for its size)"))
+    if pieces is None:
+        st.caption(NO_TOKENIZER)
+    per_turn = lengths_per_turn(lengths, [len(t) for t in token_ids])
+    if per_turn is None:  # lengths that do not split by turn: one stream, as the file has them
+        flat_pieces = None if pieces is None else [p for turn in pieces for p in turn]
+        st.markdown(steps_html([t for turn in token_ids for t in turn], lengths, flat_pieces),
+                    unsafe_allow_html=True)
+        return
+    for turn, (ids, turn_lengths) in enumerate(zip(token_ids, per_turn)):
+        if len(token_ids) > 1:
+            st.caption(f"Turn {turn + 1}")
+        st.markdown(steps_html(ids, turn_lengths, None if pieces is None else pieces[turn]),
                     unsafe_allow_html=True)
 
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from methods.core.conversation import new_conversation
 from evaluation.compare.equality import first_divergence
-from evaluation.run.questions import load_questions, question_file_for_bench
+from evaluation.record.questions import load_questions, question_file_for_bench
 from evaluation.compare.tables import format_table
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine

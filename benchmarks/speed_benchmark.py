@@ -32,7 +32,7 @@ from tqdm import tqdm
 import torch
 
 from methods.core.conversation import new_conversation
-from evaluation.run.questions import load_questions
+from evaluation.record.questions import load_questions
 from evaluation.record.subtasks import subtask_of
 from methods.core.drafter import DecodingConfig
 from methods.core.backends import CHOICES as BACKEND_CHOICES, resolve_backend

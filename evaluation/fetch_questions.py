@@ -22,7 +22,7 @@ from typing import BinaryIO
 from urllib.parse import urlparse
 from urllib.request import urlopen
 
-from evaluation.run.questions import DATA_DIR, QUESTION_FILE_NAME, SPEC_BENCH, SPEC_BENCH_SHA256, sha256_of
+from evaluation.record.questions import DATA_DIR, QUESTION_FILE_NAME, SPEC_BENCH, SPEC_BENCH_SHA256, sha256_of
 
 SPEC_BENCH_COMMIT = "fd2c1cd7d2201ef71db4c5f4e455008f017967bf"
 SPEC_BENCH_URL = (

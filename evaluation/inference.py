@@ -30,7 +30,7 @@ from tqdm import tqdm
 from evaluation.run.answer_file import answered_ids, check_same_run
 from evaluation.run.answering import (answer_lanes, finish, load_answerer, pending, plan_run, show_speeds,
                                       warm_up_lanes, write_answer)
-from evaluation.run.questions import QuestionFileError
+from evaluation.record.questions import QuestionFileError
 from evaluation.run.sharded import DEFAULT_RAY_TIMEOUT_S
 from evaluation.run.verify_cost import DEFAULT_REPEATS
 from methods.core.backends import CHOICES as BACKEND_CHOICES

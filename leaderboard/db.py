@@ -180,6 +180,10 @@ UPGRADES: dict[int, tuple[str, ...]] = {
     4: ("ALTER TABLE speed_comparisons ADD COLUMN device_name VARCHAR(256)",),
     5: ("ALTER TABLE runs ADD COLUMN native_code VARCHAR(256)",
         "ALTER TABLE speed_comparisons ADD COLUMN question_set VARCHAR(64)"),
+    # Rows imported before stay without them (the app says so) until their runs are imported again.
+    6: ("ALTER TABLE runs ADD COLUMN num_threads VARCHAR(64)",
+        "ALTER TABLE answers ADD COLUMN question_turns JSON",
+        "ALTER TABLE answers ADD COLUMN token_pieces JSON"),
 }
 
 

@@ -38,6 +38,13 @@ def highlighted_html(text: str, index: Optional[int]) -> str:
     )
 
 
+def question_html(text: str) -> str:
+    """A user turn of the question as HTML: escaped, line breaks kept, a long one scrolls."""
+    style = ("white-space: pre-wrap; font-size: 0.9em; background: #f3f4f6; border-left: 3px solid "
+             "#9ca3af; padding: 6px 10px; margin-bottom: 8px; max-height: 16em; overflow-y: auto;")
+    return f'<div class="question" style="{style}">{html.escape(text)}</div>'
+
+
 def divergence_verdict_text(verdict: str, base_margin: Optional[float],
                             threshold: Optional[float], dtype: Optional[str]) -> str:
     """What equal.py made of a first divergence, in words for the drill-down page."""
@@ -61,21 +68,54 @@ def divergence_verdict_text(verdict: str, base_margin: Optional[float],
 STEP_TINTS = ("#dbeafe", "#fde68a")
 
 
-def steps_html(token_ids: list[int], accept_lengths: list[int]) -> str:
-    """The turn's token ids grouped by the decoding step that committed them, each step tinted
-    and titled with its number and size: a long step is a well-guessed draft. Token ids past the
-    accept lengths (a file whose lengths do not cover the turn) are shown untinted."""
-    style = "font-family: ui-monospace, monospace; font-size: 0.8em; line-height: 1.9;"
+def steps_html(token_ids: list[int], accept_lengths: list[int],
+               pieces: Optional[list[str]] = None) -> str:
+    """The turn's tokens grouped by the decoding step that committed them, each step tinted
+    and titled with its number and size: a long step is a well-guessed draft. With ``pieces``
+    (one decoded text piece per id) each token shows as its text, its id in its title;
+    without, as its id. Tokens past the accept lengths (a file whose lengths do not cover the
+    turn) are shown untinted."""
+    if pieces is not None and len(pieces) != len(token_ids):
+        pieces = None  # not this turn's pieces: the ids are still right
+    as_text = pieces is not None
+    style = ("font-family: ui-monospace, monospace; font-size: 0.8em; line-height: 1.9;"
+             + (" white-space: pre-wrap;" if as_text else ""))
+
+    def tokens(start: int, stop: int, step_title: str) -> str:
+        if not as_text:
+            return html.escape(" ".join(str(t) for t in token_ids[start:stop]))
+        return "".join(
+            f'<span class="token" title="{html.escape(step_title + f"id {token_ids[i]}")}" '
+            f'style="box-shadow: inset -1px 0 rgba(0, 0, 0, 0.12);">{html.escape(pieces[i])}</span>'
+            for i in range(start, stop))
+
     parts, start = [], 0
     for step, length in enumerate(accept_lengths):
-        ids = token_ids[start:start + length]
-        if not ids:
+        stop = min(start + length, len(token_ids))
+        if stop <= start:
             break
         tint = STEP_TINTS[step % len(STEP_TINTS)]
-        parts.append(f'<span class="step" title="step {step + 1}: {len(ids)} token(s)" '
-                     f'style="background: {tint}; padding: 1px 3px; margin-right: 2px;">'
-                     f'{html.escape(" ".join(str(t) for t in ids))}</span>')
+        title = f"step {step + 1}: {stop - start} token(s)"
+        spacing = "padding: 1px 0;" if as_text else "padding: 1px 3px; margin-right: 2px;"
+        parts.append(f'<span class="step" title="{title}" style="background: {tint}; {spacing}">'
+                     f'{tokens(start, stop, title + " · ")}</span>')
         start += length
     if start < len(token_ids):
-        parts.append(html.escape(" ".join(str(t) for t in token_ids[start:])))
-    return f'<div style="{style}">{" ".join(parts)}</div>'
+        parts.append(tokens(start, len(token_ids), "past the accept lengths · "))
+    return f'<div style="{style}">{("" if as_text else " ").join(parts)}</div>'
+
+
+def lengths_per_turn(accept_lengths: list[int], turn_sizes: list[int]) -> Optional[list[list[int]]]:
+    """The flat accept lengths cut into each turn's (a turn's lengths sum to its token count);
+    None where they do not add up that way."""
+    turns, index = [], 0
+    for size in turn_sizes:
+        taken, total = [], 0
+        while total < size and index < len(accept_lengths):
+            taken.append(accept_lengths[index])
+            total += accept_lengths[index]
+            index += 1
+        if total != size:
+            return None
+        turns.append(taken)
+    return turns if index == len(accept_lengths) else None

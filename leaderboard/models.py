@@ -28,9 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 6  # 2: speed comparisons record their settings check; 3: near-tie verdicts; 4: backend;
+SCHEMA_VERSION = 7  # 2: speed comparisons record their settings check; 3: near-tie verdicts; 4: backend;
 # 5: a comparison's device type (runs sharded over mixed devices are compared per device type);
-# 6: a run's native code and a comparison's question set (both part of a leaderboard row's key)
+# 6: a run's native code and a comparison's question set (both part of a leaderboard row's key);
+# 7: a run's torch threads, and per answer its question's text and its tokens' decoded pieces (so
+# that a database viewed on another machine shows them without the question file or tokenizer)
 
 
 def utc_now() -> datetime:
@@ -72,6 +74,9 @@ class Run(Base):
     torch_version: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     transformers_version: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     cuda_version: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    # torch's intra-op threads as recorded ("4 + 8" for a run sharded over devices that differ);
+    # None where the file does not say (Spec-Bench's files, databases upgraded from version 6).
+    num_threads: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     lossy: Mapped[bool] = mapped_column(Boolean, default=False)
     source_format: Mapped[str] = mapped_column(String(32), default="ours")  # "ours" | "spec-bench"
     num_questions: Mapped[int] = mapped_column(Integer, default=0)
@@ -92,6 +97,12 @@ class Answer(Base):
     subtask: Mapped[str] = mapped_column(String(128))
     turns: Mapped[list] = mapped_column(JSON)  # list[str]
     token_ids: Mapped[Optional[list]] = mapped_column(JSON, nullable=True)  # list[list[int]]
+    # The question's user turns, read from the run's question file at import (list[str]); None
+    # where that file was not found then, or did not hold this question as the answer has it.
+    question_turns: Mapped[Optional[list]] = mapped_column(JSON, nullable=True)
+    # Each token id decoded to its text piece, per turn (list[list[str]], parallel to token_ids);
+    # None where the run's tokenizer was not available at import.
+    token_pieces: Mapped[Optional[list]] = mapped_column(JSON, nullable=True)
     new_tokens: Mapped[int] = mapped_column(Integer)  # summed over turns
     wall_time: Mapped[float] = mapped_column(Float)  # summed over turns
     decoding_steps: Mapped[int] = mapped_column(Integer)

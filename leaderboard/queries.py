@@ -120,6 +120,7 @@ class LeaderboardRow:
     native_code: Optional[str] = None
     max_new_tokens: Optional[int] = None
     versions: str = ""  # "torch 2.13.0, transformers 5.24.0, CUDA 12.8" as recorded
+    num_threads: Optional[str] = None  # torch threads of the method run; None: not recorded
     draft_acceptance_rate: Optional[float] = None
     question_counts: dict[str, int] = field(default_factory=dict)  # subtask or OVERALL -> questions
     # [k-1]: share of steps that accepted at least k drafted tokens (overall)
@@ -231,6 +232,7 @@ def _row_of(session: Session, comparison: SpeedComparison, label: str) -> Leader
         versions=", ".join(f"{name} {value}" for name, value in (
             ("torch", run.torch_version), ("transformers", run.transformers_version),
             ("CUDA", run.cuda_version)) if value),
+        num_threads=run.num_threads,
         draft_acceptance_rate=overall.draft_acceptance_rate if overall else None,
         per_position_acceptance=list((overall.extra or {}).get("per_position_acceptance_rate") or [])
         if overall else [],
@@ -397,6 +399,11 @@ class QuestionDetail:
     differences: list[Difference]  # equal.py's rows for this question, if checked
     near_tie_threshold: Optional[float] = None  # equal.py's threshold for these runs
     threshold_dtype: Optional[str] = None
+    # Per turn, each token's decoded text; None where no tokenizer was available at import.
+    method_token_pieces: Optional[list[list[str]]] = None
+    # The question's user turns as stored at import; None where the question file was not found
+    # then (or the run was imported before version 7 of the schema).
+    question_turns: Optional[list[str]] = None
 
 
 def question_detail(session: Session, row: LeaderboardRow, question_id: str) -> QuestionDetail:
@@ -431,6 +438,9 @@ def question_detail(session: Session, row: LeaderboardRow, question_id: str) -> 
         base_turns=list(base_answer.turns) if base_answer else [],
         method_accept_lengths=list(method_answer.accept_lengths or []) if method_answer else [],
         method_token_ids=method_answer.token_ids if method_answer else None,
+        method_token_pieces=method_answer.token_pieces if method_answer else None,
+        question_turns=next((a.question_turns for a in (method_answer, base_answer)
+                             if a is not None and a.question_turns), None),
         method_error=method_answer.error if method_answer else None,
         base_error=base_answer.error if base_answer else None,
         result=result,

@@ -22,6 +22,8 @@ from evaluation.record.schema import RUN_FIELDS, line_value
 from evaluation.record.subtasks import OVERALL
 from evaluation.compare.stats import finite_or_none
 from leaderboard.db import DatabaseError, failure_reason, open_database, writing
+from leaderboard.question_text import question_turns, run_questions
+from leaderboard.token_pieces import answer_pieces, run_decoder
 from leaderboard.models import (
     Answer as AnswerRow,
     Difference,
@@ -117,6 +119,10 @@ def import_run(session: Session, answer_file: AnswerFile | str | Path) -> Run:
         session.add(run)
     for name, value in run_columns(answer_file).items():
         setattr(run, name, value)
+    # Stored with the answers so that the app shows them wherever the database is read.
+    questions = run_questions(answer_file, run.bench)
+    decoder = run_decoder((answer_file.run_field("environment") or {}).get("model_path"),
+                          [a.token_ids for a in answer_file.answers.values()])
 
     # Update rows in place: deleting and re-adding would hit the (run, question) unique key,
     # because a flush inserts before it deletes.
@@ -130,6 +136,8 @@ def import_run(session: Session, answer_file: AnswerFile | str | Path) -> Run:
         row.subtask = answer.subtask
         row.turns = answer.turns
         row.token_ids = answer.token_ids
+        row.question_turns = question_turns(questions, qid, answer)
+        row.token_pieces = answer_pieces(answer.token_ids, decoder)
         row.new_tokens = sum(answer.new_tokens)
         row.wall_time = sum(answer.wall_time)
         row.decoding_steps = sum(answer.decoding_steps)

@@ -22,6 +22,9 @@ BASE_TOKENS_PER_S = "Baseline tokens/s"
 DRAFT_ACCEPTANCE = "Draft acceptance"
 QUESTIONS = "Questions"
 TOKEN_CAP = "Token cap"
+THREADS = "Threads"
+DATE = "Date"
+VERSIONS = "Versions"
 NATIVE_CODE = "Native code"
 PARAMETERS = "Parameters"
 
@@ -43,6 +46,12 @@ COLUMN_HELP: dict[str, str] = {
     BASE_TOKENS_PER_S: "Generated tokens per second of the baseline run on the same questions.",
     QUESTIONS: "Questions the speedup was measured on.",
     TOKEN_CAP: "max_new_tokens of the runs: answers stop at this many tokens.",
+    THREADS: "torch's intra-op threads of the method run (environment.num_threads of its answer "
+             "file; \"4 + 8\" for a run sharded over devices that differ). CPU timings depend on "
+             "it; \"not recorded\" for files that do not say (Spec-Bench's own).",
+    DATE: "When speed.py stored this row's comparison (UTC); importing the same files again "
+          "updates it.",
+    VERSIONS: "torch, transformers and CUDA versions the method run recorded.",
     NATIVE_CODE: "What computed the forwards: the lean backend's native layer, its torch-ops "
                  "fallback, or none (the Hugging Face forward).",
     PARAMETERS: "The method's parameters as recorded in its answer file.",
@@ -117,12 +126,15 @@ def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
         record[DRAFT_ACCEPTANCE] = _number(row.draft_acceptance_rate)
         record[QUESTIONS] = row.num_questions
         record[TOKEN_CAP] = "-" if row.max_new_tokens is None else str(row.max_new_tokens)
+        record[THREADS] = row.num_threads or "not recorded"
+        record[DATE] = f"{row.created:%Y-%m-%d %H:%M}"
         record[NATIVE_CODE] = row.native_code or "not recorded"
+        record[VERSIONS] = row.versions or "not recorded"
         record[PARAMETERS] = parameters_text(row.method_params)
         records.append(record)
     columns = [METHOD, *(display_name(s) for s in subtasks), MEAN_ACCEPTED, OVERALL, OVERALL_CI,
                EQUALITY, TOKENS_PER_S, BASE_TOKENS_PER_S, DRAFT_ACCEPTANCE, QUESTIONS, TOKEN_CAP,
-               NATIVE_CODE, PARAMETERS]
+               THREADS, DATE, NATIVE_CODE, VERSIONS, PARAMETERS]
     return pd.DataFrame.from_records(records, columns=columns)
 
 

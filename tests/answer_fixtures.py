@@ -149,3 +149,31 @@ def synthetic_run(*, method: str = "pld", accept: int = 3, seconds_per_step: flo
                 draft_time=[w * 0.25 for w in wall], verify_time=[w * 0.6 for w in wall],
                 prefill_time=[w * 0.1 for w in wall], model_id=name))
     return records
+
+
+def write_byte_tokenizer(folder: Path | str) -> Path:
+    """A model folder whose tokenizer.json maps each UTF-8 byte to the id of its value (id 256
+    is the unknown token): a character of several bytes spans several tokens, as in real
+    byte-level vocabularies. Returns the folder."""
+    from tokenizers import Tokenizer, decoders, models
+
+    vocab = {f"<0x{b:02X}>": b for b in range(256)} | {"<unk>": 256}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder
+
+
+def byte_ids(text: str) -> list[int]:
+    """The ids write_byte_tokenizer's tokenizer gives a text."""
+    return list(text.encode("utf-8"))
+
+
+def write_question_file(path: Path | str, questions: Iterable[tuple[int, str]] = QUESTIONS) -> Path:
+    """A question file for `questions` (as many turns as turn_count says), in Spec-Bench's format."""
+    return write_answer_file(path, [
+        {"question_id": qid, "category": category,
+         "turns": [f"Question {qid}, turn {t + 1}: say <b>something</b>." for t in range(turn_count(category))]}
+        for qid, category in questions])

@@ -14,6 +14,8 @@ Special cases the tests rely on:
 from __future__ import annotations
 
 import hashlib
+import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -80,6 +82,10 @@ def selection(device: str, model: str, temperature: float = 0.0) -> Selection:
 
 DIVERGING_QUESTION = "83"  # sps answers this one differently on (A100, Vicuna)
 DIVERGENCE_AT = 27  # character index of the first difference in its first turn
+NO_QUESTION_TEXT = DIVERGING_QUESTION  # its question file was not found when the runs were imported
+# The runs of (A100, Vicuna, greedy) record token ids; all but sps's were decoded at import.
+UNDECODED_METHOD = "sps"
+THREADS = "4"
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -95,12 +101,22 @@ class FixtureDatabase:
         return f"sqlite:///{self.path}"
 
 
-def _answer_text(qid: str, method: str, device: str, model: str) -> str:
+def _answer_pieces(qid: str, method: str, device: str, model: str, tokens: int) -> list[str]:
+    """The answer as `tokens` word pieces (each with its leading space): joined, its text."""
     text = (f"Answer to question {qid}: the quick brown fox jumps over the lazy dog. "
             f"It was computed by a {model} model on one {device}.")
     if method == "sps" and qid == DIVERGING_QUESTION and (device, model) == (A100, VICUNA):
         text = text[:DIVERGENCE_AT] + "slow" + text[DIVERGENCE_AT + 5:]
-    return text
+    pieces, sentence = re.findall(r"\s*\S+", text), 0
+    while len(pieces) < tokens:
+        sentence += 1
+        pieces += re.findall(r"\s*\S+", f" Then the fox ran on, {sentence} times.")
+    return pieces[:tokens]
+
+
+def question_text(qid: str, category: str) -> str:
+    return (f"Question {qid} ({category}): explain why the quick brown fox jumps over the lazy dog, "
+            "in <em>a few</em> sentences.")
 
 
 def _accept_lengths(method: str, tokens: int) -> list[int]:
@@ -125,6 +141,9 @@ class _Builder:
             model_id=f"{model}-{method}", model=model, method=method,
             method_params={}, device="cuda", device_name=device, dtype=DTYPE,
             temperature=temperature, bench=BENCH, max_new_tokens=MAX_NEW_TOKENS,
+            num_threads=None if spec_bench_file else THREADS,
+            torch_version=None if spec_bench_file else "2.13.0",
+            transformers_version=None if spec_bench_file else "5.24.0",
             source_format="spec-bench" if spec_bench_file else "ours",
             num_questions=len(QUESTIONS), created=created,
         )
@@ -135,9 +154,14 @@ class _Builder:
             lengths = _accept_lengths(method, tokens)
             timed = not spec_bench_file
             draft = 0.12 * wall if timed and method != "vanilla" else (0.0 if timed else None)
+            pieces = _answer_pieces(qid, method, device, model, tokens)
+            with_ids = (device, model, temperature) == (A100, VICUNA, 0.0) and not spec_bench_file
             run.answers.append(Answer(
                 question_id=qid, category=category, subtask=subtask,
-                turns=[_answer_text(qid, method, device, model)],
+                turns=["".join(pieces)],
+                question_turns=None if qid == NO_QUESTION_TEXT else [question_text(qid, category)],
+                token_ids=[[zlib.crc32(p.encode()) % 32000 for p in pieces]] if with_ids else None,
+                token_pieces=[pieces] if with_ids and method != UNDECODED_METHOD else None,
                 new_tokens=tokens, wall_time=wall, decoding_steps=len(lengths),
                 accept_lengths=lengths, draft_time=draft,
                 verify_time=0.75 * wall if timed else None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -29,7 +30,10 @@ from tests.leaderboard_fixtures import (
     DIVERGENCE_AT,
     DIVERGING_QUESTION,
     METHODS,
+    NO_QUESTION_TEXT,
     RTX3090,
+    THREADS,
+    UNDECODED_METHOD,
     SMOLLM,
     VICUNA,
     selection as fixture_selection,
@@ -132,6 +136,10 @@ def test_every_column_has_a_definition_and_the_run_context_is_shown(fixture_db, 
     config = json.loads(table.proto.columns)
     assert all(config[column]["help"] for column in frame.columns)
     assert set(frame["Questions"]) == {"12"} and set(frame["Token cap"]) == {"1024"}
+    assert set(frame["Threads"]) == {THREADS}
+    assert set(frame["Versions"]) == {"torch 2.13.0, transformers 5.24.0"}
+    assert all(re.fullmatch(r"2025-06-\d\d \d\d:\d\d", date) for date in frame["Date"])
+    assert "threads" in config["Threads"]["help"]
     assert any("12 questions (set " in m.value and "token cap **1024 tokens**" in m.value
                for m in app.tabs[0].markdown)
     assert [b.label for b in app.tabs[0].download_button] == [
@@ -253,7 +261,7 @@ def test_drill_down_marks_the_first_divergence_from_the_baseline(fixture_db, mon
     drill = app.tabs[3]
     assert [w.value for w in drill.warning] == [
         f"Turn 1: first divergence at character {DIVERGENCE_AT}"]
-    html_views = [m.value for m in drill.markdown if m.value.startswith("<div")]
+    html_views = answer_views(drill)
     assert len(html_views) == 2
     method_view, base_view = html_views
     plain = [re.sub(r"<[^>]+>", "", view) for view in html_views]
@@ -268,6 +276,69 @@ def test_drill_down_marks_the_first_divergence_from_the_baseline(fixture_db, mon
     assert metrics["Speedup"] in {x(s) for s in speedups}
     assert re.fullmatch(r"\d\.\d\d", metrics["Mean accepted tokens"])
     assert "chart_question_steps" in {c.key for c in drill.get("plotly_chart")}
+
+
+def answer_views(drill) -> list[str]:
+    """The HTML of the two answers (method, baseline) of each turn, in page order."""
+    return [m.value for m in drill.markdown if m.value.startswith("<div")
+            and 'class="question"' not in m.value and 'class="step"' not in m.value]
+
+
+def steps_view(drill) -> str:
+    [view] = [m.value for m in drill.markdown if 'class="step"' in m.value]
+    return view
+
+
+def test_drill_down_shows_the_question_above_each_turns_answers(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key="drill_method").set_value("eagle2").run()
+    app.selectbox(key="drill_question").set_value("85").run()
+    drill = app.tabs[3]
+    markdown = [m.value for m in drill.markdown]
+    label = markdown.index("**Question, turn 1**")
+    question = markdown[label + 1]
+    assert 'class="question"' in question
+    # Escaped: a question's markup shows as written, it does not format the page.
+    assert "Question 85 (summarization): explain why" in question and "&lt;em&gt;a few&lt;/em&gt;" in question
+    first_answer = markdown.index(answer_views(drill)[0])
+    assert label < first_answer
+    assert not any("question's text was not available" in c.value for c in drill.caption)
+
+
+def test_drill_down_says_when_the_question_text_was_not_stored(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key="drill_method").set_value("sps").run()
+    app.selectbox(key="drill_question").set_value(NO_QUESTION_TEXT).run()
+    drill = app.tabs[3]
+    assert not any('class="question"' in m.value for m in drill.markdown)
+    assert [c.value for c in drill.caption if "question's text" in c.value] == [
+        "The question's text was not available when this run was imported (its question file was "
+        "not found beside the answers or under data/, or the run was imported by an older "
+        "version); importing the run again with speed.py or equal.py where the file is adds it."]
+
+
+def test_drill_down_shows_each_steps_tokens_as_text_with_their_ids_on_hover(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key="drill_method").set_value("eagle2").run()
+    drill = app.tabs[3]
+    view = steps_view(drill)
+    tokens = re.findall(r'<span class="token" title="step (\d+): (\d+) token\(s\) · id (\d+)"[^>]*>([^<]*)<',
+                        view)
+    assert [int(t[0]) for t in tokens[:6]] == [1] * 5 + [2]  # eagle2 accepts 5, then 3, ...
+    assert "".join(html.unescape(t[3]) for t in tokens) == re.sub(r"<[^>]+>", "", html.unescape(
+        answer_views(drill)[0]))
+    assert not any(c.value.startswith("Token ids, not text") for c in drill.caption)
+
+
+def test_drill_down_falls_back_to_token_ids_where_no_tokenizer_decoded_them(fixture_db, monkeypatch):
+    app = run_app(monkeypatch, "--db", fixture_db.url)
+    app.selectbox(key="drill_method").set_value(UNDECODED_METHOD).run()
+    drill = app.tabs[3]
+    assert any(c.value.startswith("Token ids, not text: this run's tokenizer was not on the machine "
+                                  "that imported it") for c in drill.caption)
+    view = steps_view(drill)
+    assert 'class="token"' not in view
+    assert re.search(r'title="step 1: 3 token\(s\)"[^>]*>\d+ \d+ \d+<', view)
 
 
 def test_drill_down_says_when_an_answer_equals_the_baseline(fixture_db, monkeypatch):
@@ -705,3 +776,23 @@ def test_the_device_cost_curve_and_predictions_sit_beside_the_ranking(tmp_path, 
     [predictions] = [d.value for d in app.tabs[0].dataframe if "Check" in d.value.columns]
     assert list(predictions["Check"]) == ["more than 10% off"]
     assert "pld" in app.tabs[0].caption[-1].value
+
+
+def test_steps_view_shows_escaped_text_pieces_with_step_and_id_on_hover():
+    from leaderboard.divergence import steps_html
+
+    view = steps_html([5, 6, 7, 8], [2, 2], ["<b>", " x", "\n", "&"])
+    tokens = re.findall(r'<span class="token" title="([^"]*)"[^>]*>([^<]*)<', view)
+    assert tokens == [("step 1: 2 token(s) · id 5", "&lt;b&gt;"), ("step 1: 2 token(s) · id 6", " x"),
+                      ("step 2: 2 token(s) · id 7", "\n"), ("step 2: 2 token(s) · id 8", "&amp;")]
+    assert "white-space: pre-wrap" in view
+    # Pieces that are not one per id are not this turn's: the ids are shown instead.
+    assert 'class="token"' not in steps_html([5, 6], [2], ["a"])
+
+
+def test_accept_lengths_are_cut_into_each_turns():
+    from leaderboard.divergence import lengths_per_turn
+
+    assert lengths_per_turn([3, 1, 2, 2, 1], [4, 5]) == [[3, 1], [2, 2, 1]]
+    assert lengths_per_turn([3, 2], [4, 1]) is None  # a step across the turns' boundary
+    assert lengths_per_turn([3, 1, 1], [4]) is None  # more steps than tokens

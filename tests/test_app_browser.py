@@ -118,3 +118,51 @@ def test_served_leaderboard_shows_methods_and_speedups(served_app, chromium, tmp
     assert SPEEDUP.search(text), f"no speedup like 2.14x in the table:\n{text}"
     assert "lossless" in text
     assert screenshot.stat().st_size > 10_000
+
+
+def test_served_drill_down_shows_the_question_and_the_tokens_as_text(served_app, chromium, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.leaderboard_fixtures import question_text
+
+    chromium.set_window_size(1500, 1300)
+    chromium.get(served_app)
+
+    def drill_tab(driver):
+        tabs = [t for t in driver.find_elements(By.CSS_SELECTOR, '[role="tab"]')
+                if "drill-down" in t.text]
+        return tabs[0] if tabs else False
+
+    WebDriverWait(chromium, 90).until(drill_tab).click()
+
+    def question_and_tokens(driver):
+        questions = [q for q in driver.find_elements(By.CSS_SELECTOR, "div.question") if q.is_displayed()]
+        tokens = driver.find_elements(By.CSS_SELECTOR, "span.step span.token")
+        return (questions, tokens) if questions and tokens else False
+
+    questions, tokens = WebDriverWait(chromium, 60).until(question_and_tokens)
+    # The first listed question of the first row (eagle2): its text as written, markup and all.
+    assert questions[0].text == question_text("81", "writing")
+    first = tokens[0]
+    assert first.text == "Answer" and re.fullmatch(r"step 1: 5 token\(s\) · id \d+", first.get_attribute("title"))
+    text = "".join(t.get_attribute("textContent") for t in tokens)
+    assert text.startswith("Answer to question 81: the quick brown fox")
+
+    time.sleep(2)  # let the page settle before the picture
+    # The question near the top of the picture, with the line that introduces it in view.
+    chromium.execute_script("""
+        const question = arguments[0];
+        let pane = question.parentElement;
+        while (pane && !(['auto', 'scroll'].includes(getComputedStyle(pane).overflowY)
+                         && pane.scrollHeight > pane.clientHeight)) pane = pane.parentElement;
+        pane = pane || document.scrollingElement;
+        pane.scrollTop += question.getBoundingClientRect().top - pane.getBoundingClientRect().top - 110;
+        """, questions[0])
+    time.sleep(1)
+    screenshot = tmp_path / "leaderboard-drill-down.png"
+    chromium.save_screenshot(str(screenshot))
+    if os.environ.get("SCREENSHOT_DIR"):
+        Path(os.environ["SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(screenshot, Path(os.environ["SCREENSHOT_DIR"]) / screenshot.name)
+    assert screenshot.stat().st_size > 10_000

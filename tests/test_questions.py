@@ -7,8 +7,8 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from evaluation.run import questions as qs
-from evaluation.run.questions import Question, QuestionFileError, load_questions, question_file_for_bench
+from evaluation.record import questions as qs
+from evaluation.record.questions import Question, QuestionFileError, load_questions, question_file_for_bench
 from evaluation.record.subtasks import MT_BENCH_CATEGORIES, SPEC_BENCH_SUBTASKS, subtask_of
 from tests.conftest import ROOT, SHARED_QUESTIONS
 
@@ -311,7 +311,7 @@ def test_committed_bundled_file_is_what_its_generator_writes():
 
 
 def test_first_per_subtask_keeps_file_order_and_groups_mt_bench(tmp_path):
-    from evaluation.run.questions import first_per_subtask
+    from evaluation.record.questions import first_per_subtask
     rows = [(1, "writing"), (2, "coding"), (3, "qa"), (4, "qa"), (5, "translation"), (6, "qa"),
             (7, "roleplay")]
     path = tmp_path / "q.jsonl"
@@ -323,7 +323,7 @@ def test_first_per_subtask_keeps_file_order_and_groups_mt_bench(tmp_path):
 
 
 def test_bundled_set_gives_one_question_of_each_of_its_eight_subtasks():
-    from evaluation.run.questions import first_per_subtask, question_file_for_bench
+    from evaluation.record.questions import first_per_subtask, question_file_for_bench
     chosen = first_per_subtask(load_questions(question_file_for_bench("bundled")), 1)
     assert len(chosen) == len({q.subtask for q in chosen}) == 8
 

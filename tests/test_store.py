@@ -310,6 +310,9 @@ def test_the_previous_schema_is_upgraded_in_place_keeping_what_it_holds(pair, ca
         connection.execute(text("ALTER TABLE speed_comparisons DROP COLUMN device_name"))
         connection.execute(text("ALTER TABLE speed_comparisons DROP COLUMN question_set"))
         connection.execute(text("ALTER TABLE runs DROP COLUMN native_code"))
+        connection.execute(text("ALTER TABLE runs DROP COLUMN num_threads"))
+        connection.execute(text("ALTER TABLE answers DROP COLUMN question_turns"))
+        connection.execute(text("ALTER TABLE answers DROP COLUMN token_pieces"))
         connection.execute(text("UPDATE schema_info SET value = '4' WHERE key = 'schema_version'"))
     engine.dispose()
     counts = row_counts(db)
@@ -500,3 +503,73 @@ def test_backend_is_stored_and_separates_selections(tmp_path, db_url):
 def test_files_without_a_backend_are_hf_runs(tmp_path, pair):
     session = open_database(str(tmp_path / "r.db"))()
     assert store.import_run(session, pair[0]).backend == "hf"
+
+
+# ---- what the drill-down shows without the files: question text, token text, threads ---------
+
+def test_import_stores_each_question_text_from_the_runs_question_file(tmp_path):
+    from tests.answer_fixtures import write_question_file
+
+    bench = tmp_path / "data" / "my_bench"
+    write_question_file(bench / "question.jsonl", [(qid, c) for qid, c in QUESTIONS if qid != 82]
+                        + [(82, "translation")])  # 82 is another question here: not taken
+    path = write_answer_file(bench / "model_answer" / "pld.jsonl", synthetic_run())
+    with open_database(str(tmp_path / "r.db"))() as session:
+        answers = {a.question_id: a for a in store.import_run(session, path).answers}
+    assert answers["81"].question_turns == ["Question 81, turn 1: say <b>something</b>.",
+                                            "Question 81, turn 2: say <b>something</b>."]
+    assert answers["161"].question_turns == ["Question 161, turn 1: say <b>something</b>."]
+    assert answers["82"].question_turns is None
+
+
+def test_without_a_question_file_the_question_text_is_left_empty(tmp_path):
+    records = synthetic_run()
+    for r in records:
+        r["bench_name"] = "no_such_bench"
+    path = write_answer_file(tmp_path / "elsewhere" / "pld.jsonl", records)
+    with open_database(str(tmp_path / "r.db"))() as session:
+        run = store.import_run(session, path)
+        assert {a.question_turns is None for a in run.answers} == {True}
+
+
+def test_import_decodes_token_ids_with_the_runs_tokenizer_and_records_threads(tmp_path):
+    from tests.answer_fixtures import byte_ids, our_answer, write_byte_tokenizer
+
+    model = write_byte_tokenizer(tmp_path / "my-model")
+    text = "Hé wörld\n日本"
+    ids = byte_ids(text)
+    environment = {"device": "cpu", "device_name": "Some CPU", "dtype": "float32",
+                   "model_path": str(model), "num_threads": 4}
+    path = write_answer_file(tmp_path / "run.jsonl", [
+        our_answer(81, "qa", [ids], [0.5], [[3] * (len(ids) // 3) + [len(ids) % 3]],
+                   turns=[text], environment=environment)])
+    with open_database(str(tmp_path / "r.db"))() as session:
+        run = store.import_run(session, path)
+        pieces = run.answers[0].token_pieces
+        assert run.num_threads == "4"
+    assert len(pieces[0]) == len(ids) and "".join(pieces[0]) == text
+    assert pieces[0][:3] == ["H", "", "é"]  # é is two bytes: the second token completes it
+
+
+@pytest.mark.parametrize("model_path", ["./checkpoints/not-here", "sdbench-tests/never-downloaded", None])
+def test_without_the_tokenizer_the_token_ids_stay_undecoded(tmp_path, model_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub id is looked up in the local cache only
+    records = synthetic_run()
+    for r in records:
+        r["environment"]["model_path"] = model_path
+    path = write_answer_file(tmp_path / "run.jsonl", records)
+    with open_database(str(tmp_path / "r.db"))() as session:
+        run = store.import_run(session, path)
+        assert {a.token_pieces is None for a in run.answers} == {True}
+        assert run.num_threads is None  # the fixtures' environment does not record it
+
+
+def test_a_tokenizer_that_cannot_be_the_runs_decodes_nothing(tmp_path):
+    from tests.answer_fixtures import write_byte_tokenizer
+
+    records = synthetic_run()  # ids up to 999: outside the byte tokenizer's 257
+    for r in records:
+        r["environment"]["model_path"] = str(write_byte_tokenizer(tmp_path / "small"))
+    path = write_answer_file(tmp_path / "run.jsonl", records)
+    with open_database(str(tmp_path / "r.db"))() as session:
+        assert {a.token_pieces is None for a in store.import_run(session, path).answers} == {True}

@@ -104,7 +104,7 @@ RUN_FIELDS: tuple[RunField, ...] = (
     RunField("lossy", (bool,), identity=True, column="lossy"),
     RunField("seed", (int,), identity=True),
     RunField("environment.attention", _TEXT, identity=True),
-    RunField("environment.num_threads", (int,), identity=True, per_device=True),
+    RunField("environment.num_threads", (int,), identity=True, per_device=True, column="num_threads"),
     RunField("environment.torch", _TEXT, identity=True, column="torch_version"),
     RunField("environment.transformers", _TEXT, identity=True, column="transformers_version"),
     RunField("environment.cuda", _TEXT, identity=True, per_device=True, column="cuda_version"),

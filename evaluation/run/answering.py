@@ -33,7 +33,7 @@ from evaluation.record.schema import (CHOICE_FIELDS, DRAFTER_STATS_FIELD, IDENTI
 from evaluation.run.answer_file import append_answer, check_same_run, check_writable, finalise_answer_file
 from evaluation.run.environment import describe_device, describe_environment
 from evaluation.run.verify_cost import DEFAULT_REPEATS, measure_for_run
-from evaluation.run.questions import (QuestionFileError, first_per_subtask, load_questions,
+from evaluation.record.questions import (QuestionFileError, first_per_subtask, load_questions,
                                       question_file_for_bench)
 from methods.core.conversation import new_conversation, resolve_template
 from methods.core.drafter import DecodingConfig

@@ -268,6 +268,24 @@ def local_folder_for(path_or_id: str) -> str:
     return str(out)
 
 
+def converted_folder(path_or_id: str) -> Optional[Path]:
+    """The cached conversion of the embedded model (recorded as "embedded:<file>") or of a .gguf
+    file, if one was made on this machine; None otherwise. Never converts: for readers that
+    only want its tokenizer files."""
+    text = str(path_or_id or "")
+    try:
+        if text in (EMBEDDED, "") or text.startswith(f"{EMBEDDED}:"):
+            gguf = embedded_gguf_path()
+        elif text.endswith(".gguf") and Path(text).expanduser().is_file():
+            gguf = Path(text).expanduser()
+        else:
+            return None
+    except ModelLoadError:
+        return None
+    folder = _gguf_cache_dir(gguf)
+    return folder if folder.is_dir() else None
+
+
 def _discard(entry: Path) -> None:
     """Move a damaged cache entry out of the way (atomically: readers see it or nothing), then
     delete it."""
