@@ -8,6 +8,7 @@ import json
 import pytest
 
 import training.data_curve as curve
+import training.features as features_module
 import training.train_drafter as trainer
 from tests.test_train_drafter import tiny_training_setup
 from training.checkpoint import FILE as CHECKPOINT_FILE
@@ -96,9 +97,19 @@ def test_curve_trains_every_point_skips_finished_ones_and_resumes_an_interrupted
         return real_readme(out_folder, *rest)
 
     monkeypatch.setattr(trainer, "write_readme", crash_on_hydra_all)
+    forwards = []
+
+    class CountingCapture(features_module.HiddenStateCapture):
+        def arm(self):
+            forwards.append(1)
+            return super().arm()
+
+    monkeypatch.setattr(features_module, "HiddenStateCapture", CountingCapture)
     with pytest.raises(KeyboardInterrupt):
         curve.main(args)
     assert len(calls) == 6 and (out / "hydra" / "all" / CHECKPOINT_FILE).is_file()
+    assert len(forwards) == 24  # the target ran once per corpus conversation, not once per subset
+    assert "target features: computed once" in capsys.readouterr().out
     assert not (out / "hydra" / "all.json").exists()
 
     monkeypatch.setattr(trainer, "write_readme", real_readme)
@@ -179,3 +190,31 @@ def test_help_documents_every_option(capsys):
             assert action.help, f"{action.option_strings} has no help"
     text = capsys.readouterr().out
     assert "--train-args" in text and "--sizes" in text and "refused" in text
+
+
+def test_subset_features_are_the_corpus_features_cut_out(tmp_path, monkeypatch):
+    from methods.core.hidden_states import HiddenStateRequest
+    from training.features import CorpusError, build_features, subset_features
+
+    _, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    split = curve.split_corpus(read_corpus(corpus))
+    subset = tmp_path / "subset.jsonl.gz"
+    curve.write_corpus(curve.subset_records(split, 6), subset)
+    request = HiddenStateRequest(layer_inputs=(1,), final=True)
+    cut = subset_features(loaded.model, loaded.tokenizer, corpus, subset, request, progress=False)
+    # build_features on the subset now reads what was cut out ...
+    assert build_features(loaded.model, loaded.tokenizer, subset, request, progress=False).folder == cut.folder
+    # ... and it is what running the target over the subset gives.
+    monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "another-cache"))
+    run = build_features(loaded.model, loaded.tokenizer, subset, request, progress=False)
+    assert run.folder != cut.folder
+    for name in ("tokens", "answer", "starts", "heldout"):
+        assert getattr(run, name).tolist() == getattr(cut, name).tolist(), name
+    assert int(run.heldout.sum()) == 6 and len(run.heldout) == 12
+    assert (run.final[:] == cut.final[:]).all() and (run.layer_inputs[1][:] == cut.layer_inputs[1][:]).all()
+
+    stranger = tmp_path / "stranger.jsonl.gz"
+    curve.write_corpus([{**r, "answer_token_ids": [5]} if i == 0 else r
+                        for i, r in enumerate(curve.subset_records(split, 6))], stranger)
+    with pytest.raises(CorpusError, match="is not a record of"):
+        subset_features(loaded.model, loaded.tokenizer, corpus, stranger, request, progress=False)

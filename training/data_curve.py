@@ -20,7 +20,10 @@ The subsets:
   conversations; ``all`` is the corpus file itself;
 - a size larger than the corpus's training conversations is refused before anything is trained.
 Each subset is written as a corpus file under ``<out>/corpora/`` (the same records give the same
-bytes, so the feature cache, keyed by the file's sha256, serves a rerun).
+bytes, so the feature cache, keyed by the file's sha256, serves a rerun). When ``all`` is asked for
+(or the sizes add up to the corpus) the target runs once over the whole corpus and every subset's
+features are cut out of that run (training/features.py: ``subset_features``), not computed again:
+together the subsets hold more conversations than the corpus, the held-out split once per size.
 
 What is the same at every size: the method's recipe and every trainer option (its defaults,
 ``--seed``, ``--max-length`` and whatever ``--train-args`` adds). What scales: the number of
@@ -57,14 +60,15 @@ from pathlib import Path
 
 from evaluation.inference import positive_int
 from training.checkpoint import FILE as CHECKPOINT_FILE
-from training.features import CorpusError, file_sha256, is_heldout, read_corpus
+from training.features import CorpusError, file_sha256, is_heldout, read_corpus, subset_features
+from training.recipes import recipe_class
 from training.train_drafter import DEFAULT_CORPUS
+from training.train_drafter import build_parser as trainer_parser
 from training.train_drafter import main as train_main
 
 METHODS = ("eagle", "hydra", "medusa")  # the methods whose held-out metrics give a chain's acceptance
 DEFAULT_SIZES = ("1000", "2000", "5000", "10000", "all")
 ALL = "all"
-HELDOUT_FRACTION = 0.1  # the trainer's default, for corpora without a 'split' field
 
 
 # ---------------------------------------------------------------------- subsets
@@ -80,11 +84,11 @@ def conversation_id(record: dict, where: str) -> str:
     return record_id
 
 
-def record_is_heldout(record: dict, where: str) -> bool:
+def record_is_heldout(record: dict, where: str, fraction: float) -> bool:
     """The trainer's rule (training/features.py): the 'split' field, else a hash of the id."""
     split = record.get("split")
     if split is None:
-        return is_heldout(record.get("id", where), HELDOUT_FRACTION)
+        return is_heldout(record.get("id", where), fraction)
     return split == "heldout"
 
 
@@ -97,15 +101,18 @@ class Split:
     records: list[dict]
     train_ranking: list[str]  # training conversation ids, in the fixed order sizes take them in
     heldout_conversations: int
+    heldout: list[bool]  # per record
 
 
-def split_corpus(records: list[dict]) -> Split:
-    train, heldout = set(), set()
+def split_corpus(records: list[dict], heldout_fraction: float = 0.1) -> Split:
+    """``heldout_fraction``: the trainer's --heldout-fraction, for corpora without a 'split' field."""
+    train, heldout, flags = set(), set(), []
     for number, record in enumerate(records, 1):
         where = f"corpus record {number}"
-        (heldout if record_is_heldout(record, where) else train).add(conversation_id(record, where))
+        flags.append(record_is_heldout(record, where, heldout_fraction))
+        (heldout if flags[-1] else train).add(conversation_id(record, where))
     ranking = sorted(train, key=lambda c: (id_rank(c), c))
-    return Split(records=records, train_ranking=ranking, heldout_conversations=len(heldout))
+    return Split(records=records, train_ranking=ranking, heldout_conversations=len(heldout), heldout=flags)
 
 
 def subset_records(split: Split, size: int) -> list[dict]:
@@ -115,8 +122,8 @@ def subset_records(split: Split, size: int) -> list[dict]:
         raise ValueError(f"{size} conversations asked for, the corpus has {len(split.train_ranking)} training "
                          f"conversations")
     chosen = set(split.train_ranking[:size])
-    return [r for n, r in enumerate(split.records, 1)
-            if record_is_heldout(r, f"corpus record {n}") or conversation_id(r, f"corpus record {n}") in chosen]
+    return [r for n, (r, held) in enumerate(zip(split.records, split.heldout), 1)
+            if held or conversation_id(r, f"corpus record {n}") in chosen]
 
 
 def write_corpus(records: list[dict], path: Path) -> None:
@@ -339,13 +346,41 @@ def run_point(args, method: str, label: str, corpus: Path, conversations: int, o
     return row
 
 
+def trainer_options(args, method: str, corpus: Path) -> argparse.Namespace:
+    """The trainer's options of a point, as its parser reads them (defaults included)."""
+    return trainer_parser().parse_args(trainer_argv(args, method, corpus, Path("unused")))
+
+
+def share_features(args, corpus: Path, subsets: list[Path], methods: list[str]) -> None:
+    """Run the target once over the whole corpus and cut every subset's features out of that run
+    (training/features.py: subset_features), instead of running it again over every subset: the
+    subsets hold the held-out split each time and, together, more conversations than the corpus.
+    Done only when that is so (``all`` asked for, or the sizes adding up to the corpus)."""
+    from methods.core.model_loading import load_model
+
+    print(f"target features: computed once over {corpus}, the {len(subsets)} subsets cut out of them", flush=True)
+    loaded = load_model(args.model_path, dtype="float32", device="cpu")
+    requests = []
+    for method in methods:
+        options = trainer_options(args, method, corpus)
+        recipe = recipe_class(method)(options)
+        recipe.prepare(loaded.model)
+        if (recipe.request(), options.heldout_fraction) not in requests:
+            requests.append((recipe.request(), options.heldout_fraction))
+    for request, fraction in requests:
+        for subset in subsets:
+            subset_features(loaded.model, loaded.tokenizer, corpus, subset, request, max_length=args.max_length,
+                            heldout_fraction=fraction, progress=not args.no_progress)
+    del loaded
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     out, corpus = Path(args.out), Path(args.corpus)
     sizes = list(dict.fromkeys(args.sizes))  # repeated sizes once, in the order given
     try:
-        split = split_corpus(read_corpus(corpus))
+        split = split_corpus(read_corpus(corpus), trainer_options(args, args.methods[0], corpus).heldout_fraction)
     except CorpusError as exc:
         parser.error(str(exc))
     total = len(split.train_ranking)
@@ -366,6 +401,10 @@ def main(argv=None) -> int:
             corpora[label] = (path, int(label))
 
     rows, points = [], [(m, s) for m in args.methods for s in sizes]
+    todo = [(m, s) for m, s in points if not (out / m / f"{s}.json").is_file()]
+    subsets = sorted({s for _, s in todo if s != ALL}, key=int)
+    if subsets and (ALL in sizes or sum(int(s) for s in subsets) >= total):
+        share_features(args, corpus, [corpora[s][0] for s in subsets], sorted({m for m, _ in todo}))
     for number, (method, label) in enumerate(points, 1):
         path, conversations = corpora[label]
         try:
