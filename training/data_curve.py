@@ -371,7 +371,6 @@ def share_features(args, corpus: Path, subsets: list[Path], methods: list[str]) 
         for subset in subsets:
             subset_features(loaded.model, loaded.tokenizer, corpus, subset, request, max_length=args.max_length,
                             heldout_fraction=fraction, progress=not args.no_progress)
-    del loaded
 
 
 def main(argv=None) -> int:
