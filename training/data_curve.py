@@ -249,6 +249,9 @@ def write_plot(rows: list[dict], path: Path, backend: str | None = None) -> str:
             for method, points in series.items():
                 axis.plot([p["conversations"] for p in points], [p[key] for p in points], marker="o", label=method)
             axis.set_xscale("log")
+            sizes = sorted({r["conversations"] for r in rows})
+            axis.set_xticks(sizes, labels=[f"{n:,}" for n in sizes], minor=False)
+            axis.minorticks_off()
             axis.set_xlabel("training conversations")
             axis.set_ylabel(label)
             axis.grid(True, alpha=0.3)
