@@ -165,32 +165,11 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
     if cache and (folder / "meta.json").is_file():
         return _open(folder, json.loads((folder / "meta.json").read_text()))
 
-    sequences = [to_sequence(r, tokenizer, heldout_fraction, f"{corpus} conversation {i}")
-                 for i, r in enumerate(read_corpus(corpus, limit))]
-    for s in sequences:
-        del s.tokens[max_length:]
-    sequences = [s for s in sequences if s.answer_start < len(s.tokens)]
-    if not any(s.heldout for s in sequences) or all(s.heldout for s in sequences):
-        raise CorpusError(f"{corpus}: training needs conversations in both the train and the held-out "
-                          f"split ({sum(s.heldout for s in sequences)} of {len(sequences)} held out)")
-    lengths = np.array([len(s.tokens) for s in sequences], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)])
+    sequences, _ = corpus_sequences(read_corpus(corpus, limit), tokenizer, corpus, max_length, heldout_fraction)
+    starts = np.concatenate([[0], np.cumsum([len(s.tokens) for s in sequences])]).astype(np.int64)
     n = int(starts[-1])
     hidden = int(model.config.get_text_config().hidden_size)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tokens = np.concatenate([np.array(s.tokens, dtype=np.int32) for s in sequences])
-    answer = np.zeros(n, dtype=bool)
-    for s, start in zip(sequences, starts[:-1]):
-        answer[start + s.answer_start: start + len(s.tokens)] = True
-    np.save(tmp / "tokens.npy", tokens)
-    np.save(tmp / "answer.npy", answer)
-    np.save(tmp / "starts.npy", starts)
-    np.save(tmp / "heldout.npy", np.array([s.heldout for s in sequences], dtype=bool))
-    final = np.memmap(tmp / "final.f16", dtype=np.float16, mode="w+", shape=(n, hidden)) if request.final else None
-    layers = {i: np.memmap(tmp / f"layer{i}.f16", dtype=np.float16, mode="w+", shape=(n, hidden))
-              for i in request.layer_inputs}
+    tmp, final, layers = _new_folder(folder, sequences, starts, request, hidden)
     device = next(model.parameters()).device
     # A recipe that asks for no states (SPACE runs the frozen target in its loss) needs the tokens
     # and the answer mask only: no forward at all.
@@ -206,11 +185,100 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
                 final[start:end] = states.final.float().cpu().numpy()
             for i, array in layers.items():
                 array[start:end] = states.layer_inputs[i].float().cpu().numpy()
+    return _finish_folder(folder, tmp, final, layers, request, corpus, len(sequences), n, hidden)
+
+
+def corpus_sequences(records: list[dict], tokenizer, corpus: Path, max_length: int,
+                     heldout_fraction: float) -> tuple[list[Sequence], list[int]]:
+    """The sequences features are built from (cut at ``max_length``; a record whose prompt fills
+    it is left out) and, for each, the index of its record."""
+    sequences, kept = [], []
+    for i, r in enumerate(records):
+        s = to_sequence(r, tokenizer, heldout_fraction, f"{corpus} conversation {i}")
+        del s.tokens[max_length:]
+        if s.answer_start < len(s.tokens):
+            sequences.append(s)
+            kept.append(i)
+    if not any(s.heldout for s in sequences) or all(s.heldout for s in sequences):
+        raise CorpusError(f"{corpus}: training needs conversations in both the train and the held-out "
+                          f"split ({sum(s.heldout for s in sequences)} of {len(sequences)} held out)")
+    return sequences, kept
+
+
+def _new_folder(folder: Path, sequences: list[Sequence], starts: np.ndarray, request: HiddenStateRequest,
+                hidden: int):
+    """A temporary folder beside ``folder`` with the token arrays written and the state memmaps open."""
+    n = int(starts[-1])
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tokens = np.concatenate([np.array(s.tokens, dtype=np.int32) for s in sequences])
+    answer = np.zeros(n, dtype=bool)
+    for s, start in zip(sequences, starts[:-1]):
+        answer[start + s.answer_start: start + len(s.tokens)] = True
+    np.save(tmp / "tokens.npy", tokens)
+    np.save(tmp / "answer.npy", answer)
+    np.save(tmp / "starts.npy", starts)
+    np.save(tmp / "heldout.npy", np.array([s.heldout for s in sequences], dtype=bool))
+    final = np.memmap(tmp / "final.f16", dtype=np.float16, mode="w+", shape=(n, hidden)) if request.final else None
+    layers = {i: np.memmap(tmp / f"layer{i}.f16", dtype=np.float16, mode="w+", shape=(n, hidden))
+              for i in request.layer_inputs}
+    return tmp, final, layers
+
+
+def _finish_folder(folder, tmp, final, layers, request, corpus, sequences: int, n: int, hidden: int) -> Features:
     for array in ([final] if final is not None else []) + list(layers.values()):
         array.flush()
-    meta = {"version": FORMAT_VERSION, "positions": n, "hidden": hidden, "sequences": len(sequences),
+    meta = {"version": FORMAT_VERSION, "positions": n, "hidden": hidden, "sequences": sequences,
             "final": request.final, "layers": list(request.layer_inputs), "corpus": str(corpus)}
     (tmp / "meta.json").write_text(json.dumps(meta))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return _open(folder, meta)
+
+
+def subset_features(model, tokenizer, corpus: Path, subset: Path, request: HiddenStateRequest,
+                    max_length: int = 1024, heldout_fraction: float = 0.1, progress: bool = True) -> Features:
+    """The features of ``subset``, a corpus whose records are all records of ``corpus``, cut out
+    of ``corpus``'s (built or read from the cache) and cached under ``subset``'s own key, so that
+    ``build_features(subset)`` then finds them: the target runs once over the whole corpus
+    however many subsets are trained on. Each sequence is run alone, so its states do not depend
+    on which other sequences share the corpus."""
+    subset = Path(subset)
+    key = _cache_key(model, file_sha256(subset), request, None, max_length, heldout_fraction)
+    folder = cache_root() / "features" / key
+    if (folder / "meta.json").is_file():
+        return _open(folder, json.loads((folder / "meta.json").read_text()))
+    full = build_features(model, tokenizer, corpus, request, max_length=max_length,
+                          heldout_fraction=heldout_fraction, progress=progress)
+    records = read_corpus(Path(corpus))
+    _, kept = corpus_sequences(records, tokenizer, corpus, max_length, heldout_fraction)
+    sequence_of_record = {i: j for j, i in enumerate(kept)}
+    index_of_id = {}
+    for i, r in enumerate(records):
+        if "id" not in r or r["id"] in index_of_id:
+            raise CorpusError(f"{corpus}: record {i + 1} has no id or a repeated one; subsets are matched by id")
+        index_of_id[r["id"]] = i
+    chosen = []  # sequences of ``corpus``, in ``subset``'s order
+    for i, r in enumerate(read_corpus(subset)):
+        full_index = index_of_id.get(r.get("id"))
+        if full_index is None or records[full_index] != r:
+            raise CorpusError(f"{subset}: record {i + 1} (id {r.get('id')!r}) is not a record of {corpus}")
+        if full_index in sequence_of_record:
+            chosen.append(sequence_of_record[full_index])
+    if len(kept) != len(full.heldout):
+        raise CorpusError(f"the cached features of {corpus} hold {len(full.heldout)} sequences, its records give "
+                          f"{len(kept)}: delete {full.folder} to rebuild them")
+    spans = [(int(full.starts[j]), int(full.starts[j + 1])) for j in chosen]
+    sequences = [Sequence(tokens=full.tokens[a:b].tolist(), answer_start=int(np.argmax(full.answer[a:b])),
+                          heldout=bool(full.heldout[j])) for (a, b), j in zip(spans, chosen)]
+    starts = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
+    hidden = int(model.config.get_text_config().hidden_size)
+    tmp, final, layers = _new_folder(folder, sequences, starts, request, hidden)
+    for (a, b), start in zip(spans, starts[:-1]):
+        end = int(start) + b - a
+        if final is not None:
+            final[start:end] = full.final[a:b]
+        for i, array in layers.items():
+            array[start:end] = full.layer_inputs[i][a:b]
+    return _finish_folder(folder, tmp, final, layers, request, subset, len(sequences), int(starts[-1]), hidden)

@@ -109,12 +109,20 @@ class FutureHeadsRecipe(Recipe):
     def evaluate(self, batch_size: int = 2048) -> dict:
         correct = np.zeros(self.module.num_heads)
         counted = np.zeros(self.module.num_heads)
+        chain = np.zeros(self.module.num_heads)  # heads 0..k all right
         for i in range(0, len(self.heldout_positions), batch_size):
             index = self.heldout_positions[i: i + batch_size]
             logits, labels = self.head_logits(index, training=False), torch.from_numpy(self.labels[index])
             pred = logits.argmax(dim=-1).T  # [B, K]
             valid = labels != IGNORE
-            correct += ((pred == labels) & valid).sum(dim=0).numpy()
+            right = (pred == labels) & valid
+            correct += right.sum(dim=0).numpy()
             counted += valid.sum(dim=0).numpy()
+            chain += right.int().cumprod(dim=1).sum(dim=0).numpy()
+        # chain[k]: the share of positions (those with a head-0 label) where heads 0..k are all
+        # right; a label past the answer's end counts as a miss. Medusa's heads read no tokens and
+        # Hydra's read the true ones, which a chain's are whenever the heads before were right, so
+        # this is exactly how often a (k + 1)-token chain is accepted whole at greedy decoding.
         return {"top1": [round(float(c / max(n, 1)), 4) for c, n in zip(correct, counted)],
-                "positions": [int(n) for n in counted]}
+                "positions": [int(n) for n in counted],
+                "chain": [round(float(c / max(counted[0], 1)), 4) for c in chain]}
