@@ -16,6 +16,7 @@ from methods.core.drafter import DecodingConfig, DraftSession
 from methods.core.engine import SpeculativeEngine
 from methods.drafters import sps
 from methods.drafters.sps import DraftModelDrafter, truncated_self_draft
+from methods.drafters.vanilla import VanillaDrafter
 from methods.heads.artifact import ArtifactError, BaseMismatchError
 from methods.heads.sps_draft import (draft_with_layers, layers_from_target, load_sps_draft, save_sps_draft,
                                      spread_layers)
@@ -190,3 +191,47 @@ def test_sampled_sps_with_a_lean_trained_draft_follows_the_target_distribution(t
     assert drafter.lean is not None
     stat, df = chi2_statistic(counts, exact_first_two(model, prompt, config), draws)
     assert stat < chi2_critical(df), (stat, df)
+
+
+# ---------------------------------------------------------------------- the trainer recipe
+def train_args(folder, corpus, out, *extra):
+    return ["--method", "sps", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
+            "--epochs", "2", "--batch-size", "32", "--lr", "1e-3", "--sps-eval-gamma", "3", "--no-progress", *extra]
+
+
+def test_the_recipe_trains_a_few_steps_and_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch):
+    from tests.test_inference import VOCAB as TINY_VOCAB
+    from tests.test_train_drafter import interrupt_then_resume, tiny_training_setup
+    from training.recipes.sps import SpsRecipe
+    from training.train_drafter import main
+
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(train_args(folder, corpus, straight, "--checkpoint-minutes", "0")) == 0
+
+    config = json.loads((straight / "config.json").read_text())
+    assert config["method"] == "sps" and config["num_hidden_layers"] == 2
+    meta = json.loads((straight / "metadata.json").read_text())
+    assert meta["layers_initialised_from"] == [0, 1] and "--method sps" in meta["training"]["command"]
+    epochs = meta["metrics"]["heldout"]
+    assert len(epochs) == 2 and all(len(e["top1"]) == 3 for e in epochs)
+    last = epochs[-1]
+    assert 1 >= last["top1"][0] >= last["top1"][1] >= last["top1"][2] >= 0 and last["positions"][0] > 0
+    assert last["mean_accepted"] == pytest.approx(1 + sum(last["top1"]), abs=1e-3)
+    assert "mean accepted" in (straight / "README.md").read_text()
+
+    # Crash on the first step of the second epoch.
+    steps_per_epoch = meta["training"]["steps"] // 2
+    interrupt_then_resume(monkeypatch, SpsRecipe, main, train_args(folder, corpus, resumed), steps_per_epoch + 1,
+                          ["--sps-layers", "1"])
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    resumed_meta = json.loads((resumed / "metadata.json").read_text())
+    assert resumed_meta["metrics"] == meta["metrics"] and "--resume" not in resumed_meta["training"]["command"]
+
+    # The trained draft drafts losslessly for its base.
+    drafter = DraftModelDrafter(load_sps_draft(straight, loaded.model), gamma=3)
+    engine = SpeculativeEngine(loaded.model)
+    decoding = DecodingConfig(max_new_tokens=16)
+    for prompt in random_prompts(3, TINY_VOCAB, seed=50):
+        assert engine.generate(prompt, drafter, decoding)[0] == engine.generate(prompt, VanillaDrafter(), decoding)[0]
