@@ -123,6 +123,8 @@ def test_a_trained_draft_folder_given_as_drafter_path_is_loaded_and_recorded(tar
     drafter = DraftModelDrafter.from_args(args, target, None)
     assert len(drafter.draft_model.model.layers) == 2 and drafter.draft_model.lm_head is target.lm_head
     assert drafter.params() == {"drafter": str(tmp_path / "draft"), "gamma": 2, "schedule": "constant"}
+    # The shipped draft is recorded by its repository path, the same on every machine.
+    assert sps.recorded_path(str(sps.shipped_draft())) == "data/drafters/smollm2-135m-instruct/sps"
 
 
 # ---------------------------------------------------------------------- drafting through the engine
@@ -175,6 +177,20 @@ def test_lean_drafting_gives_the_draft_models_argmax_and_its_q(target, tmp_path,
         for drafter in (lean, hf):
             drafter.accept(argparse.Namespace(context=context, tree=a, accepted_nodes=[]))
     lean.end(), hf.end()
+
+
+def test_lean_draft_steps_in_float32_match_the_transformers_draft():
+    """The draft's lean steps (the native layer where it builds, torch ops elsewhere) give the
+    transformers forward's last-row logits, over a prefill and single-token steps."""
+    model = make_tiny_llama(vocab_size=VOCAB, layers=4, dtype=torch.float32)
+    draft = draft_with_layers(model, perturbed_layers(model, [0, 3]))
+    runner = sps.lean_draft(draft)
+    cache, ids = runner.new_cache(), [5, 9, 11, 40, 3, 77, 12]
+    got = [runner.extend(cache, ids[:4])] + [runner.extend(cache, [t]) for t in ids[4:]]
+    with torch.inference_mode():
+        want = draft(input_ids=torch.tensor([ids])).logits[0, 3:]
+    assert torch.allclose(torch.stack(got), want, atol=1e-4)
+    assert cache.length == len(ids) and len(cache.keys) == 2
 
 
 def test_sampled_sps_with_a_lean_trained_draft_follows_the_target_distribution(tmp_path):
@@ -235,3 +251,22 @@ def test_the_recipe_trains_a_few_steps_and_resumes_to_the_weights_of_an_uninterr
     decoding = DecodingConfig(max_new_tokens=16)
     for prompt in random_prompts(3, TINY_VOCAB, seed=50):
         assert engine.generate(prompt, drafter, decoding)[0] == engine.generate(prompt, VanillaDrafter(), decoding)[0]
+
+
+def test_the_runner_answers_with_a_trained_draft_on_the_lean_backend_as_the_baseline_does(tmp_path):
+    from methods.core.model_loading import load_model
+    from tests.test_inference import read, run, save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "tiny")
+    base = load_model(str(folder), dtype="float64", device="cpu").model
+    saved_draft(base, tmp_path / "draft", sources=(0, 1))
+    questions = tmp_path / "question.jsonl"
+    questions.write_text(json.dumps({"question_id": 1, "category": "qa", "turns": ["w5 w6 w7 w5 w6", "w9 w10"]}) + "\n")
+    runs = {}
+    for method, extra in [("vanilla", []), ("sps", ["--drafter-path", str(tmp_path / "draft")])]:
+        answer = tmp_path / f"{method}.jsonl"
+        assert run(folder, questions, answer, method, "--backend", "lean", *extra) == 0
+        runs[method] = read(answer)[0]
+    assert runs["sps"]["choices"][0]["token_ids"] == runs["vanilla"]["choices"][0]["token_ids"]
+    assert runs["sps"]["method_params"]["drafter"] == str(tmp_path / "draft")
+    assert runs["sps"]["environment"]["backend"] == "lean"
