@@ -17,7 +17,8 @@
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
 #   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space];
 #                   add dflash with DFLASH_PATH (no DFlash draft ships for the embedded model yet)
-#   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer), or self:N [self:8]
+#   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer, or trained with --method sps), or self:N
+#                   [the shipped trained draft on the embedded model when there is one, else self:8]
 #   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
 #   HYDRA_PATH      Hydra heads folder (trained or published) [the shipped heads; embedded model only]
 #   EAGLE_PATH      EAGLE draft folder for eagle and eagle2 (published, `speculators` or trained)
@@ -78,7 +79,7 @@ PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
 METHODS=${METHODS:-pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space}
-DRAFTER_PATH=${DRAFTER_PATH:-self:8}
+DRAFTER_PATH=${DRAFTER_PATH:-}  # empty: sps's own default (shipped draft, else self:8) on the embedded model
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
 BACKEND=${BACKEND:-auto}
@@ -162,7 +163,10 @@ if [ -z "${DFLASH_PATH:-}" ] && [[ " $METHODS " == *" dflash "* ]]; then
 fi
 [ -n "${SPACE_MASK_ID:-}" ] || skip_without SPACE_PATH space
 drafter_args=()
-case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
+if [ -z "$DRAFTER_PATH" ] && [ "$MODEL_PATH" != embedded ]; then DRAFTER_PATH=self:8; fi
+if [ -n "$DRAFTER_PATH" ]; then
+  case " $METHODS " in *" sps "*) drafter_args+=(--drafter-path "$DRAFTER_PATH") ;; esac
+fi
 if [ -n "${MEDUSA_PATH:-}" ]; then drafter_args+=(--medusa-path "$MEDUSA_PATH"); fi
 if [ -n "${HYDRA_PATH:-}" ]; then drafter_args+=(--hydra-path "$HYDRA_PATH"); fi
 if [ -n "${EAGLE_PATH:-}" ]; then drafter_args+=(--eagle-path "$EAGLE_PATH"); fi

@@ -571,7 +571,7 @@ def test_trainer_writes_a_draft_that_loads_and_drafts_losslessly(tmp_path, monke
 def test_an_interrupted_run_resumes_to_the_weights_of_one_that_never_stopped(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from tests.test_train_drafter import tiny_training_setup
+    from tests.test_train_drafter import interrupt_then_resume, tiny_training_setup
     from training.recipes.dflash import DFlashRecipe
     from training.train_drafter import main
 
@@ -579,30 +579,13 @@ def test_an_interrupted_run_resumes_to_the_weights_of_one_that_never_stopped(tmp
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert main(train_args(folder, corpus, straight, "--checkpoint-minutes", "0")) == 0
 
-    real, calls = DFlashRecipe.loss, []
-
-    def crash_on_the_seventeenth_step(self, batch):  # in the middle of the second epoch
-        calls.append(1)
-        if len(calls) == 17:
-            raise KeyboardInterrupt
-        return real(self, batch)
-
-    monkeypatch.setattr(DFlashRecipe, "loss", crash_on_the_seventeenth_step)
-    with pytest.raises(KeyboardInterrupt):
-        main(train_args(folder, corpus, resumed, "--checkpoint-minutes", "0"))
-    monkeypatch.setattr(DFlashRecipe, "loss", real)
-    assert (resumed / "training-checkpoint.pt").exists()
-    with pytest.raises(SystemExit):  # a checkpoint is never overwritten by a fresh start
-        main(train_args(folder, corpus, resumed))
-    with pytest.raises(SystemExit):  # nor continued with other settings
-        main(train_args(folder, corpus, resumed, "--resume", "--lr", "0.01"))
-    assert main(train_args(folder, corpus, resumed, "--resume", "--checkpoint-minutes", "0")) == 0
+    # Crash on the seventeenth step, in the middle of the second epoch.
+    interrupt_then_resume(monkeypatch, DFlashRecipe, main, train_args(folder, corpus, resumed), 17, ["--lr", "0.01"])
 
     a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     one, two = (json.loads((f / "config.json").read_text()) for f in (straight, resumed))
     assert one["metrics"] == two["metrics"] and "--resume" not in two["training"]["command"]
-    assert not (resumed / "training-checkpoint.pt").exists()
 
 
 def test_the_trainer_trains_exactly_the_block_the_drafter_runs(model):

@@ -1,9 +1,9 @@
 """Every registered method honours the drafter contract (methods/core/drafter.py).
 
 For each name of methods.registry: the class is a Drafter registered under its own name; built
-by the runner's own parser with its default options (SpS: its one required option) on the
-embedded model, the only model for which every default (shipped heads, bundled corpus) is made,
-it proposes well-formed trees of the target's tokens, takes every verified step through accept,
+by the runner's own parser with its default options on the embedded model, the only model for
+which every default (shipped heads and drafts, SpS's self:8 fallback, bundled corpus) is made, it
+proposes well-formed trees of the target's tokens, takes every verified step through accept,
 records JSON parameters, and keeps the baseline's greedy output. A method added to the registry
 is checked here without a line of test code.
 """
@@ -26,7 +26,7 @@ from methods.registry import available_methods, drafter_class
 from methods.drafters.dflash import EMBEDDED_DRAFT as DFLASH_DRAFT
 
 # Options a method cannot run without (everything else has a default).
-REQUIRED_OPTIONS = {"sps": ["--drafter-path", "self:8"]}
+REQUIRED_OPTIONS: dict[str, list[str]] = {}
 # A prompt whose answer copies it, so that every method, the copying ones too, has drafts to make.
 PROMPT = "Repeat this sentence twice, word for word: the quick brown fox jumps over the lazy dog."
 

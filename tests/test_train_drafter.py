@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,32 @@ def tiny_training_setup(tmp_path, monkeypatch):
     folder = save_tiny_model(tmp_path / "tiny-base")
     loaded = load_model(str(folder), dtype="float32", device="cpu")
     return folder, loaded, write_corpus(tmp_path / "corpus.jsonl.gz", loaded)
+
+
+def interrupt_then_resume(monkeypatch, recipe_cls, main, args, crash_at: int, other_setting: list[str]):
+    """Run ``main(args)`` with the recipe's loss raising KeyboardInterrupt at its ``crash_at``-th
+    call, check that the checkpoint it left is neither overwritten by a fresh start nor continued
+    with ``other_setting`` changed, then resume it to the end."""
+    real, calls = recipe_cls.loss, []
+
+    def crash(self, batch):
+        calls.append(1)
+        if len(calls) == crash_at:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(recipe_cls, "loss", crash)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--checkpoint-minutes", "0"])
+    monkeypatch.setattr(recipe_cls, "loss", real)
+    out = args[args.index("--out") + 1]
+    assert (Path(out) / "training-checkpoint.pt").exists()
+    with pytest.raises(SystemExit):  # a checkpoint is never overwritten by a fresh start
+        main(args)
+    with pytest.raises(SystemExit):  # nor continued with other settings
+        main([*args, "--resume", *other_setting])
+    assert main([*args, "--resume", "--checkpoint-minutes", "0"]) == 0
+    assert not (Path(out) / "training-checkpoint.pt").exists()  # finished: nothing left to resume
 
 
 def test_trainer_trains_a_few_steps_and_writes_a_loadable_artifact(tiny, tmp_path, monkeypatch):

@@ -81,6 +81,9 @@ class DraftSession:
     # What the drafter's hidden_state_request asked for, over the prefilled prompt, i.e.
     # prompt[:-1] (None for a drafter that asks for nothing).
     prompt_features: Optional[HiddenStates] = None
+    # How the target's forwards run ("hf" or "lean"): a drafter with a model of its own (SpS) runs
+    # it the same way, so the draft gets the lean loop's savings where the target does.
+    backend: str = "hf"
 
 
 def path_rows(accepted_nodes: list[int]) -> list[int]:

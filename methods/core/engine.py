@@ -150,7 +150,8 @@ class SpeculativeEngine:
         stats.prefill_time = after_prefill - start
 
         session = DraftSession(model=self.model, config=config, device=self.device, dtype=self.dtype,
-                               vocab_size=self.vocab_size, generator=generator, prompt_features=prompt_states)
+                               vocab_size=self.vocab_size, generator=generator, prompt_features=prompt_states,
+                               backend=self.backend)
         drafter.begin(list(prompt_ids), session)
         stats.draft_time += self._now() - after_prefill
 

@@ -9,14 +9,22 @@ apply min(1, p/q).
 gamma is fixed (``constant``) or follows transformers 4.37's ``heuristic`` schedule that
 Spec-Bench ran: start at 5, +2 after a step where every draft was accepted, else -1 (floor 1).
 
-``--drafter-path`` takes a model path/id, or ``self:N``: the target's own first N layers with its
-embeddings, final norm and lm_head (no copy, no training). That makes SpS runnable on any llama-
-family target out of the box; a trained small draft model is faster where one exists.
+``--drafter-path`` takes a model path/id, a draft trained here (``python -m
+training.train_drafter --method sps``: K layers of their own on the target's embeddings, final norm
+and lm_head, methods/heads/sps_draft.py), or ``self:N``: the target's own first N layers with its
+embeddings, final norm and lm_head (no copy, no training). ``self:N`` makes SpS runnable on any
+llama-family target out of the box. On the embedded model the default is the trained draft shipped
+in data/drafters/ when there is one, else ``self:8``.
+
+Where the target runs on the lean backend, so does the draft (its own LeanTarget and LeanCache,
+weights shared, logits of the last row only); on hf it is the transformers forward with a
+DynamicCache. Either way a greedy draft is the draft model's argmax and a sampled one is drawn
+from its q.
 """
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -25,10 +33,13 @@ from transformers import DynamicCache
 from methods.core.drafter import Drafter, DraftSession, StepResult, check_options, resolve_options
 from methods.core.sampling import sample, target_probs
 from methods.core.tree import DraftTree
+from methods.heads.sps_draft import decoder_layers, draft_with_layers, is_sps_draft, load_sps_draft
 
 CPU_DEFAULTS = {"gamma": 3}
 GPU_DEFAULTS = {"gamma": 5}
 MINIMUM = {"gamma": 1}
+# Without --drafter-path on the embedded model, when no trained draft ships.
+FALLBACK_DRAFT = "self:8"
 
 
 class TokenizerMismatchError(ValueError):
@@ -52,26 +63,51 @@ def check_same_tokenizer(target_tokenizer, draft_tokenizer) -> None:
 
 def truncated_self_draft(model, num_layers: int):
     """A draft model made of the target's first ``num_layers`` decoder layers (weights shared)."""
-    base = getattr(model, "model", None)
-    layers = getattr(base, "layers", None)
-    if layers is None:
-        raise ValueError("self:N drafting needs a model with model.layers (llama-family)")
+    layers = decoder_layers(model)
     if not 1 <= num_layers < len(layers):
         raise ValueError(f"self:N needs 1 <= N < {len(layers)} (the target's layer count)")
-    # Shallow copies share every parameter; each gets its own _modules dict so that swapping
-    # the layer list cannot change the target itself.
-    draft_base = copy.copy(base)
-    draft_base._modules = dict(base._modules)
-    draft_base.layers = torch.nn.ModuleList(list(layers)[:num_layers])
-    draft = copy.copy(model)
-    draft._modules = dict(model._modules)
-    draft.model = draft_base
-    draft.config = copy.deepcopy(model.config)
-    draft.config.num_hidden_layers = num_layers
-    if hasattr(draft.config, "layer_types") and draft.config.layer_types:
-        draft.config.layer_types = draft.config.layer_types[:num_layers]
-    draft.model.config = draft.config
-    return draft
+    return draft_with_layers(model, list(layers)[:num_layers])
+
+
+def shipped_draft() -> Path:
+    from methods.drafters.trained import SHIPPED
+
+    return SHIPPED / "sps"
+
+
+def default_drafter_path(args) -> Optional[str]:
+    """--drafter-path as given; on the embedded model without one, the shipped trained draft when
+    it exists, else self:8; on any other model None (the user must name one)."""
+    from methods.core.model_loading import EMBEDDED
+
+    path = getattr(args, "drafter_path", None)
+    if path:
+        return path
+    if getattr(args, "model_path", EMBEDDED) not in (EMBEDDED, "", None):
+        return None
+    folder = shipped_draft()
+    return str(folder) if (folder / "config.json").is_file() else FALLBACK_DRAFT
+
+
+def recorded_path(path: str) -> str:
+    """The draft as the answers record it: a folder inside the checkout relative to it, so that
+    the shipped draft's record is the same on every machine."""
+    from methods.core.paths import REPO_ROOT
+
+    folder = Path(path)
+    if folder.is_absolute() and folder.is_relative_to(REPO_ROOT):
+        return str(folder.relative_to(REPO_ROOT))
+    return path
+
+
+def lean_draft(draft_model):
+    """The draft run by the lean backend, or None where it cannot run it (then transformers runs
+    it). Its weights stay where they are: they are the target's, or few."""
+    from methods.core.backends.lean import LeanTarget, unsupported_reason
+
+    if unsupported_reason(draft_model) is not None:
+        return None
+    return LeanTarget(draft_model, move_weights=False)
 
 
 class DraftModelDrafter(Drafter):
@@ -87,17 +123,32 @@ class DraftModelDrafter(Drafter):
         self.schedule = schedule
         self.drafter_path = drafter_path
         self.gamma = gamma
+        self._lean = None  # the draft's LeanTarget, made on the first turn on the lean backend
+        self._lean_tried = False
+
+    def _lean_runner(self):
+        if not self._lean_tried:
+            # Made after the engine's own target (a turn begins after it exists), so that the
+            # layers self:N shares are already in the target's lean form and are not moved twice.
+            self._lean_tried = True
+            self._lean = lean_draft(self.draft_model)
+        return self._lean
 
     # ------------------------------------------------------------------ per turn
     def begin(self, prompt_ids: list[int], session: DraftSession) -> None:
         super().begin(prompt_ids, session)
-        self.cache = DynamicCache(config=self.draft_model.config)
+        self.lean = self._lean_runner() if session.backend == "lean" else None
+        self.cache = self.lean.new_cache() if self.lean is not None else DynamicCache(config=self.draft_model.config)
         self.cached: list[int] = []  # tokens whose KV the draft cache holds
         self.gamma = self.initial_gamma  # like transformers 4.37: every turn starts afresh
         self.device = next(self.draft_model.parameters()).device
 
     @torch.inference_mode()
     def _forward(self, tokens: list[int]) -> torch.Tensor:
+        if self.lean is not None:
+            logits = self.lean.extend(self.cache, tokens)
+            self.cached.extend(tokens)
+            return logits
         start = len(self.cached)
         ids = torch.tensor([tokens], dtype=torch.long, device=self.device)
         out = self.draft_model(input_ids=ids, cache=self.cache, use_cache=True, logits_to_keep=1,
@@ -133,7 +184,10 @@ class DraftModelDrafter(Drafter):
         while keep < limit and self.cached[keep] == step.context[keep]:
             keep += 1
         if keep < len(self.cached):
-            self.cache.crop(keep - len(self.cached))
+            if self.lean is not None:
+                self.cache.length = keep  # rows past it are written over by the next forward
+            else:
+                self.cache.crop(keep - len(self.cached))
             del self.cached[keep:]
         if self.schedule == "heuristic" and len(step.tree):
             if len(step.accepted_nodes) == len(step.tree):
@@ -157,7 +211,9 @@ class DraftModelDrafter(Drafter):
     def add_arguments(cls, group) -> None:
         group.add_argument("--drafter-path", default=None,
                            help="SpS draft model: a local folder, hub id or .gguf file sharing the "
-                                "target's tokenizer, or self:N for the target's first N layers")
+                                "target's tokenizer, a draft trained by training/train_drafter.py --method "
+                                "sps, or self:N for the target's first N layers (default on the embedded "
+                                f"model: the trained draft shipped for it, else {FALLBACK_DRAFT})")
         group.add_argument("--sps-gamma", type=int, default=None,
                            help=f"draft tokens per step (default: {CPU_DEFAULTS['gamma']} on CPU, "
                                 f"{GPU_DEFAULTS['gamma']} on GPU; the start value for the heuristic schedule)")
@@ -170,9 +226,10 @@ class DraftModelDrafter(Drafter):
         from methods.core.model_loading import check_model_source
 
         check_options(args, "sps", MINIMUM)
-        path: Optional[str] = getattr(args, "drafter_path", None)
+        path = default_drafter_path(args)
         if not path:
-            raise ValueError("method sps needs --drafter-path (a draft model, or self:N)")
+            raise ValueError("method sps needs --drafter-path (a draft model, or self:N); a trained draft "
+                             "ships only for the embedded model")
         if path.startswith("self:"):
             self_layers(path)
         else:
@@ -183,9 +240,11 @@ class DraftModelDrafter(Drafter):
         from methods.core.model_loading import load_model
 
         cls.check_args(args)
-        path: str = args.drafter_path
+        path: str = default_drafter_path(args)
         if path.startswith("self:"):
             draft = truncated_self_draft(model, self_layers(path))
+        elif is_sps_draft(path):
+            draft = load_sps_draft(path, model)
         else:
             device = next(model.parameters()).device
             dtype = next(model.parameters()).dtype
@@ -195,7 +254,7 @@ class DraftModelDrafter(Drafter):
             draft = loaded.model
         options = resolve_options(args, "sps", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
         return cls(draft, gamma=options["gamma"], schedule=getattr(args, "sps_schedule", "constant"),
-                   drafter_path=path)
+                   drafter_path=recorded_path(path))
 
 
 def self_layers(path: str) -> int:

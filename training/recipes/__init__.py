@@ -18,7 +18,25 @@ RECIPES: dict[str, str] = {
     "eagle3": "training.recipes.eagle3:Eagle3Recipe",
     "space": "training.recipes.space:SpaceRecipe",
     "dflash": "training.recipes.dflash:DFlashRecipe",
+    "sps": "training.recipes.sps:SpsRecipe",
 }
+
+
+def exact_batches(pieces, batch_size: int):
+    """Batches of exactly ``batch_size`` items (the last one may be short) from ``pieces``, pairs
+    (conversation, array of its items) taken in order; a conversation's items may be cut across
+    two batches, so that an epoch has a known number of steps."""
+    batch, size = [], 0
+    for sequence, items in pieces:
+        while len(items):
+            part, items = items[: batch_size - size], items[batch_size - size:]
+            batch.append((int(sequence), part))
+            size += len(part)
+            if size == batch_size:
+                yield batch
+                batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def recipe_class(name: str):

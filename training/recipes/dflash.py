@@ -43,7 +43,7 @@ from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.dflash import DFlashDraftModel, DFlashShape, default_target_layer_ids
 from methods.heads.eagle import EagleShape
-from training.recipes import Recipe
+from training.recipes import Recipe, exact_batches
 
 UNKNOWN = -1  # a label outside the draft vocabulary, or no label: never trained, a miss when evaluated
 
@@ -210,20 +210,13 @@ class DFlashRecipe(Recipe):
     def train_batches(self, rng, batch_size: int):
         """One epoch: conversations in an order drawn from rng, each with its anchors drawn afresh,
         cut into batches of ``batch_size`` anchors (a conversation may straddle two batches)."""
-        batch, size = [], 0
-        for s in rng.permutation(self.train_sequences):
+        def drawn(s):
             candidates = self.candidates[int(s)]
             take = min(self.args.dflash_anchors, len(candidates))
-            anchors = np.sort(rng.choice(candidates, take, replace=False))
-            while len(anchors):
-                part, anchors = anchors[: batch_size - size], anchors[batch_size - size:]
-                batch.append((int(s), part))
-                size += len(part)
-                if size == batch_size:
-                    yield batch
-                    batch, size = [], 0
-        if batch:
-            yield batch
+            return np.sort(rng.choice(candidates, take, replace=False))
+
+        # A generator: each conversation's anchors are drawn when its turn comes, as before.
+        yield from exact_batches(((s, drawn(s)) for s in rng.permutation(self.train_sequences)), batch_size)
 
     # ------------------------------------------------------------------ maths
     def _tensors(self, items: list[tuple[int, np.ndarray]]):

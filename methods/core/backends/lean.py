@@ -249,7 +249,9 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 class LeanTarget:
     name = "lean"
 
-    def __init__(self, model, native_kernel: Optional[bool] = None):
+    def __init__(self, model, native_kernel: Optional[bool] = None, move_weights: bool = True):
+        """``move_weights=False`` leaves the weights where they are (no huge-page arena): for a draft
+        model that shares its lm_head, or its layers, with a target whose own LeanTarget moved them."""
         reason = unsupported_reason(model)
         if reason is not None:
             raise ValueError(f"the lean backend cannot run this model: {reason}")
@@ -272,7 +274,7 @@ class LeanTarget:
         self._kernel = kernel
         with torch.no_grad():
             # The kernel streams every matrix once per forward: they move into huge pages.
-            arena = _weight_arena(model) if kernel is not None else None
+            arena = _weight_arena(model) if kernel is not None and move_weights else None
             self.layers = [_Layer(layer, arena) for layer in decoder.layers]
             _move_into(arena, model.lm_head)
         self.head_dim = self.layers[0].head_dim
@@ -348,6 +350,21 @@ class LeanTarget:
     def compact(self, cache: LeanCache, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
         cache.compact(past_len, block_len, accepted_nodes)
 
+    @torch.inference_mode()
+    def extend(self, cache: LeanCache, tokens: list[int]) -> torch.Tensor:
+        """Append ``tokens`` (causally) after the cache's ``length`` entries and return the last
+        one's logits: a draft model's step, which reads one row (so the lm_head runs on one row)."""
+        past, n = cache.length, len(tokens)
+        ids = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        positions = torch.arange(past, past + n, device=self.device)
+        if self._fused_for(n):
+            allowed = torch.ones(n, n, dtype=torch.bool).tril_()
+            logits = self._forward_fused(cache, ids, positions, past, allowed, logits="last")[0]
+        else:
+            mask = torch.ones(n, past + n, dtype=torch.bool, device=self.device).tril_(past) if n > 1 else None
+            logits = self._forward(cache, ids, positions, past, mask, causal=False, logits="last")[0]
+        return logits[0]
+
     def supports_tree_attention(self) -> bool:
         return True  # the mask is applied here, not by the model
 
@@ -361,7 +378,7 @@ class LeanTarget:
             return out if bias is None else out.add_(bias)
         return F.linear(x, weight, bias)
 
-    def _forward(self, cache: LeanCache, ids, positions, past_len: int, mask, causal: bool, logits: bool,
+    def _forward(self, cache: LeanCache, ids, positions, past_len: int, mask, causal: bool, logits,
                  embeddings: Optional[torch.Tensor] = None):
         """``embeddings``: the block's input vectors when some differ from their tokens' embeddings."""
         n = ids.shape[0]
@@ -392,16 +409,18 @@ class LeanTarget:
         cache.length = end
         return self._outputs(_rms(self.norm, x), inputs, logits)
 
-    def _outputs(self, final: torch.Tensor, inputs: dict[int, torch.Tensor], logits: bool):
-        """The forward's logits (when asked for) and the hidden states the drafter asked for."""
+    def _outputs(self, final: torch.Tensor, inputs: dict[int, torch.Tensor], logits):
+        """The forward's logits (``logits``: True for every row, "last" for the last row only,
+        False for none) and the hidden states the drafter asked for."""
         request = self._request
         states = None
         if request:
             states = HiddenStates(final=final if request.final else None, layer_inputs=inputs)
-        out = self._linear(final, self.lm_head.weight, self.lm_head.bias) if logits else None
+        rows = final[-1:] if logits == "last" else final
+        out = self._linear(rows, self.lm_head.weight, self.lm_head.bias) if logits else None
         return out, states
 
-    def _forward_fused(self, cache: LeanCache, ids, positions, past_len: int, allowed: torch.Tensor, logits: bool,
+    def _forward_fused(self, cache: LeanCache, ids, positions, past_len: int, allowed: torch.Tensor, logits,
                        embeddings: Optional[torch.Tensor] = None):
         """``_forward`` with each decoder layer one call of lean_ops.c's lean_layer (float32 on the
         CPU, at most ``skinny_max_rows`` rows), which updates the residual stream ``x`` in place."""
