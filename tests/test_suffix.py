@@ -438,7 +438,8 @@ def test_from_args_takes_device_defaults_and_a_built_index(tmp_path, model):
     drafter = SuffixDrafter.from_args(suffix_args(), model, None)
     config = drafter.config
     assert (config.max_depth, config.max_spec_tokens, config.spec_factor, config.min_token_prob, config.tree) == \
-        (CPU_DEFAULTS["max_depth"], CPU_DEFAULTS["max_spec_tokens"], 1.0, 0.1, True)
+        (CPU_DEFAULTS["max_depth"], CPU_DEFAULTS["max_spec_tokens"], CPU_DEFAULTS["spec_factor"], 0.1, True)
+    assert drafter.threshold == CPU_DEFAULTS["threshold"] and drafter.fallback is None
     assert GPU_DEFAULTS["max_depth"] == 64 and GPU_DEFAULTS["max_spec_tokens"] == 32
     assert drafter.corpus is None and drafter.params()["corpus"] == "off" and json.dumps(drafter.params())
     write_corpus_index(build_corpus_index([[1, 2, 3]]), tmp_path / "c.sdbsfx")
