@@ -123,7 +123,7 @@ def run_context(rows: list[LeaderboardRow], selection: Selection) -> str:
 
 # Narrow by default so that the speedups, the interval and the badge fit a laptop screen; the
 # Method column stays pinned while the rest scrolls.
-COLUMN_WIDTHS = {tables.METHOD: 150, tables.EQUALITY: "medium", tables.NATIVE_CODE: "medium",
+COLUMN_WIDTHS = {tables.METHOD: 150, tables.EQUALITY: 125, tables.MEAN_ACCEPTED: 100, tables.NATIVE_CODE: "medium",
                  tables.PARAMETERS: "large", tables.OVERALL_CI: 110, tables.DATE: "medium",
                  tables.VERSIONS: "medium"}
 
@@ -150,7 +150,9 @@ def leaderboard_page(rows: list[LeaderboardRow], selection: Selection,
         width=COLUMN_WIDTHS.get(column, "small"))
         for column in frame.columns}
     st.dataframe(tables.styled_leaderboard(frame, tables.best_cells(rows)), hide_index=True,
-                 column_config=config, key="leaderboard_table")
+                 column_config=config, column_order=tables.screen_order(frame),
+                 height=min(len(frame), 24) * 35 + 38,  # every row of a usual run without an inner scroll
+                 key="leaderboard_table")
     note = unchecked_note(rows)
     if note:
         st.caption(note)

@@ -62,7 +62,7 @@ COLUMN_HELP: dict[str, str] = {
 SHORT_LABELS: dict[str, str] = {
     "Multi-turn Conversation": "MT-bench", "Translation": "Transl.", "Summarization": "Summ.",
     "Question Answering": "QA", "Mathematical Reasoning": "Math", "Retrieval-aug. Generation": "RAG",
-    MEAN_ACCEPTED: "Accepted/step", OVERALL_CI: "95% CI", BASE_TOKENS_PER_S: "Base tok/s",
+    "Law Analytics": "Law", "Grammar Correction": "Grammar", MEAN_ACCEPTED: "Accepted/step", OVERALL_CI: "95% CI", BASE_TOKENS_PER_S: "Base tok/s",
     TOKENS_PER_S: "Tok/s", DRAFT_ACCEPTANCE: "Draft acc.",
 }
 
@@ -141,6 +141,15 @@ def leaderboard_frame(rows: list[LeaderboardRow]) -> pd.DataFrame:
 def parameters_text(params: dict) -> str:
     """"gamma=4, tree=default" in name order; "-" for none."""
     return ", ".join(f"{name}={params[name]}" for name in sorted(params)) or "-"
+
+
+def screen_order(frame: pd.DataFrame) -> list[str]:
+    """The interactive table's column order: the ranking and its verdicts first (Overall, its
+    interval, lossless, accepted tokens), so that they show without scrolling at 1500 px however
+    many subtasks follow; then the subtasks and the run context. The Markdown export keeps
+    Spec-Bench's order (subtasks, then Overall)."""
+    first = [METHOD, OVERALL, OVERALL_CI, EQUALITY, MEAN_ACCEPTED]
+    return [c for c in first if c in frame.columns] + [c for c in frame.columns if c not in first]
 
 
 def column_help(frame: pd.DataFrame) -> dict[str, str]:

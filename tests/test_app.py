@@ -796,3 +796,14 @@ def test_accept_lengths_are_cut_into_each_turns():
     assert lengths_per_turn([3, 1, 2, 2, 1], [4, 5]) == [[3, 1], [2, 2, 1]]
     assert lengths_per_turn([3, 2], [4, 1]) is None  # a step across the turns' boundary
     assert lengths_per_turn([3, 1, 1], [4]) is None  # more steps than tokens
+
+
+def test_the_screen_table_shows_the_ranking_and_its_verdicts_before_the_subtasks():
+    from leaderboard import tables
+
+    columns = [tables.METHOD, *(display_name(s) for s in SPEC_BENCH_SUBTASKS), tables.MEAN_ACCEPTED,
+               tables.OVERALL, tables.OVERALL_CI, tables.EQUALITY, tables.TOKENS_PER_S, tables.PARAMETERS]
+    order = tables.screen_order(pd.DataFrame(columns=columns))
+    assert order[:5] == [tables.METHOD, tables.OVERALL, tables.OVERALL_CI, tables.EQUALITY, tables.MEAN_ACCEPTED]
+    assert sorted(order) == sorted(columns)  # nothing lost, nothing added
+    assert order[5:5 + len(SPEC_BENCH_SUBTASKS)] == [display_name(s) for s in SPEC_BENCH_SUBTASKS]
