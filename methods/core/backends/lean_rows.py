@@ -32,10 +32,12 @@ from methods.core.backends.lean import LeanCache, LeanTarget, _eps, _rms, _rotat
 # How the weight products of a step are computed (the rest of the layer is the same either way):
 #   exact  the native few-row kernel: a row's values do not depend on the other rows, so a greedy
 #          row gets exactly the tokens the engine gives its prompt alone
-#   blas   torch's matrix product (oneDNN/MKL), about three times the arithmetic rate of the native
-#          kernel at 64+ rows on a 2-core AVX-512 CPU; still float32, but a row's values then
-#          depend on the batch's shape in the last bits, so at a near-tie a greedy row may pick
-#          the other token
+#   blas   torch's matrix product (oneDNN/MKL): still float32, but a row's values then depend on
+#          the batch's shape in the last bits, so at a near-tie a greedy row may pick the other
+#          token. In isolation it multiplies these shapes at about three times the native
+#          kernel's rate on a 2-core AVX-512 CPU, yet end to end at 64 rows it was slower there
+#          (295 against 349 answer tokens/s, benchmarks/corpus_throughput.py --products exact
+#          blas): 'exact' stays the default; measure before choosing it on other hardware.
 PRODUCTS = ("exact", "blas")
 
 
