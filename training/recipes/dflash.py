@@ -43,9 +43,8 @@ from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.dflash import DFlashDraftModel, DFlashShape, default_target_layer_ids
 from methods.heads.eagle import EagleShape
+from training.draft_vocab import UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes import Recipe, exact_batches
-
-UNKNOWN = -1  # a label outside the draft vocabulary, or no label: never trained, a miss when evaluated
 
 
 def parse_layer_ids(text: str | None) -> tuple[int, ...] | None:
@@ -142,14 +141,13 @@ class DFlashRecipe(Recipe):
         self.tokens, self.answer, self.starts = tokens, answer, starts
         seq = features.sequence_of_position
         vocab_size = int(base.get_output_embeddings().weight.shape[0])
-        ids, counts = np.unique(tokens[answer & ~features.heldout[seq]], return_counts=True)
+        train_seq = ~features.heldout[seq]
         if self.args.dflash_draft_vocab:
-            n = min(self.args.dflash_draft_vocab, len(ids))
-            self.vocab = np.sort(ids[np.argsort(-counts, kind="stable")[:n]]).astype(np.int64)
+            self.vocab = frequent_answer_ids(tokens, answer & train_seq, self.args.dflash_draft_vocab)
         else:
             self.vocab = np.arange(vocab_size, dtype=np.int64)
-        self.t2d = np.full(vocab_size, UNKNOWN, dtype=np.int64)
-        self.t2d[self.vocab] = np.arange(len(self.vocab))
+        self.t2d = token_to_column(self.vocab, vocab_size)
+        self.vocab_coverage = coverage(tokens, answer & ~train_seq, self.vocab)
         self.mask_token_id = self._mask_token(base, tokens, vocab_size)
         self._anchors(features)
         self.features = [np.asarray(features.layer_inputs[j + 1]) for j in self.layer_ids]
@@ -201,7 +199,8 @@ class DFlashRecipe(Recipe):
         return (f"{len(self.train_positions)} training anchors ({self.anchors_per_epoch} sampled per epoch) and "
                 f"{len(self.heldout_positions)} held-out blocks ({len(self.train_sequences)} / "
                 f"{len(self.heldout_sequences)} conversations), target layers {list(self.layer_ids)}, block "
-                f"{self.block}, mask token {self.mask_token_id}, draft vocabulary {len(self.vocab)} tokens, "
+                f"{self.block}, mask token {self.mask_token_id}, draft vocabulary {len(self.vocab)} tokens "
+                f"({self.vocab_coverage:.1%} of held-out answer tokens), "
                 f"{sum(p.numel() for p in self.module.parameters()) / 1e6:.2f}M parameters")
 
     def steps_per_epoch(self, batch_size: int) -> int:

@@ -30,9 +30,8 @@ import torch.nn.functional as F
 from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.eagle import EagleDraftModel, EagleShape
+from training.draft_vocab import UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes import Recipe
-
-UNKNOWN = -1  # a label outside the draft vocabulary (held-out only): counted as a miss
 
 
 class EagleRecipe(Recipe):
@@ -49,6 +48,9 @@ class EagleRecipe(Recipe):
     def add_arguments(cls, group) -> None:
         group.add_argument("--eagle-intermediate", type=int, default=None,
                            help="MLP width of the draft layer (default: the base's intermediate size)")
+        group.add_argument("--eagle-draft-vocab", type=int, default=0,
+                           help="draft vocabulary: the N most frequent answer tokens of the corpus, whose base head "
+                                "rows the draft scores (0 = every answer token of the training split)")
         group.add_argument("--eagle-noise", type=float, default=0.05,
                            help="uniform feature noise, as a fraction of the features' RMS (full width)")
         group.add_argument("--eagle-value-weight", type=float, default=1.0, help="weight of the feature regression")
@@ -68,9 +70,9 @@ class EagleRecipe(Recipe):
         self.tokens, self.answer, self.starts = tokens, answer, starts
         seq = features.sequence_of_position
         train_seq = ~features.heldout[seq]
-        self.vocab = np.unique(tokens[answer & train_seq]).astype(np.int64)
-        self.t2d = np.full(int(base.config.get_text_config().vocab_size), UNKNOWN, dtype=np.int64)
-        self.t2d[self.vocab] = np.arange(len(self.vocab))
+        self.vocab = frequent_answer_ids(tokens, answer & train_seq, self.args.eagle_draft_vocab)
+        self.t2d = token_to_column(self.vocab, int(base.config.get_text_config().vocab_size))
+        self.vocab_coverage = coverage(tokens, answer & ~train_seq, self.vocab)
         self._split(features)
         self.final = np.asarray(features.final)
         sample = self.final[np.linspace(0, len(self.final) - 1, 4096).astype(np.int64)].astype(np.float32)
@@ -101,7 +103,7 @@ class EagleRecipe(Recipe):
     def summary(self) -> str:
         return (f"{len(self.train_positions)} training and {len(self.heldout_positions)} held-out positions "
                 f"({len(self.train_sequences)} / {len(self.heldout_sequences)} conversations), draft vocabulary "
-                f"{len(self.vocab)} tokens, {sum(p.numel() for p in self.module.parameters()) / 1e6:.2f}M "
+                f"{len(self.vocab)} tokens ({self.vocab_coverage:.1%} of held-out answer tokens), {sum(p.numel() for p in self.module.parameters()) / 1e6:.2f}M "
                 f"parameters, feature RMS {self.feature_rms:.3f}")
 
     def steps_per_epoch(self, batch_size: int) -> int:

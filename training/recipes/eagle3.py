@@ -32,9 +32,8 @@ from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.eagle import EagleShape
 from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape, default_feature_layers
+from training.draft_vocab import UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes.eagle import EagleRecipe
-
-UNKNOWN = -1  # a label outside the draft vocabulary: not trained, a miss when evaluated
 
 
 class Eagle3Recipe(EagleRecipe):
@@ -51,7 +50,7 @@ class Eagle3Recipe(EagleRecipe):
         group.add_argument("--eagle3-intermediate", type=int, default=1024,
                            help="MLP width of the draft's midlayer")
         group.add_argument("--eagle3-draft-vocab", type=int, default=4096,
-                           help="draft vocabulary size N: the N most frequent answer tokens of the corpus")
+                           help="draft vocabulary size N: the N most frequent answer tokens of the corpus (0 = all of them)")
         group.add_argument("--eagle3-layers", default=None,
                            help="three target layers whose inputs are fused, e.g. 2,15,27 (default: 2, L/2, L-3)")
         group.add_argument("--eagle3-ttt-steps", type=int, default=3,
@@ -94,12 +93,11 @@ class Eagle3Recipe(EagleRecipe):
         seq = features.sequence_of_position
         train_seq = ~features.heldout[seq]
         vocab_size = int(base.get_output_embeddings().weight.shape[0])
-        ids, counts = np.unique(tokens[answer & train_seq], return_counts=True)
-        n = min(self.args.eagle3_draft_vocab, len(ids))
-        keep = np.sort(ids[np.argsort(-counts, kind="stable")[:n]]).astype(np.int64)
+        keep = frequent_answer_ids(tokens, answer & train_seq, self.args.eagle3_draft_vocab)
+        n = len(keep)
         self.vocab = keep
-        self.t2d = np.full(vocab_size, UNKNOWN, dtype=np.int64)
-        self.t2d[keep] = np.arange(n)
+        self.t2d = token_to_column(keep, vocab_size)
+        self.vocab_coverage = coverage(tokens, answer & ~train_seq, keep)
         self._split(features)
         self.features = [np.asarray(features.layer_inputs[i]) for i in self.layers]
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
@@ -120,7 +118,8 @@ class Eagle3Recipe(EagleRecipe):
     def summary(self) -> str:
         return (f"{len(self.train_positions)} training and {len(self.heldout_positions)} held-out positions "
                 f"({len(self.train_sequences)} / {len(self.heldout_sequences)} conversations), feature layers "
-                f"{list(self.layers)}, draft vocabulary {len(self.vocab)} tokens, "
+                f"{list(self.layers)}, draft vocabulary {len(self.vocab)} tokens "
+                f"({self.vocab_coverage:.1%} of held-out answer tokens), "
                 f"{sum(p.numel() for p in self.module.parameters()) / 1e6:.2f}M parameters, "
                 f"{self.args.eagle3_ttt_steps} TTT steps")
 

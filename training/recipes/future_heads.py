@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from methods.core.hidden_states import HiddenStateRequest
+from training.draft_vocab import UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes import Recipe
 
 IGNORE = -100  # no label here (outside the answer, or past the end)
-UNKNOWN = -1  # a held-out label outside the draft vocabulary: counted as a miss
 
 
 class FutureHeadsRecipe(Recipe):
@@ -37,6 +37,16 @@ class FutureHeadsRecipe(Recipe):
 
     def make_module(self, hidden: int, draft_vocab: torch.Tensor) -> torch.nn.Module:
         raise NotImplementedError
+
+    def draft_vocab_size(self) -> int:
+        """--<name>-draft-vocab: how many of the most frequent answer tokens the heads score."""
+        return int(getattr(self.args, f"{self.name}_draft_vocab", 0) or 0)
+
+    @classmethod
+    def add_vocab_argument(cls, group) -> None:
+        group.add_argument(f"--{cls.name}-draft-vocab", type=int, default=0,
+                           help="draft vocabulary: the N most frequent answer tokens of the corpus, whose base head "
+                                "rows the heads score (0 = every answer token of the training split)")
 
     def head_logits(self, index: np.ndarray, training: bool) -> torch.Tensor:
         """Logits [K, B, draft vocabulary] of every head at the positions ``index``."""
@@ -54,9 +64,9 @@ class FutureHeadsRecipe(Recipe):
         seq = features.sequence_of_position
         end = starts[1:][seq]  # end of each position's sequence
         train_seq = ~features.heldout[seq]
-        self.vocab = np.unique(tokens[answer & train_seq]).astype(np.int64)
-        t2d = np.full(int(base.config.get_text_config().vocab_size), UNKNOWN, dtype=np.int64)
-        t2d[self.vocab] = np.arange(len(self.vocab))
+        self.vocab = frequent_answer_ids(tokens, answer & train_seq, self.draft_vocab_size())
+        t2d = token_to_column(self.vocab, int(base.config.get_text_config().vocab_size))
+        self.vocab_coverage = coverage(tokens, answer & ~train_seq, self.vocab)
         n = len(tokens)
         labels = np.full((n, heads_count), IGNORE, dtype=np.int64)
         positions = np.arange(n)
@@ -83,7 +93,8 @@ class FutureHeadsRecipe(Recipe):
 
     def summary(self) -> str:
         return (f"{len(self.train_positions)} training and {len(self.heldout_positions)} held-out positions, "
-                f"draft vocabulary {len(self.vocab)} tokens, {self.module.num_heads} heads")
+                f"draft vocabulary {len(self.vocab)} tokens "
+                f"({self.vocab_coverage:.1%} of held-out answer tokens), {self.module.num_heads} heads")
 
     def train_batches(self, rng, batch_size: int):
         order = rng.permutation(self.train_positions)

@@ -34,6 +34,7 @@ class HydraRecipe(FutureHeadsRecipe):
                                 "guesses x_{t+2+i})")
         group.add_argument("--hydra-layers", type=int, default=1,
                            help="blocks per head (the first conditioned, the others one shared residual block)")
+        cls.add_vocab_argument(group)
         group.add_argument("--hydra-decay", type=float, default=0.8, help="loss weight of head i is decay**i")
         group.add_argument("--hydra-noise", type=float, default=5.0,
                            help="alpha of the uniform training noise on the base features, "

@@ -23,6 +23,7 @@ class MedusaRecipe(FutureHeadsRecipe):
     def add_arguments(cls, group) -> None:
         group.add_argument("--medusa-heads", type=int, default=4, help="number of heads K (head k guesses t+k+2)")
         group.add_argument("--medusa-layers", type=int, default=1, help="residual blocks per head")
+        cls.add_vocab_argument(group)
         group.add_argument("--medusa-decay", type=float, default=0.8, help="loss weight of head k is decay**k")
 
     def head_options(self) -> tuple[int, int, float]:

@@ -1,0 +1,42 @@
+"""The draft vocabulary: which target token ids a trained drafter scores.
+
+A drafter that projects onto the vocabulary pays for every row it scores; on a CPU the projection
+onto all 49,152 ids of the embedded model costs as much as the draft layer itself. The tokens a
+target actually writes are few and skewed, so a drafter scores only the answer tokens of its
+training corpus, optionally only the N most frequent of them (as EAGLE-3's published recipe and
+FR-Spec do). A label outside the kept ids is never trained on and counts as a miss when held-out
+accuracy is measured, so the accuracy a recipe prints already includes what the cut costs.
+
+One rule for every recipe, so that sizes measured on one method mean the same on another.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+UNKNOWN = -1  # the column of a token outside the draft vocabulary
+
+
+def frequent_answer_ids(tokens: np.ndarray, counted: np.ndarray, size: int) -> np.ndarray:
+    """Ascending ids of the ``size`` most frequent tokens among ``tokens[counted]`` (0 = all of
+    them). Ties go to the smaller id, so the choice is deterministic."""
+    if size < 0:
+        raise ValueError(f"a draft vocabulary size must be 0 (every answer token) or positive, not {size}")
+    ids, counts = np.unique(tokens[counted], return_counts=True)  # ids ascending
+    if size and size < len(ids):
+        ids = ids[np.argsort(-counts, kind="stable")[:size]]
+    return np.sort(ids).astype(np.int64)
+
+
+def token_to_column(vocab: np.ndarray, vocab_size: int) -> np.ndarray:
+    """For every target id, its column in the draft vocabulary, or UNKNOWN."""
+    t2d = np.full(vocab_size, UNKNOWN, dtype=np.int64)
+    t2d[vocab] = np.arange(len(vocab))
+    return t2d
+
+
+def coverage(tokens: np.ndarray, counted: np.ndarray, vocab: np.ndarray) -> float:
+    """Share of the counted token occurrences whose id the vocabulary keeps (the ceiling on a
+    draft's accuracy that the cut imposes)."""
+    chosen = tokens[counted]
+    return float(np.isin(chosen, vocab).mean()) if len(chosen) else 1.0
