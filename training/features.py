@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -139,8 +140,46 @@ def _cache_key(model, corpus_sha: str, request: HiddenStateRequest, limit, max_l
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _open(folder: Path, meta: dict) -> Features:
+def _family_key(model, corpus_sha: str, limit, max_length, heldout_fraction) -> str:
+    """What fixes the positions of a run, whatever states it keeps: runs of one family share their
+    tokens and differ only in which layers they stored, so one that stored more serves a request
+    for less."""
+    fingerprint = base_fingerprint(model)
+    text = json.dumps({"v": FORMAT_VERSION, "base": fingerprint["tensors"], "corpus": corpus_sha, "limit": limit,
+                       "max_length": max_length, "heldout": heldout_fraction}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def union(*requests: HiddenStateRequest) -> HiddenStateRequest:
+    """One request for everything several drafters read (one target run serves them all)."""
+    layers = sorted({i for r in requests for i in r.layer_inputs})
+    return HiddenStateRequest(layer_inputs=tuple(layers), final=any(r.final for r in requests))
+
+
+def _covers(meta: dict, request: HiddenStateRequest) -> bool:
+    return (meta["final"] or not request.final) and set(request.layer_inputs) <= set(meta["layers"])
+
+
+def _find_superset(family: str, request: HiddenStateRequest) -> Optional[tuple[Path, dict]]:
+    """A finished run of the same family that stored at least what ``request`` asks for."""
+    root = cache_root() / "features"
+    if not root.is_dir():
+        return None
+    for meta_file in sorted(root.glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("family") == family and _covers(meta, request):
+            return meta_file.parent, meta
+    return None
+
+
+def _open(folder: Path, meta: dict, request: Optional[HiddenStateRequest] = None) -> Features:
+    """The run in ``folder``: every state it stored, or only those ``request`` asks for."""
     n, h = meta["positions"], meta["hidden"]
+    final = meta["final"] if request is None else request.final
+    layers = meta["layers"] if request is None else request.layer_inputs
 
     def mm(name, dtype, shape):
         return np.memmap(folder / name, dtype=dtype, mode="r", shape=shape)
@@ -148,8 +187,8 @@ def _open(folder: Path, meta: dict) -> Features:
     return Features(
         tokens=np.load(folder / "tokens.npy"), answer=np.load(folder / "answer.npy"),
         starts=np.load(folder / "starts.npy"), heldout=np.load(folder / "heldout.npy"),
-        final=mm("final.f16", np.float16, (n, h)) if meta["final"] else None,
-        layer_inputs={i: mm(f"layer{i}.f16", np.float16, (n, h)) for i in meta["layers"]},
+        final=mm("final.f16", np.float16, (n, h)) if final else None,
+        layer_inputs={i: mm(f"layer{i}.f16", np.float16, (n, h)) for i in layers},
         folder=folder,
     )
 
@@ -157,35 +196,67 @@ def _open(folder: Path, meta: dict) -> Features:
 @torch.inference_mode()
 def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, limit: Optional[int] = None,
                    max_length: int = 1024, heldout_fraction: float = 0.1, cache: bool = True,
-                   progress: bool = True) -> Features:
-    """Run the frozen ``model`` over the corpus once (or reuse the cached run)."""
+                   progress: bool = True, save_every_s: float = 60.0) -> Features:
+    """Run the frozen ``model`` over the corpus once (or reuse the cached run, or a cached run of
+    the same corpus that stored more states). An interrupted run resumes where it was last saved
+    (every ``save_every_s`` seconds), so a corpus of millions of positions survives a stop."""
     corpus = Path(corpus)
-    key = _cache_key(model, file_sha256(corpus), request, limit, max_length, heldout_fraction)
+    corpus_sha = file_sha256(corpus)
+    key = _cache_key(model, corpus_sha, request, limit, max_length, heldout_fraction)
+    family = _family_key(model, corpus_sha, limit, max_length, heldout_fraction)
     folder = cache_root() / "features" / key
-    if cache and (folder / "meta.json").is_file():
-        return _open(folder, json.loads((folder / "meta.json").read_text()))
+    if cache:
+        if (folder / "meta.json").is_file():
+            return _open(folder, json.loads((folder / "meta.json").read_text()))
+        found = _find_superset(family, request)
+        if found is not None:
+            return _open(*found, request=request)
 
     sequences, _ = corpus_sequences(read_corpus(corpus, limit), tokenizer, corpus, max_length, heldout_fraction)
     starts = np.concatenate([[0], np.cumsum([len(s.tokens) for s in sequences])]).astype(np.int64)
     n = int(starts[-1])
     hidden = int(model.config.get_text_config().hidden_size)
-    tmp, final, layers = _new_folder(folder, sequences, starts, request, hidden)
+    tmp, final, layers, done = _new_folder(folder, sequences, starts, request, hidden, resume=cache)
     device = next(model.parameters()).device
     # A recipe that asks for no states (SPACE runs the frozen target in its loss) needs the tokens
     # and the answer mask only: no forward at all.
-    work = list(zip(sequences, starts[:-1])) if request else []
+    work = list(zip(sequences, starts[:-1]))[done:] if request else []
+    if done and work:
+        print(f"target features: resuming after {done} of {len(sequences)} sequences", flush=True)
+    arrays = ([final] if final is not None else []) + list(layers.values())
+    saved_at, completed = time.monotonic(), done
     with HiddenStateCapture(model, request) as capture:
-        for s, start in tqdm(work, desc="target features", unit="seq", disable=not progress):
-            capture.arm()
-            out = model(input_ids=torch.tensor([s.tokens], device=device), use_cache=False, logits_to_keep=1,
-                        **capture.forward_kwargs())
-            states = capture.collect(out)
-            end = start + len(s.tokens)
-            if final is not None:
-                final[start:end] = states.final.float().cpu().numpy()
-            for i, array in layers.items():
-                array[start:end] = states.layer_inputs[i].float().cpu().numpy()
-    return _finish_folder(folder, tmp, final, layers, request, corpus, len(sequences), n, hidden)
+        bar = tqdm(work, desc="target features", unit="seq", disable=not progress, initial=done if work else 0,
+                   total=len(sequences) if work else 0)
+        try:
+            for s, start in bar:
+                capture.arm()
+                out = model(input_ids=torch.tensor([s.tokens], device=device), use_cache=False, logits_to_keep=1,
+                            **capture.forward_kwargs())
+                states = capture.collect(out)
+                end = start + len(s.tokens)
+                if final is not None:
+                    final[start:end] = states.final.float().cpu().numpy()
+                for i, array in layers.items():
+                    array[start:end] = states.layer_inputs[i].float().cpu().numpy()
+                completed += 1
+                if time.monotonic() - saved_at >= save_every_s:
+                    _save_progress(tmp, arrays, key, completed)
+                    saved_at = time.monotonic()
+        except BaseException:  # Ctrl-C or an error: keep what is done for the next run
+            if completed > done:
+                _save_progress(tmp, arrays, key, completed)
+            raise
+    return _finish_folder(folder, tmp, final, layers, request, corpus, len(sequences), n, hidden, family)
+
+
+def _save_progress(tmp: Path, arrays: list, key: str, done: int) -> None:
+    """Flush the states written so far, then record how many sequences they hold (in that order,
+    so the record never claims states that are not on disk)."""
+    for array in arrays:
+        array.flush()
+    (tmp / "progress.tmp").write_text(json.dumps({"key": key, "done": done}))
+    (tmp / "progress.tmp").replace(tmp / "progress.json")
 
 
 def corpus_sequences(records: list[dict], tokenizer, corpus: Path, max_length: int,
@@ -206,12 +277,24 @@ def corpus_sequences(records: list[dict], tokenizer, corpus: Path, max_length: i
 
 
 def _new_folder(folder: Path, sequences: list[Sequence], starts: np.ndarray, request: HiddenStateRequest,
-                hidden: int):
-    """A temporary folder beside ``folder`` with the token arrays written and the state memmaps open."""
+                hidden: int, resume: bool = False):
+    """A temporary folder beside ``folder`` with the token arrays written and the state memmaps
+    open, and how many sequences already hold their states: with ``resume``, an interrupted run's
+    folder of the same key is continued (its arrays kept), anything else starts afresh."""
     n = int(starts[-1])
     tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    done = 0
+    progress = tmp / "progress.json"
+    if resume and progress.is_file():
+        try:
+            record = json.loads(progress.read_text())
+        except (OSError, json.JSONDecodeError):
+            record = {}
+        if record.get("key") == folder.name and 0 < int(record.get("done", 0)) <= len(sequences):
+            done = int(record["done"])
+    if not done:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
     tokens = np.concatenate([np.array(s.tokens, dtype=np.int32) for s in sequences])
     answer = np.zeros(n, dtype=bool)
     for s, start in zip(sequences, starts[:-1]):
@@ -220,17 +303,22 @@ def _new_folder(folder: Path, sequences: list[Sequence], starts: np.ndarray, req
     np.save(tmp / "answer.npy", answer)
     np.save(tmp / "starts.npy", starts)
     np.save(tmp / "heldout.npy", np.array([s.heldout for s in sequences], dtype=bool))
-    final = np.memmap(tmp / "final.f16", dtype=np.float16, mode="w+", shape=(n, hidden)) if request.final else None
-    layers = {i: np.memmap(tmp / f"layer{i}.f16", dtype=np.float16, mode="w+", shape=(n, hidden))
+    mode = "r+" if done else "w+"
+    final = np.memmap(tmp / "final.f16", dtype=np.float16, mode=mode, shape=(n, hidden)) if request.final else None
+    layers = {i: np.memmap(tmp / f"layer{i}.f16", dtype=np.float16, mode=mode, shape=(n, hidden))
               for i in request.layer_inputs}
-    return tmp, final, layers
+    return tmp, final, layers, done
 
 
-def _finish_folder(folder, tmp, final, layers, request, corpus, sequences: int, n: int, hidden: int) -> Features:
+def _finish_folder(folder, tmp, final, layers, request, corpus, sequences: int, n: int, hidden: int,
+                   family: Optional[str] = None) -> Features:
     for array in ([final] if final is not None else []) + list(layers.values()):
         array.flush()
     meta = {"version": FORMAT_VERSION, "positions": n, "hidden": hidden, "sequences": sequences,
             "final": request.final, "layers": list(request.layer_inputs), "corpus": str(corpus)}
+    if family is not None:
+        meta["family"] = family
+    (tmp / "progress.json").unlink(missing_ok=True)
     (tmp / "meta.json").write_text(json.dumps(meta))
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
@@ -274,7 +362,7 @@ def subset_features(model, tokenizer, corpus: Path, subset: Path, request: Hidde
                           heldout=bool(full.heldout[j])) for (a, b), j in zip(spans, chosen)]
     starts = np.concatenate([[0], np.cumsum([b - a for a, b in spans])]).astype(np.int64)
     hidden = int(model.config.get_text_config().hidden_size)
-    tmp, final, layers = _new_folder(folder, sequences, starts, request, hidden)
+    tmp, final, layers, _ = _new_folder(folder, sequences, starts, request, hidden)
     for (a, b), start in zip(spans, starts[:-1]):
         end = int(start) + b - a
         if final is not None:
