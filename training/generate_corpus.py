@@ -311,9 +311,33 @@ def _chosen(conversation_id: str, fraction: float) -> bool:
 
 
 # ---------------------------------------------------------------- merge
-def merge(work_dirs: list[Path], out: Path, tokenizer, heldout_fraction: float) -> list[dict]:
+def read_included(paths: list[Path]) -> list[dict]:
+    """Records of finished corpus files (make_corpus's format, with token ids and a split) to be
+    merged as they are."""
+    records = []
+    for path in paths:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise SystemExit(f"{path}:{number}: not JSON ({exc})") from None
+                if not isinstance(r, dict) or "id" not in r or "answer_token_ids" not in r or \
+                        r.get("split") not in ("train", "heldout"):
+                    raise SystemExit(f"{path}:{number}: not a corpus record (needs id, answer_token_ids and a "
+                                     f"train/heldout split)")
+                records.append(r)
+    return records
+
+
+def merge(work_dirs: list[Path], out: Path, tokenizer, heldout_fraction: float,
+          include: tuple[Path, ...] = ()) -> list[dict]:
     """One corpus from the answer stages of the work folders: make_corpus's record format, in id
-    order, as one gzip member without a timestamp (the same records give the same bytes)."""
+    order, as one gzip member without a timestamp (the same records give the same bytes). The
+    records of ``include`` (finished corpus files) follow, as they are."""
+    included = read_included(list(include))
     first, second = {}, {}
     for work in work_dirs:
         for stage, into in (("answer1", first), ("answer2", second)):
@@ -328,6 +352,11 @@ def merge(work_dirs: list[Path], out: Path, tokenizer, heldout_fraction: float) 
         follow = second.get(conversation_id + "/2")
         if follow is not None:
             records.append(_corpus_record(follow, splits[conversation_id], tokenizer, turn=2))
+    ids = {r["id"] for r in records}
+    clash = next((r["id"] for r in included if r["id"] in ids), None)
+    if clash is not None:
+        raise SystemExit(f"--include: id {clash!r} is also in the build")
+    records.extend(included)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
@@ -397,6 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="WORK_DIR",
                         help="instead of generating, write --out from these work folders")
     parser.add_argument("--out", type=Path, default=None, help="the corpus file --merge writes (.jsonl.gz)")
+    parser.add_argument("--include", type=Path, action="append", default=[], metavar="CORPUS",
+                        help="with --merge: a finished corpus file whose records are added as they are (repeatable)")
     parser.add_argument("--stats", action="store_true",
                         help="print what each stage holds and why user turns were dropped, then exit")
     return parser
@@ -467,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
             missing = [str(m) for m in args.merge if not m.is_dir()]
             if missing:
                 parser.error(f"--merge: no such folder: {', '.join(missing)}")
-            records = merge(args.merge, args.out, tokenizer, args.heldout_fraction)
+            missing = [str(m) for m in args.include if not m.is_file()]
+            if missing:
+                parser.error(f"--include: no such file: {', '.join(missing)}")
+            records = merge(args.merge, args.out, tokenizer, args.heldout_fraction, tuple(args.include))
             print(f"{args.out}: {len(records)} answered turns", file=sys.stderr)
             print(corpus_stats(records))
             return 0

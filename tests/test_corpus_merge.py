@@ -1,0 +1,70 @@
+"""generate_corpus --merge: the build's answers, plus finished corpus files added as they are."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from methods.core.model_loading import load_tokenizer
+from tests.test_inference import save_tiny_model
+from training.generate_corpus import main, stage_path
+
+
+def _write(path, records):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def _answer(i, task="math"):
+    return {"id": f"{task}-{i:06d}", "task": task, "turns": [f"question {i}"], "answers_before": [],
+            "model": "tiny", "max_new_tokens": 8, "finished": True, "prompt_token_ids": [1, 2, 3],
+            "answer_token_ids": [4 + i, 5]}
+
+
+def _read(path):
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_merge_adds_included_corpus_records_as_they_are(tiny_folder, tmp_path):
+    work = tmp_path / "build"
+    _write(stage_path(work, "answer1"), [_answer(i) for i in range(12)])
+    _write(stage_path(work, "answer2"), [])
+    written = [{"id": "writing-00", "category": "writing", "split": "heldout", "answer_token_ids": [7, 8],
+                "prompt_token_ids": [1, 2], "conversations": []}]
+    _write(tmp_path / "written.jsonl.gz", written)
+    out = tmp_path / "corpus.jsonl.gz"
+    argv = ["--model-path", str(tiny_folder), "--merge", str(work), "--include", str(tmp_path / "written.jsonl.gz"),
+            "--out", str(out)]
+    assert main(argv) == 0
+    records = _read(out)
+    assert [r["id"] for r in records] == [f"math-{i:06d}" for i in range(12)] + ["writing-00"]
+    assert records[-1] == written[0]
+    first = out.read_bytes()
+    assert main(argv) == 0 and out.read_bytes() == first  # the same inputs give the same bytes
+
+
+def test_merge_refuses_a_clash_and_a_file_that_is_no_corpus(tiny_folder, tmp_path):
+    work = tmp_path / "build"
+    _write(stage_path(work, "answer1"), [_answer(0)])
+    _write(stage_path(work, "answer2"), [])
+    _write(tmp_path / "clash.jsonl.gz", [{**_answer(0), "split": "train"}])
+    with pytest.raises(SystemExit, match="id 'math-000000' is also in the build"):
+        main(["--model-path", str(tiny_folder), "--merge", str(work), "--include", str(tmp_path / "clash.jsonl.gz"),
+              "--out", str(tmp_path / "out.jsonl.gz")])
+    _write(tmp_path / "bad.jsonl.gz", [{"id": "x"}])
+    with pytest.raises(SystemExit, match="not a corpus record"):
+        main(["--model-path", str(tiny_folder), "--merge", str(work), "--include", str(tmp_path / "bad.jsonl.gz"),
+              "--out", str(tmp_path / "out.jsonl.gz")])
+    with pytest.raises(SystemExit):
+        main(["--model-path", str(tiny_folder), "--merge", str(work), "--include", str(tmp_path / "none.jsonl.gz"),
+              "--out", str(tmp_path / "out.jsonl.gz")])
+    assert not (tmp_path / "out.jsonl.gz").exists()

@@ -1,0 +1,65 @@
+"""training/retrain_all.py: the plan, what it skips, and how it resumes (commands recorded, not run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training import retrain_all
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    corpus = tmp_path / "data" / "corpus" / "smollm2_corpus.jsonl.gz"
+    corpus.parent.mkdir(parents=True)
+    corpus.write_bytes(b"corpus")
+    (tmp_path / "data" / "corpus" / "build").mkdir()
+    monkeypatch.setattr(retrain_all, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(retrain_all, "BUNDLED_CORPUS", corpus)
+    commands = []
+    monkeypatch.setattr(retrain_all, "run", lambda command, dry_run: commands.append(command[2:]))
+    return tmp_path, commands
+
+
+def _ship(root: Path, method: str, sha: str) -> Path:
+    folder = root / retrain_all.DRAFTERS / method
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"method": method, "training": {"corpus_sha256": sha}}))
+    return folder
+
+
+def test_every_step_runs_in_order_with_relative_paths(repo):
+    root, commands = repo
+    assert retrain_all.main([]) == 0
+    modules = [c[0] for c in commands]
+    assert modules[:2] == ["training.generate_corpus", "training.extract_features"]
+    assert [c[c.index("--method") + 1] for c in commands[2:]] == [t.method for t in retrain_all.PLAN]
+    assert all(not Path(a).is_absolute() for c in commands for a in c)
+
+
+def test_a_drafter_trained_on_this_corpus_is_skipped_and_a_stopped_one_resumes(repo):
+    root, commands = repo
+    from methods.core.file_hash import file_sha256
+    sha = file_sha256(retrain_all.BUNDLED_CORPUS)
+    for t in retrain_all.PLAN:
+        _ship(root, t.method, sha)
+    _ship(root, "eagle", "an older corpus")
+    (_ship(root, "hydra", "an older corpus") / "training-checkpoint.pt").write_bytes(b"")
+    assert retrain_all.main(["--no-merge"]) == 0
+    assert commands[0][0] == "training.extract_features"
+    assert commands[0][commands[0].index("--methods") + 1] == "hydra,eagle"
+    trained = {c[c.index("--method") + 1]: c for c in commands[1:]}
+    assert set(trained) == {"hydra", "eagle"}
+    assert "--resume" in trained["hydra"] and "--resume" not in trained["eagle"]
+
+
+def test_only_and_its_errors(repo, capsys):
+    root, commands = repo
+    assert retrain_all.main(["--only", "medusa", "--no-merge", "--threads", "2"]) == 0
+    assert [c[0] for c in commands] == ["training.train_drafter"]  # features only with their step
+    assert commands[0][-2:] == ["--threads", "2"]
+    with pytest.raises(SystemExit):
+        retrain_all.main(["--only", "medusa,nope"])
+    assert "nope" in capsys.readouterr().err

@@ -1,0 +1,136 @@
+"""Retrain every shipped drafter of the embedded model on the corpus, one resumable command.
+
+    python -m training.retrain_all --threads 2            # the whole plan, or what is left of it
+    python -m training.retrain_all --dry-run              # what it would run, and what is done
+
+The plan, in order: (1) merge the corpus build (`data/corpus/build/`, written by
+training/generate_corpus.py) with the answers to the project's hand-written prompts into the
+bundled corpus; (2) run the target once over it for every trainer (training/extract_features.py);
+(3) train each drafter into its shipped folder under data/drafters/smollm2-135m-instruct/. REST,
+SAM-Decoding and SuffixDecoding need no step: they index the bundled corpus when they first run,
+keyed by its checksum.
+
+Every step can stop at any moment and is picked up by the next run of the same command: the
+merge is deterministic (same records, same bytes), features save their progress every minute,
+and a trainer stopped midway leaves a checkpoint that the next run continues with --resume. A
+drafter whose artifact already records the bundled corpus's checksum is done and skipped, so
+after the corpus changes (a larger build merged) everything is trained again, and only then.
+
+The epochs are fewer than each recipe's default, which was sized for a corpus of 103k answer
+tokens: on twenty times the data a pass teaches what many passes over little data did, and the
+issue gives the whole set about 8 hours of 2-core time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from methods.core.file_hash import file_sha256
+from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT
+from training.checkpoint import FILE as CHECKPOINT_FILE
+
+# Relative to the repository root, where every step runs: the commands recorded in the artifacts'
+# READMEs then hold no path of the machine that trained them.
+DRAFTERS = Path("data") / "drafters" / "smollm2-135m-instruct"
+BUILD = Path("data") / "corpus" / "build"
+# The answers to the hand-written prompts of training/corpus_prompts.jsonl (the corpus every
+# drafter was trained on before the build): kept in the merged corpus for their long documents.
+WRITTEN = Path("data") / "corpus" / "written_prompts.jsonl.gz"
+CORPUS = BUNDLED_CORPUS.relative_to(REPO_ROOT)
+
+
+@dataclass(frozen=True)
+class Training:
+    method: str
+    options: list[str] = field(default_factory=list)
+
+
+# Order: cheapest first, so that a sitting that ends early has shipped the most drafters.
+PLAN = (
+    Training("hydra", ["--epochs", "2"]),
+    Training("medusa", ["--epochs", "2"]),
+    Training("eagle", ["--epochs", "3", "--eagle-steps", "2"]),
+    Training("dflash", ["--epochs", "2"]),
+    Training("sps", ["--epochs", "1"]),
+    Training("eagle3", ["--epochs", "1"]),
+    # SPACE runs the frozen target inside its loss: a pass over millions of positions would take
+    # a day, so it trains on a fixed number of steps, as many as its last pass had.
+    Training("space", ["--max-steps", "400"]),
+)
+
+
+def trained_on(folder: Path) -> str | None:
+    """The corpus checksum a shipped artifact records, or None."""
+    try:
+        return json.loads((folder / "config.json").read_text())["training"]["corpus_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run(command: list[str], dry_run: bool) -> None:
+    print("$ " + " ".join(command), flush=True)
+    if dry_run:
+        return
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"stopped: the step above exited with {result.returncode}; run this command again to "
+                         f"continue from where it stopped")
+    print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.retrain_all", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--only", default=None,
+                        help="comma-separated steps to run: merge, features and/or method names (default: all)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for every step")
+    parser.add_argument("--no-merge", action="store_true",
+                        help="train on the bundled corpus as it is (do not merge the build into it first)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and what is done; run nothing")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    steps = {"merge", "features", *(t.method for t in PLAN)}
+    only = None if args.only is None else {s.strip() for s in args.only.split(",") if s.strip()}
+    if only is not None and (not only or only - steps):
+        parser.error(f"--only: {', '.join(sorted(only - steps)) or 'nothing given'}; steps are "
+                     f"{', '.join(['merge', 'features', *(t.method for t in PLAN)])}")
+    wanted = (lambda step: True) if only is None else (lambda step: step in only)
+    threads = [] if args.threads is None else ["--threads", str(args.threads)]
+    python = [sys.executable, "-m"]
+
+    if wanted("merge") and not args.no_merge:
+        if not (REPO_ROOT / BUILD).is_dir():
+            parser.error(f"no corpus build in {BUILD}: run training/generate_corpus.py first, or give --no-merge")
+        include = ["--include", str(WRITTEN)] if (REPO_ROOT / WRITTEN).is_file() else []
+        run([*python, "training.generate_corpus", "--merge", str(BUILD), *include, "--out", str(CORPUS)],
+            args.dry_run)
+    corpus_sha = file_sha256(BUNDLED_CORPUS)
+    print(f"bundled corpus sha256 {corpus_sha[:16]}...", flush=True)
+    pending = [t for t in PLAN if wanted(t.method) and trained_on(REPO_ROOT / DRAFTERS / t.method) != corpus_sha]
+    for t in PLAN:
+        if wanted(t.method) and t not in pending:
+            print(f"{t.method}: done (its artifact records this corpus)")
+    if wanted("features") and pending:
+        run([*python, "training.extract_features", "--corpus", str(CORPUS),
+             "--methods", ",".join(t.method for t in pending), *threads], args.dry_run)
+    for t in pending:
+        out = DRAFTERS / t.method
+        resume = ["--resume"] if (REPO_ROOT / out / CHECKPOINT_FILE).is_file() else []
+        run([*python, "training.train_drafter", "--method", t.method, "--model-path", "embedded",
+             "--corpus", str(CORPUS), "--out", str(out), *t.options, *threads, *resume], args.dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
