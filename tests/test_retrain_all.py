@@ -26,7 +26,12 @@ def repo(tmp_path, monkeypatch):
 def _ship(root: Path, method: str, sha: str) -> Path:
     folder = root / retrain_all.DRAFTERS / method
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({"method": method, "training": {"corpus_sha256": sha}}))
+    record = {"method": method, "training": {"corpus_sha256": sha}}
+    if method == "sps":  # a model folder: config.json is the model's, the record is in metadata.json
+        (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+        (folder / "metadata.json").write_text(json.dumps(record))
+    else:
+        (folder / "config.json").write_text(json.dumps(record))
     return folder
 
 

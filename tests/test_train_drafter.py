@@ -164,3 +164,19 @@ def test_help_documents_every_option(capsys):
         if action.option_strings:
             assert action.help, f"{action.option_strings} has no help"
     assert "--medusa-heads" in text and "--model-path" in text
+
+
+@pytest.mark.parametrize("method,extra", [("medusa", ["--medusa-heads", "2"]), ("hydra", ["--hydra-heads", "2"]),
+                                          ("eagle", ["--eagle-steps", "2"]), ("eagle3", []),
+                                          ("dflash", ["--dflash-target-layers", "0"]), ("sps", []),
+                                          ("space", [])])
+def test_every_recipe_trains_in_bfloat16_mixed_precision(method, extra, tmp_path, monkeypatch):
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    out = tmp_path / method
+    assert main(["--method", method, "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
+                 "--max-steps", "2", "--precision", "bfloat16", "--no-progress", *extra]) == 0
+    record = out / ("metadata.json" if method == "sps" else "config.json")  # sps: config.json is the model's
+    assert json.loads(record.read_text())["training"]["precision"] == "bfloat16"
+    assert "bfloat16 training steps" in (out / "README.md").read_text()
+    for name, tensor in load_file(str(next(out.glob("*.safetensors")))).items():
+        assert torch.isfinite(tensor.float()).all(), name

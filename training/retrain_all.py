@@ -33,6 +33,7 @@ from pathlib import Path
 
 from methods.core.file_hash import file_sha256
 from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT
+from methods.heads.sps_draft import METADATA_FILE
 from training.checkpoint import FILE as CHECKPOINT_FILE
 
 # Relative to the repository root, where every step runs: the commands recorded in the artifacts'
@@ -66,11 +67,15 @@ PLAN = (
 
 
 def trained_on(folder: Path) -> str | None:
-    """The corpus checksum a shipped artifact records, or None."""
-    try:
-        return json.loads((folder / "config.json").read_text())["training"]["corpus_sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """The corpus checksum a shipped artifact records, or None. Head artifacts keep their training
+    record in config.json; the SpS draft model, whose config.json is the model's own, in
+    metadata.json."""
+    for name in ("config.json", METADATA_FILE):
+        try:
+            return json.loads((folder / name).read_text())["training"]["corpus_sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
 
 
 def run(command: list[str], dry_run: bool) -> None:

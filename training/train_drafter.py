@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and batch order")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="device for the target and the training")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="arithmetic of the training steps: bfloat16 runs them under autocast (weights and "
+                             "optimiser stay float32, as in the published recipes), several times faster on CPUs "
+                             "with AMX or AVX512-BF16 and on GPUs; held-out accuracy is always measured in float32")
     parser.add_argument("--no-cache", action="store_true", help="recompute the target features even if cached")
     parser.add_argument("--resume", action="store_true",
                         help="continue the unfinished run whose checkpoint is in --out (same command otherwise)")
@@ -160,7 +164,8 @@ def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> No
         f"- {training['steps']} steps of {training['batch_size']} positions, {training['epochs']} epochs, "
         f"lr {training['lr']} (cosine, {training['warmup']:.0%} warm-up), seed {training['seed']}",
         f"- wall time {training['wall_time_s']:.0f} s (features {training['feature_time_s']:.0f} s, "
-        f"training {training['train_time_s']:.0f} s) on {training['device']}, {training['threads']} threads",
+        f"training {training['train_time_s']:.0f} s) on {training['device']}, {training['threads']} threads, "
+        f"{training.get('precision', 'float32')} training steps",
         "",
         f"{recipe.metric_label}, per epoch:",
         "",
@@ -240,6 +245,10 @@ def main(argv=None) -> int:
                 "torch_rng": torch.get_rng_state(), "recipe_generators": generator_states(recipe),
                 "train_time_s": trained_before + time.perf_counter() - train_start}
 
+    # Mixed precision: the matrix products of the forward and backward in bfloat16, the master
+    # weights, optimiser state and evaluation in float32.
+    autocast = torch.autocast(device_type=torch.device(args.device).type, dtype=torch.bfloat16,
+                              enabled=args.precision == "bfloat16")
     train_start = time.perf_counter()
     bar = tqdm(total=total, initial=step, desc=f"training {args.method}", unit="step", disable=args.no_progress)
     while step < total:
@@ -249,7 +258,8 @@ def main(argv=None) -> int:
         for done, batch in enumerate(recipe.train_batches(rng, args.batch_size), 1):
             if done <= skip:
                 continue  # replayed: a resumed run's epoch up to where it stopped
-            loss = recipe.loss(batch)
+            with autocast:
+                loss = recipe.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if recipe.clip_value is not None:  # EAGLE's recipe clips gradients by value
@@ -287,6 +297,7 @@ def main(argv=None) -> int:
             "heldout_positions": int(len(recipe.heldout_positions)), "steps": step, "epochs": epoch,
             "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup, "weight_decay": args.weight_decay,
             "seed": args.seed, "device": str(loaded.device), "threads": torch.get_num_threads(),
+            "precision": args.precision,
             "wall_time_s": round(trained_before + time.perf_counter() - started, 1),
             "feature_time_s": round(feature_time, 1),
             "train_time_s": round(train_time, 1),
