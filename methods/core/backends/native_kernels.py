@@ -128,10 +128,10 @@ SIGNATURES = {  # argument types of every exported function of lean_native.h (al
     "skinny_sgemm": [_INT, _INT, _INT, _PTR, _PTR, _PTR, _INT],
     "rms_norm": [_INT, _INT, _PTR, _PTR, _PTR, _FLOAT, _PTR],
     "rope_store": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT],
-    "attend": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _INT, _INT, _PTR, _FLOAT, _PTR, _INT],
+    "attend": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _INT, _INT, _INT, _PTR, _FLOAT, _PTR, _INT],
     "silu_mul": [_INT, _INT, _PTR, _PTR, _INT],
     "attend_rows": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _FLOAT, _PTR, _INT],
-    "lean_layer": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _PTR, _INT],
+    "lean_layer": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _INT, _PTR, _INT],
 }
 
 
