@@ -93,16 +93,19 @@ class LeanCache:
     def value_addresses(self) -> list[int]:
         return [v.data_ptr() for v in self.values]
 
-    def reserve(self, needed: int) -> None:
+    def reserve(self, needed: int, keep: Optional[int] = None) -> None:
+        """Room for ``needed`` entries; the first ``keep`` (default ``length``) survive a growth.
+        A draft passes more than ``length``: its tree entries after the committed ones."""
         if needed <= self.capacity:
             return
         capacity = self.capacity
         while capacity < needed:
             capacity *= 2
+        keep = self.length if keep is None else keep
         for store in (self.keys, self.values):
             for i, old in enumerate(store):
                 new = old.new_zeros(old.shape[0], capacity, old.shape[2])
-                new[:, : self.length] = old[:, : self.length]
+                new[:, :keep] = old[:, :keep]
                 store[i] = new
 
     def compact(self, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:

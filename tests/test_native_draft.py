@@ -1,0 +1,211 @@
+"""Draft layers on the lean backend's native layer (methods/heads/native_layers.py).
+
+1. The native EAGLE draft forward equals the draft's torch forward up to float32 rounding: several
+   layers, grouped-query attention, with and without an input norm on layer 0, q/k/v biases, over a
+   cache of committed pairs and with tree entries that see only their ancestors.
+2. Drafting on the engine takes the native path where the library is built and the draft is
+   float32 on the CPU, and the output stays the baseline's.
+3. Where the library is missing, or the draft is not float32, the torch path runs instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from methods.core.backends import native_kernels
+from methods.core.backends.lean import SKINNY_MAX_ROWS
+from methods.core.drafter import DecodingConfig
+from methods.core.engine import SpeculativeEngine
+from methods.drafters.eagle import EagleDrafter
+from methods.drafters.eagle2 import Eagle2Drafter
+from methods.drafters.eagle_state import PairTracker, TreeExpansion
+from methods.drafters.vanilla import VanillaDrafter
+from methods.heads.eagle import DraftCache, EagleDraftModel, EagleShape, RMSNorm
+from methods.heads.native_layers import NativeEagleDraft
+from tests.engine_helpers import baseline, random_prompts, run_turns
+
+VOCAB = 97
+HIDDEN = 32
+
+needs_native = pytest.mark.skipif(native_kernels.load() is None,
+                                  reason=f"native kernel unavailable: {native_kernels.why_not()}")
+
+SHAPES = {  # GQA groups 2 and 3, head sizes 8 and 16 (16 * 6 heads is wider than the stream)
+    "gqa2-hd8-3layers": EagleShape(HIDDEN, 48, 4, 2, 8, num_layers=3),
+    "gqa3-hd16-2layers-bias": EagleShape(HIDDEN, 40, 6, 2, 16, num_layers=2, attention_bias=True, fc_bias=False),
+}
+
+
+@pytest.fixture(scope="module")
+def target():
+    torch.manual_seed(5)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).float().eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(6.0)
+    return model
+
+
+def random_draft(model, shape: EagleShape, seed: int = 0, layer0_norm: bool = False) -> EagleDraftModel:
+    """A float32 draft with random weights bound to ``model``; ``layer0_norm`` gives layer 0 the
+    input norm that EAGLE's published layout leaves out."""
+    torch.manual_seed(seed)
+    draft = EagleDraftModel(shape)
+    if layer0_norm:
+        draft.layers[0].input_layernorm = RMSNorm(shape.hidden_size, shape.rms_norm_eps)
+    with torch.no_grad():
+        for p in draft.parameters():
+            p.normal_(0, 0.25) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    draft.float().eval()
+    draft.bind(model)
+    return draft
+
+
+def assert_float32_close(actual: torch.Tensor, expected: torch.Tensor):
+    """Equal up to float32 rounding of values the size of ``expected``'s largest: the two paths
+    sum in other orders (and lean_ops.c's exp is a polynomial), which over a few layers and a
+    softmax moves results by some 1e-6 of the largest value, as float32 torch itself differs from
+    float64 by that much here."""
+    scale = max(1.0, float(expected.detach().abs().max()))
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+def trackers(draft, prompt, features):
+    """Two pair trackers over the same draft and prompt: one on the native path, one on torch ops."""
+    native, torch_ops = PairTracker(draft), PairTracker(draft)
+    for tracker in (native, torch_ops):
+        tracker.begin(prompt, features, torch.device("cpu"), torch.float32)
+    torch_ops.native = None
+    assert native.native is not None
+    return native, torch_ops
+
+
+def assert_same_cache(a: DraftCache, b: DraftCache, rows: int):
+    for ka, kb, va, vb in zip(a.keys, b.keys, a.values, b.values):
+        assert_float32_close(ka[:, :rows], kb[:, :rows])
+        assert_float32_close(va[:, :rows], vb[:, :rows])
+
+
+# ---------------------------------------------------------------------------------- the forward
+@needs_native
+@pytest.mark.parametrize("layer0_norm", [False, True], ids=["published", "layer0-norm"])
+@pytest.mark.parametrize("name", SHAPES)
+def test_native_forward_equals_one_causal_torch_pass(target, name, layer0_norm):
+    """Pairs fed in three blocks against the cache give what one causal torch pass gives."""
+    draft = random_draft(target, SHAPES[name], layer0_norm=layer0_norm)
+    native = NativeEagleDraft.for_draft(draft)
+    assert native is not None
+    gen = torch.Generator().manual_seed(1)
+    n = 11
+    features, tokens = torch.randn(n, HIDDEN, generator=gen), torch.randint(3, VOCAB, (n,), generator=gen)
+    embeds = draft.embed(tokens)
+    with torch.no_grad():
+        full, kv = draft(features[None], embeds[None], torch.arange(n)[None], None,
+                         torch.ones(n, n, dtype=torch.bool).tril()[None])
+    cache = DraftCache(draft.shape, torch.device("cpu"), torch.float32, capacity=4)  # grows twice
+    outs = []
+    for start, end in ((0, 5), (5, 6), (6, n)):
+        m = end - start
+        outs.append(native.run(cache, features[start:end], embeds[start:end], torch.arange(start, end), start,
+                               torch.ones(m, m, dtype=torch.bool).tril()))
+        cache.length = end
+    assert_float32_close(torch.cat(outs), full[0])
+    for i, (k, v) in enumerate(kv):
+        assert_float32_close(cache.keys[i][:, :n], k[0])
+        assert_float32_close(cache.values[i][:, :n], v[0])
+
+
+@needs_native
+@pytest.mark.parametrize("layer0_norm", [False, True], ids=["published", "layer0-norm"])
+@pytest.mark.parametrize("name", SHAPES)
+def test_native_tree_entries_equal_the_torch_paths(target, name, layer0_norm):
+    """Catch-up over a prompt and a step's pairs, then three depths of tree entries (siblings,
+    cousins, a chain) after the committed pairs: the native and torch paths agree on every output
+    and every cache row, and the entries of one step are overwritten by the next step's pairs."""
+    draft = random_draft(target, SHAPES[name], seed=2, layer0_norm=layer0_norm)
+    gen = torch.Generator().manual_seed(3)
+    prompt = torch.randint(3, VOCAB, (8,), generator=gen).tolist()
+    native, torch_ops = trackers(draft, prompt, torch.randn(7, HIDDEN, generator=gen))
+    for step in range(2):
+        assert native.catch_up() and torch_ops.catch_up()
+        assert_float32_close(native.last_output, torch_ops.last_output)
+        expansions = [TreeExpansion(draft, native), TreeExpansion(draft, torch_ops)]
+        plan = [([-1, -1, -1], [5, 6, 7], 1), ([0, 0, 2], [8, 9, 10], 2), ([4], [11], 3)]
+        outputs = [{-1: native.last_output}, {-1: torch_ops.last_output}]
+        for parents, tokens, depth in plan:
+            results = []
+            for expansion, seen in zip(expansions, outputs):
+                parent_outputs = torch.stack([seen[p] for p in parents])
+                out = expansion.run(parent_outputs, parents, torch.tensor(tokens), depth)
+                seen.update({len(expansion) - len(tokens) + j: out[j] for j in range(len(tokens))})
+                results.append(out)
+            assert_float32_close(results[0], results[1])
+        assert_same_cache(native.cache, torch_ops.cache, native.n_pairs + len(expansions[0]))
+        rows = torch.randn(3, HIDDEN, generator=gen)  # the next step: three pairs over the entries' rows
+        for tracker in (native, torch_ops):
+            tracker.add_step(rows, [20 + step, 21, 22])
+    assert native.catch_up() and torch_ops.catch_up()
+    assert_same_cache(native.cache, torch_ops.cache, native.n_pairs)
+    assert native.passes["torch"] == 0 and native.passes["native"] > 0 and torch_ops.passes["native"] == 0
+
+
+@needs_native
+def test_a_long_catch_up_runs_on_torch_ops_and_later_steps_natively(target):
+    """More rows than the native kernel is used for go through the draft's torch module (as the
+    lean target's long prefills do); the cache they leave is the one the native steps continue."""
+    draft = random_draft(target, SHAPES["gqa2-hd8-3layers"], seed=4)
+    gen = torch.Generator().manual_seed(5)
+    n = SKINNY_MAX_ROWS + 10
+    prompt = torch.randint(3, VOCAB, (n + 1,), generator=gen).tolist()
+    native, torch_ops = trackers(draft, prompt, torch.randn(n, HIDDEN, generator=gen))
+    assert native.catch_up() and torch_ops.catch_up()
+    assert native.passes == {"native": 0, "torch": 1}
+    rows = torch.randn(2, HIDDEN, generator=gen)
+    for tracker in (native, torch_ops):
+        tracker.add_step(rows, [30, 31])
+        assert tracker.catch_up()
+    assert native.passes == {"native": 1, "torch": 1}
+    assert_float32_close(native.last_output, torch_ops.last_output)
+    assert_same_cache(native.cache, torch_ops.cache, native.n_pairs)
+
+
+# ---------------------------------------------------------------------------------- on the engine
+@needs_native
+@pytest.mark.parametrize("method", ["eagle", "eagle2"])
+def test_eagle_drafts_natively_on_the_engine_and_keeps_the_baseline_output(target, method):
+    engine = SpeculativeEngine(target, backend="lean")
+    draft = random_draft(target, SHAPES["gqa2-hd8-3layers"], seed=6)
+    drafter = (EagleDrafter(draft, choices=[[0], [1], [0, 0], [0, 1], [0, 0, 0]]) if method == "eagle"
+               else Eagle2Drafter(draft, total_token=8, depth=3, top_k=3))
+    config = DecodingConfig(max_new_tokens=20)
+    for prompt in random_prompts(3, VOCAB, seed=7):
+        assert run_turns(engine, drafter, prompt, config) == run_turns(engine, VanillaDrafter(), prompt, config)
+    assert drafter.tracker.passes["native"] > 10 and drafter.tracker.passes["torch"] == 0
+    # The draft's weights (now views of the fused matrices) still train: not inference tensors.
+    features, tokens = torch.randn(1, 4, HIDDEN), torch.randint(3, VOCAB, (4,))
+    out, _ = draft(features, draft.embed(tokens)[None], torch.arange(4)[None], None,
+                   torch.ones(4, 4, dtype=torch.bool).tril()[None])
+    out.square().sum().backward()
+    assert draft.layers[0].self_attn.q_proj.weight.grad is not None
+
+
+# ---------------------------------------------------------------------------------- fallbacks
+def test_without_the_native_library_the_draft_runs_on_torch_ops(target, monkeypatch):
+    monkeypatch.setattr(native_kernels, "_state", {"library": None, "why_not": "switched off by the test"})
+    draft = random_draft(target, SHAPES["gqa2-hd8-3layers"], seed=8)
+    assert NativeEagleDraft.for_draft(draft) is None
+    engine = SpeculativeEngine(target)
+    drafter = Eagle2Drafter(draft, total_token=6, depth=2, top_k=2)
+    config = DecodingConfig(max_new_tokens=12)
+    prompt = [4, 8, 15, 16, 23]
+    assert engine.generate(prompt, drafter, config)[0] == baseline(engine, prompt, config)
+    assert drafter.tracker.passes["native"] == 0 and drafter.tracker.passes["torch"] > 0
+
+
+def test_a_float64_draft_runs_on_torch_ops(target):
+    draft = random_draft(target, SHAPES["gqa2-hd8-3layers"], seed=9).double()
+    assert NativeEagleDraft.for_draft(draft) is None
