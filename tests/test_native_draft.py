@@ -20,10 +20,12 @@ from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.drafters.eagle import EagleDrafter
 from methods.drafters.eagle2 import Eagle2Drafter
+from methods.drafters.eagle3 import Eagle3Drafter
 from methods.drafters.eagle_state import PairTracker, TreeExpansion
 from methods.drafters.vanilla import VanillaDrafter
 from methods.heads.eagle import DraftCache, EagleDraftModel, EagleShape, RMSNorm
-from methods.heads.native_layers import NativeEagleDraft
+from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape
+from methods.heads.native_layers import native_draft
 from tests.engine_helpers import baseline, random_prompts, run_turns
 
 VOCAB = 97
@@ -32,9 +34,21 @@ HIDDEN = 32
 needs_native = pytest.mark.skipif(native_kernels.load() is None,
                                   reason=f"native kernel unavailable: {native_kernels.why_not()}")
 
-SHAPES = {  # GQA groups 2 and 3, head sizes 8 and 16 (16 * 6 heads is wider than the stream)
+EAGLE_SHAPES = {  # GQA groups 2 and 3, head sizes 8 and 16 (16 * 6 heads is wider than the stream)
     "gqa2-hd8-3layers": EagleShape(HIDDEN, 48, 4, 2, 8, num_layers=3),
     "gqa3-hd16-2layers-bias": EagleShape(HIDDEN, 40, 6, 2, 16, num_layers=2, attention_bias=True, fc_bias=False),
+}
+EAGLE3_SHAPE = dict(vocab_size=VOCAB, draft_vocab_size=VOCAB)
+# name -> (draft class, shape, layer 0 given an input norm)
+DRAFTS = {
+    "eagle-gqa2-hd8-3layers": (EagleDraftModel, EAGLE_SHAPES["gqa2-hd8-3layers"], False),
+    "eagle-gqa2-hd8-3layers-layer0-norm": (EagleDraftModel, EAGLE_SHAPES["gqa2-hd8-3layers"], True),
+    "eagle-gqa3-hd16-2layers-bias": (EagleDraftModel, EAGLE_SHAPES["gqa3-hd16-2layers-bias"], False),
+    "eagle-gqa3-hd16-2layers-bias-layer0-norm": (EagleDraftModel, EAGLE_SHAPES["gqa3-hd16-2layers-bias"], True),
+    "eagle3-gqa2-hd8": (Eagle3DraftModel, Eagle3Shape(HIDDEN, 48, 4, 2, 8, **EAGLE3_SHAPE), False),
+    "eagle3-gqa3-hd16-bias-norm-before-residual": (
+        Eagle3DraftModel, Eagle3Shape(HIDDEN, 40, 6, 2, 16, attention_bias=True, norm_before_residual=True,
+                                      **EAGLE3_SHAPE), False),
 }
 
 
@@ -50,11 +64,12 @@ def target():
     return model
 
 
-def random_draft(model, shape: EagleShape, seed: int = 0, layer0_norm: bool = False) -> EagleDraftModel:
-    """A float32 draft with random weights bound to ``model``; ``layer0_norm`` gives layer 0 the
-    input norm that EAGLE's published layout leaves out."""
+def random_draft(model, name: str, seed: int = 0):
+    """A float32 draft of ``DRAFTS[name]`` with random weights, bound to ``model``; layer 0 may be
+    given the input norm that EAGLE's published layout leaves out."""
+    kind, shape, layer0_norm = DRAFTS[name]
     torch.manual_seed(seed)
-    draft = EagleDraftModel(shape)
+    draft = kind(shape)
     if layer0_norm:
         draft.layers[0].input_layernorm = RMSNorm(shape.hidden_size, shape.rms_norm_eps)
     with torch.no_grad():
@@ -63,6 +78,12 @@ def random_draft(model, shape: EagleShape, seed: int = 0, layer0_norm: bool = Fa
     draft.float().eval()
     draft.bind(model)
     return draft
+
+
+def feature_width(draft) -> int:
+    """The width of a real pair's feature: EAGLE's fc reads [embedding, feature], EAGLE-3's the
+    three fused target features."""
+    return draft.fc.in_features - (HIDDEN if isinstance(draft, EagleDraftModel) else 0)
 
 
 def assert_float32_close(actual: torch.Tensor, expected: torch.Tensor):
@@ -92,16 +113,16 @@ def assert_same_cache(a: DraftCache, b: DraftCache, rows: int):
 
 # ---------------------------------------------------------------------------------- the forward
 @needs_native
-@pytest.mark.parametrize("layer0_norm", [False, True], ids=["published", "layer0-norm"])
-@pytest.mark.parametrize("name", SHAPES)
-def test_native_forward_equals_one_causal_torch_pass(target, name, layer0_norm):
+@pytest.mark.parametrize("name", DRAFTS)
+def test_native_forward_equals_one_causal_torch_pass(target, name):
     """Pairs fed in three blocks against the cache give what one causal torch pass gives."""
-    draft = random_draft(target, SHAPES[name], layer0_norm=layer0_norm)
-    native = NativeEagleDraft.for_draft(draft)
+    draft = random_draft(target, name)
+    native = native_draft(draft)
     assert native is not None
     gen = torch.Generator().manual_seed(1)
     n = 11
-    features, tokens = torch.randn(n, HIDDEN, generator=gen), torch.randint(3, VOCAB, (n,), generator=gen)
+    features = torch.randn(n, feature_width(draft), generator=gen)
+    tokens = torch.randint(3, VOCAB, (n,), generator=gen)
     embeds = draft.embed(tokens)
     with torch.no_grad():
         full, kv = draft(features[None], embeds[None], torch.arange(n)[None], None,
@@ -120,16 +141,15 @@ def test_native_forward_equals_one_causal_torch_pass(target, name, layer0_norm):
 
 
 @needs_native
-@pytest.mark.parametrize("layer0_norm", [False, True], ids=["published", "layer0-norm"])
-@pytest.mark.parametrize("name", SHAPES)
-def test_native_tree_entries_equal_the_torch_paths(target, name, layer0_norm):
+@pytest.mark.parametrize("name", DRAFTS)
+def test_native_tree_entries_equal_the_torch_paths(target, name):
     """Catch-up over a prompt and a step's pairs, then three depths of tree entries (siblings,
     cousins, a chain) after the committed pairs: the native and torch paths agree on every output
     and every cache row, and the entries of one step are overwritten by the next step's pairs."""
-    draft = random_draft(target, SHAPES[name], seed=2, layer0_norm=layer0_norm)
+    draft = random_draft(target, name, seed=2)
     gen = torch.Generator().manual_seed(3)
     prompt = torch.randint(3, VOCAB, (8,), generator=gen).tolist()
-    native, torch_ops = trackers(draft, prompt, torch.randn(7, HIDDEN, generator=gen))
+    native, torch_ops = trackers(draft, prompt, torch.randn(7, feature_width(draft), generator=gen))
     for step in range(2):
         assert native.catch_up() and torch_ops.catch_up()
         assert_float32_close(native.last_output, torch_ops.last_output)
@@ -145,7 +165,7 @@ def test_native_tree_entries_equal_the_torch_paths(target, name, layer0_norm):
                 results.append(out)
             assert_float32_close(results[0], results[1])
         assert_same_cache(native.cache, torch_ops.cache, native.n_pairs + len(expansions[0]))
-        rows = torch.randn(3, HIDDEN, generator=gen)  # the next step: three pairs over the entries' rows
+        rows = torch.randn(3, feature_width(draft), generator=gen)  # the next step: three pairs over the entries' rows
         for tracker in (native, torch_ops):
             tracker.add_step(rows, [20 + step, 21, 22])
     assert native.catch_up() and torch_ops.catch_up()
@@ -157,7 +177,7 @@ def test_native_tree_entries_equal_the_torch_paths(target, name, layer0_norm):
 def test_a_long_catch_up_runs_on_torch_ops_and_later_steps_natively(target):
     """More rows than the native kernel is used for go through the draft's torch module (as the
     lean target's long prefills do); the cache they leave is the one the native steps continue."""
-    draft = random_draft(target, SHAPES["gqa2-hd8-3layers"], seed=4)
+    draft = random_draft(target, "eagle-gqa2-hd8-3layers", seed=4)
     gen = torch.Generator().manual_seed(5)
     n = SKINNY_MAX_ROWS + 10
     prompt = torch.randint(3, VOCAB, (n + 1,), generator=gen).tolist()
@@ -175,29 +195,31 @@ def test_a_long_catch_up_runs_on_torch_ops_and_later_steps_natively(target):
 
 # ---------------------------------------------------------------------------------- on the engine
 @needs_native
-@pytest.mark.parametrize("method", ["eagle", "eagle2"])
+@pytest.mark.parametrize("method", ["eagle", "eagle2", "eagle3"])
 def test_eagle_drafts_natively_on_the_engine_and_keeps_the_baseline_output(target, method):
     engine = SpeculativeEngine(target, backend="lean")
-    draft = random_draft(target, SHAPES["gqa2-hd8-3layers"], seed=6)
-    drafter = (EagleDrafter(draft, choices=[[0], [1], [0, 0], [0, 1], [0, 0, 0]]) if method == "eagle"
-               else Eagle2Drafter(draft, total_token=8, depth=3, top_k=3))
+    draft = random_draft(target, "eagle3-gqa2-hd8" if method == "eagle3" else "eagle-gqa2-hd8-3layers", seed=6)
+    drafter = {"eagle": lambda: EagleDrafter(draft, choices=[[0], [1], [0, 0], [0, 1], [0, 0, 0]]),
+               "eagle2": lambda: Eagle2Drafter(draft, total_token=8, depth=3, top_k=3),
+               "eagle3": lambda: Eagle3Drafter(draft, total_token=8, depth=3, top_k=3)}[method]()
     config = DecodingConfig(max_new_tokens=20)
     for prompt in random_prompts(3, VOCAB, seed=7):
         assert run_turns(engine, drafter, prompt, config) == run_turns(engine, VanillaDrafter(), prompt, config)
     assert drafter.tracker.passes["native"] > 10 and drafter.tracker.passes["torch"] == 0
     # The draft's weights (now views of the fused matrices) still train: not inference tensors.
-    features, tokens = torch.randn(1, 4, HIDDEN), torch.randint(3, VOCAB, (4,))
+    features, tokens = torch.randn(1, 4, feature_width(draft)), torch.randint(3, VOCAB, (4,))
     out, _ = draft(features, draft.embed(tokens)[None], torch.arange(4)[None], None,
                    torch.ones(4, 4, dtype=torch.bool).tril()[None])
     out.square().sum().backward()
-    assert draft.layers[0].self_attn.q_proj.weight.grad is not None
+    layers = draft.midlayer if method == "eagle3" else draft.layers
+    assert draft.fc.weight.grad is not None and all(p.grad is not None for p in layers.parameters())
 
 
 # ---------------------------------------------------------------------------------- fallbacks
 def test_without_the_native_library_the_draft_runs_on_torch_ops(target, monkeypatch):
     monkeypatch.setattr(native_kernels, "_state", {"library": None, "why_not": "switched off by the test"})
-    draft = random_draft(target, SHAPES["gqa2-hd8-3layers"], seed=8)
-    assert NativeEagleDraft.for_draft(draft) is None
+    draft = random_draft(target, "eagle-gqa2-hd8-3layers", seed=8)
+    assert native_draft(draft) is None
     engine = SpeculativeEngine(target)
     drafter = Eagle2Drafter(draft, total_token=6, depth=2, top_k=2)
     config = DecodingConfig(max_new_tokens=12)
@@ -207,5 +229,5 @@ def test_without_the_native_library_the_draft_runs_on_torch_ops(target, monkeypa
 
 
 def test_a_float64_draft_runs_on_torch_ops(target):
-    draft = random_draft(target, SHAPES["gqa2-hd8-3layers"], seed=9).double()
-    assert NativeEagleDraft.for_draft(draft) is None
+    draft = random_draft(target, "eagle3-gqa2-hd8", seed=9).double()
+    assert native_draft(draft) is None

@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 
 from methods.heads.eagle import DraftCache, EagleDraftModel
-from methods.heads.native_layers import NativeEagleDraft
+from methods.heads.native_layers import native_draft
 
 
 class PairTracker:
@@ -32,14 +32,12 @@ class PairTracker:
         self.cache: Optional[DraftCache] = None
         self._pending: list[tuple[torch.Tensor, list[int]]] = []
         self.last_output: Optional[torch.Tensor] = None  # draft output [H] of the newest real pair
-        self.native: Optional[NativeEagleDraft] = None
+        self.native = None  # the draft's native path this turn (methods/heads/native_layers.py), or None
         self.passes = {"native": 0, "torch": 0}  # draft forwards run by each path (the tests read it)
 
     def begin(self, prompt_ids: list[int], prompt_final: Optional[torch.Tensor], device, dtype) -> None:
         self.cache = DraftCache(self.draft.shape, device, dtype, capacity=max(64, 2 * len(prompt_ids)))
-        # Once per turn, so that a draft moved or cast since the last turn is seen as it is now
-        # (its fused weights are found again, not rebuilt, while they are unchanged).
-        self.native = NativeEagleDraft.for_draft(self.draft)
+        self.native = native_draft(self.draft)
         self._pending = []
         self.last_output = None
         if prompt_final is not None and len(prompt_final):

@@ -6,7 +6,9 @@ arithmetic at the one to a few rows a draft runs: EAGLE-2 spent about 13 ms a st
 against ~20 ms for the target's verification. Draft layers that are Llama decoder layers therefore
 run as one native call each, through the same ``FusedLayer`` and C code as the lean target (no
 second copy of either); what is draft-specific (EAGLE's fc, the rope tables of its own positions)
-stays a few torch ops around them.
+stays a few calls around them. The C layer has two options for drafts: no input norm (EAGLE's
+first layer) and an attention input of its own (EAGLE-3, whose q/k/v read [normed embedding,
+normed feature], twice the residual width).
 
 The native path is taken where the library is built, the draft is float32 on the CPU, its layers
 are what lean_layer implements, and a block has at most ``SKINNY_MAX_ROWS`` rows (a long prompt's
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from methods.core.backends import native_kernels
 from methods.core.backends.lean import SKINNY_MAX_ROWS, FusedLayer
 from methods.heads.eagle import DraftCache, EagleDraftModel
+from methods.heads.eagle3 import Eagle3DraftModel
 
 
 def native_library_for(weight: torch.Tensor):
@@ -34,31 +37,29 @@ def native_library_for(weight: torch.Tensor):
     return native_kernels.load()
 
 
-class NativeEagleDraft:
-    """``EagleDraftModel.forward`` with each decoder layer one ``lean_layer`` call, writing its keys
-    and values straight into a ``DraftCache``. Build it with ``for_draft`` (None where it cannot run)."""
+def native_draft(draft) -> Optional["_NativeDraft"]:
+    """The native path for an EAGLE or EAGLE-3 draft as it is now, or None (torch ops). Called
+    once per turn, so that a draft moved or cast since is seen as it is (its fused weights are
+    found again, not rebuilt, while they are unchanged)."""
+    kind = {EagleDraftModel: NativeEagleDraft, Eagle3DraftModel: NativeEagle3Draft}.get(type(draft))
+    library = None if kind is None else native_library_for(draft.fc.weight)
+    if library is None:
+        return None
+    # Outside inference mode (drafting runs inside the engine's): the fused weights become the
+    # draft's own parameters' storage, which must stay usable by autograd (training).
+    with torch.inference_mode(False), torch.no_grad():
+        native = kind(draft, library)
+    return native if all(layer.native_ok for layer in native.layers) else None
 
-    def __init__(self, draft: EagleDraftModel, library):
-        s = draft.shape
+
+class _NativeDraft:
+    """What the EAGLE and EAGLE-3 native forwards share: the caller's contract (``run``) and the
+    per-pass inputs of lean_layer."""
+
+    layers: list[FusedLayer]
+
+    def __init__(self, draft, library):
         self.draft, self.library = draft, library
-        # Layer 0 has no input norm (EAGLE's published layout): FusedLayer passes a NULL norm_in.
-        # The attention is F.scaled_dot_product_attention's default scale, the MLP's act F.silu.
-        self.layers = [FusedLayer(layer.self_attn, layer.mlp, getattr(layer, "input_layernorm", None),
-                                  layer.post_attention_layernorm, F.silu, s.head_dim ** -0.5, s.head_dim)
-                       for layer in draft.layers]
-
-    @classmethod
-    def for_draft(cls, draft) -> Optional["NativeEagleDraft"]:
-        if not isinstance(draft, EagleDraftModel):
-            return None
-        library = native_library_for(draft.fc.weight)
-        if library is None:
-            return None
-        # Outside inference mode (drafting runs inside the engine's): the fused weights become the
-        # draft's own parameters' storage, which must stay usable by autograd (training).
-        with torch.inference_mode(False), torch.no_grad():
-            native = cls(draft, library)
-        return native if all(layer.native_ok for layer in native.layers) else None
 
     def takes(self, rows: int) -> bool:
         return rows <= SKINNY_MAX_ROWS
@@ -66,19 +67,71 @@ class NativeEagleDraft:
     @torch.no_grad()
     def run(self, cache: DraftCache, features: torch.Tensor, token_embeds: torch.Tensor, positions: torch.Tensor,
             at: int, allowed: torch.Tensor) -> torch.Tensor:
-        """m pairs (features [m, H], token_embeds [m, H], positions [m]) as cache rows at .. at+m-1.
-        Each sees the committed rows (before ``cache.length``) and those of the rows from
-        ``cache.length`` on that ``allowed`` [m, at + m - cache.length] marks. Returns the outputs [m, H]."""
-        lib, draft = self.library, self.draft
-        m = positions.shape[0]
-        cache.reserve(at + m, keep=at)  # before taking the caches' addresses: growing moves them
-        x = native_kernels.skinny_matmul(lib, torch.cat([token_embeds, features], dim=-1), draft.fc.weight)
-        if draft.fc.bias is not None:
-            x.add_(draft.fc.bias)
-        cos, sin = draft.rope(positions[None], torch.float32)
+        """The draft's forward over m pairs (features [m, F], token_embeds [m, H], positions [m]),
+        their keys and values written to cache rows at .. at+m-1. Each sees the committed rows
+        (before ``cache.length``) and those of the rows from ``cache.length`` on that ``allowed``
+        [m, at + m - cache.length] marks. Returns the outputs [m, H]."""
+        cache.reserve(at + positions.shape[0], keep=at)  # before taking the caches' addresses: growing moves them
+        cos, sin = self.draft.rope(positions[None], torch.float32)
         cos, sin = cos[0, 0].contiguous(), sin[0, 0].contiguous()
         allowed = allowed.to(torch.uint8).contiguous()
         threads = torch.get_num_threads()
-        for i, layer in enumerate(self.layers):
-            layer.run_native(lib, x, cos, sin, cache.keys[i], cache.values[i], at, cache.length, allowed, threads)
+
+        def layer(i: int, x: torch.Tensor, attn_in: Optional[torch.Tensor] = None) -> None:
+            self.layers[i].run_native(self.library, x, cos, sin, cache.keys[i], cache.values[i], at, cache.length,
+                                      allowed, threads, attn_in)
+
+        return self._forward(features, token_embeds, layer)
+
+    def _fc(self, features: torch.Tensor) -> torch.Tensor:
+        fc = self.draft.fc
+        x = native_kernels.skinny_matmul(self.library, features, fc.weight)
+        return x if fc.bias is None else x.add_(fc.bias)
+
+    def _rms(self, x: torch.Tensor, norm) -> torch.Tensor:
+        out = torch.empty_like(x)
+        self.library.rms_norm(x.shape[0], x.shape[1], x.data_ptr(), None, norm.weight.data_ptr(), norm.eps,
+                              out.data_ptr())
+        return out
+
+
+class NativeEagleDraft(_NativeDraft):
+    """``EagleDraftModel.forward``: fc, then each decoder layer one lean_layer call."""
+
+    def __init__(self, draft: EagleDraftModel, library):
+        super().__init__(draft, library)
+        s = draft.shape
+        # Layer 0 has no input norm (EAGLE's published layout): FusedLayer passes a NULL norm_in.
+        # The attention is F.scaled_dot_product_attention's default scale, the MLP's act F.silu.
+        self.layers = [FusedLayer(layer.self_attn, layer.mlp, getattr(layer, "input_layernorm", None),
+                                  layer.post_attention_layernorm, F.silu, s.head_dim ** -0.5, s.head_dim)
+                       for layer in draft.layers]
+
+    def _forward(self, features, token_embeds, layer) -> torch.Tensor:
+        x = self._fc(torch.cat([token_embeds, features], dim=-1))
+        for i in range(len(self.layers)):
+            layer(i, x)
+        return x
+
+
+class NativeEagle3Draft(_NativeDraft):
+    """``Eagle3DraftModel.forward``: the midlayer's attention reads [input_norm(E), hidden_norm(z)],
+    2H wide, which lean_layer takes as its ``attn_in``; the residual stream stays H wide."""
+
+    def __init__(self, draft: Eagle3DraftModel, library):
+        super().__init__(draft, library)
+        s, mid = draft.shape, draft.midlayer
+        self.layers = [FusedLayer(mid.self_attn, mid.mlp, None, mid.post_attention_layernorm, F.silu,
+                                  s.head_dim ** -0.5, s.head_dim)]
+
+    def _forward(self, features, token_embeds, layer) -> torch.Tensor:
+        draft, mid = self.draft, self.draft.midlayer
+        # Fused target features go through fc; the draft's own outputs (tree expansion) do not,
+        # and are copied since lean_layer updates its residual stream in place.
+        wide = features.shape[-1] == draft.fc.in_features
+        z = self._fc(features) if wide else features.contiguous().clone()
+        hidden = self._rms(z, mid.hidden_norm)
+        attn_in = torch.cat([self._rms(token_embeds.contiguous(), mid.input_layernorm), hidden], dim=-1)
+        x = hidden if mid.norm_before_residual else z
+        layer(0, x, attn_in)
         return x

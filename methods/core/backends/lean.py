@@ -234,7 +234,8 @@ class FusedLayer:
                 return t.data_ptr()
             norm_in = self.norm_in
             self._native = native_kernels.LayerWeights(
-                width=self.o.shape[0], heads=self.heads, kv_heads=self.kv_heads, hd=self.head_dim,
+                width=self.o.shape[0], in_width=self.qkv.shape[1], heads=self.heads, kv_heads=self.kv_heads,
+                hd=self.head_dim,
                 inter=self.intermediate, eps_in=0.0 if norm_in is None else _eps(norm_in),
                 eps_post=_eps(self.norm_post), scale=self.scaling,
                 norm_in=None if norm_in is None else address(norm_in.weight), norm_post=address(self.norm_post.weight),
@@ -244,12 +245,15 @@ class FusedLayer:
         return self._native
 
     def run_native(self, library, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
-                   values: torch.Tensor, past: int, common: int, allowed: torch.Tensor, threads: int) -> None:
+                   values: torch.Tensor, past: int, common: int, allowed: torch.Tensor, threads: int,
+                   attn_in: Optional[torch.Tensor] = None) -> None:
         """One lean_layer call: ``x`` [n, width] (float32, contiguous) goes through the layer in
         place; the block's keys and values go to rows past .. past+n-1 of ``keys``/``values``
         [kv_heads, capacity, head_dim]; ``cos``/``sin`` [n, head_dim]; ``allowed`` uint8
-        [n, past + n - common] says which cache rows after the first ``common`` each row sees."""
-        library.lean_layer(ctypes.byref(self.native()), x.shape[0], x.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+        [n, past + n - common] says which cache rows after the first ``common`` each row sees.
+        ``attn_in`` [n, in_width]: what q/k/v read instead of the normed ``x`` (EAGLE-3)."""
+        library.lean_layer(ctypes.byref(self.native()), x.shape[0], x.data_ptr(),
+                           None if attn_in is None else attn_in.data_ptr(), cos.data_ptr(), sin.data_ptr(),
                            keys.data_ptr(), values.data_ptr(), keys.shape[1], past, common, allowed.data_ptr(),
                            threads)
 

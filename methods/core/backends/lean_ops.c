@@ -311,9 +311,13 @@ static void add_bias(int n, int d, float *y, const float *bias) {
  *   h = rms(x); qkv = h Wqkv; rope, cache write; x += attention Wo;
  *   h = rms(x); x += (silu(h Wg) * h Wu) Wdown.
  * A NULL norm_in means the layer has no input norm and q, k, v read x itself: EAGLE's first
- * draft layer reads its fc output that way, as published. `common` and `allowed` are attend's. */
-void lean_layer(const lean_layer_t *L, int n, float *x, const float *cos, const float *sin, float *keys,
-                float *values, int cap, int past, int common, const unsigned char *allowed, int threads) {
+ * draft layer reads its fc output that way, as published. A non-NULL attn_in [n, in_width] is
+ * what q, k, v read instead of the normed x (norm_in is then not used): EAGLE-3's draft layer
+ * attends from [normed embedding, normed feature], twice the residual stream's width, and adds
+ * the result to its own residual. `common` and `allowed` are attend's. */
+void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, const float *cos, const float *sin,
+                float *keys, float *values, int cap, int past, int common, const unsigned char *allowed,
+                int threads) {
     const int width = L->width, qkv_width = (L->heads + 2 * L->kv_heads) * L->hd;
     float *h = malloc(sizeof(float) * (size_t)n * width);
     float *qkv = malloc(sizeof(float) * (size_t)n * qkv_width);
@@ -322,8 +326,9 @@ void lean_layer(const lean_layer_t *L, int n, float *x, const float *cos, const 
     float *activated = malloc(sizeof(float) * (size_t)n * L->inter);
     float *delta = malloc(sizeof(float) * (size_t)n * width);
 
-    if (L->norm_in) rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
-    skinny_sgemm(n, qkv_width, width, L->norm_in ? h : x, L->wqkv, qkv, threads);
+    const float *in = attn_in ? attn_in : (L->norm_in ? h : x);
+    if (!attn_in && L->norm_in) rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
+    skinny_sgemm(n, qkv_width, L->in_width, in, L->wqkv, qkv, threads);
     add_bias(n, qkv_width, qkv, L->bqkv);
     rope_store(n, L->heads, L->kv_heads, L->hd, qkv, cos, sin, keys, values, cap, past);
     attend(n, L->heads, L->kv_heads, L->hd, qkv, keys, values, cap, past, common, allowed, L->scale, attended,
