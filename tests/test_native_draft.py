@@ -25,7 +25,10 @@ from methods.drafters.eagle_state import PairTracker, TreeExpansion
 from methods.drafters.vanilla import VanillaDrafter
 from methods.heads.eagle import DraftCache, EagleDraftModel, EagleShape, RMSNorm
 from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape
-from methods.heads.native_layers import native_draft
+from methods.drafters.hydra import HydraDrafter
+from methods.heads.hydra import PrefixCache, PrefixLayer, load_hydra
+from methods.heads.native_layers import NativePrefixLayer, native_draft
+from tests import test_hydra
 from tests.engine_helpers import baseline, random_prompts, run_turns
 
 VOCAB = 97
@@ -213,6 +216,41 @@ def test_eagle_drafts_natively_on_the_engine_and_keeps_the_baseline_output(targe
     out.square().sum().backward()
     layers = draft.midlayer if method == "eagle3" else draft.layers
     assert draft.fc.weight.grad is not None and all(p.grad is not None for p in layers.parameters())
+
+
+# ---------------------------------------------------------------------------------- Hydra++'s prefix layer
+@needs_native
+def test_native_prefix_layer_equals_its_torch_forward(target):
+    """Hydra++'s prefix layer (GQA, bare norm weights, RoPE scaling) fed in three blocks: the
+    native path's outputs and cache rows are the torch path's."""
+    torch.manual_seed(10)
+    prefix = PrefixLayer(target.config)
+    with torch.no_grad():
+        for p in prefix.parameters():
+            p.normal_(0, 0.25) if p.dim() > 1 else p.uniform_(0.5, 1.5)
+    native_cache, torch_cache = prefix.new_cache(), PrefixCache()
+    assert native_cache.native is not None
+    features = torch.randn(9, HIDDEN, generator=torch.Generator().manual_seed(11))
+    for start, end in ((0, 4), (4, 5), (5, 9)):
+        assert_float32_close(prefix(features[start:end], native_cache), prefix(features[start:end], torch_cache))
+    assert native_cache.length == torch_cache.length == 9
+    assert_same_cache(native_cache.store, torch_cache.store, 9)
+
+
+@needs_native
+def test_hydra_prefix_mlp_drafts_natively_on_the_engine_and_keeps_the_baseline_output(target, tmp_path, monkeypatch):
+    runs = []
+    real_run = NativePrefixLayer.run
+    monkeypatch.setattr(NativePrefixLayer, "run", lambda self, *a: runs.append(1) or real_run(self, *a))
+    heads = load_hydra(test_hydra.write_published(tmp_path / "prefix", heads=3, layers=2, declared=3,
+                                                arch="prefix-mlp"), target)
+    assert heads.dtype == torch.float32
+    engine = SpeculativeEngine(target, backend="lean")
+    drafter = HydraDrafter(heads, choices=[[0], [1], [0, 0], [0, 1], [0, 0, 0]])
+    config = DecodingConfig(max_new_tokens=16)
+    for prompt in random_prompts(3, VOCAB, seed=12):
+        assert run_turns(engine, drafter, prompt, config) == run_turns(engine, VanillaDrafter(), prompt, config)
+    assert len(runs) > 10
 
 
 # ---------------------------------------------------------------------------------- fallbacks

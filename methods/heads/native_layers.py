@@ -19,6 +19,7 @@ float16/float64, CUDA) runs the draft's torch module. Both paths read and write 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -43,12 +44,28 @@ def native_draft(draft) -> Optional["_NativeDraft"]:
     found again, not rebuilt, while they are unchanged)."""
     kind = {EagleDraftModel: NativeEagleDraft, Eagle3DraftModel: NativeEagle3Draft}.get(type(draft))
     library = None if kind is None else native_library_for(draft.fc.weight)
-    if library is None:
-        return None
-    # Outside inference mode (drafting runs inside the engine's): the fused weights become the
-    # draft's own parameters' storage, which must stay usable by autograd (training).
+    return None if library is None else _built(kind, draft, library)
+
+
+def native_prefix_layer(prefix) -> Optional["NativePrefixLayer"]:
+    """The native path for Hydra++'s prefix layer (methods/heads/hydra.py) as it is now, or None."""
+    library = native_library_for(prefix.self_attn.q_proj.weight)
+    return None if library is None else _built(NativePrefixLayer, prefix, library)
+
+
+def rms_norm(library, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm of the rows of ``x`` (float32, contiguous) by lean_ops.c's rms_norm: one call."""
+    out = torch.empty_like(x)
+    library.rms_norm(x.shape[0], x.shape[1], x.data_ptr(), None, weight.data_ptr(), eps, out.data_ptr())
+    return out
+
+
+def _built(kind, module, library):
+    """``kind(module, library)`` or None where its layers are not what lean_layer implements. Built
+    outside inference mode (drafting runs inside the engine's): the fused weights become the
+    module's own parameters' storage, which must stay usable by autograd (training)."""
     with torch.inference_mode(False), torch.no_grad():
-        native = kind(draft, library)
+        native = kind(module, library)
     return native if all(layer.native_ok for layer in native.layers) else None
 
 
@@ -89,10 +106,7 @@ class _NativeDraft:
         return x if fc.bias is None else x.add_(fc.bias)
 
     def _rms(self, x: torch.Tensor, norm) -> torch.Tensor:
-        out = torch.empty_like(x)
-        self.library.rms_norm(x.shape[0], x.shape[1], x.data_ptr(), None, norm.weight.data_ptr(), norm.eps,
-                              out.data_ptr())
-        return out
+        return rms_norm(self.library, x, norm.weight, norm.eps)
 
 
 class NativeEagleDraft(_NativeDraft):
@@ -135,3 +149,31 @@ class NativeEagle3Draft(_NativeDraft):
         x = hidden if mid.norm_before_residual else z
         layer(0, x, attn_in)
         return x
+
+
+class NativePrefixLayer:
+    """Hydra++'s prefix layer: one Llama decoder layer over the base's features, causal over its
+    own cache, then a final RMSNorm; the layer one lean_layer call, the norm one rms_norm call.
+    Its norms are bare weights (the published layout), given to FusedLayer with their eps."""
+
+    def __init__(self, prefix, library):
+        self.prefix, self.library = prefix, library
+        norm = lambda weight: SimpleNamespace(weight=weight, eps=prefix.eps)  # noqa: E731
+        self.layers = [FusedLayer(prefix.self_attn, prefix.mlp, norm(prefix.input_layernorm),
+                                  norm(prefix.post_attention_layernorm), F.silu, prefix.head_dim ** -0.5,
+                                  prefix.head_dim)]
+
+    def takes(self, rows: int) -> bool:
+        return rows <= SKINNY_MAX_ROWS
+
+    @torch.no_grad()
+    def run(self, features: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+            values: torch.Tensor, past: int) -> torch.Tensor:
+        """The layer's normed outputs [n, H] for features [n, H] at positions past .. past+n-1,
+        their keys and values written to rows past .. past+n-1 of ``keys``/``values``."""
+        n = features.shape[0]
+        x = features.contiguous().clone()  # lean_layer updates its residual stream in place
+        allowed = torch.ones(n, n, dtype=torch.uint8).tril_()
+        self.layers[0].run_native(self.library, x, cos.contiguous(), sin.contiguous(), keys, values, past, past,
+                                  allowed, torch.get_num_threads())
+        return rms_norm(self.library, x, self.prefix.norm, self.prefix.eps)
