@@ -1,14 +1,17 @@
 """Draft layers on the lean backend's native layer (methods/heads/native_layers.py).
 
-1. The native EAGLE draft forward equals the draft's torch forward up to float32 rounding: several
-   layers, grouped-query attention, with and without an input norm on layer 0, q/k/v biases, over a
-   cache of committed pairs and with tree entries that see only their ancestors.
+1. The native EAGLE and EAGLE-3 draft forwards (and Hydra++'s prefix layer) equal their torch
+   forwards up to float32 rounding: several layers, grouped-query attention, with and without an
+   input norm on layer 0, q/k/v biases, over a cache of committed pairs and with tree entries that
+   see only their ancestors; with the library built for this CPU and its AVX2 version.
 2. Drafting on the engine takes the native path where the library is built and the draft is
    float32 on the CPU, and the output stays the baseline's.
 3. Where the library is missing, or the draft is not float32, the torch path runs instead.
 """
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -30,6 +33,7 @@ from methods.heads.hydra import PrefixCache, PrefixLayer, load_hydra
 from methods.heads.native_layers import NativePrefixLayer, native_draft
 from tests import test_hydra
 from tests.engine_helpers import baseline, random_prompts, run_turns
+from tests.test_lean_native import library_version  # noqa: F401  (a fixture: the native and AVX2 builds)
 
 VOCAB = 97
 HIDDEN = 32
@@ -89,90 +93,100 @@ def feature_width(draft) -> int:
     return draft.fc.in_features - (HIDDEN if isinstance(draft, EagleDraftModel) else 0)
 
 
-def assert_float32_close(actual: torch.Tensor, expected: torch.Tensor):
-    """Equal up to float32 rounding of values the size of ``expected``'s largest: the two paths
-    sum in other orders (and lean_ops.c's exp is a polynomial), which over a few layers and a
-    softmax moves results by some 1e-6 of the largest value, as float32 torch itself differs from
-    float64 by that much here."""
-    scale = max(1.0, float(expected.detach().abs().max()))
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5 * scale)
+def float64_copy(draft, model):
+    """The same draft in float64, bound to ``model``: the reference both float32 paths are held to."""
+    exact = copy.deepcopy(draft).double()
+    exact.bind(model)
+    return exact
 
 
-def trackers(draft, prompt, features):
-    """Two pair trackers over the same draft and prompt: one on the native path, one on torch ops."""
-    native, torch_ops = PairTracker(draft), PairTracker(draft)
-    for tracker in (native, torch_ops):
-        tracker.begin(prompt, features, torch.device("cpu"), torch.float32)
+def assert_as_exact_as_torch(native: list, torch32: list, exact: list):
+    """The native path's float32 results are as close to the float64 reference as torch's float32
+    results are (within twice their error, or 2e-6 of the largest value). The two paths round in
+    other orders (and lean_ops.c's exp is a polynomial); over a few layers, softmaxes and tree
+    depths of random weights either moves results by some 1e-6 of the largest value, so a direct
+    native-vs-torch tolerance would only say how well conditioned the random draft is."""
+    native, torch32, exact = (torch.cat([t.detach().double().flatten() for t in ts]) for ts in (native, torch32, exact))
+    scale = float(exact.abs().max())
+    native_error, torch_error = float((native - exact).abs().max()), float((torch32 - exact).abs().max())
+    assert native_error <= 2 * torch_error + 2e-6 * scale, (native_error, torch_error, scale)
+
+
+def trackers(draft, model, prompt, features):
+    """Three pair trackers over the same prompt: the draft on the native path and on torch ops, and
+    its float64 copy (torch ops)."""
+    native, torch_ops, exact = PairTracker(draft), PairTracker(draft), PairTracker(float64_copy(draft, model))
+    for tracker in (native, torch_ops, exact):
+        dtype = tracker.draft.fc.weight.dtype
+        tracker.begin(prompt, features.to(dtype), torch.device("cpu"), dtype)
     torch_ops.native = None
-    assert native.native is not None
-    return native, torch_ops
+    assert native.native is not None and exact.native is None
+    return native, torch_ops, exact
 
 
-def assert_same_cache(a: DraftCache, b: DraftCache, rows: int):
-    for ka, kb, va, vb in zip(a.keys, b.keys, a.values, b.values):
-        assert_float32_close(ka[:, :rows], kb[:, :rows])
-        assert_float32_close(va[:, :rows], vb[:, :rows])
+def cache_rows(cache, rows: int) -> list[torch.Tensor]:
+    return [t[:, :rows] for t in (*cache.keys, *cache.values)]
 
 
 # ---------------------------------------------------------------------------------- the forward
 @needs_native
 @pytest.mark.parametrize("name", DRAFTS)
-def test_native_forward_equals_one_causal_torch_pass(target, name):
+def test_native_forward_equals_one_causal_torch_pass(target, name, library_version):
     """Pairs fed in three blocks against the cache give what one causal torch pass gives."""
     draft = random_draft(target, name)
+    exact_draft = float64_copy(draft, target)
     native = native_draft(draft)
     assert native is not None
     gen = torch.Generator().manual_seed(1)
     n = 11
     features = torch.randn(n, feature_width(draft), generator=gen)
     tokens = torch.randint(3, VOCAB, (n,), generator=gen)
-    embeds = draft.embed(tokens)
+    causal = torch.ones(n, n, dtype=torch.bool).tril()[None]
     with torch.no_grad():
-        full, kv = draft(features[None], embeds[None], torch.arange(n)[None], None,
-                         torch.ones(n, n, dtype=torch.bool).tril()[None])
+        full, kv = draft(features[None], draft.embed(tokens)[None], torch.arange(n)[None], None, causal)
+        exact, exact_kv = exact_draft(features[None].double(), exact_draft.embed(tokens)[None], torch.arange(n)[None],
+                                      None, causal)
     cache = DraftCache(draft.shape, torch.device("cpu"), torch.float32, capacity=4)  # grows twice
     outs = []
     for start, end in ((0, 5), (5, 6), (6, n)):
         m = end - start
-        outs.append(native.run(cache, features[start:end], embeds[start:end], torch.arange(start, end), start,
-                               torch.ones(m, m, dtype=torch.bool).tril()))
+        outs.append(native.run(cache, features[start:end], draft.embed(tokens[start:end]), torch.arange(start, end),
+                               start, torch.ones(m, m, dtype=torch.bool).tril()))
         cache.length = end
-    assert_float32_close(torch.cat(outs), full[0])
-    for i, (k, v) in enumerate(kv):
-        assert_float32_close(cache.keys[i][:, :n], k[0])
-        assert_float32_close(cache.values[i][:, :n], v[0])
+    flat = lambda kv: [t[0] for layer in kv for t in layer]  # noqa: E731
+    assert_as_exact_as_torch([torch.cat(outs), *[t[:, :n] for layer in zip(cache.keys, cache.values) for t in layer]],
+                             [full[0], *flat(kv)], [exact[0], *flat(exact_kv)])
 
 
 @needs_native
 @pytest.mark.parametrize("name", DRAFTS)
-def test_native_tree_entries_equal_the_torch_paths(target, name):
+def test_native_tree_entries_equal_the_torch_paths(target, name, library_version):
     """Catch-up over a prompt and a step's pairs, then three depths of tree entries (siblings,
     cousins, a chain) after the committed pairs: the native and torch paths agree on every output
     and every cache row, and the entries of one step are overwritten by the next step's pairs."""
     draft = random_draft(target, name, seed=2)
     gen = torch.Generator().manual_seed(3)
     prompt = torch.randint(3, VOCAB, (8,), generator=gen).tolist()
-    native, torch_ops = trackers(draft, prompt, torch.randn(7, feature_width(draft), generator=gen))
+    paths = trackers(draft, target, prompt, torch.randn(7, feature_width(draft), generator=gen))
+    results = [[], [], []]  # per path: every output and cache row, in the same order
+    plan = [([-1, -1, -1], [5, 6, 7], 1), ([0, 0, 2], [8, 9, 10], 2), ([4], [11], 3)]
     for step in range(2):
-        assert native.catch_up() and torch_ops.catch_up()
-        assert_float32_close(native.last_output, torch_ops.last_output)
-        expansions = [TreeExpansion(draft, native), TreeExpansion(draft, torch_ops)]
-        plan = [([-1, -1, -1], [5, 6, 7], 1), ([0, 0, 2], [8, 9, 10], 2), ([4], [11], 3)]
-        outputs = [{-1: native.last_output}, {-1: torch_ops.last_output}]
-        for parents, tokens, depth in plan:
-            results = []
-            for expansion, seen in zip(expansions, outputs):
-                parent_outputs = torch.stack([seen[p] for p in parents])
-                out = expansion.run(parent_outputs, parents, torch.tensor(tokens), depth)
+        for tracker, got in zip(paths, results):
+            assert tracker.catch_up()
+            got.append(tracker.last_output)
+            expansion, seen = TreeExpansion(tracker.draft, tracker), {-1: tracker.last_output}
+            for parents, tokens, depth in plan:
+                out = expansion.run(torch.stack([seen[p] for p in parents]), parents, torch.tensor(tokens), depth)
                 seen.update({len(expansion) - len(tokens) + j: out[j] for j in range(len(tokens))})
-                results.append(out)
-            assert_float32_close(results[0], results[1])
-        assert_same_cache(native.cache, torch_ops.cache, native.n_pairs + len(expansions[0]))
-        rows = torch.randn(3, feature_width(draft), generator=gen)  # the next step: three pairs over the entries' rows
-        for tracker in (native, torch_ops):
-            tracker.add_step(rows, [20 + step, 21, 22])
-    assert native.catch_up() and torch_ops.catch_up()
-    assert_same_cache(native.cache, torch_ops.cache, native.n_pairs)
+                got.append(out)
+            got.extend(cache_rows(tracker.cache, tracker.n_pairs + len(expansion)))
+            rows = torch.randn(3, feature_width(draft), generator=torch.Generator().manual_seed(step))
+            tracker.add_step(rows.to(tracker.draft.fc.weight.dtype), [20 + step, 21, 22])  # over the entries' rows
+    for tracker, got in zip(paths, results):
+        assert tracker.catch_up()
+        got.extend(cache_rows(tracker.cache, tracker.n_pairs))
+    assert_as_exact_as_torch(*results)
+    native, torch_ops, _ = paths
     assert native.passes["torch"] == 0 and native.passes["native"] > 0 and torch_ops.passes["native"] == 0
 
 
@@ -184,16 +198,16 @@ def test_a_long_catch_up_runs_on_torch_ops_and_later_steps_natively(target):
     gen = torch.Generator().manual_seed(5)
     n = SKINNY_MAX_ROWS + 10
     prompt = torch.randint(3, VOCAB, (n + 1,), generator=gen).tolist()
-    native, torch_ops = trackers(draft, prompt, torch.randn(n, HIDDEN, generator=gen))
-    assert native.catch_up() and torch_ops.catch_up()
-    assert native.passes == {"native": 0, "torch": 1}
+    paths = trackers(draft, target, prompt, torch.randn(n, HIDDEN, generator=gen))
     rows = torch.randn(2, HIDDEN, generator=gen)
-    for tracker in (native, torch_ops):
-        tracker.add_step(rows, [30, 31])
+    for tracker in paths:
         assert tracker.catch_up()
-    assert native.passes == {"native": 1, "torch": 1}
-    assert_float32_close(native.last_output, torch_ops.last_output)
-    assert_same_cache(native.cache, torch_ops.cache, native.n_pairs)
+        if tracker is paths[0]:
+            assert tracker.passes == {"native": 0, "torch": 1}
+        tracker.add_step(rows.to(tracker.draft.fc.weight.dtype), [30, 31])
+        assert tracker.catch_up()
+    assert paths[0].passes == {"native": 1, "torch": 1}
+    assert_as_exact_as_torch(*([t.last_output, *cache_rows(t.cache, t.n_pairs)] for t in paths))
 
 
 # ---------------------------------------------------------------------------------- on the engine
@@ -220,7 +234,7 @@ def test_eagle_drafts_natively_on_the_engine_and_keeps_the_baseline_output(targe
 
 # ---------------------------------------------------------------------------------- Hydra++'s prefix layer
 @needs_native
-def test_native_prefix_layer_equals_its_torch_forward(target):
+def test_native_prefix_layer_equals_its_torch_forward(target, library_version):
     """Hydra++'s prefix layer (GQA, bare norm weights, RoPE scaling) fed in three blocks: the
     native path's outputs and cache rows are the torch path's."""
     torch.manual_seed(10)
@@ -228,13 +242,18 @@ def test_native_prefix_layer_equals_its_torch_forward(target):
     with torch.no_grad():
         for p in prefix.parameters():
             p.normal_(0, 0.25) if p.dim() > 1 else p.uniform_(0.5, 1.5)
-    native_cache, torch_cache = prefix.new_cache(), PrefixCache()
-    assert native_cache.native is not None
+    exact_prefix = copy.deepcopy(prefix).double()
+    caches = prefix.new_cache(), PrefixCache(), PrefixCache()
+    assert caches[0].native is not None
     features = torch.randn(9, HIDDEN, generator=torch.Generator().manual_seed(11))
+    results = [[], [], []]
     for start, end in ((0, 4), (4, 5), (5, 9)):
-        assert_float32_close(prefix(features[start:end], native_cache), prefix(features[start:end], torch_cache))
-    assert native_cache.length == torch_cache.length == 9
-    assert_same_cache(native_cache.store, torch_cache.store, 9)
+        for layer, cache, got in zip((prefix, prefix, exact_prefix), caches, results):
+            got.append(layer(features[start:end].to(layer.norm.dtype), cache))
+    for cache, got in zip(caches, results):
+        assert cache.length == 9
+        got.extend(cache_rows(cache.store, 9))
+    assert_as_exact_as_torch(*results)
 
 
 @needs_native
