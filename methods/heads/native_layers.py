@@ -77,9 +77,22 @@ class _NativeDraft:
 
     def __init__(self, draft, library):
         self.draft, self.library = draft, library
+        self._cos: Optional[torch.Tensor] = None  # rope tables [positions, head_dim], see _rope
+        self._sin: Optional[torch.Tensor] = None
 
     def takes(self, rows: int) -> bool:
         return rows <= SKINNY_MAX_ROWS
+
+    def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin [m, head_dim] for positions [m]: rows of tables the draft's own ``rope``
+        computed for every position up to twice the furthest seen (element by element, so each row
+        is what it computes for that position alone); a pass then indexes two tables instead of
+        running the dozen small ops that build them."""
+        end = int(positions.max()) + 1
+        if self._cos is None or self._cos.shape[0] < end:
+            cos, sin = self.draft.rope(torch.arange(max(256, 2 * end))[None], torch.float32)
+            self._cos, self._sin = cos[0, 0], sin[0, 0]
+        return self._cos[positions], self._sin[positions]
 
     @torch.no_grad()
     def run(self, cache: DraftCache, features: torch.Tensor, token_embeds: torch.Tensor, positions: torch.Tensor,
@@ -89,8 +102,7 @@ class _NativeDraft:
         (before ``cache.length``) and those of the rows from ``cache.length`` on that ``allowed``
         [m, at + m - cache.length] marks. Returns the outputs [m, H]."""
         cache.reserve(at + positions.shape[0], keep=at)  # before taking the caches' addresses: growing moves them
-        cos, sin = self.draft.rope(positions[None], torch.float32)
-        cos, sin = cos[0, 0].contiguous(), sin[0, 0].contiguous()
+        cos, sin = self._rope(positions)
         allowed = allowed.to(torch.uint8).contiguous()
         threads = torch.get_num_threads()
 
