@@ -235,8 +235,7 @@ class FusedLayer:
             norm_in = self.norm_in
             self._native = native_kernels.LayerWeights(
                 width=self.o.shape[0], in_width=self.qkv.shape[1], heads=self.heads, kv_heads=self.kv_heads,
-                hd=self.head_dim,
-                inter=self.intermediate, eps_in=0.0 if norm_in is None else _eps(norm_in),
+                hd=self.head_dim, inter=self.intermediate, eps_in=0.0 if norm_in is None else _eps(norm_in),
                 eps_post=_eps(self.norm_post), scale=self.scaling,
                 norm_in=None if norm_in is None else address(norm_in.weight), norm_post=address(self.norm_post.weight),
                 wqkv=address(self.qkv), bqkv=address(self.qkv_bias), wo=address(self.o), bo=address(self.o_bias),
