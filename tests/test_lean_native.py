@@ -147,7 +147,32 @@ def test_rope_store_and_attend_equal_torch(lib, heads, kv_heads, hd, past):
         q_rot.transpose(0, 1)[None], keys[None, :, :past + n], values[None, :, :past + n], attn_mask=mask,
         scale=scale, enable_gqa=heads != kv_heads)[0].transpose(0, 1).reshape(n, heads * hd)
     out, allowed = torch.empty(n, heads * hd), allowed.to(torch.uint8)
-    lib.attend(n, heads, kv_heads, hd, ptr(qkv), ptr(keys), ptr(values), cap, past, ptr(allowed), scale, ptr(out), 2)
+    lib.attend(n, heads, kv_heads, hd, ptr(qkv), ptr(keys), ptr(values), cap, past, past, ptr(allowed), scale,
+               ptr(out), 2)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("heads,kv_heads,hd", [(4, 2, 8), (3, 1, 72)])
+def test_attend_masks_earlier_cache_rows_after_common(lib, heads, kv_heads, hd):
+    """With common < past the mask also covers cache rows of earlier blocks (an EAGLE draft's
+    tree entries after its committed pairs): each row sees the first ``common`` rows and exactly
+    the later rows its mask allows, as torch's attention with the same mask computes."""
+    gen = torch.Generator().manual_seed(heads + hd)
+    n, cap, common, past = 3, 32, 11, 16  # 5 rows of earlier entries, then the block's 3
+    qkv = torch.randn(n, (heads + 2 * kv_heads) * hd, generator=gen)
+    keys, values = torch.randn(kv_heads, cap, hd, generator=gen), torch.randn(kv_heads, cap, hd, generator=gen)
+    allowed = torch.rand(n, past + n - common, generator=gen) < 0.5
+    allowed[:, :past - common] |= torch.tensor([True, False, True, False, False])  # some shared, some not
+    allowed[:, past - common:] = torch.eye(n, dtype=torch.bool)  # each block row sees itself only
+    mask = torch.cat([torch.ones(n, common, dtype=torch.bool), allowed], dim=1)
+    q = qkv[:, :heads * hd].reshape(n, heads, hd).transpose(0, 1)
+    scale = hd ** -0.5
+    expected = F.scaled_dot_product_attention(
+        q[None], keys[None, :, :past + n], values[None, :, :past + n], attn_mask=mask, scale=scale,
+        enable_gqa=heads != kv_heads)[0].transpose(0, 1).reshape(n, heads * hd)
+    out, allowed = torch.empty(n, heads * hd), allowed.to(torch.uint8).contiguous()
+    lib.attend(n, heads, kv_heads, hd, ptr(qkv), ptr(keys), ptr(values), cap, past, common, ptr(allowed), scale,
+               ptr(out), 2)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=2e-6)
 
 

@@ -10,7 +10,10 @@ is the draft's guess of the root's feature, from which the first tree level is d
 
 ``TreeExpansion``: temporary draft entries for tree nodes, run against the cache of real pairs
 without changing it (EAGLE's "stable" cache). An entry sees every real pair, its expanded
-ancestors and itself; a node at depth d sits at draft position n_pairs + d - 1.
+ancestors and itself; a node at depth d sits at draft position n_pairs + d - 1. The entries are
+written into the cache's rows after the real pairs, which the next step's pairs overwrite, with
+a mask saying which of them each entry sees: the layout in which the lean backend's native layer
+runs the draft (methods/heads/native_layers.py), used by the torch path too so that both are one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Optional
 import torch
 
 from methods.heads.eagle import DraftCache, EagleDraftModel
+from methods.heads.native_layers import native_draft
 
 
 class PairTracker:
@@ -28,9 +32,12 @@ class PairTracker:
         self.cache: Optional[DraftCache] = None
         self._pending: list[tuple[torch.Tensor, list[int]]] = []
         self.last_output: Optional[torch.Tensor] = None  # draft output [H] of the newest real pair
+        self.native = None  # the draft's native path this turn (methods/heads/native_layers.py), or None
+        self.passes = {"native": 0, "torch": 0}  # draft forwards run by each path (the tests read it)
 
     def begin(self, prompt_ids: list[int], prompt_final: Optional[torch.Tensor], device, dtype) -> None:
         self.cache = DraftCache(self.draft.shape, device, dtype, capacity=max(64, 2 * len(prompt_ids)))
+        self.native = native_draft(self.draft)
         self._pending = []
         self.last_output = None
         if prompt_final is not None and len(prompt_final):
@@ -58,21 +65,35 @@ class PairTracker:
             past = self.cache.length
             m = len(tokens)
             positions = torch.arange(past, past + m, device=features.device)
-            visible = torch.ones(m, past + m, dtype=torch.bool, device=features.device)
-            visible[:, past:] = torch.ones(m, m, dtype=torch.bool, device=features.device).tril()
-            out, kv = self.draft(features[None], self.draft.embed(tokens)[None], positions[None],
-                                 self.cache.layers(), visible[None])
-            self.cache.append(kv)
-            self.last_output = out[0, -1]
+            out = self.run(features, tokens, positions, past, torch.ones(m, m, dtype=torch.bool).tril_())
+            self.cache.length += m
+            self.last_output = out[-1]
         return self.last_output is not None
+
+    def run(self, features: torch.Tensor, tokens: torch.Tensor, positions: torch.Tensor, at: int,
+            allowed: torch.Tensor) -> torch.Tensor:
+        """One draft forward over m pairs (features [m, F], tokens [m], positions [m]) whose keys and
+        values go to cache rows at .. at+m-1. Each sees the committed pairs and, of the rows from
+        ``cache.length`` to at+m-1, those ``allowed`` (bool [m, at + m - length]) marks. Returns
+        the draft's outputs [m, H]; ``cache.length`` is the caller's to move."""
+        embeds = self.draft.embed(tokens)
+        if self.native is not None and self.native.takes(len(positions)):
+            self.passes["native"] += 1
+            return self.native.run(self.cache, features, embeds, positions, at, allowed)
+        self.passes["torch"] += 1
+        m, common = len(positions), self.cache.length
+        visible = torch.cat([torch.ones(m, common, dtype=torch.bool), allowed], dim=1).to(features.device)
+        out, kv = self.draft(features[None], embeds[None], positions[None], self.cache.layers(upto=at), visible[None])
+        self.cache.write(at, kv)
+        return out[0]
 
 
 class TreeExpansion:
-    """Entries for expanded tree nodes, numbered in the order they were run."""
+    """Entries for expanded tree nodes, numbered in the order they were run; entry i is cache row
+    n_pairs + i until the next step's pairs overwrite it."""
 
     def __init__(self, draft: EagleDraftModel, tracker: PairTracker):
         self.draft, self.tracker = draft, tracker
-        self._kv: Optional[list[tuple[torch.Tensor, torch.Tensor]]] = None
         self._sees = torch.zeros(0, 0, dtype=torch.bool)  # entry i sees entry j
 
     def __len__(self) -> int:
@@ -86,23 +107,17 @@ class TreeExpansion:
         is the newest real pair's). Returns the draft outputs [m, H]; the nodes become entries
         len(self) .. len(self) + m - 1.
         """
-        device = parent_outputs.device
         m, old = len(tokens), len(self)
         ancestors = torch.zeros(m, old, dtype=torch.bool)
         for j, entry in enumerate(parent_entries):
             if entry >= 0:
                 ancestors[j] = self._sees[entry]
         n_pairs = self.tracker.n_pairs
-        visible = torch.cat([torch.ones(m, n_pairs, dtype=torch.bool), ancestors,
-                             torch.eye(m, dtype=torch.bool)], dim=1).to(device)
-        positions = torch.full((1, m), n_pairs + depth - 1, device=device)
-        out, kv = self.draft(parent_outputs[None], self.draft.embed(tokens)[None], positions,
-                             self.tracker.cache.layers(extra=self._kv), visible[None])
-        self._kv = kv if self._kv is None else [(torch.cat([a, k], 2), torch.cat([b, v], 2))
-                                                for (a, b), (k, v) in zip(self._kv, kv)]
+        positions = torch.full((m,), n_pairs + depth - 1, device=parent_outputs.device)
+        allowed = torch.cat([ancestors, torch.eye(m, dtype=torch.bool)], dim=1)  # over the entries
+        out = self.tracker.run(parent_outputs, tokens, positions, n_pairs + old, allowed)
         sees = torch.zeros(old + m, old + m, dtype=torch.bool)
         sees[:old, :old] = self._sees
-        sees[old:, :old] = ancestors
-        sees[old:, old:] = torch.eye(m, dtype=torch.bool)
+        sees[old:] = allowed
         self._sees = sees
-        return out[0]
+        return out

@@ -108,7 +108,7 @@ class HydraDrafter(TypicalAcceptance, Drafter):
             device = next(self.heads.parameters()).device  # index where the heads compute
             self.levels = [Level(lv.head, *(t.to(device) for t in (lv.nodes, lv.parent_rows, lv.ranks)), lv.topk,
                                  lv.expand.to(device)) for lv in self.levels]
-        self._prefix_cache = PrefixCache() if self.heads.prefix is not None else None
+        self._prefix_cache = self.heads.prefix.new_cache() if self.heads.prefix is not None else None
         states = session.prompt_features
         # The root (prompt[-1]) came after the last prefilled position: its feature starts us off.
         # A one-token prompt has none; the first step is then a plain one.

@@ -11,9 +11,12 @@ next feature f̂_{i+1}, and the target's own lm_head turns that into the distrib
 
 Attention is a standard Llama block (rotate-half RoPE at the pair's position, GQA). The draft keeps
 its own KV cache over real pairs; tree expansion runs extra entries against it with a mask (the
-drafter owns that, methods/drafters/eagle.py). Embeddings and lm_head are the target's, bound with
-``bind`` and never stored in our artifacts; the published files carry a copy of the embeddings,
-which the loader (methods/heads/eagle_format.py) checks for shape and otherwise ignores.
+drafter owns that, methods/drafters/eagle_state.py). This module is the draft's definition, which
+training and every non-float32 or non-CPU run use; float32 drafting on the CPU runs the same
+arithmetic through the lean backend's native layer (methods/heads/native_layers.py), into the same
+cache. Embeddings and lm_head are the target's, bound with ``bind`` and never stored in our
+artifacts; the published files carry a copy of the embeddings, which the loader
+(methods/heads/eagle_format.py) checks for shape and otherwise ignores.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from methods.core.backends.lean import LeanCache
 
 
 @dataclass(frozen=True)
@@ -207,39 +212,28 @@ class EagleDraftModel(nn.Module):
         return x, new_kv
 
 
-class DraftCache:
-    """The draft's KV over real pairs, per layer [1, kv, capacity, hd], grown by doubling."""
+class DraftCache(LeanCache):
+    """The draft's KV, per layer [kv, capacity, hd]: the lean backend's cache layout, which its
+    native layer writes (methods/heads/native_layers.py) and the torch path reads through
+    ``layers``. Rows before ``length`` are committed pairs; an EAGLE tree's entries are written
+    after them (``write``) and overwritten by the next step's pairs."""
 
     def __init__(self, shape: EagleShape, device, dtype, capacity: int = 256):
-        self.shape, self.device, self.dtype = shape, device, dtype
-        self.length = 0
-        self._k = [self._empty(capacity) for _ in range(shape.num_layers)]
-        self._v = [self._empty(capacity) for _ in range(shape.num_layers)]
+        super().__init__(shape.num_layers, shape.num_key_value_heads, shape.head_dim, dtype, device, capacity)
 
-    def _empty(self, capacity: int) -> torch.Tensor:
-        s = self.shape
-        return torch.empty(1, s.num_key_value_heads, capacity, s.head_dim, device=self.device, dtype=self.dtype)
+    def write(self, at: int, new_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Per layer (k, v) [1, kv, m, hd] into rows at .. at+m-1 (the rows before ``at`` kept)."""
+        m = new_kv[0][0].shape[2]
+        self.reserve(at + m, keep=at)
+        for i, (k, v) in enumerate(new_kv):
+            self.keys[i][:, at: at + m] = k[0]
+            self.values[i][:, at: at + m] = v[0]
 
     def append(self, new_kv: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        m = new_kv[0][0].shape[2]
-        if self.length + m > self._k[0].shape[2]:
-            capacity = max(2 * self._k[0].shape[2], self.length + m)
-            for store in (self._k, self._v):
-                for i, old in enumerate(store):
-                    grown = self._empty(capacity)
-                    grown[:, :, : self.length] = old[:, :, : self.length]
-                    store[i] = grown
-        for i, (k, v) in enumerate(new_kv):
-            self._k[i][:, :, self.length: self.length + m] = k
-            self._v[i][:, :, self.length: self.length + m] = v
-        self.length += m
+        self.write(self.length, new_kv)
+        self.length += new_kv[0][0].shape[2]
 
-    def layers(self, extra: Optional[list[tuple[torch.Tensor, torch.Tensor]]] = None):
-        """Per layer (k, v) over the cached pairs, followed by ``extra`` entries if given."""
-        out = []
-        for i in range(self.shape.num_layers):
-            k, v = self._k[i][:, :, : self.length], self._v[i][:, :, : self.length]
-            if extra is not None:
-                k, v = torch.cat([k, extra[i][0]], 2), torch.cat([v, extra[i][1]], 2)
-            out.append((k, v))
-        return out
+    def layers(self, upto: Optional[int] = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (k, v) [1, kv, rows, hd] over the first ``upto`` rows (default: the committed ones)."""
+        rows = self.length if upto is None else upto
+        return [(k[None, :, :rows], v[None, :, :rows]) for k, v in zip(self.keys, self.values)]

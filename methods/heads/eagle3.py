@@ -20,7 +20,9 @@ have a column and only matters in training. Embeddings are the target's (``bind`
 
 Everything the EAGLE drafters' pair cache and tree expansion use (``shape``, ``fc``, ``embed``,
 ``draft_logits``, ``to_token_ids``, ``forward``) has the same meaning as in
-methods/heads/eagle.py, so methods/drafters/eagle_state.py serves both.
+methods/heads/eagle.py, so methods/drafters/eagle_state.py serves both, and float32 drafting on the
+CPU runs the midlayer through the lean backend's native layer as EAGLE's layers do
+(methods/heads/native_layers.py; this module stays the definition, and what training runs).
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ The context feature g_t depends on the head architecture (``hydra_head_arch``):
 - ``mlp``: g_t is the base's feature at t (the final normed hidden state, or with
   ``hidden_state_offset`` k > 0 the hidden state k layers before the end);
 - ``prefix-mlp``: g_t is the output of one extra Llama decoder layer plus RMSNorm (the "prefix
-  layer") run causally over the sequence of base features, with its own small KV cache.
+  layer") run causally over the sequence of base features, with its own small KV cache. In float32
+  on the CPU the layer runs through the lean backend's native layer (methods/heads/native_layers.py),
+  as the target's layers do; its torch definition here serves training and every other case.
 
 Formats, both read by ``load_hydra``:
 - published: ``config.json`` (hydra_num_heads, hydra_num_layers, hydra_head_arch, grounded_heads,
@@ -45,9 +47,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from methods.core.backends.lean import LeanCache
 from methods.heads.artifact import (ArtifactError, check_trained_base, check_draft_vocab, find_weights, load_state,
                                     read_config, ready_for_drafting)
 from methods.heads.medusa import ResBlock
+from methods.heads.native_layers import native_prefix_layer
 
 WEIGHT_FILES = ("hydra_lm_head.safetensors", "hydra_lm_head.pt")
 ARCHS = ("mlp", "prefix-mlp")
@@ -108,16 +112,19 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-@dataclass
 class PrefixCache:
-    """The prefix layer's keys and values [kv_heads, length, head_dim] over the features fed so far."""
+    """The prefix layer's keys and values over the features fed so far, for one turn: a one-layer
+    LeanCache (the lean layout [kv_heads, capacity, head_dim], which the native layer writes),
+    allocated by the first forward, and the native layer that runs it this turn (None: torch
+    ops; ``PrefixLayer.new_cache`` chooses)."""
 
-    keys: Optional[torch.Tensor] = None
-    values: Optional[torch.Tensor] = None
+    def __init__(self, native=None):
+        self.store: Optional[LeanCache] = None
+        self.native = native
 
     @property
     def length(self) -> int:
-        return 0 if self.keys is None else int(self.keys.shape[1])
+        return 0 if self.store is None else self.store.length
 
 
 class _Projections(nn.Module):
@@ -174,27 +181,36 @@ class PrefixLayer(nn.Module):
         module, name, _ = part.split(".")
         return getattr(getattr(self, module), name).weight
 
+    def new_cache(self) -> PrefixCache:
+        """An empty cache for a turn, run natively where the native layer can (float32 on the CPU)."""
+        return PrefixCache(native_prefix_layer(self))
+
     def forward(self, features: torch.Tensor, cache: PrefixCache) -> torch.Tensor:
         """Outputs [n, H] for the next n features [n, H]; their keys and values join ``cache``."""
         n = features.shape[0]
-        past = cache.length
-        positions = torch.arange(past, past + n, device=features.device)
+        past, end = cache.length, cache.length + n
+        positions = torch.arange(past, end, device=features.device)
         x = features
+        angles = positions[:, None].float() * self.inv_freq.to(x.device)[None, :]
+        angles = torch.cat([angles, angles], dim=-1)  # [n, head_dim]
+        cos, sin = ((angles.cos() * self.rope_scaling).to(x.dtype), (angles.sin() * self.rope_scaling).to(x.dtype))
+        if cache.store is None:
+            cache.store = LeanCache(1, self.kv_heads, self.head_dim, x.dtype, x.device, capacity=max(64, 2 * n))
+        cache.store.reserve(end)
+        keys, values = cache.store.keys[0], cache.store.values[0]
+        cache.store.length = end
+        if cache.native is not None and cache.native.takes(n):
+            return cache.native.run(x, cos, sin, keys, values, past)
         h = _rms_norm(x, self.input_layernorm, self.eps)
         q = self.self_attn.q_proj(h).view(n, self.heads, self.head_dim).transpose(0, 1)
         k = self.self_attn.k_proj(h).view(n, self.kv_heads, self.head_dim).transpose(0, 1)
         v = self.self_attn.v_proj(h).view(n, self.kv_heads, self.head_dim).transpose(0, 1)
-        angles = positions[:, None].float() * self.inv_freq.to(x.device)[None, :]
-        angles = torch.cat([angles, angles], dim=-1)  # [n, head_dim]
-        cos, sin = ((angles.cos() * self.rope_scaling).to(x.dtype), (angles.sin() * self.rope_scaling).to(x.dtype))
         q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
-        if cache.keys is not None:
-            k, v = torch.cat([cache.keys, k], dim=1), torch.cat([cache.values, v], dim=1)
-        cache.keys, cache.values = k, v
+        keys[:, past:end] = k * cos + _rotate_half(k) * sin
+        values[:, past:end] = v
         group = self.heads // self.kv_heads
-        keys, values = k.repeat_interleave(group, dim=0), v.repeat_interleave(group, dim=0)
-        visible = torch.arange(past + n, device=x.device)[None, :] <= positions[:, None]  # causal
+        keys, values = keys[:, :end].repeat_interleave(group, dim=0), values[:, :end].repeat_interleave(group, dim=0)
+        visible = torch.arange(end, device=x.device)[None, :] <= positions[:, None]  # causal
         attn = F.scaled_dot_product_attention(q[None], keys[None], values[None], attn_mask=visible)
         x = x + self.self_attn.o_proj(attn[0].transpose(0, 1).reshape(n, self.heads * self.head_dim))
         h = _rms_norm(x, self.post_attention_layernorm, self.eps)

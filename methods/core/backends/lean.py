@@ -93,16 +93,19 @@ class LeanCache:
     def value_addresses(self) -> list[int]:
         return [v.data_ptr() for v in self.values]
 
-    def reserve(self, needed: int) -> None:
+    def reserve(self, needed: int, keep: Optional[int] = None) -> None:
+        """Room for ``needed`` entries; the first ``keep`` (default ``length``) survive a growth.
+        A draft passes more than ``length``: its tree entries after the committed ones."""
         if needed <= self.capacity:
             return
         capacity = self.capacity
         while capacity < needed:
             capacity *= 2
+        keep = self.length if keep is None else keep
         for store in (self.keys, self.values):
             for i, old in enumerate(store):
                 new = old.new_zeros(old.shape[0], capacity, old.shape[2])
-                new[:, : self.length] = old[:, : self.length]
+                new[:, :keep] = old[:, :keep]
                 store[i] = new
 
     def compact(self, past_len: int, block_len: int, accepted_nodes: list[int]) -> None:
@@ -174,9 +177,17 @@ def _fused_bias(linears) -> Optional[torch.Tensor]:
                       for b, lin in zip(biases, linears)])
 
 
-class _Layer:
-    def __init__(self, layer, arena: Optional[WeightArena] = None):
-        attention, mlp = layer.self_attn, layer.mlp
+class FusedLayer:
+    """One llama decoder layer as lean_ops.c's lean_layer reads it: q/k/v and gate/up multiplied as
+    one matrix each (the modules' own weights become views of them, see ``_fuse_rows``), and the
+    norms, biases, activation and attention scaling. The target's layers are built from
+    transformers' modules (``of_decoder_layer``); draft layers of the same arithmetic (EAGLE's,
+    Hydra's prefix layer) pass their own modules, so that they run through the same native layer
+    rather than a second copy of it. ``norm_in`` None: the layer has no input norm (EAGLE's first
+    draft layer reads its fc output as it is); then lean_layer gets a NULL norm_in."""
+
+    def __init__(self, attention, mlp, norm_in, norm_post, act, scaling: float, head_dim: int,
+                 arena: Optional[WeightArena] = None):
         self.qkv = _fuse_rows(attention, "_lean_qkv", [attention.q_proj, attention.k_proj, attention.v_proj], arena)
         self.qkv_bias = _fused_bias([attention.q_proj, attention.k_proj, attention.v_proj])
         self.split = [attention.q_proj.weight.shape[0], attention.k_proj.weight.shape[0],
@@ -189,16 +200,30 @@ class _Layer:
         _move_into(arena, mlp.down_proj)
         self.down = mlp.down_proj.weight
         self.down_bias = mlp.down_proj.bias
-        self.act = mlp.act_fn
-        self.norm_in = layer.input_layernorm
-        self.norm_post = layer.post_attention_layernorm
-        self.scaling = float(attention.scaling)
-        self.head_dim = int(attention.head_dim)
+        self.act = act
+        self.norm_in = norm_in
+        self.norm_post = norm_post
+        self.scaling = float(scaling)
+        self.head_dim = int(head_dim)
+        self.heads, self.kv_heads = self.split[0] // self.head_dim, self.split[1] // self.head_dim
         self.intermediate = self.down.shape[1]
         self.silu = _is_silu(self.act)
         self._native = None
 
-    def native(self, heads: int, kv_heads: int) -> "native_kernels.LayerWeights":
+    @classmethod
+    def of_decoder_layer(cls, layer, arena: Optional[WeightArena] = None) -> "FusedLayer":
+        """A transformers llama/qwen2 decoder layer."""
+        attention, mlp = layer.self_attn, layer.mlp
+        return cls(attention, mlp, layer.input_layernorm, layer.post_attention_layernorm, mlp.act_fn,
+                   attention.scaling, attention.head_dim, arena)
+
+    @property
+    def native_ok(self) -> bool:
+        """Whether lean_layer computes this layer: it implements SiLU only, rotates heads of at
+        most 512 dimensions and shares each kv head among a whole group of query heads."""
+        return self.silu and self.head_dim <= 512 and self.heads % self.kv_heads == 0
+
+    def native(self) -> "native_kernels.LayerWeights":
         """The layer for lean_ops.c's lean_layer (built once; the tensors it points to are this
         object's own, so they live as long as it does)."""
         if self._native is None:
@@ -207,14 +232,29 @@ class _Layer:
                     return None
                 assert t.dtype == torch.float32 and t.is_contiguous()
                 return t.data_ptr()
+            norm_in = self.norm_in
             self._native = native_kernels.LayerWeights(
-                width=self.o.shape[0], heads=heads, kv_heads=kv_heads, hd=self.head_dim, inter=self.intermediate,
-                eps_in=_eps(self.norm_in), eps_post=_eps(self.norm_post), scale=self.scaling,
-                norm_in=address(self.norm_in.weight), norm_post=address(self.norm_post.weight),
+                width=self.o.shape[0], in_width=self.qkv.shape[1], heads=self.heads, kv_heads=self.kv_heads,
+                hd=self.head_dim, inter=self.intermediate, eps_in=0.0 if norm_in is None else _eps(norm_in),
+                eps_post=_eps(self.norm_post), scale=self.scaling,
+                norm_in=None if norm_in is None else address(norm_in.weight), norm_post=address(self.norm_post.weight),
                 wqkv=address(self.qkv), bqkv=address(self.qkv_bias), wo=address(self.o), bo=address(self.o_bias),
                 wgu=address(self.gate_up), bgu=address(self.gate_up_bias), wdown=address(self.down),
                 bdown=address(self.down_bias))
         return self._native
+
+    def run_native(self, library, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+                   values: torch.Tensor, past: int, common: int, allowed: torch.Tensor, threads: int,
+                   attn_in: Optional[torch.Tensor] = None) -> None:
+        """One lean_layer call: ``x`` [n, width] (float32, contiguous) goes through the layer in
+        place; the block's keys and values go to rows past .. past+n-1 of ``keys``/``values``
+        [kv_heads, capacity, head_dim]; ``cos``/``sin`` [n, head_dim]; ``allowed`` uint8
+        [n, past + n - common] says which cache rows after the first ``common`` each row sees.
+        ``attn_in`` [n, in_width]: what q/k/v read instead of the normed ``x`` (EAGLE-3)."""
+        library.lean_layer(ctypes.byref(self.native()), x.shape[0], x.data_ptr(),
+                           None if attn_in is None else attn_in.data_ptr(), cos.data_ptr(), sin.data_ptr(),
+                           keys.data_ptr(), values.data_ptr(), keys.shape[1], past, common, allowed.data_ptr(),
+                           threads)
 
 
 def _is_silu(act) -> bool:
@@ -275,14 +315,14 @@ class LeanTarget:
         with torch.no_grad():
             # The kernel streams every matrix once per forward: they move into huge pages.
             arena = _weight_arena(model) if kernel is not None and move_weights else None
-            self.layers = [_Layer(layer, arena) for layer in decoder.layers]
+            self.layers = [FusedLayer.of_decoder_layer(layer, arena) for layer in decoder.layers]
             _move_into(arena, model.lm_head)
         self.head_dim = self.layers[0].head_dim
         self.skinny_max_rows = SKINNY_MAX_ROWS  # a benchmark may move it
         # The whole layer in native code (lean_ops.c) where the kernel is there and the model's
         # layers are what it implements; a benchmark may turn it off to compare.
-        self.fused = kernel is not None and all(layer.silu for layer in self.layers) and \
-            self.head_dim <= 512 and self.heads % self.kv_heads == 0 and self._rotary_width() == self.head_dim
+        self.fused = kernel is not None and all(layer.native_ok for layer in self.layers) and \
+            self._rotary_width() == self.head_dim
         self._request: HiddenStateRequest = NOTHING
 
     def _rotary_width(self) -> int:
@@ -437,10 +477,7 @@ class LeanTarget:
         for i, layer in enumerate(self.layers):
             if i in request.layer_inputs:
                 inputs[i] = x.clone()  # x changes in place from here on
-            keys, values = cache.keys[i], cache.values[i]
-            lib.lean_layer(ctypes.byref(layer.native(self.heads, self.kv_heads)), n, x.data_ptr(), cos.data_ptr(),
-                           sin.data_ptr(), keys.data_ptr(), values.data_ptr(), keys.shape[1], past_len,
-                           allowed.data_ptr(), threads)
+            layer.run_native(lib, x, cos, sin, cache.keys[i], cache.values[i], past_len, past_len, allowed, threads)
         final = torch.empty_like(x)
         lib.rms_norm(n, x.shape[1], x.data_ptr(), None, self.norm.weight.data_ptr(), _eps(self.norm), final.data_ptr())
         cache.length = end

@@ -16,7 +16,7 @@ void rms_norm(int n, int d, float *x, const float *add, const float *w, float ep
 void rope_store(int n, int heads, int kv_heads, int hd, float *qkv, const float *cos, const float *sin,
                 float *keys, float *values, int cap, int past);
 void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const float *keys, const float *values,
-            int cap, int past, const unsigned char *allowed, float scale, float *out, int threads);
+            int cap, int past, int common, const unsigned char *allowed, float scale, float *out, int threads);
 void silu_mul(int n, int inter, const float *gate_up, float *out, int threads);
 void attend_rows(int rows, int heads, int kv_heads, int hd, float *qkv, const float *cos, const float *sin,
                  float *const *keys, float *const *values, const int *caps, const int *positions, float scale,
@@ -24,13 +24,14 @@ void attend_rows(int rows, int heads, int kv_heads, int hd, float *qkv, const fl
 
 /* One decoder layer's sizes and weights (row-major torch tensors, not copied). */
 typedef struct {
-    int width, heads, kv_heads, hd, inter;
+    int width, in_width, heads, kv_heads, hd, inter;  /* in_width: q/k/v's input (width but for attn_in) */
     float eps_in, eps_post, scale;
-    const float *norm_in, *norm_post;
+    const float *norm_in, *norm_post;  /* norm_in may be NULL: no input norm */
     const float *wqkv, *bqkv, *wo, *bo, *wgu, *bgu, *wdown, *bdown;  /* biases may be NULL */
 } lean_layer_t;
 
-void lean_layer(const lean_layer_t *L, int n, float *x, const float *cos, const float *sin, float *keys,
-                float *values, int cap, int past, const unsigned char *allowed, int threads);
+void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, const float *cos, const float *sin,
+                float *keys, float *values, int cap, int past, int common, const unsigned char *allowed,
+                int threads);
 
 #endif

@@ -38,7 +38,7 @@ static inline float exp_approx(float x) {
 }
 
 /* Bump whenever a result or its speed can change (see skinny_sgemm_version). */
-int lean_ops_version(void) { return 2; }
+int lean_ops_version(void) { return 3; }
 
 /* Sums in one fixed order: 16 running lanes (lane l takes elements l, l+16, ...), then a fixed
  * tree over the lanes. C's rules forbid the compiler to reorder these float additions, so a
@@ -117,9 +117,13 @@ void rope_store(int n, int heads, int kv_heads, int hd, float *qkv, const float 
     }
 }
 
-/* Attention of n query rows (the block at positions past .. past+n-1) over the cache's first
- * past+n rows: every row sees the whole prefix, and block row j when allowed[i*n + j] is
- * nonzero. q comes from the rotated qkv rows; out is [n, heads*hd].
+/* Attention of n query rows (the block, whose keys are cache rows past .. past+n-1) over the
+ * cache's first past+n rows: every row sees the first `common` rows (common <= past), and cache
+ * row common + j when allowed[i*(past+n-common) + j] is nonzero. With common == past, allowed is
+ * the block's own [n, n] mask over a prefix everyone sees (a target's verification); with
+ * common < past, rows between belong to earlier blocks that only some rows see (an EAGLE draft's
+ * tree entries, kept after the committed pairs until the next step overwrites them).
+ * q comes from the rotated qkv rows; out is [n, heads*hd].
  *
  * Per kv head, the scores of all its query rows against the cache's keys (the prefix's, then the
  * block's) are one few-row product in skinny_gemm.c, whose every output depends only on its
@@ -201,11 +205,12 @@ static void weighted_sums(int rows, int count, const float *const *weights, cons
 }
 
 void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const float *keys, const float *values,
-            int cap, int past, const unsigned char *allowed, float scale, float *out, int threads) {
+            int cap, int past, int common, const unsigned char *allowed, float scale, float *out, int threads) {
     const int row = (heads + 2 * kv_heads) * hd;
     const int group = heads / kv_heads;
     const int m = n * group;  /* query rows per kv head, ordered (row, head in group) */
     const int end = past + n;  /* the block's keys follow the prefix's in the cache */
+    const int span = end - common;  /* the cache rows the mask covers: allowed is [n, span] */
     float *queries = malloc(sizeof(float) * (size_t)m * hd);
     float *all_scores = malloc(sizeof(float) * (size_t)kv_heads * m * end);
     for (int g = 0; g < kv_heads; g++) {
@@ -221,18 +226,18 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
         #pragma omp for schedule(static)
         for (int task = 0; task < kv_heads * n; task++) {  /* a kv head and a block row: its heads */
             const int g = task / n, i = task % n;
-            int count = past;  /* the keys the row sees, in cache order: the same for its heads */
+            int count = common;  /* the keys the row sees, in cache order: the same for its heads */
             #pragma omp simd
-            for (int j = 0; j < past; j++) slot[j] = j;
-            for (int j = 0; j < n; j++)
-                if (allowed[(size_t)i * n + j]) slot[count++] = past + j;
+            for (int j = 0; j < common; j++) slot[j] = j;
+            for (int j = 0; j < span; j++)
+                if (allowed[(size_t)i * span + j]) slot[count++] = common + j;
             for (int e = 0; e < group; e++) {
                 const int r = i * group + e;
                 const float *scores = all_scores + ((size_t)g * m + r) * end;
                 float *w = weights + (size_t)e * end;
                 #pragma omp simd
-                for (int j = 0; j < past; j++) w[j] = scores[j] * scale;
-                for (int c = past; c < count; c++) w[c] = scores[slot[c]] * scale;
+                for (int j = 0; j < common; j++) w[j] = scores[j] * scale;
+                for (int c = common; c < count; c++) w[c] = scores[slot[c]] * scale;
                 float top = -INFINITY;  /* a maximum is exact in any order */
                 #pragma omp simd reduction(max:top)
                 for (int c = 0; c < count; c++) top = w[c] > top ? w[c] : top;
@@ -274,8 +279,8 @@ void attend_rows(int rows, int heads, int kv_heads, int hd, float *qkv, const fl
         float *q = qkv + (size_t)r * row;
         rope_store(1, heads, kv_heads, hd, q, cos + (size_t)r * hd, sin + (size_t)r * hd, keys[r], values[r], caps[r],
                    positions[r]);
-        attend(1, heads, kv_heads, hd, q, keys[r], values[r], caps[r], positions[r], &sees_itself, scale,
-               out + (size_t)r * heads * hd, 1);
+        attend(1, heads, kv_heads, hd, q, keys[r], values[r], caps[r], positions[r], positions[r], &sees_itself,
+               scale, out + (size_t)r * heads * hd, 1);
     }
 }
 
@@ -304,9 +309,15 @@ static void add_bias(int n, int d, float *y, const float *bias) {
 /* One decoder layer (lean_layer_t, lean_native.h), everything the lean backend's Python loop did
  * per layer in one call. x (the residual stream, [n, width]) goes through the layer in place:
  *   h = rms(x); qkv = h Wqkv; rope, cache write; x += attention Wo;
- *   h = rms(x); x += (silu(h Wg) * h Wu) Wdown. */
-void lean_layer(const lean_layer_t *L, int n, float *x, const float *cos, const float *sin, float *keys,
-                float *values, int cap, int past, const unsigned char *allowed, int threads) {
+ *   h = rms(x); x += (silu(h Wg) * h Wu) Wdown.
+ * A NULL norm_in means the layer has no input norm and q, k, v read x itself: EAGLE's first
+ * draft layer reads its fc output that way, as published. A non-NULL attn_in [n, in_width] is
+ * what q, k, v read instead of the normed x (norm_in is then not used): EAGLE-3's draft layer
+ * attends from [normed embedding, normed feature], twice the residual stream's width, and adds
+ * the result to its own residual. `common` and `allowed` are attend's. */
+void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, const float *cos, const float *sin,
+                float *keys, float *values, int cap, int past, int common, const unsigned char *allowed,
+                int threads) {
     const int width = L->width, qkv_width = (L->heads + 2 * L->kv_heads) * L->hd;
     float *h = malloc(sizeof(float) * (size_t)n * width);
     float *qkv = malloc(sizeof(float) * (size_t)n * qkv_width);
@@ -315,11 +326,13 @@ void lean_layer(const lean_layer_t *L, int n, float *x, const float *cos, const 
     float *activated = malloc(sizeof(float) * (size_t)n * L->inter);
     float *delta = malloc(sizeof(float) * (size_t)n * width);
 
-    rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
-    skinny_sgemm(n, qkv_width, width, h, L->wqkv, qkv, threads);
+    const float *in = attn_in ? attn_in : (L->norm_in ? h : x);
+    if (!attn_in && L->norm_in) rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
+    skinny_sgemm(n, qkv_width, L->in_width, in, L->wqkv, qkv, threads);
     add_bias(n, qkv_width, qkv, L->bqkv);
     rope_store(n, L->heads, L->kv_heads, L->hd, qkv, cos, sin, keys, values, cap, past);
-    attend(n, L->heads, L->kv_heads, L->hd, qkv, keys, values, cap, past, allowed, L->scale, attended, threads);
+    attend(n, L->heads, L->kv_heads, L->hd, qkv, keys, values, cap, past, common, allowed, L->scale, attended,
+           threads);
     skinny_sgemm(n, width, L->heads * L->hd, attended, L->wo, delta, threads);
     add_bias(n, width, delta, L->bo);
     rms_norm(n, width, x, delta, L->norm_post, L->eps_post, h);

@@ -143,7 +143,7 @@ class RowBatch:
         caps = torch.tensor([r.cache.capacity for r in self.rows], dtype=torch.int32)
         row_positions = positions.to(torch.int32)
         for i, layer in enumerate(target.layers):
-            weights = layer.native(heads, kv_heads)
+            weights = layer.native()
             lib.rms_norm(n, width, x.data_ptr(), None, layer.norm_in.weight.data_ptr(), weights.eps_in, h.data_ptr())
             qkv = self._product(h, layer.qkv)
             if layer.qkv_bias is not None:

@@ -128,17 +128,17 @@ SIGNATURES = {  # argument types of every exported function of lean_native.h (al
     "skinny_sgemm": [_INT, _INT, _INT, _PTR, _PTR, _PTR, _INT],
     "rms_norm": [_INT, _INT, _PTR, _PTR, _PTR, _FLOAT, _PTR],
     "rope_store": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT],
-    "attend": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _INT, _INT, _PTR, _FLOAT, _PTR, _INT],
+    "attend": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _INT, _INT, _INT, _PTR, _FLOAT, _PTR, _INT],
     "silu_mul": [_INT, _INT, _PTR, _PTR, _INT],
     "attend_rows": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _FLOAT, _PTR, _INT],
-    "lean_layer": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _PTR, _INT],
+    "lean_layer": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _INT, _PTR, _INT],
 }
 
 
 class LayerWeights(ctypes.Structure):
     """lean_native.h's lean_layer_t: one decoder layer's sizes and weight addresses. It holds raw
     addresses: whoever builds it keeps the tensors alive."""
-    _fields_ = [(name, ctypes.c_int) for name in ("width", "heads", "kv_heads", "hd", "inter")] + \
+    _fields_ = [(name, ctypes.c_int) for name in ("width", "in_width", "heads", "kv_heads", "hd", "inter")] + \
                [(name, ctypes.c_float) for name in ("eps_in", "eps_post", "scale")] + \
                [(name, ctypes.c_void_p) for name in ("norm_in", "norm_post", "wqkv", "bqkv", "wo", "bo", "wgu", "bgu",
                                                      "wdown", "bdown")]
