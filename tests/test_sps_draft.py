@@ -122,7 +122,8 @@ def test_a_trained_draft_folder_given_as_drafter_path_is_loaded_and_recorded(tar
                               sps_schedule="constant")
     drafter = DraftModelDrafter.from_args(args, target, None)
     assert len(drafter.draft_model.model.layers) == 2 and drafter.draft_model.lm_head is target.lm_head
-    assert drafter.params() == {"drafter": str(tmp_path / "draft"), "gamma": 2, "schedule": "constant"}
+    assert drafter.params() == {"drafter": str(tmp_path / "draft"), "gamma": 2, "schedule": "constant",
+                                "draft_vocab": None}
     # The shipped draft is recorded by its repository path, the same on every machine.
     assert sps.recorded_path(str(sps.shipped_draft())) == "data/drafters/smollm2-135m-instruct/sps"
 
@@ -209,6 +210,96 @@ def test_sampled_sps_with_a_lean_trained_draft_follows_the_target_distribution(t
     assert stat < chi2_critical(df), (stat, df)
 
 
+# ---------------------------------------------------------------------- a draft vocabulary
+DRAFT_VOCAB = torch.tensor([2, 3, 5, 8, 13, 21, 34, 40, 55, 77, 89])
+
+
+def test_a_draft_vocabulary_is_stored_loaded_and_refused_when_it_names_ids_the_target_lacks(target, tmp_path):
+    layers = perturbed_layers(target, [0, 3])
+    save_sps_draft(tmp_path / "draft", layers, target, "tiny", [0, 3], {}, draft_vocab=DRAFT_VOCAB)
+    state = load_file(str(tmp_path / "draft" / "model.safetensors"))
+    assert torch.equal(state["draft_vocab"], DRAFT_VOCAB) and state["draft_vocab"].dtype == torch.int64
+    assert json.loads((tmp_path / "draft" / "config.json").read_text())["draft_vocab_size"] == len(DRAFT_VOCAB)
+    assert torch.equal(load_sps_draft(tmp_path / "draft", target).draft_vocab, DRAFT_VOCAB)
+    assert load_sps_draft(tmp_path / "draft", target).lm_head is target.lm_head  # still shared, not cut
+
+    save_sps_draft(tmp_path / "bad", layers, target, "tiny", [0, 3], {}, draft_vocab=torch.tensor([1, VOCAB]))
+    with pytest.raises(ArtifactError, match="outside the target's vocabulary"):
+        load_sps_draft(tmp_path / "bad", target)
+
+
+def test_a_restricted_lean_output_gives_the_full_logits_columns_of_those_ids():
+    model = make_tiny_llama(vocab_size=VOCAB, layers=2, dtype=torch.float32)
+    full, cut = sps.lean_draft(model), sps.lean_draft(model)
+    cut.restrict_output(DRAFT_VOCAB)
+    ids = [5, 9, 11, 40, 3]
+    a, b = full.extend(full.new_cache(), ids), cut.extend(cut.new_cache(), ids)
+    assert b.shape == (len(DRAFT_VOCAB),)
+    assert torch.allclose(b, a[DRAFT_VOCAB], atol=1e-5)
+    assert full.extend(full.new_cache(), ids).shape == (VOCAB,)  # the other runner is untouched
+
+
+@pytest.mark.parametrize("backend", ["hf", "lean"])
+def test_a_draft_with_a_draft_vocabulary_proposes_only_its_ids_and_stays_lossless(target, tmp_path, backend):
+    layers = perturbed_layers(target, [0, 3], scale=0.02)
+    save_sps_draft(tmp_path / "draft", layers, target, "tiny", [0, 3], {}, draft_vocab=DRAFT_VOCAB)
+    drafter = DraftModelDrafter(load_sps_draft(tmp_path / "draft", target), gamma=3)
+    assert drafter.params()["draft_vocab"] == len(DRAFT_VOCAB)
+    proposed = []
+    original = drafter.propose
+
+    def recording(context, max_depth):
+        tree = original(context, max_depth)
+        proposed.extend(tree.tokens.tolist())
+        return tree
+
+    drafter.propose = recording
+    engine = SpeculativeEngine(target, backend=backend)
+    config = DecodingConfig(max_new_tokens=30)
+    for prompt in random_prompts(6, VOCAB, seed=12):
+        assert engine.generate(prompt, drafter, config)[0] == baseline(engine, prompt, config)
+    assert proposed and set(proposed) <= set(DRAFT_VOCAB.tolist())
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_lean_and_transformers_drafting_agree_over_a_draft_vocabulary(target, tmp_path, temperature):
+    save_sps_draft(tmp_path / "draft", perturbed_layers(target, [0, 3]), target, "tiny", [0, 3], {},
+                   draft_vocab=DRAFT_VOCAB)
+    draft = load_sps_draft(tmp_path / "draft", target)
+    lean, hf = DraftModelDrafter(draft, gamma=4), DraftModelDrafter(draft, gamma=4)
+    prompt = [3, 14, 15, 92, 65, 35]
+    lean.begin(prompt, session(target, "lean", temperature))
+    hf.begin(prompt, session(target, "hf", temperature))
+    a, b = lean.propose(prompt, 8), hf.propose(prompt, 8)
+    assert a.tokens.tolist() == b.tokens.tolist()
+    if temperature:
+        # q is a distribution over every id, zero outside the draft vocabulary.
+        assert a.draft_probs.shape == (4, VOCAB) and torch.allclose(a.draft_probs, b.draft_probs, atol=1e-12)
+        outside = torch.ones(VOCAB, dtype=torch.bool)
+        outside[DRAFT_VOCAB] = False
+        assert torch.all(a.draft_probs[:, outside] == 0)
+        assert torch.allclose(a.draft_probs.sum(-1), torch.ones(4, dtype=a.draft_probs.dtype))
+    lean.end(), hf.end()
+
+
+def test_sampled_sps_over_a_draft_vocabulary_follows_the_target_distribution(tmp_path):
+    """The draft can never propose ids 0, 3 and 6: the target must still sample them as often as
+    its own distribution says (the residual distribution carries them)."""
+    model = make_tiny_llama(vocab_size=7, seed=3, layers=2)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(0.15)
+    save_sps_draft(tmp_path / "draft", perturbed_layers(model, [0], scale=0.5), model, "tiny", [0], {},
+                   draft_vocab=torch.tensor([1, 2, 4, 5]))
+    drafter = DraftModelDrafter(load_sps_draft(tmp_path / "draft", model), gamma=2)
+    engine = SpeculativeEngine(model, backend="lean")
+    config = DecodingConfig(max_new_tokens=2, temperature=1.0)
+    prompt, draws = [3, 4, 5], 2000
+    counts = Counter(tuple(engine.generate(prompt, drafter, config, seed=i)[0]) for i in range(draws))
+    stat, df = chi2_statistic(counts, exact_first_two(model, prompt, config), draws)
+    assert stat < chi2_critical(df), (stat, df)
+    assert any(t in (0, 3, 6) for pair in counts for t in pair)
+
+
 # ---------------------------------------------------------------------- the trainer recipe
 def train_args(folder, corpus, out, *extra):
     return ["--method", "sps", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
@@ -229,6 +320,9 @@ def test_the_recipe_trains_a_few_steps_and_resumes_to_the_weights_of_an_uninterr
     assert config["method"] == "sps" and config["num_hidden_layers"] == 2
     meta = json.loads((straight / "metadata.json").read_text())
     assert meta["layers_initialised_from"] == [0, 1] and "--method sps" in meta["training"]["command"]
+    # The draft vocabulary: the training split's answer tokens (the tiny corpus has fewer than the default).
+    vocab = load_file(str(straight / "model.safetensors"))["draft_vocab"]
+    assert 0 < len(vocab) == config["draft_vocab_size"] <= TINY_VOCAB and 0 < meta["draft_vocab_coverage"] <= 1
     epochs = meta["metrics"]["heldout"]
     assert len(epochs) == 2 and all(len(e["top1"]) == 3 for e in epochs)
     last = epochs[-1]

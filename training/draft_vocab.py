@@ -16,6 +16,14 @@ import numpy as np
 
 UNKNOWN = -1  # the column of a token outside the draft vocabulary
 
+# Every recipe's default size. On the corpus of 16k conversations written by the embedded model
+# (2.8M answer tokens, 25,368 distinct), the N most frequent training-split ids cover this share
+# of the held-out answer tokens: 4096 -> 90.9%, 8192 -> 95.4%, 16384 -> 98.1%, all -> 99.2%.
+# At 8192 the cut caps depth-1 accuracy far above what any of our drafters reaches, and the
+# projection reads 8192 x 576 weights, about 1.3 decoder layers of the embedded model, where all
+# 25k answer ids would cost 4 layers' worth on every draft token.
+DEFAULT_SIZE = 8192
+
 
 def frequent_answer_ids(tokens: np.ndarray, counted: np.ndarray, size: int) -> np.ndarray:
     """Ascending ids of the ``size`` most frequent tokens among ``tokens[counted]`` (0 = all of

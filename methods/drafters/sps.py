@@ -20,6 +20,11 @@ Where the target runs on the lean backend, so does the draft (its own LeanTarget
 weights shared, logits of the last row only); on hf it is the transformers forward with a
 DynamicCache. Either way a greedy draft is the draft model's argmax and a sampled one is drawn
 from its q.
+
+A trained draft may carry a draft vocabulary (the corpus's most frequent answer tokens): it then
+scores only those rows of the shared lm_head, and its q is zero on every other id. Verification
+needs nothing more: acceptance min(1, p/q) and the residual max(0, p - q) are exact for any q, and
+a greedy draft outside the vocabulary is simply never proposed.
 """
 
 from __future__ import annotations
@@ -107,7 +112,11 @@ def lean_draft(draft_model):
 
     if unsupported_reason(draft_model) is not None:
         return None
-    return LeanTarget(draft_model, move_weights=False)
+    lean = LeanTarget(draft_model, move_weights=False)
+    vocab = getattr(draft_model, "draft_vocab", None)
+    if vocab is not None:
+        lean.restrict_output(vocab)
+    return lean
 
 
 class DraftModelDrafter(Drafter):
@@ -125,6 +134,9 @@ class DraftModelDrafter(Drafter):
         self.gamma = gamma
         self._lean = None  # the draft's LeanTarget, made on the first turn on the lean backend
         self._lean_tried = False
+        # Target ids the draft scores, in the order of its logits (None: the whole vocabulary).
+        self.draft_vocab = getattr(draft_model, "draft_vocab", None)
+        self.vocab_size = int(draft_model.get_output_embeddings().weight.shape[0])
 
     def _lean_runner(self):
         if not self._lean_tried:
@@ -145,6 +157,7 @@ class DraftModelDrafter(Drafter):
 
     @torch.inference_mode()
     def _forward(self, tokens: list[int]) -> torch.Tensor:
+        """The draft's logits after ``tokens``: over its draft vocabulary where it has one."""
         if self.lean is not None:
             logits = self.lean.extend(self.cache, tokens)
             self.cached.extend(tokens)
@@ -154,7 +167,19 @@ class DraftModelDrafter(Drafter):
         out = self.draft_model(input_ids=ids, cache=self.cache, use_cache=True, logits_to_keep=1,
                                position_ids=torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0))
         self.cached.extend(tokens)
-        return out.logits[0, -1]
+        logits = out.logits[0, -1]
+        return logits if self.draft_vocab is None else logits[self.draft_vocab]
+
+    def _token(self, column: int) -> int:
+        return column if self.draft_vocab is None else int(self.draft_vocab[column])
+
+    def _full_q(self, q: torch.Tensor) -> torch.Tensor:
+        """q over the draft vocabulary as a distribution over every target id (zero elsewhere)."""
+        if self.draft_vocab is None:
+            return q
+        full = q.new_zeros(self.vocab_size)
+        full[self.draft_vocab.to(q.device)] = q
+        return full
 
     def propose(self, context: list[int], max_depth: int) -> DraftTree:
         gamma = min(int(self.gamma), max_depth)
@@ -166,11 +191,11 @@ class DraftModelDrafter(Drafter):
         q_rows: list[torch.Tensor] = []
         for i in range(gamma):
             if config.greedy:
-                token = int(logits.argmax())
+                token = self._token(int(logits.argmax()))
             else:
                 q = target_probs(logits, config)
-                token = sample(q, self.session.generator)
-                q_rows.append(q)
+                token = self._token(sample(q, self.session.generator))
+                q_rows.append(self._full_q(q))
             drafts.append(token)
             if i + 1 < gamma:
                 logits = self._forward([token])
@@ -204,7 +229,8 @@ class DraftModelDrafter(Drafter):
         return None if self.schedule == "heuristic" else self.initial_gamma
 
     def params(self) -> dict:
-        return {"drafter": self.drafter_path, "gamma": self.initial_gamma, "schedule": self.schedule}
+        return {"drafter": self.drafter_path, "gamma": self.initial_gamma, "schedule": self.schedule,
+                "draft_vocab": None if self.draft_vocab is None else int(len(self.draft_vocab))}
 
     # ------------------------------------------------------------------ command line
     @classmethod

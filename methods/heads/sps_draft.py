@@ -13,7 +13,9 @@ Artifact of a trained draft (a folder, like the other trained drafters):
   plus ``"method": "sps"``, the base's name and weight fingerprint, and which shared tensors it
   does not store;
 - ``model.safetensors``: the K layers only, fp16, named ``model.layers.{i}.*`` as in any llama
-  checkpoint;
+  checkpoint, and ``draft_vocab`` (int64) where the draft was trained to choose among only those
+  target ids: it then scores just those rows of the shared lm_head, which on the embedded model
+  is most of a draft token's arithmetic;
 - ``metadata.json``: the base, the target layers the draft started from, the training command,
   corpus and held-out metrics.
 
@@ -30,11 +32,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from methods.heads.artifact import (ArtifactError, BaseMismatchError, base_fingerprint, check_trained_base,
-                                    find_weights, load_state, read_config, save_artifact)
+from methods.heads.artifact import (ArtifactError, BaseMismatchError, base_fingerprint, check_draft_vocab,
+                                    check_trained_base, find_weights, load_state, read_config, save_artifact)
 
 METHOD = "sps"
 WEIGHTS_FILE = "model.safetensors"
+VOCAB_TENSOR = "draft_vocab"
 METADATA_FILE = "metadata.json"
 # What a draft's layers must share with the target's to run on its embeddings and lm_head.
 SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
@@ -114,17 +117,20 @@ def _shape_value(config, key: str):
 
 
 def save_sps_draft(out, layers: nn.ModuleList, base, base_model: str, initialised_from: list[int],
-                   metadata: dict) -> Path:
-    """Write the artifact: config.json, the layers in fp16, metadata.json."""
+                   metadata: dict, draft_vocab: torch.Tensor | None = None) -> Path:
+    """Write the artifact: config.json, the layers in fp16 (and the draft vocabulary), metadata.json."""
     config = json.loads(draft_config(base, len(layers)).to_json_string())
     config.update({
         "method": METHOD,
         "base_model_name_or_path": base_model,
         "shares_base_embeddings": True, "shares_base_norm": True, "shares_base_lm_head": True,
         "base_fingerprint": base_fingerprint(base),
+        "draft_vocab_size": None if draft_vocab is None else int(len(draft_vocab)),
     })
     tensors = {f"model.layers.{i}.{name}": value for i, layer in enumerate(layers)
                for name, value in layer.state_dict().items()}
+    if draft_vocab is not None:
+        tensors[VOCAB_TENSOR] = torch.as_tensor(draft_vocab, dtype=torch.long)
     folder = save_artifact(out, config, tensors, WEIGHTS_FILE)
     meta = {"method": METHOD, "base_model": base_model, "layers": len(layers),
             "layers_initialised_from": list(initialised_from), **metadata}
@@ -145,7 +151,8 @@ def is_sps_draft(folder) -> bool:
 
 def load_sps_draft(folder, target) -> nn.Module:
     """The trained draft in ``folder`` rebuilt on ``target`` (its embeddings, final norm and
-    lm_head attached), on the target's device and dtype, frozen."""
+    lm_head attached), on the target's device and dtype, frozen. Its ``draft_vocab`` attribute is
+    the target ids it scores (None: all of them)."""
     folder = Path(folder)
     config = read_config(folder)
     if config.get("method") != METHOD:
@@ -164,6 +171,12 @@ def load_sps_draft(folder, target) -> nn.Module:
     if not isinstance(count, int) or count < 1:
         raise ArtifactError(f"{folder}/config.json: num_hidden_layers must be a positive integer, not {count!r}")
     state = load_state(find_weights(folder, (WEIGHTS_FILE,), "SpS draft"))
+    draft_vocab = state.pop(VOCAB_TENSOR, None)
+    if draft_vocab is not None:
+        if draft_vocab.dim() != 1 or draft_vocab.is_floating_point() or not len(draft_vocab):
+            raise ArtifactError(f"{folder}/{WEIGHTS_FILE}: {VOCAB_TENSOR} must be a non-empty list of token ids")
+        draft_vocab = draft_vocab.long()
+        check_draft_vocab(draft_vocab, int(_shape_value(mine, "vocab_size")), folder)
     layers = new_layers(target, count)
     wanted = {f"model.layers.{i}.{name}" for i, layer in enumerate(layers) for name in layer.state_dict()}
     missing, extra = sorted(wanted - set(state)), sorted(set(state) - wanted)
@@ -179,5 +192,6 @@ def load_sps_draft(folder, target) -> nn.Module:
     layers.requires_grad_(False)
     draft = draft_with_layers(target, layers)
     draft.eval()
-    object.__setattr__(draft, "source", str(folder))  # a plain attribute, not a module field
+    object.__setattr__(draft, "source", str(folder))  # plain attributes, not module fields
+    object.__setattr__(draft, "draft_vocab", None if draft_vocab is None else draft_vocab.to(param.device))
     return draft

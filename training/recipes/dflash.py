@@ -43,7 +43,7 @@ from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.dflash import DFlashDraftModel, DFlashShape, default_target_layer_ids
 from methods.heads.eagle import EagleShape
-from training.draft_vocab import UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes import Recipe, exact_batches
 
 
@@ -86,7 +86,7 @@ class DFlashRecipe(Recipe):
                                 "followed by an answer token")
         group.add_argument("--dflash-gamma", type=float, default=4.0,
                            help="loss weight decay over the block: row k weighs exp(-(k - 1) / gamma)")
-        group.add_argument("--dflash-draft-vocab", type=int, default=8192,
+        group.add_argument("--dflash-draft-vocab", type=int, default=DEFAULT_SIZE,
                            help="draft vocabulary: the N most frequent answer tokens of the corpus, whose base head "
                                 "rows the draft scores (0 = the whole vocabulary)")
         group.add_argument("--dflash-mask-token-id", type=int, default=None,

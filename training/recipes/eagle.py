@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.eagle import EagleDraftModel, EagleShape
-from training.draft_vocab import UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes import Recipe
 
 
@@ -48,7 +48,7 @@ class EagleRecipe(Recipe):
     def add_arguments(cls, group) -> None:
         group.add_argument("--eagle-intermediate", type=int, default=None,
                            help="MLP width of the draft layer (default: the base's intermediate size)")
-        group.add_argument("--eagle-draft-vocab", type=int, default=0,
+        group.add_argument("--eagle-draft-vocab", type=int, default=DEFAULT_SIZE,
                            help="draft vocabulary: the N most frequent answer tokens of the corpus, whose base head "
                                 "rows the draft scores (0 = every answer token of the training split)")
         group.add_argument("--eagle-noise", type=float, default=0.05,

@@ -32,7 +32,7 @@ from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.eagle import EagleShape
 from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape, default_feature_layers
-from training.draft_vocab import UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes.eagle import EagleRecipe
 
 
@@ -49,7 +49,7 @@ class Eagle3Recipe(EagleRecipe):
     def add_arguments(cls, group) -> None:
         group.add_argument("--eagle3-intermediate", type=int, default=1024,
                            help="MLP width of the draft's midlayer")
-        group.add_argument("--eagle3-draft-vocab", type=int, default=4096,
+        group.add_argument("--eagle3-draft-vocab", type=int, default=DEFAULT_SIZE,
                            help="draft vocabulary size N: the N most frequent answer tokens of the corpus (0 = all of them)")
         group.add_argument("--eagle3-layers", default=None,
                            help="three target layers whose inputs are fused, e.g. 2,15,27 (default: 2, L/2, L-3)")

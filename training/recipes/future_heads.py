@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.core.hidden_states import HiddenStateRequest
-from training.draft_vocab import UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes import Recipe
 
 IGNORE = -100  # no label here (outside the answer, or past the end)
@@ -44,7 +44,7 @@ class FutureHeadsRecipe(Recipe):
 
     @classmethod
     def add_vocab_argument(cls, group) -> None:
-        group.add_argument(f"--{cls.name}-draft-vocab", type=int, default=0,
+        group.add_argument(f"--{cls.name}-draft-vocab", type=int, default=DEFAULT_SIZE,
                            help="draft vocabulary: the N most frequent answer tokens of the corpus, whose base head "
                                 "rows the heads score (0 = every answer token of the training split)")
 

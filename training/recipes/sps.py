@@ -7,7 +7,10 @@ first and the last, the rest evenly between: see ``spread_layers`` for why) and 
 the shared tensors stay frozen and are not stored.
 
 Loss: teacher-forced cross-entropy of the draft's next-token logits at every position whose next
-token is an answer token, against that token. The corpus answers are the target's own greedy
+token is an answer token, against that token. The logits are those of the draft vocabulary
+(``--sps-draft-vocab``, training/draft_vocab.py): the shared lm_head's rows of the corpus's most
+frequent answer tokens, the only ids the draft will ever propose; a label outside it is not
+trained on and counts as a miss in the held-out metrics. The corpus answers are the target's own greedy
 tokens, so the label is exactly what greedy verification accepts there. No target features are
 needed: the trainer's feature pass reads only the tokens and the answer mask.
 
@@ -29,6 +32,7 @@ import torch.nn.functional as F
 
 from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.sps_draft import draft_with_layers, layers_from_target, save_sps_draft, spread_layers
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
 from training.recipes import Recipe, exact_batches
 
 
@@ -58,6 +62,9 @@ class SpsRecipe(Recipe):
         group.add_argument("--sps-init-layers", default=None,
                            help="target layers the K draft layers start from, comma-separated, e.g. 0,29 (default: "
                                 "the first and the last, the rest evenly between)")
+        group.add_argument("--sps-draft-vocab", type=int, default=DEFAULT_SIZE,
+                           help="draft vocabulary: the N most frequent answer tokens of the corpus, whose rows of the "
+                                "shared lm_head the draft scores (0 = every answer token of the training split)")
         group.add_argument("--sps-eval-gamma", type=int, default=3,
                            help="chain length gamma of the held-out accepted-length metric (SpS's CPU default)")
 
@@ -105,15 +112,22 @@ class SpsRecipe(Recipe):
             raise ValueError("SpS draft training needs answers in both the train and the held-out split")
         self.train_positions = np.arange(sum(len(self.labelled[s]) for s in self.train_sequences))
         self.heldout_positions = np.arange(sum(len(self.labelled[s]) for s in self.heldout_sequences))
+        seq = features.sequence_of_position
+        train_seq = ~features.heldout[seq]
+        self.vocab = frequent_answer_ids(self.tokens, answer & train_seq, self.args.sps_draft_vocab)
+        self.t2d = token_to_column(self.vocab, int(base.config.get_text_config().vocab_size))
+        self.vocab_coverage = coverage(self.tokens, answer & ~train_seq, self.vocab)
         self.module = layers_from_target(base, self.sources)
         self.draft = draft_with_layers(base, self.module)
         self.lm_head = base.get_output_embeddings()
+        self._vocab_rows = torch.from_numpy(self.vocab).to(self.lm_head.weight.device)
         return self.module
 
     def summary(self) -> str:
         return (f"{len(self.train_positions)} training / {len(self.heldout_positions)} held-out positions "
                 f"({len(self.train_sequences)} / {len(self.heldout_sequences)} conversations), {len(self.module)} "
-                f"layers from target layers {self.sources}, "
+                f"layers from target layers {self.sources}, draft vocabulary {len(self.vocab)} tokens "
+                f"({self.vocab_coverage:.1%} of held-out answer tokens), "
                 f"{sum(p.numel() for p in self.module.parameters()) / 1e6:.2f}M parameters")
 
     def steps_per_epoch(self, batch_size: int) -> int:
@@ -127,22 +141,26 @@ class SpsRecipe(Recipe):
 
     # ------------------------------------------------------------------ maths
     def _logits(self, sequence: int, positions: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """The draft's logits at ``positions`` of one conversation (a forward over its tokens up to
-        the last of them) and the labels, the tokens after them."""
+        """The draft's logits over the draft vocabulary at ``positions`` of one conversation (a
+        forward over its tokens up to the last of them) and the labels: the columns of the tokens
+        after them, UNKNOWN where the vocabulary lacks one."""
         a = int(self.starts[sequence])
         end = int(positions.max()) + 1
         device = self.lm_head.weight.device
         ids = torch.from_numpy(self.tokens[a: a + end])[None].to(device)
         hidden = self.draft.model(input_ids=ids, use_cache=False).last_hidden_state[0]
         rows = torch.from_numpy(positions).to(device)
-        labels = torch.from_numpy(self.tokens[a + positions + 1]).to(device)
-        return self.lm_head(hidden[rows]), labels
+        labels = torch.from_numpy(self.t2d[self.tokens[a + positions + 1]]).to(device)
+        head = self.lm_head
+        weight = head.weight[self._vocab_rows]
+        bias = None if head.bias is None else head.bias[self._vocab_rows]
+        return F.linear(hidden[rows], weight, bias), labels
 
     def loss(self, batch) -> torch.Tensor:
         total, counted = None, 0
         for sequence, positions in batch:
             logits, labels = self._logits(sequence, positions)
-            part = F.cross_entropy(logits.float(), labels, reduction="sum")
+            part = F.cross_entropy(logits.float(), labels, reduction="sum", ignore_index=UNKNOWN)
             total = part if total is None else total + part
             counted += len(positions)
         return total / max(counted, 1)
@@ -170,4 +188,6 @@ class SpsRecipe(Recipe):
     # ------------------------------------------------------------------ artifact
     def save(self, out, meta: dict) -> None:
         save_sps_draft(out, self.module, self.base, meta["base_model"], self.sources,
-                       {"training": meta["training"], "metrics": meta["metrics"]})
+                       {"training": meta["training"], "metrics": meta["metrics"],
+                        "draft_vocab_coverage": round(self.vocab_coverage, 4)},
+                       draft_vocab=torch.from_numpy(self.vocab))
