@@ -147,6 +147,44 @@ def test_curve_trains_every_point_skips_finished_ones_and_resumes_an_interrupted
     assert "made with other settings" in capsys.readouterr().err
 
 
+def test_the_whole_corpus_point_reuses_a_drafter_trained_there_with_the_same_options(tmp_path, monkeypatch, capsys):
+    folder, _, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    shipped = tmp_path / "shipped"
+    common = ["--model-path", str(folder), "--corpus", str(corpus), "--seed", "0", "--max-length", "1024",
+              *QUICK.split(), "--no-progress"]
+    # As retrain_all trains them: eagle with the options the curve gives eagle, hydra with another.
+    assert trainer.main(["--method", "eagle", "--out", str(shipped / "eagle"), *common, "--eagle-steps", "2",
+                         "--threads", "1"]) == 0
+    assert trainer.main(["--method", "hydra", "--out", str(shipped / "hydra"), *common, "--lr", "0.01"]) == 0
+    calls = []
+    real_main = trainer.main
+    monkeypatch.setattr(curve, "train_main", lambda argv: calls.append(argv) or real_main(argv))
+    out = tmp_path / "curve"
+    args = ["--methods", "eagle", "hydra", "--sizes", "6", "all", "--out", str(out), "--corpus", str(corpus),
+            "--model-path", str(folder), "--train-args", QUICK, "--method-args", "eagle=--eagle-steps 2",
+            "--reuse", str(shipped), "--no-progress"]
+    assert curve.main(args) == 0
+    trained = [(argv[argv.index("--method") + 1], argv[argv.index("--out") + 1]) for argv in calls]
+    assert trained == [("eagle", str(out / "eagle" / "6")), ("hydra", str(out / "hydra" / "6")),
+                       ("hydra", str(out / "hydra" / "all"))]
+    assert "--eagle-steps" in calls[0] and "--eagle-steps" not in calls[1]  # method args go to their method only
+    log = capsys.readouterr().out
+    assert f"the figures of {shipped / 'eagle'}" in log
+    assert "hydra, all conversations: not reused" in log and "lr 0.01 there, " in log
+    result = json.loads((out / "eagle" / "all.json").read_text())
+    assert result["reused"] == str(shipped / "eagle") and result["settings"]["method_args"] == ["--eagle-steps", "2"]
+    shipped_metrics = json.loads((shipped / "eagle" / "config.json").read_text())["metrics"]["heldout"][-1]
+    assert result["row"]["chain"] == [round(a, 4) for a in shipped_metrics["top1"]]
+    # Another corpus is never reused; a bad --method-args or --reuse is refused up front.
+    other = tmp_path / "other.jsonl.gz"
+    curve.write_corpus(read_corpus(corpus)[:-1], other)
+    assert "trained on another corpus" in curve.reuse_mismatch(curve.build_parser().parse_args(
+        args[:-1] + ["--corpus", str(other)]), "eagle", other, shipped / "eagle")
+    for bad in (["--method-args", "medusa=--epochs 1"], ["--method-args", "eagle"], ["--reuse", str(tmp_path / "no")]):
+        with pytest.raises(SystemExit):
+            curve.main(args + bad)
+
+
 def row(method, conversations, depth1, chain2, size=None, exact=True):
     chain = [depth1, chain2]
     return {"method": method, "size": size or str(conversations), "conversations": conversations,

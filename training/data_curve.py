@@ -32,6 +32,14 @@ a fraction of the steps, with it). A point then means "this recipe trained on N 
 fixing the steps instead would give the small sizes dozens of passes over the same data and the
 large ones less than one, mixing over-fitting with under-training.
 
+The ``all`` point of a method is the drafter a full retraining ships (training/retrain_all.py). With
+``--reuse FOLDER`` a point on the whole corpus takes its figures from ``FOLDER/<method>`` instead
+of training again, when that artifact records the same corpus checksum and its recorded command,
+read by the trainer's parser, sets every training option as the point would (paths, threads and
+checkpointing aside); otherwise the point is trained and the log says which option differed.
+``--method-args`` gives one method options of its own, so that each method's points can use the
+recipe its shipped drafter was trained with.
+
 Resuming: a point whose result file (``<out>/<method>/<size>.json``) exists with the same settings
 is skipped; one with a training checkpoint in its folder (``<out>/<method>/<size>/``) is continued
 with the trainer's ``--resume``; rerunning the same command therefore finishes what is left. A
@@ -296,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="more trainer options, the same for every point, as one quoted string (e.g. "
                              "\"--eagle-steps 2 --hydra-heads 4\"); the trainer takes every method's options and "
                              "uses its own, but a general one such as --epochs applies to every method")
+    parser.add_argument("--method-args", action="append", default=[], metavar="METHOD=ARGS",
+                        help="trainer options for one method's points only, after --train-args (repeatable), e.g. "
+                             "\"eagle=--epochs 3 --eagle-steps 2\"")
+    parser.add_argument("--reuse", default=None, metavar="FOLDER",
+                        help="a folder of trained drafters, one subfolder per method (e.g. "
+                             "data/drafters/smollm2-135m-instruct): a point on the whole corpus takes the figures "
+                             "of FOLDER/<method> when it was trained on this corpus with the same options")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for training (trainer's default)")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
                         help="how often an unfinished point writes its checkpoint (trainer option)")
@@ -303,15 +318,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_method_args(entries: list[str], methods: list[str]) -> dict[str, list[str]]:
+    """``--method-args`` entries (``METHOD=ARGS``) as a method's extra trainer argv."""
+    parsed: dict[str, list[str]] = {}
+    for entry in entries:
+        method, sep, text = entry.partition("=")
+        method = method.strip()
+        if not sep or method not in methods:
+            raise ValueError(f"--method-args {entry!r}: expected METHOD=ARGS with METHOD one of {', '.join(methods)}")
+        parsed[method] = parsed.get(method, []) + shlex.split(text)
+    return parsed
+
+
+def method_args(args, method: str) -> list[str]:
+    return parse_method_args(args.method_args, args.methods).get(method, [])
+
+
 def trainer_argv(args, method: str, corpus: Path, folder: Path) -> list[str]:
     return ["--method", method, "--model-path", args.model_path, "--corpus", str(corpus), "--out", str(folder),
-            "--seed", str(args.seed), "--max-length", str(args.max_length), *shlex.split(args.train_args)]
+            "--seed", str(args.seed), "--max-length", str(args.max_length), *shlex.split(args.train_args),
+            *method_args(args, method)]
 
 
 def point_settings(args, method: str, corpus_sha: str) -> dict:
     """What decides a point's result: the trainer's options apart from paths, and the subset's bytes."""
-    return {"method": method, "model_path": args.model_path, "seed": args.seed, "max_length": args.max_length,
-            "train_args": shlex.split(args.train_args), "corpus_sha256": corpus_sha}
+    settings = {"method": method, "model_path": args.model_path, "seed": args.seed, "max_length": args.max_length,
+                "train_args": shlex.split(args.train_args), "corpus_sha256": corpus_sha}
+    extra = method_args(args, method)
+    if extra:  # absent when unused, so that results written before the option still match
+        settings["method_args"] = extra
+    return settings
+
+
+# Trainer options that say where and how fast a run went, not what it trained.
+NOT_TRAINING = {"out", "corpus", "resume", "threads", "checkpoint_minutes", "no_progress"}
+TRAINER_PREFIX = "python -m training.train_drafter "
+
+
+def reuse_mismatch(args, method: str, corpus: Path, artifact: Path) -> str | None:
+    """Why the trained drafter in ``artifact`` is not this method's point on the whole ``corpus``,
+    or None when it is (same corpus bytes, same training options)."""
+    try:
+        training = json.loads((artifact / "config.json").read_text())["training"]
+        command = training["command"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{artifact} holds no trained drafter with a recorded command"
+    if training.get("corpus_sha256") != file_sha256(corpus):
+        return f"{artifact} was trained on another corpus"
+    if not command.startswith(TRAINER_PREFIX):
+        return f"{artifact}: its recorded command is not a train_drafter command"
+    parser = trainer_parser()
+    try:
+        theirs = vars(parser.parse_args(shlex.split(command[len(TRAINER_PREFIX):])))
+    except SystemExit:
+        return f"{artifact}: its recorded command does not parse"
+    mine = vars(trainer_options(args, method, corpus))
+    differ = sorted(k for k in set(mine) | set(theirs) if k not in NOT_TRAINING and mine.get(k) != theirs.get(k))
+    if differ:
+        shown = ", ".join(f"{k} {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differ[:4])
+        return f"{artifact} was trained with other options ({shown})"
+    return None
 
 
 class CurveError(RuntimeError):
@@ -329,6 +395,18 @@ def run_point(args, method: str, label: str, corpus: Path, conversations: int, o
             return saved["row"]
         raise CurveError(f"{result_path} was made with other settings ({saved.get('settings')} there, {settings} "
                          f"now): use another --out, or delete {result_path} and {folder} to train this point again")
+    if label == ALL and args.reuse:
+        artifact = Path(args.reuse) / method
+        why_not = reuse_mismatch(args, method, corpus, artifact)
+        if why_not is None:
+            print(f"{where} {method}, {label} conversations: the figures of {artifact}, trained on this corpus "
+                  f"with the same options", flush=True)
+            row = point_row(method, label, conversations, json.loads((artifact / "config.json").read_text()))
+            result_path.parent.mkdir(parents=True, exist_ok=True)
+            result_path.write_text(json.dumps({"settings": settings, "row": row, "reused": str(artifact)},
+                                              indent=1) + "\n")
+            return row
+        print(f"{where} {method}, {label} conversations: not reused: {why_not}", flush=True)
     argv = trainer_argv(args, method, corpus, folder)
     resume = (folder / CHECKPOINT_FILE).is_file()
     print(f"{where} {method}, {label} conversations: {'resuming' if resume else 'training'} into {folder}",
@@ -381,6 +459,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     out, corpus = Path(args.out), Path(args.corpus)
     sizes = list(dict.fromkeys(args.sizes))  # repeated sizes once, in the order given
+    try:
+        parse_method_args(args.method_args, args.methods)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.reuse and not Path(args.reuse).is_dir():
+        parser.error(f"--reuse {args.reuse}: no such folder")
     try:
         split = split_corpus(read_corpus(corpus), trainer_options(args, args.methods[0], corpus).heldout_fraction)
     except CorpusError as exc:
