@@ -180,3 +180,35 @@ def test_every_recipe_trains_in_bfloat16_mixed_precision(method, extra, tmp_path
     assert "bfloat16 training steps" in (out / "README.md").read_text()
     for name, tensor in load_file(str(next(out.glob("*.safetensors")))).items():
         assert torch.isfinite(tensor.float()).all(), name
+
+
+def test_a_checkpoint_kept_outside_the_output_folder_resumes_and_stays_out_of_the_recorded_command(
+        tiny, tmp_path, monkeypatch):
+    from training.recipes.medusa import MedusaRecipe
+
+    monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "cache"))
+    folder, loaded = tiny
+    corpus = write_corpus(tmp_path / "corpus.jsonl.gz", loaded)
+    out, kept = tmp_path / "heads", tmp_path / "elsewhere"
+    args = ["--method", "medusa", "--model-path", str(folder), "--corpus", str(corpus), "--out", str(out),
+            "--epochs", "2", "--batch-size", "64", "--no-progress"]
+    real, calls = MedusaRecipe.loss, []
+
+    def crash(self, batch):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, batch)
+
+    monkeypatch.setattr(MedusaRecipe, "loss", crash)
+    with pytest.raises(KeyboardInterrupt):
+        main([*args, "--checkpoint-dir", str(kept), "--checkpoint-minutes", "0"])
+    monkeypatch.setattr(MedusaRecipe, "loss", real)
+    assert (kept / "training-checkpoint.pt").is_file() and not (out / "training-checkpoint.pt").exists()
+    with pytest.raises(SystemExit):  # the checkpoint is where --checkpoint-dir says, not in --out
+        main([*args, "--resume"])
+    assert main([*args, "--checkpoint-dir", str(kept), "--resume"]) == 0
+    assert not (kept / "training-checkpoint.pt").exists()
+    command = json.loads((out / "config.json").read_text())["training"]["command"]
+    assert "--checkpoint-dir" not in command and "--resume" not in command and str(kept) not in command
+    assert command.endswith("--no-progress")

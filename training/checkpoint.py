@@ -1,7 +1,7 @@
 """A training run's checkpoint, so that a run longer than one sitting is not lost.
 
-The trainer (training/train_drafter.py) writes ``<out>/training-checkpoint.pt`` every few minutes
-and after every epoch: the trainable weights, the optimiser and schedule, the step and epoch, the
+The trainer (training/train_drafter.py) writes ``<out>/training-checkpoint.pt`` (or into
+``--checkpoint-dir``) every few minutes and after every epoch: the trainable weights, the optimiser and schedule, the step and epoch, the
 held-out metrics so far, and every random state the run draws from (the batch-order generator as
 it was when the epoch began, torch's, and any generator the recipe keeps). ``--resume`` restores
 all of it and replays the epoch's batch order up to where the run stopped, so a resumed run ends
@@ -26,7 +26,7 @@ import torch
 
 FILE = "training-checkpoint.pt"
 # Options that do not change what is computed: they may differ on resume.
-FREE_OPTIONS = ("resume", "threads", "no_progress", "checkpoint_minutes", "no_cache")
+FREE_OPTIONS = ("resume", "threads", "no_progress", "checkpoint_minutes", "checkpoint_dir", "no_cache")
 
 
 class CheckpointError(ValueError):

@@ -351,7 +351,7 @@ def point_settings(args, method: str, corpus_sha: str) -> dict:
 
 
 # Trainer options that say where and how fast a run went, not what it trained.
-NOT_TRAINING = {"out", "corpus", "resume", "threads", "checkpoint_minutes", "no_progress"}
+NOT_TRAINING = {"out", "corpus", "resume", "threads", "checkpoint_minutes", "checkpoint_dir", "no_progress"}
 TRAINER_PREFIX = "python -m training.train_drafter "
 
 

@@ -12,7 +12,9 @@ keyed by its checksum.
 
 Every step can stop at any moment and is picked up by the next run of the same command: the
 merge is deterministic (same records, same bytes), features save their progress every minute,
-and a trainer stopped midway leaves a checkpoint that the next run continues with --resume. A
+and a trainer stopped midway leaves a checkpoint that the next run continues with --resume. Both
+live in the cache folder ($SDBENCH_CACHE, else ~/.cache/sdbench), outside the checkout, so that
+a fresh clone on the same machine picks the retraining up where the last one stopped. A
 drafter whose artifact already records the bundled corpus's checksum is done and skipped, so
 after the corpus changes (a larger build merged) everything is trained again, and only then.
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from methods.core.file_hash import file_sha256
-from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT
+from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT, cache_root
 from methods.heads.sps_draft import METADATA_FILE
 from training.checkpoint import FILE as CHECKPOINT_FILE
 
@@ -104,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train_drafter's --precision for every drafter (bfloat16: mixed precision; on "
                              "one CPU with AMX an EAGLE epoch took 0.62x the float32 time, to the same held-out "
                              "accuracy within 0.001)")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="where a stopped trainer's checkpoint is kept, one subfolder per method (default: "
+                             "retrain/ in the cache folder, $SDBENCH_CACHE or ~/.cache/sdbench)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and what is done; run nothing")
     return parser
 
@@ -135,12 +140,13 @@ def main(argv=None) -> int:
     if wanted("features") and pending:
         run([*python, "training.extract_features", "--corpus", str(CORPUS),
              "--methods", ",".join(t.method for t in pending), *threads], args.dry_run)
+    checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else cache_root() / "retrain"
     for t in pending:
-        out = DRAFTERS / t.method
-        resume = ["--resume"] if (REPO_ROOT / out / CHECKPOINT_FILE).is_file() else []
+        out, kept = DRAFTERS / t.method, checkpoints / t.method
+        resume = ["--resume"] if (kept / CHECKPOINT_FILE).is_file() else []
         run([*python, "training.train_drafter", "--method", t.method, "--model-path", "embedded",
              "--corpus", str(CORPUS), "--out", str(out), *t.options, "--precision", args.precision, *threads,
-             *resume], args.dry_run)
+             "--checkpoint-dir", str(kept), *resume], args.dry_run)
     return 0
 
 

@@ -74,9 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "with AMX or AVX512-BF16 and on GPUs; held-out accuracy is always measured in float32")
     parser.add_argument("--no-cache", action="store_true", help="recompute the target features even if cached")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the unfinished run whose checkpoint is in --out (same command otherwise)")
+                        help="continue the unfinished run whose checkpoint is in --checkpoint-dir (same command "
+                             "otherwise)")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
-                        help="write a checkpoint to --out this often, and after every epoch (0 = after every step)")
+                        help="write a checkpoint this often, and after every epoch (0 = after every step)")
+    parser.add_argument("--checkpoint-dir", default=None,
+                        help="folder of the checkpoint (default: --out); e.g. one outside a checkout that may be "
+                             "replaced before the run is resumed. Not part of the recorded command")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name in RECIPES:
         recipe_class(name).add_arguments(parser.add_argument_group(f"method {name}"))
@@ -144,6 +148,20 @@ def repo_relative(arg: str) -> str:
     return arg
 
 
+def recorded_argv(argv: list[str]) -> list[str]:
+    """The command of the run, whatever sittings it took and wherever it kept its checkpoint:
+    --resume and --checkpoint-dir say how the run went, not what it trained."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--checkpoint-dir":
+            skip = True
+        elif arg != "--resume" and not arg.startswith("--checkpoint-dir="):
+            kept.append(arg)
+    return kept
+
+
 def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> None:
     training, metrics = meta["training"], meta["metrics"]
     last = metrics["heldout"][-1]
@@ -190,11 +208,11 @@ def main(argv=None) -> int:
             setattr(args, key, value)
     if args.threads:
         torch.set_num_threads(args.threads)
-    checkpoint = Checkpoint(Path(args.out), args, args.checkpoint_minutes)
+    checkpoint = Checkpoint(Path(args.checkpoint_dir or args.out), args, args.checkpoint_minutes)
     if checkpoint.exists() and not args.resume:
         parser.error(f"{checkpoint.path} holds an unfinished run: add --resume to continue it, or delete it to start over")
     if args.resume and not checkpoint.exists():
-        parser.error(f"--resume: no checkpoint in {args.out}")
+        parser.error(f"--resume: no checkpoint in {checkpoint.path.parent}")
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -284,9 +302,8 @@ def main(argv=None) -> int:
     bar.close()
     train_time = trained_before + time.perf_counter() - train_start
 
-    # The command of the run, whatever sittings it took (--resume is how, not what).
     command = "python -m training.train_drafter " + " ".join(
-        shlex.quote(repo_relative(a)) for a in (argv if argv is not None else sys.argv[1:]) if a != "--resume")
+        shlex.quote(repo_relative(a)) for a in recorded_argv(argv if argv is not None else sys.argv[1:]))
     from training.features import file_sha256
 
     meta = {
