@@ -68,3 +68,15 @@ def test_merge_refuses_a_clash_and_a_file_that_is_no_corpus(tiny_folder, tmp_pat
         main(["--model-path", str(tiny_folder), "--merge", str(work), "--include", str(tmp_path / "none.jsonl.gz"),
               "--out", str(tmp_path / "out.jsonl.gz")])
     assert not (tmp_path / "out.jsonl.gz").exists()
+
+
+def test_stats_count_the_records_and_answer_tokens_of_every_stage(tiny_folder, tmp_path, capsys):
+    work = tmp_path / "build"
+    _write(stage_path(work, "user1"), [])
+    _write(stage_path(work, "answer1"), [_answer(i) for i in range(3)])  # 2 answer tokens each
+    _write(stage_path(work, "user2"), [])
+    _write(stage_path(work, "answer2"), [_answer(9)])
+    assert main(["--model-path", str(tiny_folder), "--work-dir", str(work), "--stats"]) == 0
+    out = capsys.readouterr().out
+    assert "answer1: 3 records, 6 answer tokens" in out and "answer2: 1 records, 2 answer tokens" in out
+    assert "user1: 0 records\n" in out

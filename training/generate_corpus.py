@@ -506,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
             print(corpus_stats(records))
             return 0
         for stage in STAGES:
-            print(f"{stage}: {len(read_records(stage_path(args.work_dir, stage)))} records")
+            records = read_records(stage_path(args.work_dir, stage))
+            answered = f", {sum(len(r['answer_token_ids']) for r in records):,} answer tokens" \
+                if stage.startswith("answer") else ""
+            print(f"{stage}: {len(records)} records{answered}")
         for stage, min_words in (("user1", 3), ("user2", 1)):
             counts: Counter = Counter()
             list(kept_user_turns(stage_path(args.work_dir, stage), user_turn_filter(args, tokenizer), counts,
