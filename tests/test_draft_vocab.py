@@ -58,3 +58,20 @@ def test_heads_trained_on_a_cut_vocabulary_score_only_it_and_stay_lossless(tmp_p
     config = DecodingConfig(max_new_tokens=12)
     for prompt in random_prompts(2, VOCAB, seed=51):
         assert engine.generate(prompt, drafter, config)[0] == engine.generate(prompt, VanillaDrafter(), config)[0]
+
+
+def test_a_recipes_draft_vocabulary_comes_from_the_training_split_and_is_measured_on_the_heldout_one():
+    from types import SimpleNamespace
+
+    from training.draft_vocab import draft_vocabulary
+
+    # Two conversations: the first trains (answers 5, 5, 7), the second is held out (answers 7, 9).
+    features = SimpleNamespace(tokens=np.array([1, 5, 5, 7, 1, 7, 9]),
+                               answer=np.array([0, 1, 1, 1, 0, 1, 1], dtype=bool),
+                               heldout=np.array([False, True]), sequence_of_position=np.array([0, 0, 0, 0, 1, 1, 1]))
+    top = draft_vocabulary(features, 1, 12)
+    assert top.ids.tolist() == [5] and top.t2d[5] == 0 and top.t2d[7] == -1 and top.coverage == 0.0
+    every = draft_vocabulary(features, 0, 12)
+    assert every.ids.tolist() == [5, 7] and every.coverage == 0.5
+    whole = draft_vocabulary(features, 0, 12, zero_is_whole_vocabulary=True)
+    assert whole.ids.tolist() == list(range(12)) and whole.coverage == 1.0

@@ -12,6 +12,8 @@ One rule for every recipe, so that sizes measured on one method mean the same on
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 UNKNOWN = -1  # the column of a token outside the draft vocabulary
@@ -48,3 +50,23 @@ def coverage(tokens: np.ndarray, counted: np.ndarray, vocab: np.ndarray) -> floa
     draft's accuracy that the cut imposes)."""
     chosen = tokens[counted]
     return float(np.isin(chosen, vocab).mean()) if len(chosen) else 1.0
+
+
+@dataclass
+class DraftVocabulary:
+    ids: np.ndarray  # ascending target ids the drafter scores
+    t2d: np.ndarray  # every target id's column, or UNKNOWN
+    coverage: float  # share of held-out answer tokens whose id is kept
+
+
+def draft_vocabulary(features, size: int, vocab_size: int, zero_is_whole_vocabulary: bool = False) -> DraftVocabulary:
+    """The draft vocabulary of a recipe on a corpus's features: the ``size`` most frequent answer
+    tokens of the training split, with the map from target ids and the held-out coverage. Size 0
+    keeps every training answer token, or, with ``zero_is_whole_vocabulary``, every target id."""
+    train = ~features.heldout[features.sequence_of_position]
+    tokens, answer = features.tokens, features.answer
+    if size == 0 and zero_is_whole_vocabulary:
+        ids = np.arange(vocab_size, dtype=np.int64)
+    else:
+        ids = frequent_answer_ids(tokens, answer & train, size)
+    return DraftVocabulary(ids, token_to_column(ids, vocab_size), coverage(tokens, answer & ~train, ids))

@@ -43,7 +43,7 @@ from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.dflash import DFlashDraftModel, DFlashShape, default_target_layer_ids
 from methods.heads.eagle import EagleShape
-from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, draft_vocabulary
 from training.recipes import Recipe, exact_batches
 
 
@@ -139,15 +139,9 @@ class DFlashRecipe(Recipe):
     def build(self, base, features, generator) -> DFlashDraftModel:
         tokens, answer, starts = features.tokens, features.answer, features.starts
         self.tokens, self.answer, self.starts = tokens, answer, starts
-        seq = features.sequence_of_position
         vocab_size = int(base.get_output_embeddings().weight.shape[0])
-        train_seq = ~features.heldout[seq]
-        if self.args.dflash_draft_vocab:
-            self.vocab = frequent_answer_ids(tokens, answer & train_seq, self.args.dflash_draft_vocab)
-        else:
-            self.vocab = np.arange(vocab_size, dtype=np.int64)
-        self.t2d = token_to_column(self.vocab, vocab_size)
-        self.vocab_coverage = coverage(tokens, answer & ~train_seq, self.vocab)
+        chosen = draft_vocabulary(features, self.args.dflash_draft_vocab, vocab_size, zero_is_whole_vocabulary=True)
+        self.vocab, self.t2d, self.vocab_coverage = chosen.ids, chosen.t2d, chosen.coverage
         self.mask_token_id = self._mask_token(base, tokens, vocab_size)
         self._anchors(features)
         self.features = [np.asarray(features.layer_inputs[j + 1]) for j in self.layer_ids]

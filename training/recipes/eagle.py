@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.eagle import EagleDraftModel, EagleShape
-from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, draft_vocabulary
 from training.recipes import Recipe
 
 
@@ -68,11 +68,8 @@ class EagleRecipe(Recipe):
     def build(self, base, features, generator) -> EagleDraftModel:
         tokens, answer, starts = features.tokens, features.answer, features.starts
         self.tokens, self.answer, self.starts = tokens, answer, starts
-        seq = features.sequence_of_position
-        train_seq = ~features.heldout[seq]
-        self.vocab = frequent_answer_ids(tokens, answer & train_seq, self.args.eagle_draft_vocab)
-        self.t2d = token_to_column(self.vocab, int(base.config.get_text_config().vocab_size))
-        self.vocab_coverage = coverage(tokens, answer & ~train_seq, self.vocab)
+        chosen = draft_vocabulary(features, self.args.eagle_draft_vocab, int(base.config.get_text_config().vocab_size))
+        self.vocab, self.t2d, self.vocab_coverage = chosen.ids, chosen.t2d, chosen.coverage
         self._split(features)
         self.final = np.asarray(features.final)
         sample = self.final[np.linspace(0, len(self.final) - 1, 4096).astype(np.int64)].astype(np.float32)

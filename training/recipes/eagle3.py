@@ -32,7 +32,7 @@ from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.artifact import base_fingerprint, save_artifact
 from methods.heads.eagle import EagleShape
 from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape, default_feature_layers
-from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, draft_vocabulary
 from training.recipes.eagle import EagleRecipe
 
 
@@ -90,14 +90,11 @@ class Eagle3Recipe(EagleRecipe):
     def build(self, base, features, generator) -> Eagle3DraftModel:
         tokens, answer, starts = features.tokens, features.answer, features.starts
         self.tokens, self.answer, self.starts = tokens, answer, starts
-        seq = features.sequence_of_position
-        train_seq = ~features.heldout[seq]
         vocab_size = int(base.get_output_embeddings().weight.shape[0])
-        keep = frequent_answer_ids(tokens, answer & train_seq, self.args.eagle3_draft_vocab)
+        chosen = draft_vocabulary(features, self.args.eagle3_draft_vocab, vocab_size)
+        keep = self.vocab = chosen.ids
         n = len(keep)
-        self.vocab = keep
-        self.t2d = token_to_column(keep, vocab_size)
-        self.vocab_coverage = coverage(tokens, answer & ~train_seq, keep)
+        self.t2d, self.vocab_coverage = chosen.t2d, chosen.coverage
         self._split(features)
         self.features = [np.asarray(features.layer_inputs[i]) for i in self.layers]
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.core.hidden_states import HiddenStateRequest
-from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, draft_vocabulary
 from training.recipes import Recipe
 
 IGNORE = -100  # no label here (outside the answer, or past the end)
@@ -64,9 +64,8 @@ class FutureHeadsRecipe(Recipe):
         seq = features.sequence_of_position
         end = starts[1:][seq]  # end of each position's sequence
         train_seq = ~features.heldout[seq]
-        self.vocab = frequent_answer_ids(tokens, answer & train_seq, self.draft_vocab_size())
-        t2d = token_to_column(self.vocab, int(base.config.get_text_config().vocab_size))
-        self.vocab_coverage = coverage(tokens, answer & ~train_seq, self.vocab)
+        chosen = draft_vocabulary(features, self.draft_vocab_size(), int(base.config.get_text_config().vocab_size))
+        self.vocab, t2d, self.vocab_coverage = chosen.ids, chosen.t2d, chosen.coverage
         n = len(tokens)
         labels = np.full((n, heads_count), IGNORE, dtype=np.int64)
         positions = np.arange(n)

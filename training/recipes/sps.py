@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from methods.core.hidden_states import HiddenStateRequest
 from methods.heads.sps_draft import draft_with_layers, layers_from_target, save_sps_draft, spread_layers
-from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, coverage, frequent_answer_ids, token_to_column
+from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, draft_vocabulary
 from training.recipes import Recipe, exact_batches
 
 
@@ -112,15 +112,16 @@ class SpsRecipe(Recipe):
             raise ValueError("SpS draft training needs answers in both the train and the held-out split")
         self.train_positions = np.arange(sum(len(self.labelled[s]) for s in self.train_sequences))
         self.heldout_positions = np.arange(sum(len(self.labelled[s]) for s in self.heldout_sequences))
-        seq = features.sequence_of_position
-        train_seq = ~features.heldout[seq]
-        self.vocab = frequent_answer_ids(self.tokens, answer & train_seq, self.args.sps_draft_vocab)
-        self.t2d = token_to_column(self.vocab, int(base.config.get_text_config().vocab_size))
-        self.vocab_coverage = coverage(self.tokens, answer & ~train_seq, self.vocab)
+        chosen = draft_vocabulary(features, self.args.sps_draft_vocab, int(base.config.get_text_config().vocab_size))
+        self.vocab, self.t2d, self.vocab_coverage = chosen.ids, chosen.t2d, chosen.coverage
         self.module = layers_from_target(base, self.sources)
         self.draft = draft_with_layers(base, self.module)
-        self.lm_head = base.get_output_embeddings()
-        self._vocab_rows = torch.from_numpy(self.vocab).to(self.lm_head.weight.device)
+        # The shared lm_head is frozen: its draft-vocabulary rows are gathered once, not per batch.
+        head, rows = base.get_output_embeddings(), torch.from_numpy(self.vocab)
+        with torch.no_grad():
+            rows = rows.to(head.weight.device)
+            self._head_weight = head.weight[rows].contiguous()
+            self._head_bias = None if head.bias is None else head.bias[rows].contiguous()
         return self.module
 
     def summary(self) -> str:
@@ -146,15 +147,12 @@ class SpsRecipe(Recipe):
         after them, UNKNOWN where the vocabulary lacks one."""
         a = int(self.starts[sequence])
         end = int(positions.max()) + 1
-        device = self.lm_head.weight.device
+        device = self._head_weight.device
         ids = torch.from_numpy(self.tokens[a: a + end])[None].to(device)
         hidden = self.draft.model(input_ids=ids, use_cache=False).last_hidden_state[0]
         rows = torch.from_numpy(positions).to(device)
         labels = torch.from_numpy(self.t2d[self.tokens[a + positions + 1]]).to(device)
-        head = self.lm_head
-        weight = head.weight[self._vocab_rows]
-        bias = None if head.bias is None else head.bias[self._vocab_rows]
-        return F.linear(hidden[rows], weight, bias), labels
+        return F.linear(hidden[rows], self._head_weight, self._head_bias), labels
 
     def loss(self, batch) -> torch.Tensor:
         total, counted = None, 0
