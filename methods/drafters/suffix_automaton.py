@@ -45,6 +45,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from methods.drafters import native_automaton
 from methods.drafters.array_file import read_named_arrays, read_or_build, write_arrays
 
 MAGIC = b"SDBSAM\0\0"
@@ -211,57 +212,82 @@ class StaticMatcher:
 
 def build_static(documents: Iterable[Sequence[int]], meta: Optional[dict] = None) -> StaticSuffixAutomaton:
     """The frozen suffix automaton of a corpus of token sequences."""
-    builder, n_documents = automaton_of_documents(documents)
-    return freeze(builder, dict(meta or {}, n_documents=n_documents))
+    built = automaton_of_documents(documents)
+    return freeze(built, dict(meta or {}, n_documents=built.n_documents))
 
 
-def automaton_of_documents(documents: Iterable[Sequence[int]]) -> tuple[SuffixAutomaton, int]:
-    """The online automaton of the non-empty documents, each followed by SEPARATOR, and their number."""
-    builder = SuffixAutomaton()
-    n_documents = 0
+@dataclass
+class BuiltAutomaton:
+    """The automaton of separator-terminated documents, as flat arrays (int64 unless said)."""
+    tokens: np.ndarray  # the documents, each followed by SEPARATOR
+    link: np.ndarray
+    length: np.ndarray
+    first_end: np.ndarray  # earliest end position of each state's strings
+    edge_start: np.ndarray  # state s's edges are edge_start[s]:edge_start[s + 1], by token;
+    edge_token: np.ndarray  # separator edges dropped (no look-up ever takes one)
+    edge_target: np.ndarray
+    n_documents: int
+
+    @property
+    def n_states(self) -> int:
+        return int(self.length.shape[0])
+
+
+def automaton_of_documents(documents: Iterable[Sequence[int]]) -> BuiltAutomaton:
+    """The automaton of the non-empty documents, each followed by SEPARATOR: built by the C
+    builder (methods/drafters/native_automaton.py) where it runs, else by ``SuffixAutomaton``;
+    the arrays are the same."""
+    parts, n_documents = [], 0
     for document in documents:
         if len(document):
-            builder.extend(document)
-            builder.append(SEPARATOR)
+            parts += [np.asarray(document, dtype=np.int64).reshape(-1), np.array([SEPARATOR], dtype=np.int64)]
             n_documents += 1
-    return builder, n_documents
-
-
-def freeze(builder: SuffixAutomaton, meta: dict) -> StaticSuffixAutomaton:
-    """Flat arrays of an automaton built over separator-terminated documents."""
-    tokens = np.asarray(builder.tokens, dtype=np.int64)
+    tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    del parts
     if tokens.size and (tokens.min() < SEPARATOR or tokens.max() >= 2**31 - 1):
         raise ValueError("token ids must lie in [0, 2**31 - 1)")
-    n_states = builder.n_states
-    edge_start, edge_token, edge_target = flat_edges(builder)
-    length = np.asarray(builder.length, dtype=np.int64)
-    link = np.asarray(builder.link, dtype=np.int64)
-    end = _longest_continuation_ends(tokens, length, link, np.asarray(builder.first_end, dtype=np.int64))
-    info = dict(meta)
-    info.update(n_tokens=int(tokens.size), n_states=n_states, n_edges=int(edge_token.size))
-    return StaticSuffixAutomaton(tokens.astype(np.int32), edge_start, edge_token.astype(np.int32),
-                                 edge_target.astype(np.int32), link.astype(np.int32), length.astype(np.int32),
-                                 end, info)
-
-
-def flat_edges(builder: SuffixAutomaton) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A built automaton's edges as flat arrays sorted by (state, token): (edge_start, edge_token,
-    edge_target), state s's edges being edge_start[s]:edge_start[s + 1]. Separator edges are
-    dropped: no look-up ever takes one."""
-    n_states = builder.n_states
+    native = native_automaton.build(tokens.astype(np.int32))
+    if native is not None:
+        link, length, first_end, source, edge_token, edge_target = native
+    else:
+        builder = SuffixAutomaton()
+        builder.extend(tokens.tolist())
+        link, length, first_end = builder.link, builder.length, builder.first_end
+        counts = np.fromiter((len(d) for d in builder.next), dtype=np.int64, count=builder.n_states)
+        source = np.repeat(np.arange(builder.n_states, dtype=np.int64), counts)
+        edge_token = np.fromiter((t for d in builder.next for t in d), dtype=np.int64, count=int(counts.sum()))
+        edge_target = np.fromiter((s for d in builder.next for s in d.values()), dtype=np.int64,
+                                  count=int(counts.sum()))
+        del builder
+    n_states = len(length)
     if n_states >= 2**31:
         raise ValueError("corpus too large for 32-bit state ids")
-    counts = np.fromiter((len(d) for d in builder.next), dtype=np.int64, count=n_states)
-    source = np.repeat(np.arange(n_states, dtype=np.int64), counts)
-    edge_token = np.fromiter((t for d in builder.next for t in d), dtype=np.int64, count=int(counts.sum()))
-    edge_target = np.fromiter((s for d in builder.next for s in d.values()), dtype=np.int64, count=int(counts.sum()))
+    edge_start, edge_token, edge_target = sorted_edges(n_states, source, edge_token, edge_target)
+    return BuiltAutomaton(tokens, np.asarray(link, dtype=np.int64), np.asarray(length, dtype=np.int64),
+                          np.asarray(first_end, dtype=np.int64), edge_start, edge_token, edge_target, n_documents)
+
+
+def freeze(built: BuiltAutomaton, meta: dict) -> StaticSuffixAutomaton:
+    """The static automaton of a built one: each state's end position moved to its longest continuation."""
+    end = _longest_continuation_ends(built.tokens, built.length, built.link, built.first_end)
+    info = dict(meta)
+    info.update(n_tokens=int(built.tokens.size), n_states=built.n_states, n_edges=int(built.edge_token.size))
+    return StaticSuffixAutomaton(built.tokens.astype(np.int32), built.edge_start, built.edge_token.astype(np.int32),
+                                 built.edge_target.astype(np.int32), built.link.astype(np.int32),
+                                 built.length.astype(np.int32), end, info)
+
+
+def sorted_edges(n_states: int, source: np.ndarray, edge_token: np.ndarray,
+                 edge_target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges as flat arrays sorted by (state, token): (edge_start, edge_token, edge_target), state
+    s's edges being edge_start[s]:edge_start[s + 1]. Separator edges are dropped."""
     keep = edge_token != SEPARATOR
     source, edge_token, edge_target = source[keep], edge_token[keep], edge_target[keep]
     order = np.lexsort((edge_token, source))
     source, edge_token, edge_target = source[order], edge_token[order], edge_target[order]
     edge_start = np.zeros(n_states + 1, dtype=np.int64)
     np.cumsum(np.bincount(source, minlength=n_states), out=edge_start[1:])
-    return edge_start, edge_token, edge_target
+    return edge_start, edge_token.astype(np.int64), edge_target.astype(np.int64)
 
 
 def edge_lookup(edge_start: np.ndarray, edge_token: np.ndarray, edge_target: np.ndarray, state: int,
@@ -279,7 +305,9 @@ def _longest_continuation_ends(tokens: np.ndarray, length: np.ndarray, link: np.
     """Per state, the end position (among all its occurrences) followed by the most tokens before
     its document's separator. A state's end positions are those of the states created by an
     append (not clones) in its suffix-link subtree, so pushing the best one up the links, longest
-    states first (a link is always shorter), visits each state once."""
+    states first (a link is always shorter), visits each state once. Ties keep the first offer:
+    the parent's own position, then the children in (descending length, state) order. In C where
+    it can run (7.3M states: well under a second), else this loop, its reference."""
     separators = np.flatnonzero(tokens == SEPARATOR)
     positions = np.arange(tokens.size)
     left = separators[np.searchsorted(separators, positions)] - positions - 1 if separators.size else \
@@ -287,6 +315,9 @@ def _longest_continuation_ends(tokens: np.ndarray, length: np.ndarray, link: np.
     appended = length == first_end + 1  # a clone is always shorter than its first end position + 1
     best = np.where(appended, first_end, -1)
     best[0] = -1
+    native = native_automaton.continuation_ends(length, link, left, best)
+    if native is not None:
+        return native
     best_list, left_list, link_list = best.tolist(), left.tolist(), link.tolist()
     for state in np.argsort(-length, kind="stable").tolist():
         parent = link_list[state]

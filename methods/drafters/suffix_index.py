@@ -49,9 +49,9 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from methods.drafters import native_automaton
 from methods.drafters.array_file import read_named_arrays, read_or_build, write_arrays
-from methods.drafters.suffix_automaton import (SEPARATOR, SuffixAutomaton, automaton_of_documents, edge_lookup,
-                                               flat_edges)
+from methods.drafters.suffix_automaton import SEPARATOR, SuffixAutomaton, automaton_of_documents, edge_lookup
 
 MAGIC = b"SDBSFX\0\0"
 FORMAT_VERSION = 1
@@ -136,19 +136,15 @@ class CorpusSuffixIndex:
 
 def build_corpus_index(documents: Iterable[Sequence[int]], meta: Optional[dict] = None) -> CorpusSuffixIndex:
     """The frozen, counted suffix automaton of a corpus of token sequences."""
-    builder, n_documents = automaton_of_documents(documents)
-    tokens = np.asarray(builder.tokens, dtype=np.int64)
-    if tokens.size and (tokens.min() < SEPARATOR or tokens.max() >= 2**31 - 1):
-        raise ValueError("token ids must lie in [0, 2**31 - 1)")
-    edge_start, edge_token, edge_target = flat_edges(builder)
-    length = np.asarray(builder.length, dtype=np.int64)
-    link = np.asarray(builder.link, dtype=np.int64)
-    occ = _occurrence_counts(length, link, np.asarray(builder.first_end, dtype=np.int64))
+    built = automaton_of_documents(documents)
+    edge_start, edge_token, edge_target = built.edge_start, built.edge_token, built.edge_target
+    length, link = built.length, built.link
+    occ = _occurrence_counts(length, link, built.first_end)
     # The same edges by descending count of their target, then token, within each state's slice.
-    source = np.repeat(np.arange(builder.n_states, dtype=np.int64), np.diff(edge_start))
+    source = np.repeat(np.arange(built.n_states, dtype=np.int64), np.diff(edge_start))
     ranked = np.lexsort((edge_token, -occ[edge_target], source))
     info = dict(meta or {})
-    info.update(n_tokens=int(tokens.size), n_documents=n_documents, n_states=builder.n_states,
+    info.update(n_tokens=int(built.tokens.size), n_documents=built.n_documents, n_states=built.n_states,
                 n_edges=int(edge_token.size))
     return CorpusSuffixIndex(edge_start, edge_token.astype(np.int32), edge_target.astype(np.int32),
                              edge_token[ranked].astype(np.int32), edge_target[ranked].astype(np.int32),
@@ -160,16 +156,18 @@ def _occurrence_counts(length: np.ndarray, link: np.ndarray, first_end: np.ndarr
     """Per state, the number of its end positions. Each position is the end of exactly one state
     created by an append (not a clone: those are the states whose longest string is the whole
     text up to there), and belongs to that state's whole suffix-link chain; so the counts are the
-    appended states' ones summed up the links, longest states first (a link is always shorter),
-    one vectorised step per distinct length."""
+    appended states' ones summed up the links, longest states first (a link is always shorter).
+    In C where it can run, else this loop, its reference."""
     occ = (length == first_end + 1).astype(np.int64)
     occ[0] = 0
-    order = np.argsort(-length, kind="stable")
-    order = order[length[order] > 0]  # the root has no link to add to
-    starts = np.flatnonzero(np.diff(length[order])) + 1
-    for group in np.split(order, starts):
-        np.add.at(occ, link[group], occ[group])
-    return occ
+    native = native_automaton.occurrence_counts(length, link, occ)
+    if native is not None:
+        return native
+    counts, links = occ.tolist(), link.tolist()
+    for state in np.argsort(-length, kind="stable").tolist():
+        if links[state] >= 0:  # every state but the root: the root counts every position
+            counts[links[state]] += counts[state]
+    return np.asarray(counts, dtype=np.int64)
 
 
 def write_corpus_index(index: CorpusSuffixIndex, path: Path) -> None:

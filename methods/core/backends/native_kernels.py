@@ -10,26 +10,23 @@ the lean backend runs on torch ops instead (same results up to float rounding, s
 says so once on stderr.
 
 A cached library is loaded only when it matches the size and SHA-256 recorded beside it when it
-was built (``lean-KEY.so.json``): loading a truncated shared library kills the process with a bus
-error, so a damaged or unrecorded entry is rebuilt instead of trusted.
+was built (``lean-KEY.so.json``; methods/core/native_build.py): loading a truncated shared library
+kills the process with a bus error, so a damaged or unrecorded entry is rebuilt instead of trusted.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import json
 import os
 import platform
-import shutil
-import subprocess
 import warnings
 from pathlib import Path
 from typing import Optional
 
 import torch
 
-from methods.core.paths import cache_root
+from methods.core.native_build import cache_damage as _cache_damage  # noqa: F401 (tests read it here)
+from methods.core.native_build import compile_cached, find_compiler as _compiler
 
 SOURCES = (Path(__file__).with_name("skinny_gemm.c"), Path(__file__).with_name("lean_ops.c"))
 HEADER = Path(__file__).with_name("lean_native.h")  # included by both; part of the cache key
@@ -53,74 +50,13 @@ def _cpu_description() -> tuple[str, set[str]]:
     return model, flags
 
 
-def _compiler() -> Optional[str]:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return shutil.which(name)
-    return None
-
-
 def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()) -> Path:
     """The compiled library's path; ``extra`` compiler options (e.g. ``-mno-avx512f``, to build
     the AVX2 version on an AVX-512 CPU) are part of the cache key."""
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
-    key = hashlib.sha256("|".join([*(source.read_text() for source in (*SOURCES, HEADER)), compiler, *version, cpu,
-                                   " ".join(sorted(flags)), *extra]).encode()).hexdigest()[:16]
-    target = cache_root() / "kernels" / f"lean-{key}.so"
-    damage = _cache_damage(target)
-    if damage is None:
-        return target
-    if target.exists():
-        warnings.warn(f"{target}: the cached native library cannot be trusted ({damage}); rebuilding it", RuntimeWarning)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     # -ffp-contract=off: every C expression rounds as written, in every copy the compiler makes of
     # a loop (vectorised body, scalar remainder), which the kernels' row independence relies on.
-    cmd = [compiler, "-O3", "-march=native", "-ffp-contract=off", *extra, "-fopenmp", "-shared", "-fPIC",
-           *map(str, SOURCES),
-           "-o", str(tmp), "-lm"]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        said = "; ".join(line.strip() for line in done.stderr.splitlines() if line.strip())  # one line
-        raise RuntimeError(f"compiling {' and '.join(s.name for s in SOURCES)} failed: {said[:500]}")
-    record = _record_of(tmp)
-    os.replace(tmp, target)  # atomic: a half-written library is never loaded
-    _write_atomically(_record_path(target), json.dumps(record))  # last: the entry is complete
-    return target
-
-
-def _record_path(library: Path) -> Path:
-    return library.with_name(library.name + ".json")
-
-
-def _record_of(library: Path) -> dict:
-    data = library.read_bytes()
-    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _cache_damage(library: Path) -> Optional[str]:
-    """Why the cached library cannot be trusted (missing, no record of its build, another size or
-    checksum than recorded), or None when it is the file that was built."""
-    if not library.is_file():
-        return "not built yet"
-    try:
-        record = json.loads(_record_path(library).read_text())
-        expected = (int(record["size"]), str(record["sha256"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"no valid record of its build in {_record_path(library).name}"
-    found = _record_of(library)
-    if found["size"] != expected[0]:
-        return f"{found['size']} bytes, {expected[0]} were written"
-    if found["sha256"] != expected[1]:
-        return "its checksum differs from the one recorded when it was built"
-    return None
+    options = ["-O3", "-march=native", "-ffp-contract=off", *extra, "-fopenmp"]
+    return compile_cached(compiler, "lean", SOURCES, (HEADER,), options, (cpu, " ".join(sorted(flags))))
 
 
 _INT, _PTR, _FLOAT = ctypes.c_int, ctypes.c_void_p, ctypes.c_float
