@@ -256,3 +256,34 @@ def test_subset_features_are_the_corpus_features_cut_out(tmp_path, monkeypatch):
                         for i, r in enumerate(curve.subset_records(split, 6))], stranger)
     with pytest.raises(CorpusError, match="is not a record of"):
         subset_features(loaded.model, loaded.tokenizer, corpus, stranger, request, progress=False)
+
+
+def test_a_curve_short_of_the_corpus_runs_the_target_over_its_largest_subset_only(tmp_path, monkeypatch, capsys):
+    folder, _, corpus = tiny_training_setup(tmp_path, monkeypatch)  # 18 training conversations
+    out = tmp_path / "curve"
+    common = ["--methods", "eagle", "--out", str(out), "--corpus", str(corpus), "--model-path", str(folder),
+              "--train-args", QUICK, "--no-progress"]
+    forwards = []
+
+    class CountingCapture(features_module.HiddenStateCapture):
+        def arm(self):
+            forwards.append(1)
+            return super().arm()
+
+    monkeypatch.setattr(features_module, "HiddenStateCapture", CountingCapture)
+    # The largest point first (one sitting's worth), the smaller ones in a later run.
+    assert curve.main(common + ["--sizes", "6"]) == 0
+    largest = len(read_corpus(out / "corpora" / "6.jsonl.gz"))
+    assert len(forwards) == largest
+    forwards.clear()
+    assert curve.main(common + ["--sizes", "2", "4", "6"]) == 0
+    assert forwards == []  # both smaller subsets were cut out of the largest one's run
+    assert f"computed once over {out / 'corpora' / '6.jsonl.gz'}" in capsys.readouterr().out
+    rows = json.loads((out / "data_curve.json").read_text())["rows"]
+    assert [r["conversations"] for r in rows] == [2, 4, 6]
+    assert len({r["heldout_positions"] for r in rows}) == 1
+
+    # All sizes new at once: one run over the largest subset, not one per subset.
+    forwards.clear()
+    assert curve.main(common + ["--sizes", "3", "5", "--out", str(tmp_path / "other")]) == 0
+    assert len(forwards) == len(read_corpus(tmp_path / "other" / "corpora" / "5.jsonl.gz"))

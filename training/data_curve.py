@@ -24,6 +24,9 @@ bytes, so the feature cache, keyed by the file's sha256, serves a rerun). When `
 (or the sizes add up to the corpus) the target runs once over the whole corpus and every subset's
 features are cut out of that run (training/features.py: ``subset_features``), not computed again:
 together the subsets hold more conversations than the corpus, the held-out split once per size.
+Without ``all``, the target runs over the largest size's subset and the smaller ones are cut out of
+it, so a curve that stops short of the corpus (one sitting's worth of target time) pays for its
+largest point only.
 
 What is the same at every size: the method's recipe and every trainer option (its defaults,
 ``--seed``, ``--max-length`` and whatever ``--train-args`` adds). What scales: the number of
@@ -432,26 +435,33 @@ def trainer_options(args, method: str, corpus: Path) -> argparse.Namespace:
     return trainer_parser().parse_args(trainer_argv(args, method, corpus, Path("unused")))
 
 
-def share_features(args, corpus: Path, subsets: list[Path], methods: list[str]) -> None:
-    """Run the target once over the whole corpus and cut every subset's features out of that run
+def share_features(args, source: Path, subsets: list[Path], methods: list[str]) -> None:
+    """Run the target once over ``source`` and cut every subset's features out of that run
     (training/features.py: subset_features), instead of running it again over every subset: the
-    subsets hold the held-out split each time and, together, more conversations than the corpus.
-    Done only when that is so (``all`` asked for, or the sizes adding up to the corpus)."""
+    subsets hold the held-out split each time. ``source`` is the whole corpus when ``all`` is asked
+    for (or the sizes add up to it), else the largest subset, which holds every smaller one (the
+    subsets are nested), so a curve that stops short of the corpus costs one run over its largest
+    point and no more."""
     from methods.core.model_loading import load_model
+    from training.features import build_features
 
-    print(f"target features: computed once over {corpus}, the {len(subsets)} subsets cut out of them", flush=True)
+    print(f"target features: computed once over {source}, the {len(subsets)} subsets cut out of them", flush=True)
     loaded = load_model(args.model_path, dtype="float32", device="cpu")
     requests = []
     for method in methods:
-        options = trainer_options(args, method, corpus)
+        options = trainer_options(args, method, source)
         recipe = recipe_class(method)(options)
         recipe.prepare(loaded.model)
         if (recipe.request(), options.heldout_fraction) not in requests:
             requests.append((recipe.request(), options.heldout_fraction))
     for request, fraction in requests:
         for subset in subsets:
-            subset_features(loaded.model, loaded.tokenizer, corpus, subset, request, max_length=args.max_length,
-                            heldout_fraction=fraction, progress=not args.no_progress)
+            if Path(subset) == Path(source):
+                build_features(loaded.model, loaded.tokenizer, source, request, max_length=args.max_length,
+                               heldout_fraction=fraction, progress=not args.no_progress)
+            else:
+                subset_features(loaded.model, loaded.tokenizer, source, subset, request, max_length=args.max_length,
+                                heldout_fraction=fraction, progress=not args.no_progress)
 
 
 def main(argv=None) -> int:
@@ -491,6 +501,10 @@ def main(argv=None) -> int:
     subsets = sorted({s for _, s in todo if s != ALL}, key=int)
     if subsets and (ALL in sizes or sum(int(s) for s in subsets) >= total):
         share_features(args, corpus, [corpora[s][0] for s in subsets], sorted({m for m, _ in todo}))
+    elif len(subsets) > 1 or (subsets and max(subsets, key=int) != max(corpora, key=int)):
+        # The largest size (trained already, or not) holds every smaller subset: cut them from its run.
+        largest = corpora[max(corpora, key=int)][0]
+        share_features(args, largest, [corpora[s][0] for s in subsets], sorted({m for m, _ in todo}))
     for number, (method, label) in enumerate(points, 1):
         path, conversations = corpora[label]
         try:
