@@ -30,6 +30,19 @@ def synthetic_records(conversations=40, second_turn_every=3):
     return sorted(records, key=lambda r: r["id"])
 
 
+def count_target_forwards(monkeypatch) -> list:
+    """A list that gets an item per sequence the feature run sends through the target."""
+    forwards = []
+
+    class CountingCapture(features_module.HiddenStateCapture):
+        def arm(self):
+            forwards.append(1)
+            return super().arm()
+
+    monkeypatch.setattr(features_module, "HiddenStateCapture", CountingCapture)
+    return forwards
+
+
 def conversations_of(records):
     return {curve.conversation_id(r, "test") for r in records}
 
@@ -97,14 +110,7 @@ def test_curve_trains_every_point_skips_finished_ones_and_resumes_an_interrupted
         return real_readme(out_folder, *rest)
 
     monkeypatch.setattr(trainer, "write_readme", crash_on_hydra_all)
-    forwards = []
-
-    class CountingCapture(features_module.HiddenStateCapture):
-        def arm(self):
-            forwards.append(1)
-            return super().arm()
-
-    monkeypatch.setattr(features_module, "HiddenStateCapture", CountingCapture)
+    forwards = count_target_forwards(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         curve.main(args)
     assert len(calls) == 6 and (out / "hydra" / "all" / CHECKPOINT_FILE).is_file()
@@ -263,14 +269,7 @@ def test_a_curve_short_of_the_corpus_runs_the_target_over_its_largest_subset_onl
     out = tmp_path / "curve"
     common = ["--methods", "eagle", "--out", str(out), "--corpus", str(corpus), "--model-path", str(folder),
               "--train-args", QUICK, "--no-progress"]
-    forwards = []
-
-    class CountingCapture(features_module.HiddenStateCapture):
-        def arm(self):
-            forwards.append(1)
-            return super().arm()
-
-    monkeypatch.setattr(features_module, "HiddenStateCapture", CountingCapture)
+    forwards = count_target_forwards(monkeypatch)
     # The largest point first (one sitting's worth), the smaller ones in a later run.
     assert curve.main(common + ["--sizes", "6"]) == 0
     largest = len(read_corpus(out / "corpora" / "6.jsonl.gz"))
