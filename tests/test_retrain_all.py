@@ -77,3 +77,31 @@ def test_only_and_its_errors(repo, capsys):
     with pytest.raises(SystemExit):
         retrain_all.main(["--only", "medusa,nope"])
     assert "nope" in capsys.readouterr().err
+
+
+def test_train_conversations_trains_on_the_curve_s_subset(repo, capsys):
+    root, commands = repo
+    from methods.core.file_hash import file_sha256
+    from tests.test_data_curve import synthetic_records
+    from training.data_curve import write_corpus
+    write_corpus(synthetic_records(), retrain_all.BUNDLED_CORPUS)  # 40 conversations, 32 for training
+    assert retrain_all.main(["--no-merge", "--train-conversations", "10"]) == 0
+    subset = retrain_all.SUBSETS / "10.jsonl.gz"
+    assert (root / subset).is_file()
+    assert all(c[c.index("--corpus") + 1] == str(subset) for c in commands)
+    trainers = [c for c in commands if c[0] == "training.train_drafter"]
+    assert len(trainers) == len(retrain_all.PLAN)
+    assert all("retrain-10" in c[c.index("--checkpoint-dir") + 1] for c in trainers)
+
+    # A drafter trained on the subset is done; one trained on the whole corpus is not.
+    commands.clear()
+    _ship(root, "hydra", file_sha256(root / subset))
+    _ship(root, "eagle", file_sha256(retrain_all.BUNDLED_CORPUS))
+    assert retrain_all.main(["--no-merge", "--train-conversations", "10"]) == 0
+    trained = [c[c.index("--method") + 1] for c in commands if c[0] == "training.train_drafter"]
+    assert "hydra" not in trained and "eagle" in trained
+
+    for bad in ("0", "33"):
+        with pytest.raises(SystemExit):
+            retrain_all.main(["--no-merge", "--train-conversations", bad])
+        assert "--train-conversations" in capsys.readouterr().err

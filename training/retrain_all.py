@@ -2,6 +2,8 @@
 
     python -m training.retrain_all --threads 2            # the whole plan, or what is left of it
     python -m training.retrain_all --dry-run              # what it would run, and what is done
+    python -m training.retrain_all --train-conversations 6000 --only features,medusa,dflash --threads 2
+                                                          # a sitting's share: a subset, some drafters
 
 The plan, in order: (1) merge the corpus build (`data/corpus/build/`, written by
 training/generate_corpus.py) with the answers to the project's hand-written prompts into the
@@ -17,6 +19,13 @@ live in the cache folder ($SDBENCH_CACHE, else ~/.cache/sdbench), outside the ch
 a fresh clone on the same machine picks the retraining up where the last one stopped. A
 drafter whose artifact already records the bundled corpus's checksum is done and skipped, so
 after the corpus changes (a larger build merged) everything is trained again, and only then.
+
+On 2 cores the target's pass over the whole bundled corpus (21,726 conversations, 5.4M positions)
+takes about 2 h 30 min, and its features (31 GB) live only as long as the machine's cache. Where a
+sitting ends on a fresh machine, --train-conversations N trains on a subset the sitting can hold:
+the first N training conversations in the acceptance-vs-data curve's ranking plus the whole
+held-out split, written where the curve writes its point N, so that both share the file and its
+features; a drafter is then done when its artifact records that subset's checksum.
 
 The epochs are fewer than each recipe's default, which was sized for a corpus of 103k answer
 tokens: on twenty times the data a pass teaches what many passes over little data did, and the
@@ -37,6 +46,7 @@ from methods.core.file_hash import file_sha256
 from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT, cache_root
 from methods.heads.sps_draft import METADATA_FILE
 from training.checkpoint import FILE as CHECKPOINT_FILE
+from training.features import CorpusError, read_corpus
 
 # Relative to the repository root, where every step runs: the commands recorded in the artifacts'
 # READMEs then hold no path of the machine that trained them.
@@ -46,6 +56,10 @@ BUILD = Path("data") / "corpus" / "build"
 # drafter was trained on before the build): kept in the merged corpus for their long documents.
 WRITTEN = Path("data") / "corpus" / "written_prompts.jsonl.gz"
 CORPUS = BUNDLED_CORPUS.relative_to(REPO_ROOT)
+# --train-conversations N trains on the corpus subset the acceptance-vs-data curve's point N trains
+# on (training/data_curve.py, run with --out results/data_curve): the same file, byte for byte, so
+# the target's features of one serve the other.
+SUBSETS = Path("results") / "data_curve" / "corpora"
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,17 @@ def trained_on(folder: Path) -> str | None:
     return None
 
 
+def write_subset(size: int) -> Path:
+    """Writes the bundled corpus's subset of ``size`` training conversations (data_curve's rule)
+    and returns its path relative to the repository root."""
+    from training.data_curve import split_corpus, subset_records, write_corpus
+
+    split = split_corpus(read_corpus(BUNDLED_CORPUS))
+    path = SUBSETS / f"{size}.jsonl.gz"
+    write_corpus(subset_records(split, size), REPO_ROOT / path)
+    return path
+
+
 def run(command: list[str], dry_run: bool) -> None:
     print("$ " + " ".join(command), flush=True)
     if dry_run:
@@ -109,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-dir", default=None,
                         help="where a stopped trainer's checkpoint is kept, one subfolder per method (default: "
                              "retrain/ in the cache folder, $SDBENCH_CACHE or ~/.cache/sdbench)")
+    parser.add_argument("--train-conversations", type=int, default=None, metavar="N",
+                        help="train on the first N training conversations of the bundled corpus (ranked by the "
+                             "hash of their id) and its whole held-out split instead of the whole corpus: a "
+                             "subset written to results/data_curve/corpora/N.jsonl.gz, the acceptance-vs-data "
+                             "curve's point N. The target's pass over the whole corpus takes about 2.5 h on 2 "
+                             "cores, more than a sitting holds with the training after it; a drafter is then "
+                             "done when its artifact records that subset")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and what is done; run nothing")
     return parser
 
@@ -131,21 +163,30 @@ def main(argv=None) -> int:
         include = ["--include", str(WRITTEN)] if (REPO_ROOT / WRITTEN).is_file() else []
         run([*python, "training.generate_corpus", "--merge", str(BUILD), *include, "--out", str(CORPUS)],
             args.dry_run)
-    corpus_sha = file_sha256(BUNDLED_CORPUS)
-    print(f"bundled corpus sha256 {corpus_sha[:16]}...", flush=True)
+    corpus, checkpoint_folder = CORPUS, "retrain"
+    if args.train_conversations is not None:
+        if args.train_conversations < 1:
+            parser.error("--train-conversations must be at least 1")
+        try:
+            corpus = write_subset(args.train_conversations)
+        except (ValueError, CorpusError) as exc:
+            parser.error(f"--train-conversations: {exc}")
+        checkpoint_folder = f"retrain-{args.train_conversations}"  # a checkpoint belongs to its corpus
+    corpus_sha = file_sha256(REPO_ROOT / corpus)
+    print(f"{corpus}: sha256 {corpus_sha[:16]}...", flush=True)
     pending = [t for t in PLAN if wanted(t.method) and trained_on(REPO_ROOT / DRAFTERS / t.method) != corpus_sha]
     for t in PLAN:
         if wanted(t.method) and t not in pending:
             print(f"{t.method}: done (its artifact records this corpus)")
     if wanted("features") and pending:
-        run([*python, "training.extract_features", "--corpus", str(CORPUS),
+        run([*python, "training.extract_features", "--corpus", str(corpus),
              "--methods", ",".join(t.method for t in pending), *threads], args.dry_run)
-    checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else cache_root() / "retrain"
+    checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else cache_root() / checkpoint_folder
     for t in pending:
         out, kept = DRAFTERS / t.method, checkpoints / t.method
         resume = ["--resume"] if (kept / CHECKPOINT_FILE).is_file() else []
         run([*python, "training.train_drafter", "--method", t.method, "--model-path", "embedded",
-             "--corpus", str(CORPUS), "--out", str(out), *t.options, "--precision", args.precision, *threads,
+             "--corpus", str(corpus), "--out", str(out), *t.options, "--precision", args.precision, *threads,
              "--checkpoint-dir", str(kept), *resume], args.dry_run)
     return 0
 
