@@ -21,7 +21,8 @@ drafter whose artifact already records the bundled corpus's checksum is done and
 after the corpus changes (a larger build merged) everything is trained again, and only then.
 
 On 2 cores the target's pass over the whole bundled corpus (21,726 conversations, 5.4M positions)
-takes about 2 h 30 min, and its features (31 GB) live only as long as the machine's cache. Where a
+took 1 h 50 min on one machine and would take about 4 h at the rate of another (1.5M positions in
+67 min), and its features (31 GB) live only as long as the machine's cache. Where a
 sitting ends on a fresh machine, --train-conversations N trains on a subset the sitting can hold:
 the first N training conversations in the acceptance-vs-data curve's ranking plus the whole
 held-out split, written where the curve writes its point N, so that both share the file and its
@@ -138,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on the first N training conversations of the bundled corpus (ranked by the "
                              "hash of their id) and its whole held-out split instead of the whole corpus: a "
                              "subset written to results/data_curve/corpora/N.jsonl.gz, the acceptance-vs-data "
-                             "curve's point N. The target's pass over the whole corpus takes about 2.5 h on 2 "
-                             "cores, more than a sitting holds with the training after it; a drafter is then "
+                             "curve's point N. The target's pass over the whole corpus takes 2-4 h on 2 cores, "
+                             "more than a sitting holds with the training after it; a drafter is then "
                              "done when its artifact records that subset")
     parser.add_argument("--dry-run", action="store_true", help="print the commands and what is done; run nothing")
     return parser
