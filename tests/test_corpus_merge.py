@@ -80,3 +80,26 @@ def test_stats_count_the_records_and_answer_tokens_of_every_stage(tiny_folder, t
     out = capsys.readouterr().out
     assert "answer1: 3 records, 6 answer tokens" in out and "answer2: 1 records, 2 answer tokens" in out
     assert "user1: 0 records\n" in out
+
+
+def test_merge_leaves_out_a_record_whose_answer_shares_a_run_with_an_evaluation_set(tiny_folder, tmp_path, capsys):
+    work = tmp_path / "build"
+    _write(stage_path(work, "answer1"), [_answer(i) for i in range(6)])
+    _write(stage_path(work, "answer2"), [])
+    phrase = "a sequence of numbers in which each number is the sum of the two before it"
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(json.dumps({"question_id": 1, "turns": [f"Explain {phrase}."]}) + "\n")
+
+    def written(i, answer):
+        return {"id": f"writing-{i:02d}", "category": "writing", "split": "train", "answer_token_ids": [7],
+                "prompt_token_ids": [1], "conversations": [{"role": "user", "content": "Tell me a fact."},
+                                                           {"role": "assistant", "content": answer}]}
+
+    _write(tmp_path / "written.jsonl.gz", [written(0, f"It is {phrase}."), written(1, "Fibonacci liked rabbits.")])
+    out = tmp_path / "corpus.jsonl.gz"
+    argv = ["--model-path", str(tiny_folder), "--merge", str(work), "--include", str(tmp_path / "written.jsonl.gz"),
+            "--against", str(questions), "--out", str(out)]
+    assert main(argv) == 0
+    kept = [r["id"] for r in _read(out)]
+    assert "writing-00" not in kept and "writing-01" in kept and len(kept) == 7
+    assert "left out 1 records sharing a 10-word run" in capsys.readouterr().err

@@ -58,6 +58,22 @@ def question_texts(path: Path) -> Iterator[tuple[str, str]]:
                 yield qid, text
 
 
+def evaluation_runs(question_files: Iterable[Path], n: int = DEFAULT_WORDS) -> set[tuple[str, ...]]:
+    """Every run of n words of the question files' turns and references."""
+    runs: set[tuple[str, ...]] = set()
+    for path in question_files:
+        for _, text in question_texts(path):
+            runs |= word_runs(text, n)
+    return runs
+
+
+def shares_a_run(record: dict, runs: set[tuple[str, ...]], n: int = DEFAULT_WORDS) -> bool:
+    """Whether any message of a corpus record (user turns and the model's answers alike) holds one
+    of ``runs``: an answer can repeat an evaluation question's wording (a textbook definition) as
+    well as a prompt can."""
+    return any(word_runs(m.get("content") or "", n) & runs for m in record.get("conversations", []))
+
+
 def find_leaks(prompts: Iterable[dict], question_files: Iterable[Path],
                n: int = DEFAULT_WORDS) -> list[tuple[str, str, str, str]]:
     """(prompt id, question file, question id, shared run) for every shared run of n words."""

@@ -50,7 +50,7 @@ from methods.core.conversation import Conversation
 from training import corpus_tasks
 from methods.core.backends.lean_rows import PRODUCTS
 from training.batched_decoding import Finished, Job, decode_jobs
-from training.corpus_leakage import DEFAULT_SETS, DEFAULT_WORDS, question_texts, word_runs
+from training.corpus_leakage import DEFAULT_SETS, DEFAULT_WORDS, evaluation_runs, shares_a_run, word_runs
 from training.make_corpus import assign_splits, corpus_stats, eos_ids
 
 STAGES = ("user1", "answer1", "user2", "answer2")
@@ -152,10 +152,7 @@ class UserTurnFilter:
     def __init__(self, question_files: list[Path], special_ids: set[int], words: int = DEFAULT_WORDS):
         self.words = words
         self.special_ids = special_ids
-        self.evaluation_runs: set[tuple[str, ...]] = set()
-        for path in question_files:
-            for _, text in question_texts(path):
-                self.evaluation_runs |= word_runs(text, words)
+        self.evaluation_runs = evaluation_runs(question_files, words)
         self.seen: set[str] = set()
 
     @staticmethod
@@ -333,10 +330,12 @@ def read_included(paths: list[Path]) -> list[dict]:
 
 
 def merge(work_dirs: list[Path], out: Path, tokenizer, heldout_fraction: float,
-          include: tuple[Path, ...] = ()) -> list[dict]:
+          include: tuple[Path, ...] = (), question_files: tuple[Path, ...] = ()) -> list[dict]:
     """One corpus from the answer stages of the work folders: make_corpus's record format, in id
     order, as one gzip member without a timestamp (the same records give the same bytes). The
-    records of ``include`` (finished corpus files) follow, as they are."""
+    records of ``include`` (finished corpus files) follow, as they are. A record any of whose
+    messages (the model's answers too) shares a 10-word run with ``question_files`` is left out;
+    the splits are assigned before, so leaving one out moves no other conversation."""
     included = read_included(list(include))
     first, second = {}, {}
     for work in work_dirs:
@@ -357,6 +356,13 @@ def merge(work_dirs: list[Path], out: Path, tokenizer, heldout_fraction: float,
     if clash is not None:
         raise SystemExit(f"--include: id {clash!r} is also in the build")
     records.extend(included)
+    runs = evaluation_runs(question_files)
+    leaking = [r["id"] for r in records if shares_a_run(r, runs)]
+    if leaking:
+        print(f"left out {len(leaking)} records sharing a 10-word run with an evaluation set: "
+              f"{', '.join(leaking)}", file=sys.stderr)
+        left_out = set(leaking)
+        records = [r for r in records if r["id"] not in left_out]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as f:
@@ -421,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--heldout-fraction", type=float, default=0.1,
                         help="share of every task marked split=heldout at --merge (default: %(default)s)")
     parser.add_argument("--against", type=Path, action="append", default=None,
-                        help="question JSONL whose 10-word runs user turns must not share; repeatable "
+                        help="question JSONL whose 10-word runs user turns (and, at --merge, any turn) must not share; repeatable "
                              "(default: the bundled set and data/spec_bench/question.jsonl, each if present)")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="WORK_DIR",
                         help="instead of generating, write --out from these work folders")
@@ -501,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
             missing = [str(m) for m in args.include if not m.is_file()]
             if missing:
                 parser.error(f"--include: no such file: {', '.join(missing)}")
-            records = merge(args.merge, args.out, tokenizer, args.heldout_fraction, tuple(args.include))
+            records = merge(args.merge, args.out, tokenizer, args.heldout_fraction, tuple(args.include),
+                            tuple(args.against or [p for p in DEFAULT_SETS if p.is_file()]))
             print(f"{args.out}: {len(records)} answered turns", file=sys.stderr)
             print(corpus_stats(records))
             return 0

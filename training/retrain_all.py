@@ -20,7 +20,7 @@ a fresh clone on the same machine picks the retraining up where the last one sto
 drafter whose artifact already records the bundled corpus's checksum is done and skipped, so
 after the corpus changes (a larger build merged) everything is trained again, and only then.
 
-On 2 cores the target's pass over the whole bundled corpus (21,726 conversations, 5.4M positions)
+On 2 cores the target's pass over the whole bundled corpus (21,724 records, 5.4M positions)
 took 1 h 50 min on one machine and would take about 4 h at the rate of another (1.5M positions in
 67 min), and its features (31 GB) live only as long as the machine's cache. Where a
 sitting ends on a fresh machine, --train-conversations N trains on a subset the sitting can hold:
