@@ -1,9 +1,10 @@
-"""Draft time per step of the EAGLE family and Hydra: native draft layers against torch ops.
+"""Draft time per step of the trained drafters: native draft layers and projections against torch ops.
 
-    python benchmarks/draft_cost.py --methods eagle,eagle2,eagle3,hydra --per-subtask 1
+    python benchmarks/draft_cost.py --methods eagle,eagle2,eagle3,hydra,medusa,dflash --per-subtask 1
 
 The same drafter object drafts each prompt twice in a row, once with its layers run through the
-lean target's native layer (methods/heads/native_layers.py) and once with the native path turned
+lean target's native layer (methods/heads/native_layers.py) and its projection onto the draft
+vocabulary through the skinny kernel (methods/heads/row_scores.py), and once with both turned
 off (torch ops), in an order alternating per prompt so that machine noise hits both alike; the
 target is the lean backend in float32 throughout. Reported per method and path: draft ms per
 step (the engine's draft time over its steps: propose and accept), verify ms per step, whether
@@ -31,25 +32,28 @@ from methods.core.model_loading import EMBEDDED, load_model
 from methods.core.paths import REPO_ROOT
 from methods.drafters import eagle_state
 from methods.heads import hydra as hydra_heads
+from methods.heads import row_scores
 
 BUNDLED_QUESTIONS = REPO_ROOT / "data" / "bundled" / "question.jsonl"
 
 
 class TorchOnly:
-    """Turns the native draft path off while entered (the drafters ask for it once per turn)."""
+    """Turns the native draft path off while entered: the draft layers (the drafters ask for them
+    once per turn) and the projections onto the draft vocabulary (methods/heads/row_scores.py)."""
 
     def __enter__(self):
-        self.saved = eagle_state.native_draft, hydra_heads.native_prefix_layer
+        self.saved = eagle_state.native_draft, hydra_heads.native_prefix_layer, row_scores._native_library
         eagle_state.native_draft = lambda draft: None
         hydra_heads.native_prefix_layer = lambda prefix: None
+        row_scores._native_library = lambda x, rows: None
 
     def __exit__(self, *exc):
-        eagle_state.native_draft, hydra_heads.native_prefix_layer = self.saved
+        eagle_state.native_draft, hydra_heads.native_prefix_layer, row_scores._native_library = self.saved
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="eagle,eagle2,eagle3,hydra", help="comma-separated methods")
+    parser.add_argument("--methods", default="eagle,eagle2,eagle3,hydra,medusa,dflash", help="comma-separated methods")
     parser.add_argument("--per-subtask", type=int, default=1, help="bundled questions per subtask (first turns)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per prompt")
     parser.add_argument("--threads", type=int, default=2, help="torch and native threads")

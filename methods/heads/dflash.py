@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.heads.eagle import MLP, RMSNorm, inverse_frequencies, rope_tables, rotate_half
+from methods.heads.row_scores import row_scores
 
 
 def default_target_layer_ids(num_target_layers: int, num_features: int) -> tuple[int, ...]:
@@ -194,8 +195,8 @@ class DFlashDraftModel(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits over the output columns of normed draft outputs (``forward``'s result)."""
         if self.lm_head is not None:
-            return self.lm_head(hidden)
-        return hidden @ self._rows.to(hidden.dtype).T
+            return row_scores(hidden, self.lm_head.weight, self.lm_head.bias)
+        return row_scores(hidden, self._rows)
 
     def to_token_ids(self, columns: torch.Tensor) -> torch.Tensor:
         """Output columns -> target token ids."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.core.backends.lean import LeanCache
+from methods.heads.row_scores import row_scores
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,7 @@ class EagleDraftModel(nn.Module):
 
     def draft_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Logits over the draft vocabulary (columns index ``draft_vocab`` when it is set)."""
-        return features @ self._rows.to(features.dtype).T
+        return row_scores(features, self._rows)
 
     def to_token_ids(self, columns: torch.Tensor) -> torch.Tensor:
         """Columns of ``draft_logits`` -> target token ids."""

@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from methods.heads.eagle import MLP, Attention, EagleShape, RMSNorm, inverse_frequencies, rope_tables
+from methods.heads.row_scores import row_scores
 
 
 def default_feature_layers(num_layers: int) -> tuple[int, int, int]:
@@ -124,7 +125,7 @@ class Eagle3DraftModel(nn.Module):
 
     def draft_logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """Logits over the draft vocabulary, column d standing for target id d + d2t[d]."""
-        return self.lm_head(self.norm(outputs))
+        return row_scores(self.norm(outputs), self.lm_head.weight, self.lm_head.bias)
 
     def to_token_ids(self, columns: torch.Tensor) -> torch.Tensor:
         """Columns of ``draft_logits`` -> target token ids."""

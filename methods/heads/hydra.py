@@ -52,6 +52,7 @@ from methods.heads.artifact import (ArtifactError, check_trained_base, check_dra
                                     read_config, ready_for_drafting)
 from methods.heads.medusa import ResBlock
 from methods.heads.native_layers import native_prefix_layer
+from methods.heads.row_scores import row_scores
 
 WEIGHT_FILES = ("hydra_lm_head.safetensors", "hydra_lm_head.pt")
 ARCHS = ("mlp", "prefix-mlp")
@@ -301,10 +302,10 @@ class HydraHeads(nn.Module):
         """Logits [..., C] over the head's candidates (the full vocabulary, or ``draft_vocab``)."""
         h = self.head_hidden(head, inputs)
         if self.projections is not None:
-            return h @ self.projections[head].T + self.projection_biases[head]
+            return row_scores(h, self.projections[head], self.projection_biases[head])
         if self._shared_rows is None:
             raise RuntimeError("HydraHeads.bind(base_model) must be called before drafting")
-        return h @ self._shared_rows.to(h.dtype).T
+        return row_scores(h, self._shared_rows)
 
     @torch.no_grad()
     def top_tokens(self, head: int, inputs: torch.Tensor, k: int) -> torch.Tensor:

@@ -29,6 +29,7 @@ from torch import nn
 
 from methods.heads.artifact import (ArtifactError, check_trained_base, check_draft_vocab, find_weights, load_state,
                                     read_config, ready_for_drafting)
+from methods.heads.row_scores import row_scores
 
 WEIGHT_FILES = ("medusa_lm_head.safetensors", "medusa_lm_head.pt")
 KEY = re.compile(r"^(\d+)\.(\d+)\.(linear\.weight|linear\.bias|weight)$")
@@ -88,11 +89,11 @@ class MedusaHeads(nn.Module):
         """Token ids [K, k], best first, of every head at one position's feature [H]."""
         h = self.head_features(feature.to(self.blocks[0].linear.weight.dtype))  # [K, H]
         if self.projections is not None:
-            logits = torch.stack([h[i] @ p.T for i, p in enumerate(self.projections)])
+            logits = torch.stack([row_scores(h[i], p) for i, p in enumerate(self.projections)])
             return logits.topk(k, dim=-1).indices
         if self._shared_rows is None:
             raise RuntimeError("MedusaHeads.bind(base_model) must be called before drafting")
-        logits = h @ self._shared_rows.to(h.dtype).T
+        logits = row_scores(h, self._shared_rows)
         top = logits.topk(min(k, logits.shape[-1]), dim=-1).indices
         return top if self.draft_vocab is None else self.draft_vocab.to(top.device)[top]
 

@@ -1,0 +1,49 @@
+"""Logits of a few draft rows over a head's vocabulary rows: ``x @ rows^T``, on the lean backend's
+skinny kernel where it can run.
+
+Every trained head ends by scoring one to a few dozen rows (a tree level, a DFlash block) against
+thousands of vocabulary rows (the base's lm_head rows of a draft vocabulary, or a draft's own
+head). That product is bound by reading the rows, and torch's matmul reads them poorly at these
+shapes: from two rows on it runs a general GEMM several times slower than one pass over the rows
+(docs/methods.md, "Cheap drafting", has the measurement). The lean target's lm_head already goes
+through lean_ops.c's skinny kernel, which streams the weight once for all rows; the heads use the
+same kernel, float32 on the CPU only, and torch everywhere else (training with gradients,
+float16/float64, CUDA, more rows than the kernel takes, no native library). Both give the same
+products up to float32 rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from methods.core.backends import native_kernels
+from methods.core.backends.lean import SKINNY_MAX_ROWS
+
+
+def _native_library(x: torch.Tensor, rows: torch.Tensor):
+    """The native library where ``x @ rows^T`` may run on it, else None."""
+    if x.dtype != torch.float32 or rows.dtype != torch.float32:
+        return None
+    if x.numel() == 0 or rows.dim() != 2 or x.shape[-1] != rows.shape[1]:
+        return None  # torch's matmul then answers (or raises) as it would have
+    if x.device.type != "cpu" or rows.device.type != "cpu" or not rows.is_contiguous():
+        return None
+    if torch.is_grad_enabled() and (x.requires_grad or rows.requires_grad):
+        return None  # the kernel has no backward
+    if x.numel() // max(1, x.shape[-1]) > SKINNY_MAX_ROWS:
+        return None
+    return native_kernels.load()
+
+
+def row_scores(x: torch.Tensor, rows: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x`` [..., H] scored against ``rows`` [N, H] (plus ``bias`` [N]): [..., N]."""
+    library = _native_library(x, rows)
+    if library is None:
+        out = x @ rows.to(x.dtype).T
+        return out if bias is None else out + bias.to(out.dtype)
+    flat = native_kernels.skinny_matmul(library, x.reshape(-1, x.shape[-1]), rows)
+    if bias is not None:
+        flat.add_(bias)
+    return flat.view(*x.shape[:-1], rows.shape[0])

@@ -1,0 +1,61 @@
+"""row_scores: the heads' vocabulary projection on the skinny kernel equals torch's, and the kernel
+is used exactly where it can run (float32 on the CPU, no gradient, rows the kernel takes)."""
+
+import pytest
+import torch
+
+from methods.core.backends import native_kernels
+from methods.core.backends.lean import SKINNY_MAX_ROWS
+from methods.heads import row_scores as module
+from methods.heads.row_scores import row_scores
+
+needs_native = pytest.mark.skipif(native_kernels.load() is None, reason="no native library on this machine")
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    calls = []
+    real = native_kernels.skinny_matmul
+
+    def counting(library, x, weight):
+        calls.append(tuple(x.shape))
+        return real(library, x, weight)
+
+    monkeypatch.setattr(module.native_kernels, "skinny_matmul", counting)
+    return calls
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(1, 48), (2, 48), (7, 48), (SKINNY_MAX_ROWS, 48), (2, 3, 48)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_the_kernel_gives_torchs_scores(shape, with_bias, kernel_calls):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(*shape, generator=generator)
+    rows = torch.randn(301, 48, generator=generator)
+    bias = torch.randn(301, generator=generator) if with_bias else None
+    with torch.no_grad():
+        got = row_scores(x, rows, bias)
+    expected = x.double() @ rows.double().T + (0 if bias is None else bias.double())
+    assert got.shape == (*shape[:-1], 301) and got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-4)
+    assert kernel_calls == [(x.numel() // 48, 48)]
+
+
+@needs_native
+def test_torch_answers_where_the_kernel_cannot(kernel_calls):
+    rows = torch.randn(50, 16)
+    x = torch.randn(3, 16, requires_grad=True)
+    scored = row_scores(x, rows)  # training: the kernel has no backward
+    scored.sum().backward()
+    torch.testing.assert_close(x.grad, rows.sum(0).expand(3, -1))
+    with torch.no_grad():
+        row_scores(torch.randn(3, 16, dtype=torch.float64), rows.double())  # not float32
+        row_scores(torch.randn(SKINNY_MAX_ROWS + 1, 16), rows)  # more rows than the kernel takes
+        row_scores(torch.randn(3, 16), rows.T.contiguous().T)  # rows not contiguous
+        row_scores(torch.randn(0, 16), rows)  # nothing to score
+    assert kernel_calls == []
+
+
+def test_a_width_mismatch_is_torchs_error_not_a_wrong_read():
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        row_scores(torch.randn(2, 16), torch.randn(50, 17))
