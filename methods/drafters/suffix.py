@@ -42,12 +42,14 @@ from methods.drafters.suffix_speculation import (IndexView, Speculation, Specula
 # up to 32 speculated tokens (vLLM's suggested num_speculative_tokens), the speculation tree.
 GPU_DEFAULTS = {"max_depth": 64, "max_spec_tokens": 32, "spec_factor": 1.0, "spec_offset": 0.0,
                 "min_token_prob": 0.1, "max_cached_requests": -1, "threshold": 3.0}
-# On the 2-core CPU, measured on the bundled set (2 questions per subtask, 128 new tokens, lean
-# backend, EAGLE-2 behind it; docs/methods.md): drafting alpha = 4 tokens per matched token, up to 16,
-# and letting EAGLE-2 draft below a score of 2 accepted 2.34 tokens a step (SuffixDecoding alone 1.96,
-# the paper's alpha 1 with the fallback 2.04-2.09, SAM-Decoding 2.28). A short match here is often
-# the start of a copied passage, which a size of alpha * m = m tokens cuts off.
-CPU_DEFAULTS = dict(GPU_DEFAULTS, max_spec_tokens=16, spec_factor=4.0, threshold=2.0)
+# On the 2-core CPU (lean backend, EAGLE-2 behind it; docs/methods.md): alpha = 4 tokens per matched
+# token, since a short match here is often the start of a copied passage that a size of alpha * m = m
+# tokens cuts off, and letting EAGLE-2 draft below a score of 2 accepted 2.34 tokens a step on the
+# bundled set (SuffixDecoding alone 1.96, the paper's alpha 1 with the fallback 2.04-2.09). The cap
+# is 6: a forward over more than 6-8 tokens costs visibly more than one over a single token there, and
+# on the development prompts (training/sweep_drafter.py, 128 new tokens) caps of 4-7 ran at
+# 1.40-1.53x against 1.26x for 16, for 0.1 fewer accepted tokens a step.
+CPU_DEFAULTS = dict(GPU_DEFAULTS, max_spec_tokens=6, spec_factor=4.0, threshold=2.0)
 MINIMUM = {"max_depth": 2, "max_spec_tokens": 1, "spec_factor": 0.0, "min_token_prob": 0.0,
            "max_cached_requests": -1, "threshold": 0.0}
 SHAPES = ("tree", "chain")
