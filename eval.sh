@@ -15,8 +15,7 @@
 #   MODEL_NAME      name used in the answer files' model ids [smollm2-135m-instruct or folder name]
 #   BENCH           question set: bundled, or spec_bench (fetched on first use) [bundled]
 #   SPEC_BENCH_QUESTIONS  local copy of Spec-Bench's question.jsonl to install instead of downloading
-#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space];
-#                   add dflash with DFLASH_PATH (no DFlash draft ships for the embedded model yet)
+#   METHODS         methods to run after the baseline [pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 dflash space]
 #   DRAFTER_PATH    SpS draft model (sharing the target's tokenizer, or trained with --method sps), or self:N
 #                   [the shipped trained draft on the embedded model when there is one, else self:8]
 #   MEDUSA_PATH     Medusa heads folder (trained or published) [the shipped heads; embedded model only]
@@ -78,7 +77,7 @@ done
 PYTHON=${PYTHON:-python}
 MODEL_PATH=${MODEL_PATH:-embedded}
 BENCH=${BENCH:-bundled}
-METHODS=${METHODS:-pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 space}
+METHODS=${METHODS:-pld sps lookahead rest recycling samd suffix medusa hydra eagle eagle2 eagle3 dflash space}
 DRAFTER_PATH=${DRAFTER_PATH:-}  # empty: sps's own default (shipped draft, else self:8) on the embedded model
 TEMP=${TEMP:-0.0}
 DTYPE=${DTYPE:-auto}
@@ -156,11 +155,6 @@ skip_without HYDRA_PATH hydra
 skip_without EAGLE_PATH eagle eagle2
 skip_without EAGLE3_PATH eagle3
 skip_without DFLASH_PATH dflash
-# No DFlash draft ships for the embedded model yet: dflash needs DFLASH_PATH everywhere.
-if [ -z "${DFLASH_PATH:-}" ] && [[ " $METHODS " == *" dflash "* ]]; then
-  echo "eval.sh: skipping dflash (no DFLASH_PATH; no draft ships for the embedded model yet)" >&2
-  METHODS=$(echo " $METHODS " | sed "s/ dflash / /" | xargs)
-fi
 [ -n "${SPACE_MASK_ID:-}" ] || skip_without SPACE_PATH space
 drafter_args=()
 if [ -z "$DRAFTER_PATH" ] && [ "$MODEL_PATH" != embedded ]; then DRAFTER_PATH=self:8; fi

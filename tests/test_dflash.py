@@ -14,7 +14,7 @@ import torch
 
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
-from methods.drafters.dflash import DFlashDrafter, best_first_tree
+from methods.drafters.dflash import CPU_DEFAULTS, GPU_DEFAULTS, DFlashDrafter, best_first_tree
 from methods.drafters.vanilla import VanillaDrafter
 from methods.heads.artifact import ArtifactError
 from methods.heads.dflash import DFlashDraftModel, DFlashShape, default_target_layer_ids
@@ -505,7 +505,13 @@ def test_options_are_checked_before_loading(tmp_path):
 def test_from_args_reads_the_folder_and_the_options(model, tmp_path):
     folder = write_folder(tmp_path / "zlab", zlab_config(model, block_size=6), zlab_tensors(model))
     drafter = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder)), model, None)
-    assert (drafter.block_size, drafter.depth, drafter.tree_nodes) == (6, 5, 0)
+    assert (drafter.block_size, drafter.depth, drafter.tree_nodes) == (6, CPU_DEFAULTS["depth"], 0)
+    # The GPU default verifies the whole block; a CPU default deeper than a smaller block is cut to it.
+    assert GPU_DEFAULTS["depth"] is None and DFlashDrafter(drafter.draft).depth == 5
+    drafter = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder), dflash_block_size=2),
+                                      model, None)
+    assert (drafter.block_size, drafter.depth) == (2, 1)
+    drafter = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder)), model, None)
     params = drafter.params()
     assert params["target_layer_ids"] == list(LAYER_IDS) and params["mask_token_id"] == MASK and "top_k" not in params
     drafter = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder), dflash_block_size=3,

@@ -39,11 +39,14 @@ from methods.heads.eagle import DraftCache
 
 EMBEDDED_DRAFT = SHIPPED / "dflash"
 # None = from the draft: the block size it was trained with, and every drafted position of the
-# block (B - 1 tokens, the published chain). The same on both devices: on the CPU the lean
-# backend verifies 8 tokens for about 1.24x the cost of one (docs/methods.md), so the shipped
-# draft's whole block (8) is verified; a larger published block may want --dflash-depth there.
+# block (B - 1 tokens, the published chain), as on a GPU, where verifying a block costs about as
+# much as one token. On the 2-core CPU a forward over 8 tokens costs about 1.2-1.35x one over a
+# single token, and the shipped draft is rarely right past its second position (held-out: 0.37 at
+# depth 1, 0.10 for the first two): on the development prompts (training/sweep_drafter.py, 128 new
+# tokens) the whole block of 7 ran at 0.86x the baseline, a chain of 3 at 1.00x, of 2 at 1.04x and
+# best-first trees of 4-6 nodes at 0.97-1.00x (docs/methods.md), so the CPU drafts 2 tokens.
 GPU_DEFAULTS = {"block_size": None, "depth": None, "tree_nodes": 0, "top_k": 4}
-CPU_DEFAULTS = dict(GPU_DEFAULTS)
+CPU_DEFAULTS = dict(GPU_DEFAULTS, depth=2)
 MINIMUM = {"block_size": 2, "depth": 1, "tree_nodes": 0, "top_k": 1}
 
 
@@ -185,8 +188,9 @@ class DFlashDrafter(Drafter):
                            help="positions of the one draft forward, the root included (default: the block size "
                                 "the draft was trained with; 16 for z-lab's b16 drafts, 8 for the shipped one)")
         group.add_argument("--dflash-depth", type=int, default=None,
-                           help="drafted tokens verified per step at most (default: block size - 1, every masked "
-                                "position; a smaller value verifies fewer tokens of the same block)")
+                           help="drafted tokens verified per step at most (GPU default: block size - 1, every masked "
+                                "position; CPU default 2, measured; a smaller value verifies fewer tokens of "
+                                "the same block)")
         group.add_argument("--dflash-tree-nodes", type=int, default=None,
                            help="0 (default): verify the argmax chain, as published; N > 0: verify a tree of N "
                                 "nodes grown best-first over each position's top-k tokens (DDTree)")
@@ -211,6 +215,9 @@ class DFlashDrafter(Drafter):
 
         options = resolve_options(args, "dflash", model, CPU_DEFAULTS, GPU_DEFAULTS, MINIMUM)
         draft = load_dflash(artifact_folder(args, "dflash", "dflash", "--dflash-path", shipped=EMBEDDED_DRAFT), model)
+        if getattr(args, "dflash_depth", None) is None and options["depth"] is not None:
+            # A device default never asks for more than the block holds (a user's depth is checked).
+            options["depth"] = min(options["depth"], (options["block_size"] or draft.block_size) - 1)
         try:
             return cls(draft, **options)
         except ValueError as exc:
