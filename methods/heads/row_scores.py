@@ -5,7 +5,7 @@ Every trained head ends by scoring one to a few dozen rows (a tree level, a DFla
 thousands of vocabulary rows (the base's lm_head rows of a draft vocabulary, or a draft's own
 head). That product is bound by reading the rows, and torch's matmul reads them poorly at these
 shapes: from two rows on it runs a general GEMM several times slower than one pass over the rows
-(docs/methods.md, "Cheap drafting", has the measurement). The lean target's lm_head already goes
+(docs/backends.md, "Draft layers", has the measurement). The lean target's lm_head already goes
 through lean_ops.c's skinny kernel, which streams the weight once for all rows; the heads use the
 same kernel, float32 on the CPU only, and torch everywhere else (training with gradients,
 float16/float64, CUDA, more rows than the kernel takes, no native library). Both give the same
