@@ -212,3 +212,68 @@ def test_a_checkpoint_kept_outside_the_output_folder_resumes_and_stays_out_of_th
     command = json.loads((out / "config.json").read_text())["training"]["command"]
     assert "--checkpoint-dir" not in command and "--resume" not in command and str(kept) not in command
     assert command.endswith("--no-progress")
+
+
+# ---------------------------------------------------------------------------------- --init-from
+RECIPE_ARGS = [("medusa", ["--medusa-heads", "2"]), ("hydra", ["--hydra-heads", "2"]),
+               ("eagle", ["--eagle-steps", "2"]), ("eagle3", []), ("dflash", ["--dflash-target-layers", "0"]),
+               ("sps", []), ("space", [])]
+
+
+@pytest.mark.parametrize("method,extra", RECIPE_ARGS, ids=[m for m, _ in RECIPE_ARGS])
+def test_init_from_starts_a_run_from_every_tensor_of_an_artifact(method, extra, tmp_path, monkeypatch):
+    """A run started from an artifact and trained at learning rate 0 writes that artifact's tensors
+    back unchanged: every tensor the recipe saves was taken from the folder, none left at its
+    initialisation (a recipe whose artifact_tensors missed one would write a fresh value)."""
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    common = ["--method", method, "--model-path", str(folder), "--corpus", str(corpus), "--no-progress", *extra]
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main([*common, "--out", str(first), "--max-steps", "3", "--lr", "3e-2"]) == 0
+    # Another seed: a fresh start would initialise (and, for SpS, pick layers) differently.
+    assert main([*common, "--out", str(second), "--init-from", str(first), "--max-steps", "1", "--lr", "0",
+                 "--seed", "7"]) == 0
+    weights = next(first.glob("*.safetensors")).name
+    before, after = load_file(str(first / weights)), load_file(str(second / weights))
+    assert set(before) == set(after)
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
+    record = json.loads((second / ("metadata.json" if method == "sps" else "config.json")).read_text())["training"]
+    assert record["initialised_from"]["folder"] == str(first)
+    assert len(record["initialised_from"]["weights_sha256"]) == 64 and record["initialised_from"]["steps"] == 3
+    assert "started from the weights of" in (second / "README.md").read_text()
+
+
+def test_init_from_refuses_what_cannot_start_the_run(tiny, tmp_path, monkeypatch, capsys):
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("SDBENCH_CACHE", str(tmp_path / "cache"))
+    folder, loaded = tiny
+    corpus = write_corpus(tmp_path / "corpus.jsonl.gz", loaded)
+    common = ["--model-path", str(folder), "--corpus", str(corpus), "--no-progress", "--max-steps", "1"]
+    heads = tmp_path / "medusa"
+    assert main(["--method", "medusa", *common, "--out", str(heads), "--medusa-heads", "2"]) == 0
+
+    def refused(*args) -> str:
+        with pytest.raises(SystemExit):
+            main([*common, *args])
+        return capsys.readouterr().err
+
+    assert "not a hydra artifact" in refused("--method", "hydra", "--out", str(tmp_path / "h"), "--init-from", str(heads))
+    assert "no config.json" in refused("--method", "medusa", "--out", str(tmp_path / "m"), "--init-from",
+                                       str(tmp_path / "nowhere"))
+    # Other options: a third head has no weights in the folder.
+    assert "lacks" in refused("--method", "medusa", "--out", str(tmp_path / "m"), "--medusa-heads", "3",
+                              "--init-from", str(heads))
+    # Another draft vocabulary size: the projection and the vocabulary have other shapes.
+    assert "this run's is" in refused("--method", "medusa", "--out", str(tmp_path / "m"), "--medusa-heads", "2",
+                                      "--medusa-draft-vocab", "20", "--init-from", str(heads))
+    # The same size but other tokens (another corpus): its weights would score other tokens.
+    state = load_file(str(heads / "medusa_lm_head.safetensors"))
+    state["draft_vocab"] = state["draft_vocab"].flip(0).contiguous()
+    save_file(state, str(heads / "medusa_lm_head.safetensors"))
+    assert "differs from this run's" in refused("--method", "medusa", "--out", str(tmp_path / "m"),
+                                                "--medusa-heads", "2", "--init-from", str(heads))
+    # Made for another base.
+    other = save_tiny_model(tmp_path / "other", seed=1)
+    assert "another base" in refused("--method", "medusa", "--model-path", str(other), "--out", str(tmp_path / "m"),
+                                     "--medusa-heads", "2", "--init-from", str(heads))

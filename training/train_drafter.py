@@ -9,7 +9,9 @@ from (training/features.py, cached); train the method's recipe (training/recipes
 and a linear-warm-up cosine schedule; after every epoch print the held-out top-1 accuracy per
 head; write the artifact folder (config.json with the metrics, the base's name and weight
 fingerprint; fp16 safetensors without the base's shared tensors; a README.md with the command).
-Seeds are fixed (--seed); apart from thread scheduling a run repeats exactly.
+Seeds are fixed (--seed); apart from thread scheduling a run repeats exactly. --resume continues
+a stopped run from its checkpoint; --init-from starts a new run from a finished artifact's weights
+(training/warm_start.py), e.g. to train a shipped drafter further in a later sitting.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from training.checkpoint import FILE as CHECKPOINT_FILE
 from training.checkpoint import Checkpoint, CheckpointError, generator_states, restore_generators
 from training.features import build_features
 from training.recipes import RECIPES, recipe_class
+from training.warm_start import WarmStartError, warm_start
 
 DEFAULT_CORPUS = BUNDLED_CORPUS
 
@@ -81,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-dir", default=None,
                         help="folder of the checkpoint (default: --out); e.g. one outside a checkout that may be "
                              "replaced before the run is resumed. Not part of the recorded command")
+    parser.add_argument("--init-from", default=None, metavar="DIR",
+                        help="start from the weights of an artifact of this method trained here for this base "
+                             "(e.g. the shipped one, to train it further); optimiser and schedule start afresh, "
+                             "its draft vocabulary must equal this run's (same corpus and options)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name in RECIPES:
         recipe_class(name).add_arguments(parser.add_argument_group(f"method {name}"))
@@ -162,6 +169,18 @@ def recorded_argv(argv: list[str]) -> list[str]:
     return kept
 
 
+def _warm_start_lines(record: dict | None) -> list[str]:
+    if not record:
+        return []
+    before = ""
+    if record.get("steps") is not None:
+        corpus = record.get("corpus_sha256") or ""
+        before = (f", which had trained {record['steps']} steps ({record.get('epochs')} epochs)"
+                  + (f" on corpus sha256 `{corpus[:16]}...`" if corpus else ""))
+    return [f"- started from the weights of `{record['folder']}` (weights sha256 `{record['weights_sha256'][:16]}...`)"
+            f"{before}; the steps and epochs above are this run's"]
+
+
 def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> None:
     training, metrics = meta["training"], meta["metrics"]
     last = metrics["heldout"][-1]
@@ -184,6 +203,7 @@ def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> No
         f"- wall time {training['wall_time_s']:.0f} s (features {training['feature_time_s']:.0f} s, "
         f"training {training['train_time_s']:.0f} s) on {training['device']}, {training['threads']} threads, "
         f"{training.get('precision', 'float32')} training steps",
+        *_warm_start_lines(training.get("initialised_from")),
         "",
         f"{recipe.metric_label}, per epoch:",
         "",
@@ -229,6 +249,13 @@ def main(argv=None) -> int:
     feature_time = time.perf_counter() - started
     module = recipe.build(base, features, generator)
     print(f"{args.method}: {recipe.summary()}", flush=True)
+    initialised_from = None
+    if args.init_from is not None:  # on --resume the checkpoint's weights replace these below
+        try:
+            initialised_from = {"folder": repo_relative(args.init_from), **warm_start(recipe, base, args.init_from)}
+        except WarmStartError as exc:
+            parser.error(str(exc))
+        print(f"initialised from {initialised_from['folder']}", flush=True)
 
     steps_per_epoch = recipe.steps_per_epoch(args.batch_size)
     total = max(1, round(steps_per_epoch * args.epochs))
@@ -318,6 +345,7 @@ def main(argv=None) -> int:
             "wall_time_s": round(trained_before + time.perf_counter() - started, 1),
             "feature_time_s": round(feature_time, 1),
             "train_time_s": round(train_time, 1),
+            **({} if initialised_from is None else {"initialised_from": initialised_from}),
         },
         "metrics": {"heldout": heldout},
     }

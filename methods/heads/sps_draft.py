@@ -116,6 +116,15 @@ def _shape_value(config, key: str):
     return getattr(config, key, None)
 
 
+def draft_tensors(layers: nn.ModuleList, draft_vocab: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The artifact's tensors by their stored names (the layers' own, live, and the vocabulary)."""
+    tensors = {f"model.layers.{i}.{name}": value for i, layer in enumerate(layers)
+               for name, value in layer.state_dict().items()}
+    if draft_vocab is not None:
+        tensors[VOCAB_TENSOR] = torch.as_tensor(draft_vocab, dtype=torch.long)
+    return tensors
+
+
 def save_sps_draft(out, layers: nn.ModuleList, base, base_model: str, initialised_from: list[int],
                    metadata: dict, draft_vocab: torch.Tensor | None = None) -> Path:
     """Write the artifact: config.json, the layers in fp16 (and the draft vocabulary), metadata.json."""
@@ -127,11 +136,7 @@ def save_sps_draft(out, layers: nn.ModuleList, base, base_model: str, initialise
         "base_fingerprint": base_fingerprint(base),
         "draft_vocab_size": None if draft_vocab is None else int(len(draft_vocab)),
     })
-    tensors = {f"model.layers.{i}.{name}": value for i, layer in enumerate(layers)
-               for name, value in layer.state_dict().items()}
-    if draft_vocab is not None:
-        tensors[VOCAB_TENSOR] = torch.as_tensor(draft_vocab, dtype=torch.long)
-    folder = save_artifact(out, config, tensors, WEIGHTS_FILE)
+    folder = save_artifact(out, config, draft_tensors(layers, draft_vocab), WEIGHTS_FILE)
     meta = {"method": METHOD, "base_model": base_model, "layers": len(layers),
             "layers_initialised_from": list(initialised_from), **metadata}
     (folder / METADATA_FILE).write_text(json.dumps(meta, indent=2) + "\n")

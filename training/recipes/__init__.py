@@ -99,5 +99,14 @@ class Recipe:
         """Held-out metrics, e.g. {"top1": [per head]}."""
         raise NotImplementedError
 
+    # The artifact's weights file (what --init-from reads back).
+    weights_file = "model.safetensors"
+
+    def artifact_tensors(self) -> dict:
+        """The tensors ``save`` writes, by the names it writes them under: the module's own (live:
+        writing into them sets the module, which is how --init-from starts a run from an artifact)
+        and the integer maps of its vocabulary. One list for saving and reading back."""
+        raise NotImplementedError
+
     def save(self, out, meta: dict) -> None:
         raise NotImplementedError

@@ -293,11 +293,15 @@ class DFlashRecipe(Recipe):
         return {"top1": top1, "positions": [counted] * (block - 1), "mean_accepted": round(1 + sum(top1), 3)}
 
     # ------------------------------------------------------------------ artifact
-    def save(self, out, meta: dict) -> None:
-        s = self.shape
+    def artifact_tensors(self) -> dict:
         tensors = dict(self.module.state_dict())
         if self.module.draft_vocab is not None:
             tensors["draft_vocab"] = torch.from_numpy(self.vocab.astype(np.int32))
+        return tensors
+
+    def save(self, out, meta: dict) -> None:
+        s = self.shape
+        tensors = self.artifact_tensors()
         config = {
             # z-lab's DFlash config (a Qwen3 config of the draft plus dflash_config), so one loader
             # reads both; the keys after "method" are ours.
@@ -319,4 +323,4 @@ class DFlashRecipe(Recipe):
             "training": meta["training"],
             "metrics": meta["metrics"],
         }
-        save_artifact(out, config, tensors, "model.safetensors")
+        save_artifact(out, config, tensors, self.weights_file)

@@ -225,9 +225,13 @@ class EagleRecipe(Recipe):
                 "positions": [counted, counted]}
 
     # ------------------------------------------------------------------ artifact
-    def save(self, out, meta: dict) -> None:
-        tensors = {k: v for k, v in self.module.state_dict().items()}
+    def artifact_tensors(self) -> dict:
+        tensors = dict(self.module.state_dict())
         tensors["draft_vocab"] = torch.from_numpy(self.vocab.astype(np.int32))
+        return tensors
+
+    def save(self, out, meta: dict) -> None:
+        tensors = self.artifact_tensors()
         config = {
             "method": "eagle",
             "base_model_name_or_path": meta["base_model"],
@@ -240,4 +244,4 @@ class EagleRecipe(Recipe):
             "training": meta["training"],
             "metrics": meta["metrics"],
         }
-        save_artifact(out, config, tensors, "model.safetensors")
+        save_artifact(out, config, tensors, self.weights_file)

@@ -189,13 +189,17 @@ class Eagle3Recipe(EagleRecipe):
         return {"top1": [round(r / max(counted, 1), 4) for r in right], "positions": [counted] * steps}
 
     # ------------------------------------------------------------------ artifact
-    def save(self, out, meta: dict) -> None:
-        s = self.shape
+    def artifact_tensors(self) -> dict:
         tensors = dict(self.module.state_dict())
         tensors["d2t"] = self.module.d2t.clone()
-        t2d = torch.zeros(s.vocab_size, dtype=torch.bool)
+        t2d = torch.zeros(self.shape.vocab_size, dtype=torch.bool)
         t2d[torch.from_numpy(self.vocab)] = True
         tensors["t2d"] = t2d
+        return tensors
+
+    def save(self, out, meta: dict) -> None:
+        s = self.shape
+        tensors = self.artifact_tensors()
         config = {
             # The published EAGLE-3 config keys (Llama-style, one layer), so one loader reads both.
             "architectures": ["LlamaForCausalLMEagle3"], "model_type": "llama",
@@ -213,4 +217,4 @@ class Eagle3Recipe(EagleRecipe):
             "training": meta["training"],
             "metrics": meta["metrics"],
         }
-        save_artifact(out, config, tensors, "model.safetensors")
+        save_artifact(out, config, tensors, self.weights_file)

@@ -76,9 +76,15 @@ class HydraRecipe(FutureHeadsRecipe):
         return super().summary() + f", feature noise alpha {self.args.hydra_noise:g}"
 
     # ------------------------------------------------------------------ artifact
-    def save(self, out, meta: dict) -> None:
+    weights_file = "hydra_lm_head.safetensors"
+
+    def artifact_tensors(self) -> dict:
         tensors = dict(self.module.hydra_state())
         tensors["draft_vocab"] = torch.from_numpy(self.vocab.astype(np.int32))
+        return tensors
+
+    def save(self, out, meta: dict) -> None:
+        tensors = self.artifact_tensors()
         hidden, heads = self.module.hidden, self.module.num_heads
         config = {
             "method": "hydra",
@@ -99,4 +105,4 @@ class HydraRecipe(FutureHeadsRecipe):
             "training": meta["training"],
             "metrics": meta["metrics"],
         }
-        save_artifact(out, config, tensors, "hydra_lm_head.safetensors")
+        save_artifact(out, config, tensors, self.weights_file)

@@ -36,9 +36,15 @@ class MedusaRecipe(FutureHeadsRecipe):
         return self.module.head_features(self.features_at(index)) @ self.rows.T  # [K, B, vocab]
 
     # ------------------------------------------------------------------ artifact
-    def save(self, out, meta: dict) -> None:
+    weights_file = "medusa_lm_head.safetensors"
+
+    def artifact_tensors(self) -> dict:
         tensors = dict(self.module.medusa_state())
         tensors["draft_vocab"] = torch.from_numpy(self.vocab.astype(np.int32))
+        return tensors
+
+    def save(self, out, meta: dict) -> None:
+        tensors = self.artifact_tensors()
         hidden = self.module.hidden
         config = {
             "method": "medusa",
@@ -54,4 +60,4 @@ class MedusaRecipe(FutureHeadsRecipe):
             "training": meta["training"],
             "metrics": meta["metrics"],
         }
-        save_artifact(out, config, tensors, "medusa_lm_head.safetensors")
+        save_artifact(out, config, tensors, self.weights_file)

@@ -180,9 +180,14 @@ class SpaceRecipe(Recipe):
                 "prefix_right": [round(float(r / max(counted[0], 1)), 4) for r in run]}
 
     # ------------------------------------------------------------------ artifact
+    weights_file = WEIGHT_FILES[0]
+
+    def artifact_tensors(self) -> dict:
+        return {KEY: self.module.mask_embeddings}
+
     def save(self, out, meta: dict) -> None:
         hidden = int(self.module.mask_embeddings.shape[1])
         config = space_config(self.module.slots, hidden, meta["base_model"], base_fingerprint(self.base),
                               training=meta["training"], metrics=meta["metrics"],
                               mask_inputs="learned vectors fed in place of token embeddings; the base is frozen")
-        save_artifact(out, config, {KEY: self.module.mask_embeddings}, WEIGHT_FILES[0])
+        save_artifact(out, config, self.artifact_tensors(), self.weights_file)

@@ -31,7 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from methods.core.hidden_states import HiddenStateRequest
-from methods.heads.sps_draft import draft_with_layers, layers_from_target, save_sps_draft, spread_layers
+from methods.heads.sps_draft import WEIGHTS_FILE as SPS_WEIGHTS_FILE
+from methods.heads.sps_draft import (draft_tensors, draft_with_layers, layers_from_target, save_sps_draft,
+                                     spread_layers)
 from training.draft_vocab import DEFAULT_SIZE, UNKNOWN, draft_vocabulary
 from training.recipes import Recipe, exact_batches
 
@@ -184,6 +186,11 @@ class SpsRecipe(Recipe):
         return {"top1": top, "positions": [anchors] * gamma, "mean_accepted": round(1 + sum(top), 3)}
 
     # ------------------------------------------------------------------ artifact
+    weights_file = SPS_WEIGHTS_FILE
+
+    def artifact_tensors(self) -> dict:
+        return draft_tensors(self.module, torch.from_numpy(self.vocab))
+
     def save(self, out, meta: dict) -> None:
         save_sps_draft(out, self.module, self.base, meta["base_model"], self.sources,
                        {"training": meta["training"], "metrics": meta["metrics"],
