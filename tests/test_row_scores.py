@@ -1,4 +1,4 @@
-"""row_scores: the heads' vocabulary projection on the skinny kernel equals torch's, and the kernel
+"""row_scores and linear: the heads' vocabulary projection (and a draft's own projections) on the skinny kernel equals torch's, and the kernel
 is used exactly where it can run (float32 on the CPU, no gradient, rows the kernel takes)."""
 
 import pytest
@@ -7,7 +7,7 @@ import torch
 from methods.core.backends import native_kernels
 from methods.core.backends.lean import SKINNY_MAX_ROWS
 from methods.heads import row_scores as module
-from methods.heads.row_scores import row_scores
+from methods.heads.row_scores import linear, row_scores
 
 needs_native = pytest.mark.skipif(native_kernels.load() is None, reason="no native library on this machine")
 
@@ -59,3 +59,31 @@ def test_torch_answers_where_the_kernel_cannot(kernel_calls):
 def test_a_width_mismatch_is_torchs_error_not_a_wrong_read():
     with torch.no_grad(), pytest.raises(RuntimeError):
         row_scores(torch.randn(2, 16), torch.randn(50, 17))
+
+
+@needs_native
+@pytest.mark.parametrize("shape", [(1, 40), (8, 40), (1, 8, 40)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_linear_is_the_layer_on_the_kernel(shape, with_bias, kernel_calls):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(40, 24, bias=with_bias)
+    x = torch.randn(*shape)
+    with torch.no_grad():
+        got, expected = linear(x, layer), layer(x)
+        # A transposed (non-contiguous) input, as the attention's output is before o_proj.
+        wide = torch.randn(shape[-1], *shape[:-1]).movedim(0, -1)
+        torch.testing.assert_close(linear(wide, layer), layer(wide), rtol=1e-5, atol=1e-5)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert len(kernel_calls) == 2
+
+
+@needs_native
+def test_linear_trains_through_torch(kernel_calls):
+    layer = torch.nn.Linear(16, 8)
+    x = torch.randn(3, 16)
+    linear(x, layer).sum().backward()  # the weights need a gradient: F.linear, as the layer itself
+    torch.testing.assert_close(layer.weight.grad, x.sum(0).expand(8, -1))
+    with torch.no_grad():
+        linear(torch.randn(3, 16, dtype=torch.float64), layer.double())
+    assert kernel_calls == []

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.heads.eagle import MLP, RMSNorm, inverse_frequencies, rope_tables, rotate_half
-from methods.heads.row_scores import row_scores
+from methods.heads.row_scores import linear, row_scores
 
 
 def default_target_layer_ids(num_target_layers: int, num_features: int) -> tuple[int, ...]:
@@ -108,8 +108,8 @@ class DFlashAttention(nn.Module):
         """Rotated, normed keys and values [B, kv, m, hd] of rows x [B, m, H]."""
         s = self.s
         b, m, _ = x.shape
-        k = self.k_norm(self.k_proj(x).view(b, m, s.num_key_value_heads, s.head_dim)).transpose(1, 2)
-        v = self.v_proj(x).view(b, m, s.num_key_value_heads, s.head_dim).transpose(1, 2)
+        k = self.k_norm(linear(x, self.k_proj).view(b, m, s.num_key_value_heads, s.head_dim)).transpose(1, 2)
+        v = linear(x, self.v_proj).view(b, m, s.num_key_value_heads, s.head_dim).transpose(1, 2)
         return k * cos + rotate_half(k) * sin, v
 
     def forward(self, x, cos, sin, context: tuple[torch.Tensor, torch.Tensor], visible: Optional[torch.Tensor]):
@@ -117,7 +117,7 @@ class DFlashAttention(nn.Module):
         [B|1, kv, T, hd]; visible bool [B|1, m, T + m] or None (everything visible)."""
         s = self.s
         b, m, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(b, m, s.num_attention_heads, s.head_dim)).transpose(1, 2)
+        q = self.q_norm(linear(x, self.q_proj).view(b, m, s.num_attention_heads, s.head_dim)).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k, v = self.keys_values(x, cos, sin)
         keys = torch.cat([context[0].expand(b, -1, -1, -1), k], dim=2)
@@ -127,7 +127,7 @@ class DFlashAttention(nn.Module):
             keys, values = keys.repeat_interleave(groups, 1), values.repeat_interleave(groups, 1)
         mask = None if visible is None else visible.unsqueeze(1)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-        return self.o_proj(out.transpose(1, 2).reshape(b, m, -1))
+        return linear(out.transpose(1, 2).reshape(b, m, -1), self.o_proj)
 
 
 class DFlashLayer(nn.Module):
@@ -209,7 +209,7 @@ class DFlashDraftModel(nn.Module):
     def context_kv(self, features: torch.Tensor, positions: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per draft layer the keys and values [B, kv, m, hd] of m committed positions, from their
         fused target features [B, m, n_feat * H] at ``positions`` [B|1, m]."""
-        c = self.hidden_norm(self.fc(features.to(self.fc.weight.dtype)))
+        c = self.hidden_norm(linear(features.to(self.fc.weight.dtype), self.fc))
         cos, sin = self.rope(positions, c.dtype)
         return [layer.self_attn.keys_values(c, cos, sin) for layer in self.layers]
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.core.backends.lean import LeanCache
-from methods.heads.row_scores import row_scores
+from methods.heads.row_scores import linear, row_scores
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class MLP(nn.Module):
         self.down_proj = nn.Linear(s.intermediate_size, s.hidden_size, bias=False)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return linear(F.silu(linear(x, self.gate_proj)) * linear(x, self.up_proj), self.down_proj)
 
 
 class DecoderLayer(nn.Module):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 
 from methods.core.backends import native_kernels
 from methods.core.backends.lean import SKINNY_MAX_ROWS
@@ -37,12 +38,26 @@ def _native_library(x: torch.Tensor, rows: torch.Tensor):
     return native_kernels.load()
 
 
+def linear(x: torch.Tensor, layer: torch.nn.Linear) -> torch.Tensor:
+    """``layer(x)``, on the skinny kernel where it can run (a draft's own projections of a few
+    rows, ten a step in DFlash's block, where torch's matmul is several times slower than one pass
+    over the weight), else ``F.linear`` exactly as the layer itself (training, autocast, more rows)."""
+    library = _native_library(x, layer.weight)
+    if library is None:
+        return F.linear(x, layer.weight, layer.bias)
+    return _on_kernel(library, x, layer.weight, layer.bias)
+
+
 def row_scores(x: torch.Tensor, rows: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``x`` [..., H] scored against ``rows`` [N, H] (plus ``bias`` [N]): [..., N]."""
     library = _native_library(x, rows)
     if library is None:
         out = x @ rows.to(x.dtype).T
         return out if bias is None else out + bias.to(out.dtype)
+    return _on_kernel(library, x, rows, bias)
+
+
+def _on_kernel(library, x: torch.Tensor, rows: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     flat = native_kernels.skinny_matmul(library, x.reshape(-1, x.shape[-1]), rows)
     if bias is not None:
         flat.add_(bias)
