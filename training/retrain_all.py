@@ -36,7 +36,6 @@ issue gives the whole set about 8 hours of 2-core time.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -45,7 +44,7 @@ from pathlib import Path
 
 from methods.core.file_hash import file_sha256
 from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT, cache_root
-from methods.heads.sps_draft import METADATA_FILE
+from methods.heads.artifact import training_record
 from training.checkpoint import FILE as CHECKPOINT_FILE
 from training.features import CorpusError, read_corpus
 
@@ -86,15 +85,8 @@ PLAN = (
 
 
 def trained_on(folder: Path) -> str | None:
-    """The corpus checksum a shipped artifact records, or None. Head artifacts keep their training
-    record in config.json; the SpS draft model, whose config.json is the model's own, in
-    metadata.json."""
-    for name in ("config.json", METADATA_FILE):
-        try:
-            return json.loads((folder / name).read_text())["training"]["corpus_sha256"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return None
+    """The corpus checksum a shipped artifact records, or None."""
+    return training_record(folder).get("corpus_sha256")
 
 
 def write_subset(size: int) -> Path:

@@ -13,29 +13,16 @@ another vocabulary would score the wrong tokens. Anything else is refused with t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from methods.core.file_hash import file_sha256
-from methods.heads.artifact import ArtifactError, base_fingerprint, load_state, read_config
+from methods.heads.artifact import ArtifactError, base_fingerprint, load_state, read_config, training_record
 
 
 class WarmStartError(ValueError):
     """The artifact cannot start this run."""
-
-
-def _prior_training(folder: Path, config: dict) -> dict:
-    """The artifact's own training record (config.json, or the SpS draft's metadata.json)."""
-    record = config.get("training")
-    if not isinstance(record, dict):
-        metadata = folder / "metadata.json"
-        try:
-            record = json.loads(metadata.read_text()).get("training") if metadata.is_file() else None
-        except (OSError, ValueError):
-            record = None
-    return record if isinstance(record, dict) else {}
 
 
 def _names(keys) -> str:
@@ -80,6 +67,6 @@ def warm_start(recipe, base, folder: str | Path) -> dict:
         for name, live in expected.items():
             if live.is_floating_point():
                 live.copy_(stored[name].to(device=live.device, dtype=live.dtype))
-    prior = _prior_training(folder, config)
+    prior = training_record(folder)
     return {"weights_sha256": file_sha256(path),
             "corpus_sha256": prior.get("corpus_sha256"), "steps": prior.get("steps"), "epochs": prior.get("epochs")}

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"  # an SpS draft's record beside its model config.json
 PROBES = 16
 
 
@@ -102,6 +103,19 @@ def read_config(folder: str | Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+
+
+def training_record(folder: str | Path) -> dict:
+    """The ``training`` record a trained artifact keeps ({} if none): in config.json for the heads,
+    in ``METADATA_FILE`` for an SpS draft model, whose config.json is the model's own."""
+    for name in (CONFIG_FILE, METADATA_FILE):
+        try:
+            record = json.loads((Path(folder) / name).read_text())["training"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(record, dict):
+            return record
+    return {}
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:

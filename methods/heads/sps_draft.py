@@ -32,13 +32,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from methods.heads.artifact import (ArtifactError, BaseMismatchError, base_fingerprint, check_draft_vocab,
-                                    check_trained_base, find_weights, load_state, read_config, save_artifact)
+from methods.heads.artifact import (METADATA_FILE, ArtifactError, BaseMismatchError, base_fingerprint,
+                                    check_draft_vocab, check_trained_base, find_weights, load_state, read_config,
+                                    save_artifact)
 
 METHOD = "sps"
 WEIGHTS_FILE = "model.safetensors"
 VOCAB_TENSOR = "draft_vocab"
-METADATA_FILE = "metadata.json"
 # What a draft's layers must share with the target's to run on its embeddings and lm_head.
 SHAPE_KEYS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
               "vocab_size")
