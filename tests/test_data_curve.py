@@ -191,6 +191,37 @@ def test_the_whole_corpus_point_reuses_a_drafter_trained_there_with_the_same_opt
             curve.main(args + bad)
 
 
+
+def test_a_subset_point_reuses_a_drafter_shipped_from_that_subset_and_runs_no_target_for_it(tmp_path, monkeypatch,
+                                                                                           capsys):
+    folder, _, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    out = tmp_path / "curve"
+    # As `retrain_all --train-conversations 6` ships a drafter: trained on the curve's own subset file.
+    subset = out / "corpora" / "6.jsonl.gz"
+    curve.write_corpus(curve.subset_records(curve.split_corpus(read_corpus(corpus)), 6), subset)
+    shipped = tmp_path / "shipped"
+    assert trainer.main(["--method", "hydra", "--out", str(shipped / "hydra"), "--model-path", str(folder),
+                         "--corpus", str(subset), "--seed", "0", "--max-length", "1024", *QUICK.split(),
+                         "--no-progress"]) == 0
+    calls = []
+    real_main = trainer.main
+    monkeypatch.setattr(curve, "train_main", lambda argv: calls.append(argv) or real_main(argv))
+    forwards = count_target_forwards(monkeypatch)
+    args = ["--methods", "hydra", "--sizes", "3", "6", "--out", str(out), "--corpus", str(corpus),
+            "--model-path", str(folder), "--train-args", QUICK, "--reuse", str(shipped), "--no-progress"]
+    assert curve.main(args) == 0
+    assert [argv[argv.index("--out") + 1] for argv in calls] == [str(out / "hydra" / "3")]
+    # The target ran over the trained point's subset only, not over the reused (larger) one's.
+    assert len(forwards) == len(read_corpus(out / "corpora" / "3.jsonl.gz"))
+    log = capsys.readouterr().out
+    assert f"hydra, 6 conversations: the figures of {shipped / 'hydra'}" in log
+    assert "not reused" not in log  # the 3-conversation point has no shipped drafter: nothing to say
+    rows = json.loads((out / "data_curve.json").read_text())["rows"]
+    assert [r["conversations"] for r in rows] == [3, 6]
+    shipped_metrics = json.loads((shipped / "hydra" / "config.json").read_text())["metrics"]["heldout"][-1]
+    assert rows[1]["depth1_accuracy"] == round(shipped_metrics["top1"][0], 4)
+
+
 def row(method, conversations, depth1, chain2, size=None, exact=True):
     chain = [depth1, chain2]
     return {"method": method, "size": size or str(conversations), "conversations": conversations,

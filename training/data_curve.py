@@ -35,11 +35,13 @@ a fraction of the steps, with it). A point then means "this recipe trained on N 
 fixing the steps instead would give the small sizes dozens of passes over the same data and the
 large ones less than one, mixing over-fitting with under-training.
 
-The ``all`` point of a method is the drafter a full retraining ships (training/retrain_all.py). With
-``--reuse FOLDER`` a point on the whole corpus takes its figures from ``FOLDER/<method>`` instead
-of training again, when that artifact records the same corpus checksum and its recorded command,
-read by the trainer's parser, sets every training option as the point would (paths, threads and
-checkpointing aside); otherwise the point is trained and the log says which option differed.
+The ``all`` point of a method is the drafter a full retraining ships (training/retrain_all.py), and a
+drafter shipped from a subset (``retrain_all --train-conversations N``) is the point N. With
+``--reuse FOLDER`` a point takes its figures from ``FOLDER/<method>`` instead of training again,
+when that artifact records the checksum of the point's corpus (the subset file's or, for ``all``,
+the corpus's) and its recorded command, read by the trainer's parser, sets every training option
+as the point would (paths, threads and checkpointing aside); otherwise the point is trained and
+the log says which option differed. A reused point costs no target features either.
 ``--method-args`` gives one method options of its own, so that each method's points can use the
 recipe its shipped drafter was trained with.
 
@@ -312,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "\"eagle=--epochs 3 --eagle-steps 2\"")
     parser.add_argument("--reuse", default=None, metavar="FOLDER",
                         help="a folder of trained drafters, one subfolder per method (e.g. "
-                             "data/drafters/smollm2-135m-instruct): a point on the whole corpus takes the figures "
-                             "of FOLDER/<method> when it was trained on this corpus with the same options")
+                             "data/drafters/smollm2-135m-instruct): a point takes the figures of FOLDER/<method> "
+                             "when that drafter was trained on the point's corpus (the subset, or the whole corpus "
+                             "for 'all') with the same options")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for training (trainer's default)")
     parser.add_argument("--checkpoint-minutes", type=float, default=10.0,
                         help="how often an unfinished point writes its checkpoint (trainer option)")
@@ -358,16 +361,19 @@ NOT_TRAINING = {"out", "corpus", "resume", "threads", "checkpoint_minutes", "che
 TRAINER_PREFIX = "python -m training.train_drafter "
 
 
+ANOTHER_CORPUS = "was trained on another corpus"
+
+
 def reuse_mismatch(args, method: str, corpus: Path, artifact: Path) -> str | None:
-    """Why the trained drafter in ``artifact`` is not this method's point on the whole ``corpus``,
-    or None when it is (same corpus bytes, same training options)."""
+    """Why the trained drafter in ``artifact`` is not this method's point on ``corpus`` (a subset
+    file or the whole corpus), or None when it is (same corpus bytes, same training options)."""
     try:
         training = json.loads((artifact / "config.json").read_text())["training"]
         command = training["command"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"{artifact} holds no trained drafter with a recorded command"
     if training.get("corpus_sha256") != file_sha256(corpus):
-        return f"{artifact} was trained on another corpus"
+        return f"{artifact} {ANOTHER_CORPUS}"
     if not command.startswith(TRAINER_PREFIX):
         return f"{artifact}: its recorded command is not a train_drafter command"
     parser = trainer_parser()
@@ -398,7 +404,7 @@ def run_point(args, method: str, label: str, corpus: Path, conversations: int, o
             return saved["row"]
         raise CurveError(f"{result_path} was made with other settings ({saved.get('settings')} there, {settings} "
                          f"now): use another --out, or delete {result_path} and {folder} to train this point again")
-    if label == ALL and args.reuse:
+    if args.reuse:
         artifact = Path(args.reuse) / method
         why_not = reuse_mismatch(args, method, corpus, artifact)
         if why_not is None:
@@ -409,7 +415,8 @@ def run_point(args, method: str, label: str, corpus: Path, conversations: int, o
             result_path.write_text(json.dumps({"settings": settings, "row": row, "reused": str(artifact)},
                                               indent=1) + "\n")
             return row
-        print(f"{where} {method}, {label} conversations: not reused: {why_not}", flush=True)
+        if label == ALL or not why_not.endswith(ANOTHER_CORPUS):  # a subset point rarely has a shipped drafter
+            print(f"{where} {method}, {label} conversations: not reused: {why_not}", flush=True)
     argv = trainer_argv(args, method, corpus, folder)
     resume = (folder / CHECKPOINT_FILE).is_file()
     print(f"{where} {method}, {label} conversations: {'resuming' if resume else 'training'} into {folder}",
@@ -497,14 +504,18 @@ def main(argv=None) -> int:
             corpora[label] = (path, int(label))
 
     rows, points = [], [(m, s) for m in args.methods for s in sizes]
-    todo = [(m, s) for m, s in points if not (out / m / f"{s}.json").is_file()]
+    # A point another run trained may have its features in the cache; a reused one never ran the target.
+    trained = [(m, s) for m, s in points
+               if not (args.reuse and reuse_mismatch(args, m, corpora[s][0], Path(args.reuse) / m) is None)]
+    todo = [(m, s) for m, s in trained if not (out / m / f"{s}.json").is_file()]
     subsets = sorted({s for _, s in todo if s != ALL}, key=int)
-    if subsets and (ALL in sizes or sum(int(s) for s in subsets) >= total):
+    if subsets and (any(s == ALL for _, s in trained) or sum(int(s) for s in subsets) >= total):
         share_features(args, corpus, [corpora[s][0] for s in subsets], sorted({m for m, _ in todo}))
-    elif len(subsets) > 1 or (subsets and max(subsets, key=int) != max(corpora, key=int)):
-        # The largest size (trained already, or not) holds every smaller subset: cut them from its run.
-        largest = corpora[max(corpora, key=int)][0]
-        share_features(args, largest, [corpora[s][0] for s in subsets], sorted({m for m, _ in todo}))
+    elif subsets:
+        # The largest trained size (trained already, or not) holds every smaller subset: cut them from its run.
+        largest = max((s for _, s in trained if s != ALL), key=int)
+        if len(subsets) > 1 or subsets[-1] != largest:
+            share_features(args, corpora[largest][0], [corpora[s][0] for s in subsets], sorted({m for m, _ in todo}))
     for number, (method, label) in enumerate(points, 1):
         path, conversations = corpora[label]
         try:
