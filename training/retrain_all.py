@@ -76,7 +76,8 @@ PLAN = (
     # for the published recipe's 3e-4 and one step, on the old corpus).
     Training("eagle", ["--epochs", "3", "--eagle-steps", "2", "--lr", "1e-3"]),
     Training("dflash", ["--epochs", "2"]),
-    Training("sps", ["--epochs", "1"]),
+    # Layers 0 and 1 as the starting copies, as the shipped draft (its README).
+    Training("sps", ["--epochs", "1", "--sps-init-layers", "0,1"]),
     Training("eagle3", ["--epochs", "1"]),
     # SPACE runs the frozen target inside its loss: a pass over millions of positions would take
     # a day, so it trains on a fixed number of steps, as many as its last pass had.

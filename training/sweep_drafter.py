@@ -109,6 +109,11 @@ def make_drafter(method: str, config: dict, tokenizer, model, weights=None):
         kind, loader = trained[method]
         module, name = loader.split(":")
         return cls(getattr(importlib.import_module(module), name)(weights or SHIPPED / kind, model), **config)
+    if method == "sps":  # the trained draft model (--weights, else the shipped one); draft options in config
+        from methods.drafters.sps import shipped_draft
+        from methods.heads.sps_draft import load_sps_draft
+
+        return cls(load_sps_draft(weights or shipped_draft(), model), **config)
     if method == "rest":
         from methods.drafters.rest_datastore import default_datastore
 
@@ -122,8 +127,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", action="append", default=[], help="key=value,... for the drafter's constructor")
     parser.add_argument("--model-path", default="embedded")
     parser.add_argument("--weights", default=None,
-                        help="trained drafter folder for medusa, hydra, eagle, eagle2, eagle3, space, dflash [the one shipped for the "
-                             "embedded model]")
+                        help="trained drafter folder for medusa, hydra, eagle, eagle2, eagle3, space, dflash, or "
+                             "sps's trained draft model [the one shipped for the embedded model]")
     parser.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
                         help="target forwards: hf, lean, auto (lean on the CPU) [auto]")
     parser.add_argument("--max-new-tokens", type=int, default=96)

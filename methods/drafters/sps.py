@@ -40,7 +40,10 @@ from methods.core.sampling import sample, target_probs
 from methods.core.tree import DraftTree
 from methods.heads.sps_draft import decoder_layers, draft_with_layers, is_sps_draft, load_sps_draft
 
-CPU_DEFAULTS = {"gamma": 3}
+# CPU: one draft token a step. The shipped 2-layer draft is right 31% of the time at depth 1 but
+# only 10% two deep (held-out), and a draft token costs ~10% of a lean verification; the sweep
+# (docs/methods.md, SpS) measured gamma 1 fastest, 2-4 ever slower.
+CPU_DEFAULTS = {"gamma": 1}
 GPU_DEFAULTS = {"gamma": 5}
 MINIMUM = {"gamma": 1}
 # Without --drafter-path on the embedded model, when no trained draft ships.
