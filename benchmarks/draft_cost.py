@@ -1,21 +1,24 @@
-"""Draft time per step of the trained drafters: native draft layers and projections against torch ops.
+"""Draft time per step of the trained drafters: half-precision and float32 weights on the native path, and torch ops.
 
     python benchmarks/draft_cost.py --methods eagle,eagle2,eagle3,hydra,medusa,dflash --per-subtask 1
 
-The same drafter object drafts each prompt twice in a row, once with its layers run through the
-lean target's native layer (methods/heads/native_layers.py) and its projection onto the draft
-vocabulary through the skinny kernel (methods/heads/row_scores.py), and once with both turned
-off (torch ops), in an order alternating per prompt so that machine noise hits both alike; the
-target is the lean backend in float32 throughout. Reported per method and path: draft ms per
-step (the engine's draft time over its steps: propose and accept), verify ms per step, whether
-both paths gave the baseline's tokens, and the native path's share of the draft time. Run it on a
-quiet machine.
+The same drafter object drafts each prompt once per path, in an order rotated per prompt so that
+machine noise hits every path alike; the target is the lean backend in float32 throughout. The
+paths (``--paths``):
+- ``half``: the default while drafting: draft layers through the lean target's native layer
+  (methods/heads/native_layers.py), projections (the draft vocabulary, DFlash's own layer) through
+  the skinny kernel reading half-precision copies of the weights (methods/heads/row_scores.py);
+- ``native``: the same with the projections reading the float32 weights;
+- ``torch``: both turned off (torch ops).
+Reported per method and path: draft ms per step (the engine's draft time over its steps: propose
+and accept), verify ms per step, tokens per step, whether the path gave the baseline's tokens, and
+each path's draft time against the first path's. Run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import contextlib
 import sys
 from pathlib import Path
 
@@ -51,13 +54,35 @@ class TorchOnly:
         eagle_state.native_draft, hydra_heads.native_prefix_layer, row_scores._native_library = self.saved
 
 
+class Float32Weights:
+    """The native path with the projections reading float32 weights while entered."""
+
+    def __enter__(self):
+        self.saved = row_scores.DRAFT_WEIGHTS
+        row_scores.DRAFT_WEIGHTS = "float32"
+
+    def __exit__(self, *exc):
+        row_scores.DRAFT_WEIGHTS = self.saved
+
+
+PATHS = {"half": contextlib.nullcontext, "native": Float32Weights, "torch": TorchOnly}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="eagle,eagle2,eagle3,hydra,medusa,dflash", help="comma-separated methods")
     parser.add_argument("--per-subtask", type=int, default=1, help="bundled questions per subtask (first turns)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="new tokens per prompt")
     parser.add_argument("--threads", type=int, default=2, help="torch and native threads")
+    parser.add_argument("--paths", default="half,native,torch",
+                        help="comma-separated drafting paths to compare: half (the default drafting: native "
+                             "layers, half-precision projection weights), native (float32 projection weights), "
+                             "torch (torch ops)")
     args = parser.parse_args(argv)
+    paths = [p for p in args.paths.split(",") if p]
+    unknown = [p for p in paths if p not in PATHS]
+    if unknown or not paths:
+        parser.error(f"--paths {args.paths}: choose among {', '.join(PATHS)}")
     torch.set_num_threads(args.threads)
     loaded = load_model(EMBEDDED, dtype="float32", device="cpu")
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -79,39 +104,38 @@ def main(argv=None) -> int:
         baseline[i] = engine.generate(prompt, vanilla, config)[0]
     warm = new_conversation(tokenizer, model).prompt_ids("Write two sentences about the sea.")
     for m in methods:
-        engine.generate(warm, drafters[m], config)
-        with TorchOnly():
-            engine.generate(warm, drafters[m], config)
+        for path in paths:
+            with PATHS[path]():
+                engine.generate(warm, drafters[m], config)
 
-    totals = {(m, path): {"draft": 0.0, "verify": 0.0, "steps": 0, "equal": 0} for m in methods
-              for path in ("native", "torch")}
+    totals = {(m, path): {"draft": 0.0, "verify": 0.0, "steps": 0, "tokens": 0, "equal": 0} for m in methods
+              for path in paths}
     for i, prompt in enumerate(prompts):
         for m in methods:
-            for path in (("native", "torch") if i % 2 == 0 else ("torch", "native")):
-                if path == "torch":
-                    with TorchOnly():
-                        tokens, stats = engine.generate(prompt, drafters[m], config)
-                else:
+            for path in paths[i % len(paths):] + paths[:i % len(paths)]:
+                with PATHS[path]():
                     tokens, stats = engine.generate(prompt, drafters[m], config)
                 t = totals[(m, path)]
                 t["draft"] += stats.draft_time
                 t["verify"] += stats.verify_time
                 t["steps"] += stats.decoding_steps
+                t["tokens"] += len(tokens)
                 t["equal"] += int(tokens == baseline[i])
         print(f"prompt {i + 1}/{len(prompts)} done", file=sys.stderr, flush=True)
 
-    print(f"{len(prompts)} prompts, {args.max_new_tokens} new tokens, lean backend, float32, "
+    print(f"{len(prompts)} prompts, {args.max_new_tokens} new tokens, lean backend, float32 target, "
           f"{args.threads} threads")
-    print(f"{'method':>8} {'path':>7} {'draft ms/step':>14} {'verify ms/step':>15} {'equal':>6}")
+    print(f"{'method':>8} {'path':>7} {'draft ms/step':>14} {'verify ms/step':>15} {'tokens/step':>12} "
+          f"{'equal':>6} {'draft vs ' + paths[0]:>16}")
     for m in methods:
-        for path in ("torch", "native"):
+        first = totals[(m, paths[0])]
+        first_draft = first["draft"] / max(1, first["steps"])
+        for path in paths:
             t = totals[(m, path)]
             steps = max(1, t["steps"])
             print(f"{m:>8} {path:>7} {1000 * t['draft'] / steps:14.2f} {1000 * t['verify'] / steps:15.2f} "
-                  f"{t['equal']:>3}/{len(prompts)}")
-        ratio = (totals[(m, "native")]["draft"] / max(1, totals[(m, "native")]["steps"])) / \
-            max(1e-9, totals[(m, "torch")]["draft"] / max(1, totals[(m, "torch")]["steps"]))
-        print(f"{m:>8}  native draft time per step = {ratio:.2f}x torch's")
+                  f"{t['tokens'] / steps:12.2f} {t['equal']:>3}/{len(prompts)} "
+                  f"{(t['draft'] / steps) / max(1e-9, first_draft):15.2f}x")
     return 0
 
 

@@ -9,6 +9,8 @@
 int skinny_sgemm_version(void);
 int skinny_sgemm_vector_bits(void);
 void skinny_sgemm(int M, int N, int K, const float *x, const float *w, float *y, int threads);
+/* the same with w in IEEE half precision (uint16 bits), widened to float32 as it is read */
+void skinny_hgemm(int M, int N, int K, const float *x, const unsigned short *w, float *y, int threads);
 
 /* ---- lean_ops.c: the element-wise parts of a decoder layer, and the whole layer ---- */
 int lean_ops_version(void);

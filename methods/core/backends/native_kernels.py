@@ -4,7 +4,7 @@
 The C files are compiled once per machine with the local C compiler (``-O3 -march=native
 -fopenmp``) into the cache folder, keyed by the sources, the compiler and the CPU's model and
 flags, so a home folder shared between machines never loads a library built for another CPU.
-It needs an x86-64 CPU with AVX2 and FMA and a C compiler; where either is missing, or
+It needs an x86-64 CPU with AVX2, FMA and F16C and a C compiler; where either is missing, or
 ``SDBENCH_NATIVE_KERNEL=0`` is set, ``load()`` returns None with the reason in ``why_not()`` and
 the lean backend runs on torch ops instead (same results up to float rounding, slower), and
 says so once on stderr.
@@ -31,6 +31,9 @@ from methods.core.native_build import compile_cached, find_compiler as _compiler
 SOURCES = (Path(__file__).with_name("skinny_gemm.c"), Path(__file__).with_name("lean_ops.c"))
 HEADER = Path(__file__).with_name("lean_native.h")  # included by both; part of the cache key
 DISABLE_ENV = "SDBENCH_NATIVE_KERNEL"
+# What the code is built for (-march=native): AVX2 and FMA, and F16C for half-precision weights
+# (every CPU with AVX2 and FMA has it).
+NEEDED_FLAGS = {"avx2", "fma", "f16c"}
 
 _state: dict = {}
 
@@ -62,6 +65,7 @@ def _build(compiler: str, cpu: str, flags: set[str], extra: tuple[str, ...] = ()
 _INT, _PTR, _FLOAT = ctypes.c_int, ctypes.c_void_p, ctypes.c_float
 SIGNATURES = {  # argument types of every exported function of lean_native.h (all return void)
     "skinny_sgemm": [_INT, _INT, _INT, _PTR, _PTR, _PTR, _INT],
+    "skinny_hgemm": [_INT, _INT, _INT, _PTR, _PTR, _PTR, _INT],
     "rms_norm": [_INT, _INT, _PTR, _PTR, _PTR, _FLOAT, _PTR],
     "rope_store": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT],
     "attend": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _INT, _INT, _INT, _PTR, _FLOAT, _PTR, _INT],
@@ -106,7 +110,7 @@ def build_variant(*extra: str) -> Optional[ctypes.CDLL]:
     None where no compiler or no AVX2 is there."""
     cpu, flags = _cpu_description()
     compiler = _compiler()
-    if compiler is None or not {"avx2", "fma"} <= flags:
+    if compiler is None or not NEEDED_FLAGS <= flags:
         return None
     return _bind(_build(compiler, cpu, flags, tuple(extra)))
 
@@ -120,8 +124,8 @@ def load() -> Optional[ctypes.CDLL]:
     compiler = _compiler()
     if os.environ.get(DISABLE_ENV, "1") == "0":
         reason = f"{DISABLE_ENV}=0"
-    elif platform.machine() not in ("x86_64", "AMD64") or not {"avx2", "fma"} <= flags:
-        reason = "the CPU has no AVX2+FMA (or is not x86-64)"
+    elif platform.machine() not in ("x86_64", "AMD64") or not NEEDED_FLAGS <= flags:
+        reason = "the CPU has no AVX2+FMA+F16C (or is not x86-64)"
     elif compiler is None:
         reason = "no C compiler (cc, gcc or clang) on PATH"
     else:
@@ -146,5 +150,15 @@ def skinny_matmul(library, x: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
     x = x.contiguous()
     out = torch.empty(x.shape[0], weight.shape[0], dtype=torch.float32)
     library.skinny_sgemm(x.shape[0], weight.shape[0], weight.shape[1], x.data_ptr(), weight.data_ptr(),
+                         out.data_ptr(), torch.get_num_threads())
+    return out
+
+
+def skinny_matmul_half(library, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x [M, K] (float32) @ weight[N, K]^T with weight in float16, widened to float32 as the kernel
+    reads it; every product and sum in float32. Both on the CPU."""
+    x = x.contiguous()
+    out = torch.empty(x.shape[0], weight.shape[0], dtype=torch.float32)
+    library.skinny_hgemm(x.shape[0], weight.shape[0], weight.shape[1], x.data_ptr(), weight.data_ptr(),
                          out.data_ptr(), torch.get_num_threads())
     return out
