@@ -167,10 +167,9 @@ def test_the_avx2_version_of_the_kernel_equals_torch_matmul():
                                    rtol=1e-5, atol=1e-4)
 
 
-
 @pytest.mark.parametrize("variant", [(), ("-mno-avx512f",)], ids=["native", "avx2"])
 def test_the_half_weight_kernel_is_the_float32_product_of_the_half_weights(variant):
-    """skinny_hgemm (draft heads while drafting) reads float16 weights and widens each one to
+    """skinny_hgemm (a float16 weight; draft heads while drafting) widens each weight to
     float32: it equals the product of the rounded weights, in both versions of the kernel, and a
     row's result does not depend on the rows beside it."""
     fn = native_kernels.build_variant(*variant) if variant else native_kernels.load()
@@ -179,10 +178,11 @@ def test_the_half_weight_kernel_is_the_float32_product_of_the_half_weights(varia
     gen = torch.Generator().manual_seed(11)
     for rows, n, k in [(1, 64, 32), (2, 61, 37), (5, 67, 579), (16, 3, 576), (33, 9, 8)]:
         x, w = torch.randn(rows, k, generator=gen), torch.randn(n, k, generator=gen).half()
-        got = native_kernels.skinny_matmul_half(fn, x, w)
+        got = native_kernels.skinny_matmul(fn, x, w)
         torch.testing.assert_close(got, (x.double() @ w.double().T).float(), rtol=1e-5, atol=1e-4)
         for i in range(rows):
-            assert torch.equal(native_kernels.skinny_matmul_half(fn, x[i:i + 1], w)[0], got[i]), (rows, n, k, i)
+            assert torch.equal(native_kernels.skinny_matmul(fn, x[i:i + 1], w)[0], got[i]), (rows, n, k, i)
+
 
 def test_disabling_the_native_kernel_falls_back_to_torch(monkeypatch):
     monkeypatch.setattr(native_kernels, "_state", {})

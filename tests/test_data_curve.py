@@ -191,7 +191,6 @@ def test_the_whole_corpus_point_reuses_a_drafter_trained_there_with_the_same_opt
             curve.main(args + bad)
 
 
-
 def test_a_subset_point_reuses_a_drafter_shipped_from_that_subset_and_runs_no_target_for_it(tmp_path, monkeypatch,
                                                                                            capsys):
     folder, _, corpus = tiny_training_setup(tmp_path, monkeypatch)

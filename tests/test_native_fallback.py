@@ -35,7 +35,7 @@ LOAD_AND_RUN = textwrap.dedent("""
 def needs_native_build():
     cpu, flags = native_kernels._cpu_description()
     if native_kernels._compiler() is None or not native_kernels.NEEDED_FLAGS <= flags:
-        pytest.skip("no C compiler or no AVX2+FMA here")
+        pytest.skip("no C compiler or no AVX2+FMA+F16C here")
     return cpu, flags
 
 

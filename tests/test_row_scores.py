@@ -90,21 +90,22 @@ def test_linear_trains_through_torch(kernel_calls):
 
 
 @pytest.fixture
-def half_calls(monkeypatch):
-    calls = []
-    real = native_kernels.skinny_matmul_half
+def weight_dtypes(monkeypatch, kernel_calls):
+    """The dtype of the weight every kernel call reads (float16: skinny_hgemm, the drafting copy)."""
+    dtypes = []
+    counting = module.native_kernels.skinny_matmul
 
-    def counting(library, x, weight):
-        calls.append(weight.dtype)
-        return real(library, x, weight)
+    def recording(library, x, weight):
+        dtypes.append(weight.dtype)
+        return counting(library, x, weight)
 
-    monkeypatch.setattr(module.native_kernels, "skinny_matmul_half", counting)
+    monkeypatch.setattr(module.native_kernels, "skinny_matmul", recording)
     monkeypatch.setattr(module, "DRAFT_WEIGHTS", "float16")
-    return calls
+    return dtypes
 
 
 @needs_native
-def test_drafting_reads_a_half_copy_of_the_weights_kept_until_they_change(half_calls, kernel_calls):
+def test_drafting_reads_a_half_copy_of_the_weights_kept_until_they_change(weight_dtypes, kernel_calls):
     generator = torch.Generator().manual_seed(1)
     x, rows = torch.randn(3, 64, generator=generator), torch.randn(500, 64, generator=generator)
     layer = torch.nn.Linear(64, 40)
@@ -114,12 +115,12 @@ def test_drafting_reads_a_half_copy_of_the_weights_kept_until_they_change(half_c
         copy = module.half_copy(rows)
         row_scores(x, rows)
         assert module.half_copy(rows) is copy  # made once, not per step
-    assert half_calls == [torch.float16] * 3 and kernel_calls == []
+    assert weight_dtypes == [torch.float16] * 3 and kernel_calls == [(3, 64)] * 3
     torch.testing.assert_close(drafted.double(), x.double() @ rows.half().double().T, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(projected, x @ layer.weight.half().float().T + layer.bias, rtol=1e-5, atol=1e-4)
     with torch.no_grad():  # training's held-out evaluation: the float32 weights
         torch.testing.assert_close(row_scores(x, rows).double(), x.double() @ rows.double().T, rtol=1e-5, atol=1e-4)
-    assert kernel_calls == [(3, 64)]
+    assert weight_dtypes[3:] == [torch.float32]
     rows.mul_(-1)  # changed in place (an optimiser step): the copy is made again
     with torch.inference_mode():
         torch.testing.assert_close(row_scores(x, rows), -drafted)
@@ -127,7 +128,7 @@ def test_drafting_reads_a_half_copy_of_the_weights_kept_until_they_change(half_c
 
 
 @needs_native
-def test_weights_float16_cannot_hold_and_the_float32_switch_keep_float32(half_calls, kernel_calls, monkeypatch):
+def test_weights_float16_cannot_hold_and_the_float32_switch_keep_float32(weight_dtypes, kernel_calls, monkeypatch):
     x, rows = torch.randn(2, 32), torch.randn(40, 32)
     big = rows.clone()
     big[3, 5] = 7e4  # past float16's largest value
@@ -135,4 +136,4 @@ def test_weights_float16_cannot_hold_and_the_float32_switch_keep_float32(half_ca
         torch.testing.assert_close(row_scores(x, big), x @ big.T, rtol=1e-5, atol=1e-2)
         monkeypatch.setattr(module, "DRAFT_WEIGHTS", "float32")
         row_scores(x, rows)
-    assert half_calls == [] and kernel_calls == [(2, 32), (2, 32)]
+    assert weight_dtypes == [torch.float32, torch.float32] and kernel_calls == [(2, 32), (2, 32)]

@@ -393,7 +393,10 @@ class CurveError(RuntimeError):
     pass
 
 
-def run_point(args, method: str, label: str, corpus: Path, conversations: int, out: Path, where: str) -> dict:
+def run_point(args, method: str, label: str, corpus: Path, conversations: int, out: Path, where: str,
+              not_reused: str | None) -> dict:
+    """The point's row: from its result file, from the shipped drafter (``--reuse`` given and
+    ``not_reused`` None: ``reuse_mismatch`` found nothing against it), or trained now."""
     folder = out / method / label
     result_path = out / method / f"{label}.json"
     settings = point_settings(args, method, file_sha256(corpus))
@@ -406,8 +409,7 @@ def run_point(args, method: str, label: str, corpus: Path, conversations: int, o
                          f"now): use another --out, or delete {result_path} and {folder} to train this point again")
     if args.reuse:
         artifact = Path(args.reuse) / method
-        why_not = reuse_mismatch(args, method, corpus, artifact)
-        if why_not is None:
+        if not_reused is None:
             print(f"{where} {method}, {label} conversations: the figures of {artifact}, trained on this corpus "
                   f"with the same options", flush=True)
             row = point_row(method, label, conversations, json.loads((artifact / "config.json").read_text()))
@@ -415,8 +417,8 @@ def run_point(args, method: str, label: str, corpus: Path, conversations: int, o
             result_path.write_text(json.dumps({"settings": settings, "row": row, "reused": str(artifact)},
                                               indent=1) + "\n")
             return row
-        if label == ALL or not why_not.endswith(ANOTHER_CORPUS):  # a subset point rarely has a shipped drafter
-            print(f"{where} {method}, {label} conversations: not reused: {why_not}", flush=True)
+        if label == ALL or not not_reused.endswith(ANOTHER_CORPUS):  # a subset point rarely has a shipped drafter
+            print(f"{where} {method}, {label} conversations: not reused: {not_reused}", flush=True)
     argv = trainer_argv(args, method, corpus, folder)
     resume = (folder / CHECKPOINT_FILE).is_file()
     print(f"{where} {method}, {label} conversations: {'resuming' if resume else 'training'} into {folder}",
@@ -504,9 +506,11 @@ def main(argv=None) -> int:
             corpora[label] = (path, int(label))
 
     rows, points = [], [(m, s) for m in args.methods for s in sizes]
+    # Why each point's shipped drafter is not its figures (None: it is), asked once per point.
+    not_reused = ({(m, s): reuse_mismatch(args, m, corpora[s][0], Path(args.reuse) / m) for m, s in points}
+                  if args.reuse else {})
     # A point another run trained may have its features in the cache; a reused one never ran the target.
-    trained = [(m, s) for m, s in points
-               if not (args.reuse and reuse_mismatch(args, m, corpora[s][0], Path(args.reuse) / m) is None)]
+    trained = [(m, s) for m, s in points if not (args.reuse and not_reused[(m, s)] is None)]
     todo = [(m, s) for m, s in trained if not (out / m / f"{s}.json").is_file()]
     subsets = sorted({s for _, s in todo if s != ALL}, key=int)
     if subsets and (any(s == ALL for _, s in trained) or sum(int(s) for s in subsets) >= total):
@@ -519,7 +523,8 @@ def main(argv=None) -> int:
     for number, (method, label) in enumerate(points, 1):
         path, conversations = corpora[label]
         try:
-            rows.append(run_point(args, method, label, path, conversations, out, f"[{number}/{len(points)}]"))
+            rows.append(run_point(args, method, label, path, conversations, out, f"[{number}/{len(points)}]",
+                                  not_reused.get((method, label))))
         except CurveError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -35,6 +35,8 @@ from methods.core.backends.lean import SKINNY_MAX_ROWS
 
 # What the kernel reads while drafting: "float16" (a half copy of each weight) or "float32".
 DRAFT_WEIGHTS = os.environ.get("SDBENCH_DRAFT_WEIGHTS", "float16")
+if DRAFT_WEIGHTS not in ("float16", "float32"):
+    raise ValueError(f"SDBENCH_DRAFT_WEIGHTS={DRAFT_WEIGHTS!r}: expected float16 or float32")
 HALF_LIMIT = 60000.0  # float16's largest finite value is 65504
 _HALF_ATTRIBUTE = "_sdbench_half_copy"
 
@@ -90,12 +92,8 @@ def half_copy(weight: torch.Tensor) -> Optional[torch.Tensor]:
 
 
 def _on_kernel(library, x: torch.Tensor, rows: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    flat_x = x.reshape(-1, x.shape[-1])
     half = half_copy(rows) if DRAFT_WEIGHTS == "float16" and torch.is_inference_mode_enabled() else None
-    if half is not None:
-        flat = native_kernels.skinny_matmul_half(library, flat_x, half)
-    else:
-        flat = native_kernels.skinny_matmul(library, flat_x, rows)
+    flat = native_kernels.skinny_matmul(library, x.reshape(-1, x.shape[-1]), rows if half is None else half)
     if bias is not None:
         flat.add_(bias)
     return flat.view(*x.shape[:-1], rows.shape[0])

@@ -146,19 +146,12 @@ def why_not() -> Optional[str]:
 
 
 def skinny_matmul(library, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x [M, K] @ weight[N, K]^T with the native kernel; both float32 and on the CPU."""
+    """x [M, K] (float32) @ weight[N, K]^T with the native kernel, both on the CPU: a float32 weight
+    through skinny_sgemm, a float16 one through skinny_hgemm (each weight widened to float32 as it
+    is read; every product and sum in float32)."""
     x = x.contiguous()
     out = torch.empty(x.shape[0], weight.shape[0], dtype=torch.float32)
-    library.skinny_sgemm(x.shape[0], weight.shape[0], weight.shape[1], x.data_ptr(), weight.data_ptr(),
-                         out.data_ptr(), torch.get_num_threads())
-    return out
-
-
-def skinny_matmul_half(library, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x [M, K] (float32) @ weight[N, K]^T with weight in float16, widened to float32 as the kernel
-    reads it; every product and sum in float32. Both on the CPU."""
-    x = x.contiguous()
-    out = torch.empty(x.shape[0], weight.shape[0], dtype=torch.float32)
-    library.skinny_hgemm(x.shape[0], weight.shape[0], weight.shape[1], x.data_ptr(), weight.data_ptr(),
-                         out.data_ptr(), torch.get_num_threads())
+    kernel = library.skinny_hgemm if weight.dtype == torch.float16 else library.skinny_sgemm
+    kernel(x.shape[0], weight.shape[0], weight.shape[1], x.data_ptr(), weight.data_ptr(), out.data_ptr(),
+           torch.get_num_threads())
     return out
