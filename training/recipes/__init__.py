@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 import math
 
+from tqdm.auto import tqdm
+
 RECIPES: dict[str, str] = {
     "medusa": "training.recipes.medusa:MedusaRecipe",
     "hydra": "training.recipes.hydra:HydraRecipe",
@@ -98,6 +100,13 @@ class Recipe:
     def evaluate(self) -> dict:
         """Held-out metrics, e.g. {"top1": [per head]}."""
         raise NotImplementedError
+
+    def heldout_progress(self, items, unit: str, total=None):
+        """``items`` under a progress bar while ``evaluate`` measures them: SPACE's and SpS's
+        held-out pass runs the target over every held-out conversation, many minutes on a CPU.
+        The bar goes away when the pass ends (the epoch's line reports the figures)."""
+        return tqdm(items, total=total, desc="held-out", unit=unit, leave=False,
+                    disable=getattr(self.args, "no_progress", False))
 
     # The artifact's weights file (what --init-from reads back).
     weights_file = "model.safetensors"

@@ -276,7 +276,7 @@ class DFlashRecipe(Recipe):
         items = [(int(s), blocks[i: i + per_item]) for s, blocks in self.heldout_blocks.items()
                  for i in range(0, len(blocks), per_item)]
         batch: list = []
-        for item in items + [None]:
+        for item in self.heldout_progress(items + [None], "piece"):
             if item is not None and sum(len(a) for _, a in batch) + len(item[1]) <= max(batch_size, len(item[1])):
                 batch.append(item)
                 continue

@@ -208,7 +208,7 @@ class EagleRecipe(Recipe):
     @torch.no_grad()
     def evaluate(self, batch_size: int = 4096) -> dict:
         right1 = right12 = counted = 0
-        for batch in self._pack(self.heldout_sequences, batch_size):
+        for batch in self.heldout_progress(self._pack(self.heldout_sequences, batch_size), "batch"):
             feats, _, next_tokens, labels, trained, valid = self._tensors(batch, noise=False)
             (out, kv), visible = self._first_pass(feats, next_tokens, valid)
             pred1 = self.module.to_token_ids(self.module.draft_logits(out).argmax(-1))

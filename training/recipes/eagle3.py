@@ -176,7 +176,7 @@ class Eagle3Recipe(EagleRecipe):
         steps = self.args.eagle3_ttt_steps
         right = [0] * steps
         counted = 0
-        for batch in self._pack(self.heldout_sequences, batch_size):
+        for batch in self.heldout_progress(self._pack(self.heldout_sequences, batch_size), "batch"):
             feats, next_tokens, labels, trained, valid = self._batch(batch)
             chain = trained.clone()  # positions counted: the depth-1 label is an answer token
             counted += int(trained.sum())

@@ -120,7 +120,7 @@ class FutureHeadsRecipe(Recipe):
         correct = np.zeros(self.module.num_heads)
         counted = np.zeros(self.module.num_heads)
         chain = np.zeros(self.module.num_heads)  # heads 0..k all right
-        for i in range(0, len(self.heldout_positions), batch_size):
+        for i in self.heldout_progress(range(0, len(self.heldout_positions), batch_size), "batch"):
             index = self.heldout_positions[i: i + batch_size]
             logits, labels = self.head_logits(index, training=False), torch.from_numpy(self.labels[index])
             pred = logits.argmax(dim=-1).T  # [B, K]

@@ -166,7 +166,7 @@ class SpaceRecipe(Recipe):
         right = np.zeros(slots)
         counted = np.zeros(slots)
         run = np.zeros(slots)  # anchors whose slots 0..j are all right
-        for sequence, anchors in self.heldout_anchors.items():
+        for sequence, anchors in self.heldout_progress(self.heldout_anchors.items(), "conversation"):
             logits, labels = self.mask_logits(sequence, anchors)
             hit = (logits.argmax(dim=-1) == labels).reshape(-1, slots).cpu().numpy()
             valid = (labels != IGNORE).reshape(-1, slots).cpu().numpy()

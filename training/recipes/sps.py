@@ -170,7 +170,7 @@ class SpsRecipe(Recipe):
         gamma = self.args.sps_eval_gamma
         deep = np.zeros(gamma, dtype=np.int64)  # anchors whose next k drafts are all right, k = 1..gamma
         anchors = 0
-        for sequence in self.heldout_sequences:
+        for sequence in self.heldout_progress(self.heldout_sequences, "conversation"):
             positions = self.labelled[int(sequence)]
             logits, labels = self._logits(int(sequence), positions)
             hit = np.zeros(int(positions.max()) + 2, dtype=bool)  # by position; unlabelled ones miss
