@@ -108,9 +108,10 @@ def brute_speculate(sequences, context, config: SpeculationConfig, room):
     return best
 
 
-def brute_draft(corpus_docs, answers, response, context, config, room):
-    """A.6: the request's draft unless the global one scores strictly higher."""
-    local = brute_speculate([list(context)], context, config, room)
+def brute_draft(corpus_docs, answers, response, context, config, room, request_config=None):
+    """A.6: the request's draft unless the global one scores strictly higher (the request's draft
+    under its own cap where it has one)."""
+    local = brute_speculate([list(context)], context, request_config or config, room)
     glob = brute_speculate([list(d) for d in corpus_docs] + [list(a) for a in answers] + [list(response)],
                            context, config, room)
     return (glob, "global") if glob[3] > local[3] else (local, "request")
@@ -172,7 +173,8 @@ def test_a_foreign_file_is_refused(tmp_path):
 def configs(rng):
     return dict(max_depth=rng.choice([3, 6, 64]), max_spec_tokens=rng.choice([1, 3, 8]),
                 spec_factor=rng.choice([0.5, 1.0, 2.0]), spec_offset=rng.choice([0.0, 1.0, -1.0]),
-                min_token_prob=rng.choice([0.0, 0.1, 0.3]), shape=rng.choice(["tree", "chain"]))
+                min_token_prob=rng.choice([0.0, 0.1, 0.3]), shape=rng.choice(["tree", "chain"]),
+                request_max_spec_tokens=rng.choice([None, 1, 3, 8]))
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -187,6 +189,8 @@ def test_drafts_equal_the_literal_algorithm_over_turns(seed):
     cached = rng.choice([-1, 0, 1, 2])
     drafter = SuffixDrafter(build_corpus_index(docs) if docs else None, max_cached_requests=cached, **options)
     config = drafter.config
+    request_config = SpeculationConfig(**{**vars(config), "max_spec_tokens": options["request_max_spec_tokens"]
+                                          or options["max_spec_tokens"]})
     answers = []
     for turn in range(3):
         context = [rng.randrange(alphabet) for _ in range(rng.randint(1, 15))]
@@ -200,7 +204,7 @@ def test_drafts_equal_the_literal_algorithm_over_turns(seed):
             tree = drafter.propose(context, room)
             (tokens, parents, probs, score, m), source = brute_draft(docs, answers if cached else [],
                                                                      response if cached else [], context,
-                                                                     config, room)
+                                                                     config, room, request_config)
             got = drafter.last
             assert (got.tokens, got.parents, got.probs) == (tokens, parents, probs)
             assert got.score == score and tree.tokens.tolist() == tokens and tree.parents.tolist() == parents
@@ -263,6 +267,23 @@ def test_the_draft_size_adapts_to_the_match_length(factor, offset, cap, expected
     assert drafter.propose(context, 100).tokens.tolist() == list(range(13, 13 + expected))
     assert drafter.last.match_length == 3
     assert SpeculationConfig(spec_factor=factor, spec_offset=offset, max_spec_tokens=cap).budget(3) == expected
+
+
+def test_the_requests_own_index_drafts_up_to_its_own_cap_and_the_global_index_up_to_the_general_one():
+    run = list(range(10, 30))
+    # The prompt repeats itself: "10 11 12" was followed by 13 .. 19 earlier in the prompt.
+    prompt = run[:10] + [5] + run[:3]
+    drafter = drafter_over([], max_spec_tokens=2, request_max_spec_tokens=5, spec_factor=4.0, min_token_prob=0.0)
+    drafter.begin(prompt, session())
+    assert drafter.propose(prompt, 100).tokens.tolist() == [13, 14, 15, 16, 17]
+    assert drafter.last_source == "request" and drafter.max_draft_length() == 5
+    # The same continuation from the corpus alone: the general cap.
+    drafter = drafter_over([run], max_spec_tokens=2, request_max_spec_tokens=5, spec_factor=4.0, min_token_prob=0.0)
+    drafter.begin([5] + run[:3], session())
+    assert drafter.propose([5] + run[:3], 100).tokens.tolist() == [13, 14]
+    assert drafter.last_source == "global"
+    # Without its own cap the request's index has the general one, the paper's single cap.
+    assert drafter_over([], max_spec_tokens=2).request_config.max_spec_tokens == 2
 
 
 def test_match_plus_draft_never_exceeds_the_depth_and_the_engines_room():
@@ -412,7 +433,8 @@ def test_sampling_runs_through_lossless_acceptance(engine, conversations, monkey
 def suffix_args(**given):
     base = dict(method="suffix", model_path="embedded", suffix_max_depth=None, suffix_max_spec_tokens=None,
                 suffix_spec_factor=None, suffix_spec_offset=None, suffix_min_token_prob=None, suffix_shape=None,
-                suffix_max_cached_requests=None, suffix_corpus="off", suffix_fallback="none", suffix_threshold=None)
+                suffix_max_cached_requests=None, suffix_corpus="off", suffix_fallback="none", suffix_threshold=None,
+                suffix_request_max_spec_tokens=None)
     base.update(given)
     return SimpleNamespace(**base)
 
@@ -420,6 +442,7 @@ def suffix_args(**given):
 @pytest.mark.parametrize("given, message", [
     ({"suffix_max_depth": 1}, "--suffix-max-depth 1: must be at least 2"),
     ({"suffix_max_spec_tokens": 0}, "--suffix-max-spec-tokens 0: must be at least 1"),
+    ({"suffix_request_max_spec_tokens": 0}, "--suffix-request-max-spec-tokens 0: must be at least 1"),
     ({"suffix_spec_factor": -1.0}, "--suffix-spec-factor -1.0: must be at least 0"),
     ({"suffix_min_token_prob": 1.5}, "--suffix-min-token-prob 1.5: must be at most 1"),
     ({"suffix_min_token_prob": -0.1}, "--suffix-min-token-prob -0.1: must be at least 0"),
@@ -440,6 +463,8 @@ def test_from_args_takes_device_defaults_and_a_built_index(tmp_path, model):
     assert (config.max_depth, config.max_spec_tokens, config.spec_factor, config.min_token_prob, config.tree) == \
         (CPU_DEFAULTS["max_depth"], CPU_DEFAULTS["max_spec_tokens"], CPU_DEFAULTS["spec_factor"], 0.1, True)
     assert drafter.threshold == CPU_DEFAULTS["threshold"] and drafter.fallback is None
+    assert drafter.request_config.max_spec_tokens == CPU_DEFAULTS["request_max_spec_tokens"] == 12
+    assert drafter.max_draft_length() == drafter.max_draft_tokens() == 12
     assert GPU_DEFAULTS["max_depth"] == 64 and GPU_DEFAULTS["max_spec_tokens"] == 32
     assert drafter.corpus is None and drafter.params()["corpus"] == "off" and json.dumps(drafter.params())
     write_corpus_index(build_corpus_index([[1, 2, 3]]), tmp_path / "c.sdbsfx")

@@ -26,6 +26,7 @@ index drafted its steps (``turn_stats``).
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import Any, Optional
 
 from methods.core.drafter import DraftSession, Drafter, StepResult, check_options, resolve_options
@@ -40,18 +41,21 @@ from methods.drafters.suffix_speculation import (IndexView, Speculation, Specula
 
 # The paper's reference cache and vLLM's integration: depth 64, alpha 1, min probability 0.1,
 # up to 32 speculated tokens (vLLM's suggested num_speculative_tokens), the speculation tree.
-GPU_DEFAULTS = {"max_depth": 64, "max_spec_tokens": 32, "spec_factor": 1.0, "spec_offset": 0.0,
-                "min_token_prob": 0.1, "max_cached_requests": -1, "threshold": 3.0}
-# On the 2-core CPU (lean backend, EAGLE-2 behind it; docs/methods.md): alpha = 4 tokens per matched
-# token, since a short match here is often the start of a copied passage that a size of alpha * m = m
-# tokens cuts off, and letting EAGLE-2 draft below a score of 2 accepted 2.34 tokens a step on the
-# bundled set (SuffixDecoding alone 1.96, the paper's alpha 1 with the fallback 2.04-2.09). The cap
-# is 6: a forward over more than 6-8 tokens costs visibly more than one over a single token there, and
-# on the development prompts (training/sweep_drafter.py, 128 new tokens) caps of 4-7 ran at
-# 1.40-1.53x against 1.26x for 16, for 0.1 fewer accepted tokens a step.
-CPU_DEFAULTS = dict(GPU_DEFAULTS, max_spec_tokens=6, spec_factor=4.0, threshold=2.0)
-MINIMUM = {"max_depth": 2, "max_spec_tokens": 1, "spec_factor": 0.0, "min_token_prob": 0.0,
-           "max_cached_requests": -1, "threshold": 0.0}
+# The request index's own cap: None = the general one (the paper has one).
+GPU_DEFAULTS = {"max_depth": 64, "max_spec_tokens": 32, "request_max_spec_tokens": None, "spec_factor": 1.0,
+                "spec_offset": 0.0, "min_token_prob": 0.1, "max_cached_requests": -1, "threshold": 3.0}
+# On the 2-core CPU (lean backend, EAGLE-2 behind it; docs/methods.md has the sweeps): EAGLE-2
+# drafts the steps whose suffix draft scores below 2, a match of m tokens may draft 4 * m, and a
+# draft from the global index holds at most 4 tokens, one from the request's own index 12. The
+# request's long matches are the prompt or the answer repeating itself (about half of its drafts
+# after a match of 5 tokens or more were accepted whole at a cap of 6), while the global index's
+# drafts were accepted 0.5-1.5 tokens deep whatever their score, and a forward over more than 6-8
+# tokens costs visibly more than one over a single token here. On the development prompts this
+# pair of caps ran at 1.73-1.75x against 1.59-1.68x for alpha 2 with the same caps (12 and 6), and
+# that at 1.54-1.62x against 1.46-1.53x for the single cap of 6 with alpha 4 before it.
+CPU_DEFAULTS = dict(GPU_DEFAULTS, max_spec_tokens=4, request_max_spec_tokens=12, spec_factor=4.0, threshold=2.0)
+MINIMUM = {"max_depth": 2, "max_spec_tokens": 1, "request_max_spec_tokens": 1, "spec_factor": 0.0,
+           "min_token_prob": 0.0, "max_cached_requests": -1, "threshold": 0.0}
 SHAPES = ("tree", "chain")
 SOURCES = ("request", "global", "fallback", "none")
 
@@ -62,16 +66,23 @@ class SuffixDrafter(WithFallback, Drafter):
     def __init__(self, corpus: Optional[CorpusSuffixIndex] = None, max_depth: int = 64, max_spec_tokens: int = 32,
                  spec_factor: float = 1.0, spec_offset: float = 0.0, min_token_prob: float = 0.1,
                  max_cached_requests: int = -1, shape: str = "tree", corpus_name: str = "",
-                 fallback: Optional[Drafter] = None, threshold: float = 3.0, fallback_name: str = "") -> None:
+                 fallback: Optional[Drafter] = None, threshold: float = 3.0, fallback_name: str = "",
+                 request_max_spec_tokens: Optional[int] = None) -> None:
         if shape not in SHAPES:
             raise ValueError(f"--suffix-shape {shape}: one of {', '.join(SHAPES)}")
-        if max_depth < 2 or max_spec_tokens < 1 or spec_factor < 0 or not 0 <= min_token_prob <= 1 \
-                or max_cached_requests < -1 or threshold < 0:
+        if request_max_spec_tokens is None:
+            request_max_spec_tokens = max_spec_tokens  # the paper's one cap
+        if max_depth < 2 or max_spec_tokens < 1 or request_max_spec_tokens < 1 or spec_factor < 0 \
+                or not 0 <= min_token_prob <= 1 or max_cached_requests < -1 or threshold < 0:
             raise ValueError("suffix needs --suffix-max-depth >= 2, --suffix-max-spec-tokens >= 1, "
+                             "--suffix-request-max-spec-tokens >= 1, "
                              "--suffix-spec-factor >= 0, --suffix-min-token-prob in [0, 1] and "
                              "--suffix-max-cached-requests >= -1, --suffix-threshold >= 0")
         self.config = SpeculationConfig(max_depth=max_depth, max_spec_tokens=max_spec_tokens, spec_factor=spec_factor,
                                         spec_offset=spec_offset, min_token_prob=min_token_prob, tree=shape == "tree")
+        # The request's own index may draft more: its long matches are the prompt or the answer
+        # repeating itself, where a draft is right many tokens deep (docs/methods.md).
+        self.request_config = replace(self.config, max_spec_tokens=request_max_spec_tokens)
         self.corpus = corpus
         self.corpus_name = corpus_name or (NO_CORPUS if corpus is None else "in memory")
         self.max_cached_requests = max_cached_requests
@@ -166,7 +177,7 @@ class SuffixDrafter(WithFallback, Drafter):
         request = self.request
         segments = [(low, high, (-1, state)) for low, high, state in
                     chain_segments(request.link, request.length, request.last, len(request), longest)]
-        local = speculate(self.request_view, segments, config, room, open_length=len(request))
+        local = speculate(self.request_view, segments, self.request_config, room, open_length=len(request))
         best = local.score if local is not None else 0.0
         glob = speculate(self.global_view, self._global_segments(context, longest), config, room, beat=best,
                          open_length=len(self.response) if self.response is not None else 0)
@@ -193,16 +204,20 @@ class SuffixDrafter(WithFallback, Drafter):
         return dict(self.counts)
 
     def max_draft_length(self) -> Optional[int]:
-        # A draft (chain or tree) holds at most max_spec_tokens tokens, so no path is longer;
+        # A draft (chain or tree) holds at most its index's cap of tokens, so no path is longer;
         # max_depth bounds the matched suffix, not the draft. A step may draft from the fallback.
-        return self._longest(self.config.max_spec_tokens, "max_draft_length")
+        return self._longest(self._largest_draft(), "max_draft_length")
 
     def max_draft_tokens(self) -> Optional[int]:
-        return self._longest(self.config.max_spec_tokens, "max_draft_tokens")
+        return self._longest(self._largest_draft(), "max_draft_tokens")
+
+    def _largest_draft(self) -> int:
+        return max(self.config.max_spec_tokens, self.request_config.max_spec_tokens)
 
     def params(self) -> dict[str, Any]:
         config = self.config
         return {"max_depth": config.max_depth, "max_spec_tokens": config.max_spec_tokens,
+                "request_max_spec_tokens": self.request_config.max_spec_tokens,
                 "spec_factor": config.spec_factor, "spec_offset": config.spec_offset,
                 "min_token_prob": config.min_token_prob, "shape": "tree" if config.tree else "chain",
                 "max_cached_requests": self.max_cached_requests, "corpus": self.corpus_name,
@@ -218,6 +233,10 @@ class SuffixDrafter(WithFallback, Drafter):
         group.add_argument("--suffix-max-spec-tokens", type=int, default=None,
                            help=f"the most tokens one draft may hold (CPU default {CPU_DEFAULTS['max_spec_tokens']}, "
                                 f"GPU {GPU_DEFAULTS['max_spec_tokens']})")
+        group.add_argument("--suffix-request-max-spec-tokens", type=int, default=None,
+                           help=f"the most tokens a draft from the request's own index (prompt and answer so far) "
+                                f"may hold (CPU default {CPU_DEFAULTS['request_max_spec_tokens']}; GPU default: "
+                                f"--suffix-max-spec-tokens, the paper's one cap)")
         group.add_argument("--suffix-spec-factor", type=float, default=None,
                            help=f"alpha: a match of m tokens may draft alpha * m + offset tokens, the adaptive "
                                 f"size (GPU default {GPU_DEFAULTS['spec_factor']}, the paper's; CPU default "
