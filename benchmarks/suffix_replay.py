@@ -16,6 +16,11 @@ which index drafted, and the CPU time of propose() and accept() per step (thread
 jobs on the machine do not count; still, measure on a quiet machine before quoting it). What the
 steps cost in the target is not modelled: the speed of a configuration needs
 training/sweep_drafter.py, which runs the model.
+
+``--calibration`` also prints, per index, how many draft tokens were accepted against the draft's
+score (its expected accepted tokens under the counts) and against its match length: whether an
+index's counts promise what they bring. Give the drafter no fallback (``--config
+fallback=none``): the replay has no model to run one.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ def replay(drafter, conversations, vocab_size: int, max_new_tokens: int) -> dict
     propose_ns: list[int] = []
     accept_ns: list[int] = []
     sources: dict[str, int] = {}
+    drafted: list[tuple[str, float, int, int]] = []  # (index, score, match length, accepted draft tokens)
     for prompt, answer in tqdm(conversations, desc=str(drafter.params()["shape"]), unit="conv", file=sys.stderr,
                                leave=False):
         answer = answer[:max_new_tokens]
@@ -69,6 +75,8 @@ def replay(drafter, conversations, vocab_size: int, max_new_tokens: int) -> dict
             propose_ns.append(time.thread_time_ns() - start)
             path = accepted_path(tree, answer[done: done + remaining - 1])
             committed = answer[done: done + len(path) + 1]
+            if drafter.last_source in ("request", "global"):
+                drafted.append((drafter.last_source, drafter.last.score, drafter.last.match_length, len(path)))
             done += len(committed)
             context.extend(committed)
             step = StepResult(tree=tree, accepted_nodes=path, committed=committed, logits=torch.empty(0),
@@ -87,7 +95,28 @@ def replay(drafter, conversations, vocab_size: int, max_new_tokens: int) -> dict
             "propose_us": statistics.mean(propose_ns) / 1e3,
             "propose_p95_us": propose_ns[int(0.95 * len(propose_ns))] / 1e3,
             "accept_us": statistics.mean(accept_ns) / 1e3,
-            "sources": {k: round(v / steps, 3) for k, v in sources.items()}}
+            "sources": {k: round(v / steps, 3) for k, v in sources.items()}, "drafted": drafted}
+
+
+# Half-open bins [low, high): by score, and by match length.
+SCORE_BINS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 4.0), (4.0, float("inf")))
+MATCH_BINS = ((1, 2), (2, 5), (5, 9), (9, float("inf")))
+
+
+def calibration_rows(drafted) -> list[str]:
+    """Mean score and mean accepted draft tokens of each index's drafts, by score and by match length."""
+    rows = []
+    for index in ("request", "global"):
+        mine = [d for d in drafted if d[0] == index]
+        for label, bins, key in (("score", SCORE_BINS, 1), ("match", MATCH_BINS, 2)):
+            for low, high in bins:
+                got = [d for d in mine if low <= d[key] < high]
+                if got:
+                    span = f"{low:g}-{high:g}" if high != float("inf") else f">={low:g}"
+                    rows.append(f"  {index:8s} {label} {span:>8s}: {len(got):6d} steps, score "
+                                f"{statistics.mean(d[1] for d in got):5.2f}, accepted "
+                                f"{statistics.mean(d[3] for d in got):5.2f}")
+    return rows
 
 
 def main(argv=None) -> int:
@@ -104,6 +133,9 @@ def main(argv=None) -> int:
                              f"[{HELDOUT}]")
     parser.add_argument("--limit", type=int, default=0, help="only the first N conversations (0: all)")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="answer tokens replayed per conversation")
+    parser.add_argument("--calibration", action="store_true",
+                        help="per index, the drafts' mean score and accepted draft tokens by score and by match "
+                             "length")
     args = parser.parse_args(argv)
 
     from methods.core.model_loading import load_tokenizer
@@ -124,6 +156,8 @@ def main(argv=None) -> int:
         r = replay(drafter, conversations, len(tokenizer), args.max_new_tokens)
         print(f"{str(config):52s} {r['MAT']:5.2f} {r['nodes']:5.1f} {r['propose_us']:10.0f} {r['propose_p95_us']:6.0f} "
               f"{r['accept_us']:9.0f}  {r['sources']}")
+        if args.calibration:
+            print("\n".join(calibration_rows(r["drafted"])))
     return 0
 
 
