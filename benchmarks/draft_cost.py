@@ -1,13 +1,14 @@
 """Draft time per step of the trained drafters: half-precision and float32 weights on the native path, and torch ops.
 
-    python benchmarks/draft_cost.py --methods eagle,eagle2,eagle3,hydra,medusa,dflash --per-subtask 1
+    python benchmarks/draft_cost.py --methods eagle,eagle2,eagle3,hydra,medusa,dflash,sps --per-subtask 1
 
 The same drafter object drafts each prompt once per path, in an order rotated per prompt so that
 machine noise hits every path alike; the target is the lean backend in float32 throughout. The
 paths (``--paths``):
 - ``half``: the default while drafting: draft layers through the lean target's native layer
-  (methods/heads/native_layers.py), projections (the draft vocabulary, DFlash's own layer) through
-  the skinny kernel reading half-precision copies of the weights (methods/heads/row_scores.py);
+  (methods/heads/native_layers.py), projections (the draft vocabulary, DFlash's own layer, SpS's
+  draft-vocabulary rows of the lm_head) through the skinny kernel reading half-precision copies of
+  the weights (methods/heads/row_scores.py);
 - ``native``: the same with the projections reading the float32 weights;
 - ``torch``: both turned off (torch ops).
 Reported per method and path: draft ms per step (the engine's draft time over its steps: propose
@@ -21,6 +22,7 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -34,6 +36,7 @@ from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import EMBEDDED, load_model
 from methods.core.paths import REPO_ROOT
 from methods.drafters import eagle_state
+from methods.drafters.sps import default_drafter_path
 from methods.heads import hydra as hydra_heads
 from methods.heads import row_scores
 
@@ -97,7 +100,9 @@ def main(argv=None) -> int:
             seen[q.category] = seen.get(q.category, 0) + 1
             prompts.append(new_conversation(tokenizer, model).prompt_ids(q.turns[0]))
     methods = [m for m in args.methods.split(",") if m]
-    drafters = {m: make_drafter(m, "self:8", model, tokenizer) for m in methods}
+    # sps drafts with its default draft (the shipped trained one on the embedded model).
+    drafters = {m: make_drafter(m, default_drafter_path(SimpleNamespace()) if m == "sps" else "self:8", model,
+                                tokenizer) for m in methods}
     baseline = {}
     vanilla = make_drafter("vanilla", "self:8", model, tokenizer)
     for i, prompt in enumerate(prompts):

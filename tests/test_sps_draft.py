@@ -17,6 +17,8 @@ from methods.core.engine import SpeculativeEngine
 from methods.drafters import sps
 from methods.drafters.sps import DraftModelDrafter, truncated_self_draft
 from methods.drafters.vanilla import VanillaDrafter
+from methods.core.backends import native_kernels
+from methods.heads import row_scores
 from methods.heads.artifact import ArtifactError, BaseMismatchError
 from methods.heads.sps_draft import (draft_with_layers, layers_from_target, load_sps_draft, save_sps_draft,
                                      spread_layers)
@@ -237,6 +239,20 @@ def test_a_restricted_lean_output_gives_the_full_logits_columns_of_those_ids():
     assert b.shape == (len(DRAFT_VOCAB),)
     assert torch.allclose(b, a[DRAFT_VOCAB], atol=1e-5)
     assert full.extend(full.new_cache(), ids).shape == (VOCAB,)  # the other runner is untouched
+
+
+@pytest.mark.skipif(native_kernels.load() is None, reason="no native library on this machine")
+def test_a_restricted_draft_output_is_scored_on_the_half_precision_rows_while_drafting(monkeypatch):
+    model = make_tiny_llama(vocab_size=VOCAB, layers=2, dtype=torch.float32)
+    full = sps.lean_draft(model)
+    model.draft_vocab = DRAFT_VOCAB  # what a trained draft with a draft vocabulary has
+    cut = sps.lean_draft(model)
+    ids = [5, 9, 11, 40, 3]
+    a = full.extend(full.new_cache(), ids)[DRAFT_VOCAB]
+    half = cut.extend(cut.new_cache(), ids)  # extend runs in inference mode: the float16 rows
+    assert not torch.equal(half, a) and torch.allclose(half, a, atol=2e-3, rtol=2e-3)
+    monkeypatch.setattr(row_scores, "DRAFT_WEIGHTS", "float32")
+    assert torch.allclose(cut.extend(cut.new_cache(), ids), a, atol=1e-5)
 
 
 @pytest.mark.parametrize("backend", ["hf", "lean"])

@@ -115,10 +115,14 @@ def lean_draft(draft_model):
 
     if unsupported_reason(draft_model) is not None:
         return None
+    from methods.heads.row_scores import row_scores
+
     lean = LeanTarget(draft_model, move_weights=False)
     vocab = getattr(draft_model, "draft_vocab", None)
     if vocab is not None:
-        lean.restrict_output(vocab)
+        # Its draft vocabulary's rows through the heads' product, which reads them in half
+        # precision while drafting: 9.4 MB a draft token instead of 18.9 (8,192 rows).
+        lean.restrict_output(vocab, scores=row_scores)
     return lean
 
 

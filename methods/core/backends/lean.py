@@ -321,6 +321,7 @@ class LeanTarget:
         self.skinny_max_rows = SKINNY_MAX_ROWS  # a benchmark may move it
         # The lm_head rows the logits are computed for (``restrict_output``); None: all of them.
         self._output_weight, self._output_bias = self.lm_head.weight, self.lm_head.bias
+        self._output_scores = None  # what computes those logits (``restrict_output``); None: _linear
         # The whole layer in native code (lean_ops.c) where the kernel is there and the model's
         # layers are what it implements; a benchmark may turn it off to compare.
         self.fused = kernel is not None and all(layer.native_ok for layer in self.layers) and \
@@ -410,11 +411,14 @@ class LeanTarget:
     def supports_tree_attention(self) -> bool:
         return True  # the mask is applied here, not by the model
 
-    def restrict_output(self, token_ids: torch.Tensor) -> None:
+    def restrict_output(self, token_ids: torch.Tensor, scores=None) -> None:
         """From now on the logits are those of ``token_ids`` only, in that order: a draft model
         trained on a draft vocabulary scores a few thousand rows of the shared lm_head instead of
         all of them. The rows are copied once into one contiguous matrix (the kernel streams it);
-        the lm_head itself is untouched, so a target sharing it is not affected."""
+        the lm_head itself is untouched, so a target sharing it is not affected. ``scores(x, rows,
+        bias)`` computes those logits instead of this backend's own product: a draft's logits may
+        come from methods/heads/row_scores.py, which reads a half-precision copy of the rows."""
+        self._output_scores = scores
         with torch.no_grad():
             rows = token_ids.to(device=self.lm_head.weight.device, dtype=torch.long)
             self._output_weight = self.lm_head.weight[rows].contiguous()
@@ -469,7 +473,8 @@ class LeanTarget:
         if request:
             states = HiddenStates(final=final if request.final else None, layer_inputs=inputs)
         rows = final[-1:] if logits == "last" else final
-        out = self._linear(rows, self._output_weight, self._output_bias) if logits else None
+        product = self._output_scores or self._linear
+        out = product(rows, self._output_weight, self._output_bias) if logits else None
         return out, states
 
     def _forward_fused(self, cache: LeanCache, ids, positions, past_len: int, allowed: torch.Tensor, logits,
