@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -36,7 +35,6 @@ from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import EMBEDDED, load_model
 from methods.core.paths import REPO_ROOT
 from methods.drafters import eagle_state
-from methods.drafters.sps import default_drafter_path
 from methods.heads import hydra as hydra_heads
 from methods.heads import row_scores
 
@@ -100,9 +98,8 @@ def main(argv=None) -> int:
             seen[q.category] = seen.get(q.category, 0) + 1
             prompts.append(new_conversation(tokenizer, model).prompt_ids(q.turns[0]))
     methods = [m for m in args.methods.split(",") if m]
-    # sps drafts with its default draft (the shipped trained one on the embedded model).
-    drafters = {m: make_drafter(m, default_drafter_path(SimpleNamespace()) if m == "sps" else "self:8", model,
-                                tokenizer) for m in methods}
+    # No --drafter-path: sps drafts with its default (the shipped trained draft on the embedded model).
+    drafters = {m: make_drafter(m, "", model, tokenizer) for m in methods}
     baseline = {}
     vanilla = make_drafter("vanilla", "self:8", model, tokenizer)
     for i, prompt in enumerate(prompts):

@@ -12,12 +12,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from methods.core.backends import native_kernels
 from methods.core.drafter import DecodingConfig, DraftSession
 from methods.core.engine import SpeculativeEngine
 from methods.drafters import sps
 from methods.drafters.sps import DraftModelDrafter, truncated_self_draft
 from methods.drafters.vanilla import VanillaDrafter
-from methods.core.backends import native_kernels
 from methods.heads import row_scores
 from methods.heads.artifact import ArtifactError, BaseMismatchError
 from methods.heads.sps_draft import (draft_with_layers, layers_from_target, load_sps_draft, save_sps_draft,

@@ -8,6 +8,7 @@ import heapq
 import json
 import random
 from collections import Counter
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -189,8 +190,7 @@ def test_drafts_equal_the_literal_algorithm_over_turns(seed):
     cached = rng.choice([-1, 0, 1, 2])
     drafter = SuffixDrafter(build_corpus_index(docs) if docs else None, max_cached_requests=cached, **options)
     config = drafter.config
-    request_config = SpeculationConfig(**{**vars(config), "max_spec_tokens": options["request_max_spec_tokens"]
-                                          or options["max_spec_tokens"]})
+    request_config = replace(config, max_spec_tokens=options["request_max_spec_tokens"] or options["max_spec_tokens"])
     answers = []
     for turn in range(3):
         context = [rng.randrange(alphabet) for _ in range(rng.randint(1, 15))]
