@@ -4,6 +4,7 @@ finished points skipped and interrupted ones resumed, the table and the plot's f
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -202,6 +203,7 @@ def test_a_subset_point_reuses_a_drafter_shipped_from_that_subset_and_runs_no_ta
     assert trainer.main(["--method", "hydra", "--out", str(shipped / "hydra"), "--model-path", str(folder),
                          "--corpus", str(subset), "--seed", "0", "--max-length", "1024", *QUICK.split(),
                          "--no-progress"]) == 0
+    shutil.rmtree(tmp_path / "cache" / "features")  # as on a machine where only the artifact is left
     calls = []
     real_main = trainer.main
     monkeypatch.setattr(curve, "train_main", lambda argv: calls.append(argv) or real_main(argv))
@@ -312,7 +314,9 @@ def test_a_curve_short_of_the_corpus_runs_the_target_over_its_largest_subset_onl
     assert [r["conversations"] for r in rows] == [2, 4, 6]
     assert len({r["heldout_positions"] for r in rows}) == 1
 
-    # All sizes new at once: one run over the largest subset, not one per subset.
+    # All sizes new at once: one run over the largest subset, not one per subset (with an empty
+    # feature cache: a run would otherwise copy the states of the sequences the runs above hold).
+    shutil.rmtree(tmp_path / "cache" / "features")
     forwards.clear()
     assert curve.main(common + ["--sizes", "3", "5", "--out", str(tmp_path / "other")]) == 0
     assert len(forwards) == len(read_corpus(tmp_path / "other" / "corpora" / "5.jsonl.gz"))

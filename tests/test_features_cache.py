@@ -101,3 +101,68 @@ def test_extract_refuses_unknown_methods_and_options_the_base_cannot_take(tmp_pa
     with pytest.raises(SystemExit):
         extract(["--methods", "dflash", "--model-path", str(folder), "--corpus", str(corpus)])
     assert "dflash: --dflash-target-layers" in capsys.readouterr().err
+
+
+def _first_records(corpus, path, count):
+    import gzip
+
+    with gzip.open(corpus, "rt") as f:
+        lines = f.readlines()
+    with gzip.open(path, "wt") as f:
+        f.writelines(lines[:count])
+    return path
+
+
+def _counting_forward(monkeypatch, model):
+    real, counted = type(model).forward, []
+    monkeypatch.setattr(type(model), "forward", lambda self, *a, **k: counted.append(1) or real(self, *a, **k))
+    return counted
+
+
+def test_a_larger_corpus_copies_the_states_of_the_sequences_an_earlier_run_holds(tmp_path, monkeypatch, capsys):
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    model, tok = loaded.model, loaded.tokenizer
+    request = HiddenStateRequest(final=True, layer_inputs=(1,))
+    reference = build_features(model, tok, corpus, request, progress=False, cache=False)
+    reference_final, reference_layer = np.array(reference.final), np.array(reference.layer_inputs[1])
+    shutil.rmtree(reference.folder)
+
+    subset = _first_records(corpus, tmp_path / "first.jsonl.gz", 10)
+    build_features(model, tok, subset, HiddenStateRequest(final=True, layer_inputs=(0, 1)), progress=False)
+    counted = _counting_forward(monkeypatch, model)
+    whole = build_features(model, tok, corpus, request, progress=False)
+    assert len(counted) == len(whole.heldout) - 10  # the ten earlier sequences are not run again
+    assert "10 of 24 sequences taken from earlier runs" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.array(whole.final), reference_final)
+    np.testing.assert_array_equal(np.array(whole.layer_inputs[1]), reference_layer)
+
+
+def test_only_runs_on_the_same_base_that_stored_every_requested_state_are_reused(tmp_path, monkeypatch):
+    import json
+
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    model, tok = loaded.model, loaded.tokenizer
+    subset = _first_records(corpus, tmp_path / "first.jsonl.gz", 10)
+    earlier = build_features(model, tok, subset, HiddenStateRequest(final=True), progress=False)
+    meta_file = earlier.folder / "meta.json"
+    meta = json.loads(meta_file.read_text())
+
+    counted = _counting_forward(monkeypatch, model)
+    layer = build_features(model, tok, corpus, HiddenStateRequest(layer_inputs=(1,)), progress=False)
+    assert len(counted) == len(layer.heldout)  # the earlier run has no layer inputs: nothing to take
+
+    def run_again():
+        for cached in (tmp_path / "cache" / "features").iterdir():
+            if cached != earlier.folder:
+                shutil.rmtree(cached)
+        counted.clear()
+        build_features(model, tok, corpus, HiddenStateRequest(final=True), progress=False)
+        return len(counted)
+
+    meta_file.write_text(json.dumps({**meta, "base": "another base"}))
+    assert run_again() == 24
+    legacy = {k: v for k, v in meta.items() if k != "base"}  # recorded before runs named their base
+    meta_file.write_text(json.dumps(legacy))
+    assert run_again() == 14  # its family key, recomputed from its corpus, shows the same base
+    meta_file.write_text(json.dumps({**legacy, "family": "another"}))
+    assert run_again() == 24

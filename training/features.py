@@ -6,7 +6,8 @@ position the token id, whether the position is an answer token (the loss mask), 
 states the method asks for (``HiddenStateRequest``: the final normed feature, inputs of given
 layers), stored as float16 numpy memmaps under ``<cache>/features/`` (``$SDBENCH_CACHE`` or
 ``~/.cache/sdbench``). The cache key is the base model's weight fingerprint, the corpus file's
-sha256 and the extraction settings, so a second training run starts at once.
+sha256 and the extraction settings, so a second training run starts at once; a run over a new
+corpus copies the states of the sequences it shares with earlier runs on the same base.
 
 Corpus lines (gzip JSONL) are conversations as written by training/make_corpus.py. The answer is
 taken from ``answer_token_ids`` when the line has it (the exact tokens the target generated;
@@ -140,6 +141,12 @@ def _cache_key(model, corpus_sha: str, request: HiddenStateRequest, limit, max_l
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _base_key(model) -> str:
+    """The base weights' identity as the cache keys use it (probes of named tensors, exact)."""
+    text = json.dumps({"v": FORMAT_VERSION, "base": base_fingerprint(model)["tensors"]}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
 def _family_key(model, corpus_sha: str, limit, max_length, heldout_fraction) -> str:
     """What fixes the positions of a run, whatever states it keeps: runs of one family share their
     tokens and differ only in which layers they stored, so one that stored more serves a request
@@ -175,6 +182,46 @@ def _find_superset(family: str, request: HiddenStateRequest) -> Optional[tuple[P
     return None
 
 
+def _same_base(meta: dict, base: str, model, max_length, heldout_fraction, shas: dict) -> bool:
+    """Whether a cached run was made on this base: its recorded base key, or, for a run from before
+    that was recorded, its family key recomputed from its corpus (when that file is still there)."""
+    if "base" in meta:
+        return meta["base"] == base
+    corpus = Path(meta.get("corpus", ""))
+    if "family" not in meta or not corpus.is_file():
+        return False
+    if corpus not in shas:
+        shas[corpus] = file_sha256(corpus)
+    return meta["family"] == _family_key(model, shas[corpus], None, max_length, heldout_fraction)
+
+
+def _reusable_states(model, request: HiddenStateRequest, max_length: int, heldout_fraction: float,
+                     skip: Path) -> dict[bytes, tuple[Features, int, int]]:
+    """States already computed for the same token sequences in other finished runs on this base:
+    ``{token bytes: (their run, start, end)}``. A sequence is run alone, so its states depend only
+    on its tokens and the base, and a larger corpus (the whole corpus after a subset of it, a
+    subset after a smaller one) need not run the target again over the sequences it shares."""
+    root = cache_root() / "features"
+    if not root.is_dir():
+        return {}
+    base, shas, found = _base_key(model), {}, {}
+    for meta_file in sorted(root.glob("*/meta.json")):
+        if meta_file.parent == skip:
+            continue
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if meta.get("version") != FORMAT_VERSION or not _covers(meta, request):
+            continue
+        if not _same_base(meta, base, model, max_length, heldout_fraction, shas):
+            continue
+        run = _open(meta_file.parent, meta, request=request)
+        for a, b in zip(run.starts[:-1].tolist(), run.starts[1:].tolist()):
+            found.setdefault(run.tokens[a:b].tobytes(), (run, a, b))
+    return found
+
+
 def _open(folder: Path, meta: dict, request: Optional[HiddenStateRequest] = None) -> Features:
     """The run in ``folder``: every state it stored, or only those ``request`` asks for."""
     n, h = meta["positions"], meta["hidden"]
@@ -199,7 +246,9 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
                    progress: bool = True, save_every_s: float = 60.0) -> Features:
     """Run the frozen ``model`` over the corpus once (or reuse the cached run, or a cached run of
     the same corpus that stored more states). An interrupted run resumes where it was last saved
-    (every ``save_every_s`` seconds), so a corpus of millions of positions survives a stop."""
+    (every ``save_every_s`` seconds), so a corpus of millions of positions survives a stop. A
+    sequence some other cached run on this base already holds (a subset's pass before the whole
+    corpus's) is copied from it instead of run again; ``cache=False`` runs everything."""
     corpus = Path(corpus)
     corpus_sha = file_sha256(corpus)
     key = _cache_key(model, corpus_sha, request, limit, max_length, heldout_fraction)
@@ -224,21 +273,31 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
     if done and work:
         print(f"target features: resuming after {done} of {len(sequences)} sequences", flush=True)
     arrays = ([final] if final is not None else []) + list(layers.values())
-    saved_at, completed = time.monotonic(), done
+    reusable = _reusable_states(model, request, max_length, heldout_fraction, folder) if cache and work else {}
+    saved_at, completed, reused = time.monotonic(), done, 0
     with HiddenStateCapture(model, request) as capture:
         bar = tqdm(work, desc="target features", unit="seq", disable=not progress, initial=done if work else 0,
                    total=len(sequences) if work else 0)
         try:
             for s, start in bar:
-                capture.arm()
-                out = model(input_ids=torch.tensor([s.tokens], device=device), use_cache=False, logits_to_keep=1,
-                            **capture.forward_kwargs())
-                states = capture.collect(out)
                 end = start + len(s.tokens)
-                if final is not None:
-                    final[start:end] = states.final.float().cpu().numpy()
-                for i, array in layers.items():
-                    array[start:end] = states.layer_inputs[i].float().cpu().numpy()
+                source = reusable.get(np.asarray(s.tokens, dtype=np.int32).tobytes())
+                if source is not None:  # computed before, in another run on this base
+                    run, a, b = source
+                    if final is not None:
+                        final[start:end] = run.final[a:b]
+                    for i, array in layers.items():
+                        array[start:end] = run.layer_inputs[i][a:b]
+                    reused += 1
+                else:
+                    capture.arm()
+                    out = model(input_ids=torch.tensor([s.tokens], device=device), use_cache=False,
+                                logits_to_keep=1, **capture.forward_kwargs())
+                    states = capture.collect(out)
+                    if final is not None:
+                        final[start:end] = states.final.float().cpu().numpy()
+                    for i, array in layers.items():
+                        array[start:end] = states.layer_inputs[i].float().cpu().numpy()
                 completed += 1
                 if time.monotonic() - saved_at >= save_every_s:
                     _save_progress(tmp, arrays, key, completed)
@@ -247,7 +306,10 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
             if completed > done:
                 _save_progress(tmp, arrays, key, completed)
             raise
-    return _finish_folder(folder, tmp, final, layers, request, corpus, len(sequences), n, hidden, family)
+    if reused:
+        print(f"target features: {reused} of {len(work)} sequences taken from earlier runs on this base", flush=True)
+    return _finish_folder(folder, tmp, final, layers, request, corpus, len(sequences), n, hidden, family,
+                          _base_key(model))
 
 
 def _save_progress(tmp: Path, arrays: list, key: str, done: int) -> None:
@@ -311,13 +373,15 @@ def _new_folder(folder: Path, sequences: list[Sequence], starts: np.ndarray, req
 
 
 def _finish_folder(folder, tmp, final, layers, request, corpus, sequences: int, n: int, hidden: int,
-                   family: Optional[str] = None) -> Features:
+                   family: Optional[str] = None, base: Optional[str] = None) -> Features:
     for array in ([final] if final is not None else []) + list(layers.values()):
         array.flush()
     meta = {"version": FORMAT_VERSION, "positions": n, "hidden": hidden, "sequences": sequences,
             "final": request.final, "layers": list(request.layer_inputs), "corpus": str(corpus)}
     if family is not None:
         meta["family"] = family
+    if base is not None:
+        meta["base"] = base
     (tmp / "progress.json").unlink(missing_ok=True)
     (tmp / "meta.json").write_text(json.dumps(meta))
     shutil.rmtree(folder, ignore_errors=True)
@@ -369,4 +433,5 @@ def subset_features(model, tokenizer, corpus: Path, subset: Path, request: Hidde
             final[start:end] = full.final[a:b]
         for i, array in layers.items():
             array[start:end] = full.layer_inputs[i][a:b]
-    return _finish_folder(folder, tmp, final, layers, request, subset, len(sequences), int(starts[-1]), hidden)
+    return _finish_folder(folder, tmp, final, layers, request, subset, len(sequences), int(starts[-1]), hidden,
+                          base=_base_key(model))
