@@ -1,7 +1,8 @@
 """The lean backend computes what the hf backend computes: logits, cache and hidden states.
 
 float64 tiny models for exact comparisons (torch's matmul then, the native kernel is float32),
-float32 ones for the native kernel, and a Qwen2-style model (biased q/k/v) for the other layout.
+float32 ones for the native kernel, a Qwen2-style model (biased q/k/v) for the other layout, and a
+Qwen3-style one (per-head q/k norms, a head width that is not hidden / heads).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import contextlib
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from methods.core.backends import BackendError, make_target, resolve_backend, native_kernels
 from methods.core.backends.hf import HfTarget
@@ -32,6 +33,19 @@ def make_tiny_qwen2(dtype=torch.float64, seed=0):
         for layer in model.model.layers:  # non-zero biases, so that they are really checked
             for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                 proj.bias.normal_(0, 0.5)
+    return model.eval()
+
+
+def make_tiny_qwen3(dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    config = Qwen3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                         tie_word_embeddings=False, attn_implementation="sdpa")
+    model = Qwen3ForCausalLM(config).to(dtype)
+    with torch.no_grad():
+        for layer in model.model.layers:  # norms that are not all ones, so that they are really applied
+            layer.self_attn.q_norm.weight.normal_(1, 0.5)
+            layer.self_attn.k_norm.weight.normal_(1, 0.5)
     return model.eval()
 
 
@@ -81,19 +95,22 @@ def assert_same(a, b, tol):
 
 
 @pytest.mark.parametrize("make_model", [lambda: make_tiny_llama(vocab_size=VOCAB, layers=3),
-                                        lambda: make_tiny_qwen2()], ids=["llama", "qwen2"])
+                                        lambda: make_tiny_qwen2(), lambda: make_tiny_qwen3()],
+                         ids=["llama", "qwen2", "qwen3"])
 def test_lean_logits_and_states_equal_hf_in_float64(make_model):
     model = make_model()
     prompt = [4, 9, 17, 33, 2, 60, 8]
     assert_same(run_steps(LeanTarget(model), prompt), run_steps(HfTarget(model), prompt), 1e-10)
 
 
-def test_lean_with_the_native_kernel_matches_hf_in_float32():
+@pytest.mark.parametrize("make_model", [lambda: make_tiny_llama(vocab_size=VOCAB, layers=3, dtype=torch.float32),
+                                        lambda: make_tiny_qwen3(dtype=torch.float32)], ids=["llama", "qwen3"])
+def test_lean_with_the_native_kernel_matches_hf_in_float32(make_model):
     if native_kernels.load() is None:
         pytest.skip(f"native kernel unavailable: {native_kernels.why_not()}")
-    model = make_tiny_llama(vocab_size=VOCAB, layers=3, dtype=torch.float32)
+    model = make_model()
     lean = LeanTarget(model)
-    assert lean.native_kernel
+    assert lean.native_kernel and lean.fused
     prompt = [4, 9, 17, 33, 2, 60, 8]
     assert_same(run_steps(lean, prompt), run_steps(HfTarget(model), prompt), 2e-4)
 
@@ -213,6 +230,10 @@ def test_backend_choice_and_clear_refusals():
         resolve_backend("lean", gpt2)
     with pytest.raises(BackendError, match="unknown --backend 'fast'"):
         resolve_backend("fast", llama)
+    windowed = make_tiny_qwen3()
+    windowed.config.layer_types = ["full_attention", "sliding_attention"]  # what max_window_layers makes
+    assert "sliding-window" in unsupported_reason(windowed)
+    assert resolve_backend("auto", windowed) == "hf"
 
 
 def test_a_request_for_a_missing_layer_is_refused():
@@ -244,7 +265,8 @@ def verify_once(target, prompt, tree, request=HiddenStateRequest(final=True, lay
 
 
 @pytest.mark.parametrize("make_model", [lambda: make_tiny_llama(vocab_size=VOCAB, layers=3),
-                                        lambda: make_tiny_qwen2()], ids=["llama", "qwen2"])
+                                        lambda: make_tiny_qwen2(), lambda: make_tiny_qwen3()],
+                         ids=["llama", "qwen2", "qwen3"])
 def test_embedding_overrides_give_equal_logits_on_both_backends(make_model):
     model = make_model()
     vectors = torch.randn(3, 32, generator=torch.Generator().manual_seed(5), dtype=torch.float64)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 from methods.core.backends import native_kernels
 from methods.core.backends.hf import HfTarget
@@ -40,6 +40,12 @@ def make_model(kind: str, hidden: int, heads: int, kv_heads: int, layers: int = 
                   tie_word_embeddings=False, hidden_act=act)
     if kind == "llama":
         model = LlamaForCausalLM(LlamaConfig(**common))
+    elif kind == "qwen3":  # per-head q/k norms; heads * head_dim wider than the stream
+        model = Qwen3ForCausalLM(Qwen3Config(**common, head_dim=hidden // heads * 2))
+        with torch.no_grad():
+            for layer in model.model.layers:  # norms that are not all ones, so that they are really applied
+                layer.self_attn.q_norm.weight.normal_(1, 0.5)
+                layer.self_attn.k_norm.weight.normal_(1, 0.5)
     else:
         model = Qwen2ForCausalLM(Qwen2Config(**common))
         with torch.no_grad():
@@ -55,6 +61,7 @@ MODELS = {  # head sizes 8, 64 (whole vectors), 72 (vectors and a remainder); GQ
     "llama-hd8": lambda: make_model("llama", 32, 4, 2, layers=3),
     "llama-hd64": lambda: make_model("llama", 128, 2, 2),
     "qwen2-hd72": lambda: make_model("qwen2", 216, 3, 1),
+    "qwen3-hd16": lambda: make_model("qwen3", 32, 4, 2),
 }
 
 

@@ -41,7 +41,7 @@ from methods.core.tree import DraftTree
 from methods.core.verify_inputs import (block_allowed, block_attention_mask, block_embeddings, block_positions,
                                          block_tokens, needs_custom_mask)
 
-SUPPORTED_MODEL_TYPES = ("llama", "qwen2")
+SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3")  # qwen3: llama's layer with per-head q/k norms
 # Above this many rows torch's BLAS is as fast as the native kernel (long prompts, big trees).
 # `benchmarks/forward_cost.py --kernel-rows --reps 5`, whole forward, ms native vs torch:
 # 16 rows 85 vs 149, 32: 131 vs 195, 48: 169 vs 223, 64: 220 vs 256, 96: 308 vs 332, 128: 393 vs 395.
@@ -61,7 +61,7 @@ def unsupported_reason(model) -> Optional[str]:
         return "the model does not have the llama layout (model.embed_tokens/layers/norm/rotary_emb, lm_head)"
     if getattr(config, "pretraining_tp", 1) not in (None, 1):
         return "pretraining_tp > 1 is not supported"
-    if getattr(config, "use_sliding_window", False):
+    if getattr(config, "use_sliding_window", False) or "sliding_attention" in (getattr(config, "layer_types", None) or ()):
         return "sliding-window attention is not supported"
     layer = decoder.layers[0]
     attention, mlp = getattr(layer, "self_attn", None), getattr(layer, "mlp", None)
@@ -184,10 +184,14 @@ class FusedLayer:
     transformers' modules (``of_decoder_layer``); draft layers of the same arithmetic (EAGLE's,
     Hydra's prefix layer) pass their own modules, so that they run through the same native layer
     rather than a second copy of it. ``norm_in`` None: the layer has no input norm (EAGLE's first
-    draft layer reads its fc output as it is); then lean_layer gets a NULL norm_in."""
+    draft layer reads its fc output as it is); then lean_layer gets a NULL norm_in. ``q_norm`` and
+    ``k_norm``: per-head RMSNorms of q and k before rotation (Qwen3's layer, DFlash's draft layer),
+    both or neither."""
 
     def __init__(self, attention, mlp, norm_in, norm_post, act, scaling: float, head_dim: int,
-                 arena: Optional[WeightArena] = None):
+                 arena: Optional[WeightArena] = None, q_norm=None, k_norm=None):
+        if (q_norm is None) != (k_norm is None):
+            raise ValueError("a layer has per-head norms on both q and k or on neither")
         self.qkv = _fuse_rows(attention, "_lean_qkv", [attention.q_proj, attention.k_proj, attention.v_proj], arena)
         self.qkv_bias = _fused_bias([attention.q_proj, attention.k_proj, attention.v_proj])
         self.split = [attention.q_proj.weight.shape[0], attention.k_proj.weight.shape[0],
@@ -208,14 +212,16 @@ class FusedLayer:
         self.heads, self.kv_heads = self.split[0] // self.head_dim, self.split[1] // self.head_dim
         self.intermediate = self.down.shape[1]
         self.silu = _is_silu(self.act)
+        self.q_norm, self.k_norm = q_norm, k_norm
         self._native = None
 
     @classmethod
     def of_decoder_layer(cls, layer, arena: Optional[WeightArena] = None) -> "FusedLayer":
-        """A transformers llama/qwen2 decoder layer."""
+        """A transformers llama/qwen2/qwen3 decoder layer."""
         attention, mlp = layer.self_attn, layer.mlp
         return cls(attention, mlp, layer.input_layernorm, layer.post_attention_layernorm, mlp.act_fn,
-                   attention.scaling, attention.head_dim, arena)
+                   attention.scaling, attention.head_dim, arena, getattr(attention, "q_norm", None),
+                   getattr(attention, "k_norm", None))
 
     @property
     def native_ok(self) -> bool:
@@ -240,7 +246,10 @@ class FusedLayer:
                 norm_in=None if norm_in is None else address(norm_in.weight), norm_post=address(self.norm_post.weight),
                 wqkv=address(self.qkv), bqkv=address(self.qkv_bias), wo=address(self.o), bo=address(self.o_bias),
                 wgu=address(self.gate_up), bgu=address(self.gate_up_bias), wdown=address(self.down),
-                bdown=address(self.down_bias))
+                bdown=address(self.down_bias),
+                q_norm=None if self.q_norm is None else address(self.q_norm.weight),
+                k_norm=None if self.k_norm is None else address(self.k_norm.weight),
+                eps_qk=0.0 if self.q_norm is None else _eps(self.q_norm))
         return self._native
 
     def run_native(self, library, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
@@ -451,9 +460,12 @@ class LeanTarget:
                 inputs[i] = x
             h = _rms(layer.norm_in, x)
             q, k, v = self._linear(h, layer.qkv, layer.qkv_bias).split(layer.split, dim=-1)
-            q = _rotate(q.view(n, self.heads, hd), cos, sin).transpose(0, 1)
+            q, k = q.view(n, self.heads, hd), k.view(n, self.kv_heads, hd)
+            if layer.q_norm is not None:
+                q, k = _rms(layer.q_norm, q), _rms(layer.k_norm, k)
+            q = _rotate(q, cos, sin).transpose(0, 1)
             keys, values = cache.keys[i], cache.values[i]
-            keys[:, past_len:end] = _rotate(k.view(n, self.kv_heads, hd), cos, sin).transpose(0, 1)
+            keys[:, past_len:end] = _rotate(k, cos, sin).transpose(0, 1)
             values[:, past_len:end] = v.view(n, self.kv_heads, hd).transpose(0, 1)
             attended = F.scaled_dot_product_attention(
                 q[None], keys[None, :, :end], values[None, :, :end], attn_mask=mask,

@@ -30,6 +30,10 @@ typedef struct {
     float eps_in, eps_post, scale;
     const float *norm_in, *norm_post;  /* norm_in may be NULL: no input norm */
     const float *wqkv, *bqkv, *wo, *bo, *wgu, *bgu, *wdown, *bdown;  /* biases may be NULL */
+    /* Per-head RMSNorms of q and k after their projection, before rotation (Qwen3's layer, and
+     * DFlash's draft layer): both NULL (no such norms) or both [hd] weights, eps eps_qk. */
+    const float *q_norm, *k_norm;
+    float eps_qk;
 } lean_layer_t;
 
 void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, const float *cos, const float *sin,

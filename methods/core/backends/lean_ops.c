@@ -38,7 +38,7 @@ static inline float exp_approx(float x) {
 }
 
 /* Bump whenever a result or its speed can change (see skinny_sgemm_version). */
-int lean_ops_version(void) { return 3; }
+int lean_ops_version(void) { return 4; }
 
 /* Sums in one fixed order: 16 running lanes (lane l takes elements l, l+16, ...), then a fixed
  * tree over the lanes. C's rules forbid the compiler to reorder these float additions, so a
@@ -297,6 +297,18 @@ void silu_mul(int n, int inter, const float *gate_up, float *out, int threads) {
                  out + (size_t)i * inter);
 }
 
+/* Qwen3's per-head norms: every q head and every k head of the n qkv rows normed in place over
+ * its hd dimensions (rms_norm's arithmetic, one head a row). */
+static void head_norms(int n, int heads, int kv_heads, int hd, float *qkv, const float *q_norm,
+                       const float *k_norm, float eps) {
+    const int row = (heads + 2 * kv_heads) * hd;
+    for (int i = 0; i < n; i++) {
+        float *q = qkv + (size_t)i * row;
+        rms_norm(heads, hd, q, NULL, q_norm, eps, q);
+        rms_norm(kv_heads, hd, q + (size_t)heads * hd, NULL, k_norm, eps, q + (size_t)heads * hd);
+    }
+}
+
 static void add_bias(int n, int d, float *y, const float *bias) {
     if (!bias) return;
     for (int i = 0; i < n; i++) {
@@ -308,7 +320,7 @@ static void add_bias(int n, int d, float *y, const float *bias) {
 
 /* One decoder layer (lean_layer_t, lean_native.h), everything the lean backend's Python loop did
  * per layer in one call. x (the residual stream, [n, width]) goes through the layer in place:
- *   h = rms(x); qkv = h Wqkv; rope, cache write; x += attention Wo;
+ *   h = rms(x); qkv = h Wqkv; [per-head norms of q and k;] rope, cache write; x += attention Wo;
  *   h = rms(x); x += (silu(h Wg) * h Wu) Wdown.
  * A NULL norm_in means the layer has no input norm and q, k, v read x itself: EAGLE's first
  * draft layer reads its fc output that way, as published. A non-NULL attn_in [n, in_width] is
@@ -330,6 +342,7 @@ void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, co
     if (!attn_in && L->norm_in) rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
     skinny_sgemm(n, qkv_width, L->in_width, in, L->wqkv, qkv, threads);
     add_bias(n, qkv_width, qkv, L->bqkv);
+    if (L->q_norm) head_norms(n, L->heads, L->kv_heads, L->hd, qkv, L->q_norm, L->k_norm, L->eps_qk);
     rope_store(n, L->heads, L->kv_heads, L->hd, qkv, cos, sin, keys, values, cap, past);
     attend(n, L->heads, L->kv_heads, L->hd, qkv, keys, values, cap, past, common, allowed, L->scale, attended,
            threads);
