@@ -6,10 +6,12 @@ The same drafter object drafts each prompt once per path, in an order rotated pe
 machine noise hits every path alike; the target is the lean backend in float32 throughout. The
 paths (``--paths``):
 - ``half``: the default while drafting: draft layers through the lean target's native layer
-  (methods/heads/native_layers.py), projections (the draft vocabulary, DFlash's own layer, SpS's
-  draft-vocabulary rows of the lm_head) through the skinny kernel reading half-precision copies of
-  the weights (methods/heads/row_scores.py);
-- ``native``: the same with the projections reading the float32 weights;
+  (methods/heads/native_layers.py; EAGLE's, EAGLE-3's, Hydra's prefix layer, DFlash's, SpS's draft
+  model) reading half-precision copies of their matrices, and the projections (the draft
+  vocabulary, Medusa's and Hydra's heads, DFlash's context rows, SpS's draft-vocabulary rows of the
+  lm_head) through the skinny kernel reading half-precision copies too
+  (methods/core/backends/half_weights.py);
+- ``native``: the same with every weight read in float32;
 - ``torch``: both turned off (torch ops).
 Reported per method and path: draft ms per step (the engine's draft time over its steps: propose
 and accept), verify ms per step, tokens per step, whether the path gave the baseline's tokens, and
@@ -34,6 +36,7 @@ from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
 from methods.core.model_loading import EMBEDDED, load_model
 from methods.core.paths import REPO_ROOT
+from methods.drafters import dflash as dflash_drafter
 from methods.drafters import eagle_state
 from methods.heads import hydra as hydra_heads
 from methods.heads import row_scores
@@ -46,17 +49,20 @@ class TorchOnly:
     once per turn) and the projections onto the draft vocabulary (methods/heads/row_scores.py)."""
 
     def __enter__(self):
-        self.saved = eagle_state.native_draft, hydra_heads.native_prefix_layer, row_scores._native_library
+        self.saved = (eagle_state.native_draft, hydra_heads.native_prefix_layer, dflash_drafter.native_dflash,
+                      row_scores._native_library)
         eagle_state.native_draft = lambda draft: None
         hydra_heads.native_prefix_layer = lambda prefix: None
+        dflash_drafter.native_dflash = lambda draft: None
         row_scores._native_library = lambda x, rows: None
 
     def __exit__(self, *exc):
-        eagle_state.native_draft, hydra_heads.native_prefix_layer, row_scores._native_library = self.saved
+        (eagle_state.native_draft, hydra_heads.native_prefix_layer, dflash_drafter.native_dflash,
+         row_scores._native_library) = self.saved
 
 
 class Float32Weights:
-    """The native path with the projections reading float32 weights while entered."""
+    """The native path with every draft weight (layers and projections) read in float32 while entered."""
 
     def __enter__(self):
         self.saved = row_scores.DRAFT_WEIGHTS

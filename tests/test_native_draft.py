@@ -21,16 +21,19 @@ from methods.core.backends import native_kernels
 from methods.core.backends.lean import SKINNY_MAX_ROWS
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
+from methods.drafters.dflash import DFlashDrafter
 from methods.drafters.eagle import EagleDrafter
 from methods.drafters.eagle2 import Eagle2Drafter
 from methods.drafters.eagle3 import Eagle3Drafter
 from methods.drafters.eagle_state import PairTracker, TreeExpansion
 from methods.drafters.vanilla import VanillaDrafter
+from methods.heads.dflash import DFlashDraftModel, DFlashShape
 from methods.heads.eagle import DraftCache, EagleDraftModel, EagleShape, RMSNorm
 from methods.heads.eagle3 import Eagle3DraftModel, Eagle3Shape
 from methods.drafters.hydra import HydraDrafter
 from methods.heads.hydra import PrefixCache, PrefixLayer, load_hydra
-from methods.heads.native_layers import NativePrefixLayer, native_draft
+from methods.heads import row_scores
+from methods.heads.native_layers import NativeDFlashDraft, NativePrefixLayer, native_dflash, native_draft
 from tests import test_hydra
 from tests.engine_helpers import baseline, random_prompts, run_turns
 from tests.test_lean_native import library_version  # noqa: F401  (a fixture: the native and AVX2 builds)
@@ -79,6 +82,12 @@ def random_draft(model, name: str, seed: int = 0):
     draft = kind(shape)
     if layer0_norm:
         draft.layers[0].input_layernorm = RMSNorm(shape.hidden_size, shape.rms_norm_eps)
+    return randomised_float32(draft, model)
+
+
+def randomised_float32(draft, model):
+    """``draft`` with random weights (matrices around 0, norm weights and biases around 1, so that
+    every norm is really applied), in float32 and bound to ``model``."""
     with torch.no_grad():
         for p in draft.parameters():
             p.normal_(0, 0.25) if p.dim() > 1 else p.uniform_(0.5, 1.5)
@@ -210,6 +219,45 @@ def test_a_long_catch_up_runs_on_torch_ops_and_later_steps_natively(target):
     assert_as_exact_as_torch(*([t.last_output, *cache_rows(t.cache, t.n_pairs)] for t in paths))
 
 
+def layers_rounded_to_half(draft, model):
+    """A copy of ``draft`` whose decoder layers' matrices (attention and MLP) are rounded to
+    float16 and back, bound to ``model``: what its native layers read while drafting."""
+    rounded = copy.deepcopy(draft)
+    with torch.no_grad():
+        for name, module in rounded.named_modules():
+            if isinstance(module, torch.nn.Linear) and (".self_attn." in name or ".mlp." in name):
+                module.weight.copy_(module.weight.half().float())
+    rounded.bind(model)
+    return rounded
+
+
+@needs_native
+@pytest.mark.parametrize("name", DRAFTS)
+def test_while_drafting_the_layers_read_their_half_copies_exactly(target, name, monkeypatch, library_version):
+    """In inference mode (the engine drafting) the native layers read half-precision copies of
+    their matrices: bit for bit what float32 layers holding the rounded weights give, and not what
+    the float32 weights give. SDBENCH_DRAFT_WEIGHTS=float32 turns it off."""
+    draft = random_draft(target, name, seed=6)
+    rounded = layers_rounded_to_half(draft, target)
+    gen = torch.Generator().manual_seed(7)
+    n = 6
+    features = torch.randn(n, feature_width(draft), generator=gen)
+    tokens = torch.randint(3, VOCAB, (n,), generator=gen)
+
+    def run(model):
+        cache = DraftCache(model.shape, torch.device("cpu"), torch.float32)
+        with torch.inference_mode():
+            out = native_draft(model).run(cache, features, model.embed(tokens), torch.arange(n), 0,
+                                          torch.ones(n, n, dtype=torch.bool).tril())
+        return [out, *cache_rows(cache, n)]
+
+    drafting = run(draft)
+    monkeypatch.setattr(row_scores, "DRAFT_WEIGHTS", "float32")
+    float32, reference = run(draft), run(rounded)
+    assert all(torch.equal(a, b) for a, b in zip(drafting, reference))
+    assert not torch.equal(drafting[0], float32[0])
+
+
 # ---------------------------------------------------------------------------------- on the engine
 @needs_native
 @pytest.mark.parametrize("method", ["eagle", "eagle2", "eagle3"])
@@ -270,6 +318,89 @@ def test_hydra_prefix_mlp_drafts_natively_on_the_engine_and_keeps_the_baseline_o
     for prompt in random_prompts(3, VOCAB, seed=12):
         assert run_turns(engine, drafter, prompt, config) == run_turns(engine, VanillaDrafter(), prompt, config)
     assert len(runs) > 10
+
+
+# ---------------------------------------------------------------------------------- DFlash's block
+DFLASH_SHAPES = {  # (heads, kv_heads, head size, layers, attention biases)
+    "gqa2-hd8-2layers": (4, 2, 8, 2, False),
+    "gqa3-hd16-bias": (6, 2, 16, 1, True),
+}
+
+
+def random_dflash(model, name: str, seed: int = 0) -> DFlashDraftModel:
+    """A float32 DFlash draft of ``DFLASH_SHAPES[name]`` reading target layer 0's output, with
+    random weights (norms around 1, so that the per-head q/k norms are really checked)."""
+    heads, kv_heads, hd, layers, bias = DFLASH_SHAPES[name]
+    shape = DFlashShape(hidden_size=HIDDEN, intermediate_size=48, num_attention_heads=heads,
+                        num_key_value_heads=kv_heads, head_dim=hd, num_layers=layers, target_layer_ids=(0,),
+                        block_size=5, mask_token_id=VOCAB - 1, vocab_size=VOCAB, attention_bias=bias)
+    torch.manual_seed(seed)
+    return randomised_float32(DFlashDraftModel(shape), model)
+
+
+def dflash_blocks(draft, native_path, context: int = 9, block: int = 5, seed: int = 12):
+    """The block forward over a cache of ``context`` context rows: the torch module's, or the
+    native path's when ``native_path``; returns the outputs and the cache's context rows after."""
+    gen = torch.Generator().manual_seed(seed)
+    dtype = draft.fc.weight.dtype
+    features = torch.randn(1, context, draft.shape.feature_width, generator=gen).to(dtype)
+    tokens = draft.block_tokens(torch.tensor([7]), block)[0]
+    positions = torch.arange(context, context + block)
+    cache = DraftCache(draft.shape, torch.device("cpu"), dtype, capacity=8)  # grows
+    with torch.no_grad():
+        cache.append(draft.context_kv(features, torch.arange(context)[None]))
+        if native_path:
+            native = native_dflash(draft)
+            assert native is not None
+            out = native.block(cache, draft.embed(tokens), positions)
+        else:
+            out = draft(draft.embed(tokens)[None], positions[None], cache.layers())[0]
+    assert cache.length == context
+    return [out, *cache_rows(cache, context)]
+
+
+@needs_native
+@pytest.mark.parametrize("name", DFLASH_SHAPES)
+def test_native_dflash_block_equals_its_torch_forward(target, name, library_version):
+    """One block (bidirectional inside, every context row visible; input norm, per-head q/k
+    norms, rope, grouped heads, with and without biases): the native path's outputs are the torch
+    module's up to float32 rounding, and the context rows stay as they were."""
+    draft = random_dflash(target, name)
+    exact = copy.deepcopy(draft).double()
+    exact.bind(target)
+    native, torch32, reference = dflash_blocks(draft, True), dflash_blocks(draft, False), dflash_blocks(exact, False)
+    assert all(torch.equal(a, b) for a, b in zip(native[1:], torch32[1:]))
+    assert_as_exact_as_torch(native, torch32, reference)
+
+
+@needs_native
+def test_while_drafting_dflash_reads_its_layers_half_copies_exactly(target, monkeypatch):
+    """As for EAGLE's layers above; the context rows' projections (fc, k, v) go through the heads'
+    product, which reads half copies too, so the reference rounds fc as well."""
+    draft = random_dflash(target, "gqa2-hd8-2layers", seed=3)
+    rounded = layers_rounded_to_half(draft, target)
+    with torch.no_grad():
+        rounded.fc.weight.copy_(rounded.fc.weight.half().float())
+    with torch.inference_mode():
+        drafting = dflash_blocks(draft, True)
+    monkeypatch.setattr(row_scores, "DRAFT_WEIGHTS", "float32")
+    with torch.inference_mode():
+        float32, reference = dflash_blocks(draft, True), dflash_blocks(rounded, True)
+    assert torch.equal(drafting[0], reference[0]) and not torch.equal(drafting[0], float32[0])
+
+
+@needs_native
+@pytest.mark.parametrize("tree_nodes", [0, 6], ids=["chain", "tree"])
+def test_dflash_drafts_natively_on_the_engine_and_keeps_the_baseline_output(target, tree_nodes, monkeypatch):
+    blocks = []
+    real_block = NativeDFlashDraft.block
+    monkeypatch.setattr(NativeDFlashDraft, "block", lambda self, *a: blocks.append(1) or real_block(self, *a))
+    engine = SpeculativeEngine(target, backend="lean")
+    drafter = DFlashDrafter(random_dflash(target, "gqa3-hd16-bias", seed=4), tree_nodes=tree_nodes, top_k=2)
+    config = DecodingConfig(max_new_tokens=20)
+    for prompt in random_prompts(3, VOCAB, seed=13):
+        assert run_turns(engine, drafter, prompt, config) == run_turns(engine, VanillaDrafter(), prompt, config)
+    assert len(blocks) > 10
 
 
 # ---------------------------------------------------------------------------------- fallbacks

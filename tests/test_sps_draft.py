@@ -182,16 +182,36 @@ def test_lean_drafting_gives_the_draft_models_argmax_and_its_q(target, tmp_path,
     lean.end(), hf.end()
 
 
-def test_lean_draft_steps_in_float32_match_the_transformers_draft():
+def layers_in_half(draft):
+    """A copy of ``draft`` whose decoder layers' matrices are rounded to float16 (and back): what
+    its native layers read while drafting (methods/core/backends/half_weights.py)."""
+    import copy
+
+    rounded = copy.deepcopy(draft)
+    with torch.no_grad():
+        for layer in rounded.model.layers:
+            for module in (*layer.self_attn.children(), *layer.mlp.children()):
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.copy_(module.weight.half().float())
+    return rounded
+
+
+@pytest.mark.parametrize("weights", ["float16", "float32"])
+def test_lean_draft_steps_in_float32_match_the_transformers_draft(weights, monkeypatch):
     """The draft's lean steps (the native layer where it builds, torch ops elsewhere) give the
-    transformers forward's last-row logits, over a prefill and single-token steps."""
+    transformers forward's last-row logits, over a prefill and single-token steps. While drafting
+    the native layers read half-precision copies of their matrices (``float16``, the default): the
+    reference is then the draft with those matrices rounded; with SDBENCH_DRAFT_WEIGHTS=float32, the
+    draft itself."""
+    monkeypatch.setattr(row_scores, "DRAFT_WEIGHTS", weights)
     model = make_tiny_llama(vocab_size=VOCAB, layers=4, dtype=torch.float32)
     draft = draft_with_layers(model, perturbed_layers(model, [0, 3]))
     runner = sps.lean_draft(draft)
+    reference = layers_in_half(draft) if weights == "float16" and runner.fused else draft
     cache, ids = runner.new_cache(), [5, 9, 11, 40, 3, 77, 12]
     got = [runner.extend(cache, ids[:4])] + [runner.extend(cache, [t]) for t in ids[4:]]
     with torch.inference_mode():
-        want = draft(input_ids=torch.tensor([ids])).logits[0, 3:]
+        want = reference(input_ids=torch.tensor([ids])).logits[0, 3:]
     assert torch.allclose(torch.stack(got), want, atol=1e-4)
     assert cache.length == len(ids) and len(cache.keys) == 2
 
@@ -247,6 +267,7 @@ def test_a_restricted_draft_output_is_scored_on_the_half_precision_rows_while_dr
     full = sps.lean_draft(model)
     model.draft_vocab = DRAFT_VOCAB  # what a trained draft with a draft vocabulary has
     cut = sps.lean_draft(model)
+    full.half_layers = cut.half_layers = None  # float32 layers: only the output rows differ here
     ids = [5, 9, 11, 40, 3]
     a = full.extend(full.new_cache(), ids)[DRAFT_VOCAB]
     half = cut.extend(cut.new_cache(), ids)  # extend runs in inference mode: the float16 rows

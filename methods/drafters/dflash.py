@@ -36,6 +36,7 @@ from methods.drafters.trained import SHIPPED, artifact_folder, check_folder_opti
 from methods.heads.artifact import ArtifactError
 from methods.heads.dflash import DFlashDraftModel
 from methods.heads.eagle import DraftCache
+from methods.heads.native_layers import native_dflash
 
 EMBEDDED_DRAFT = SHIPPED / "dflash"
 # None = from the draft: the block size it was trained with, and every drafted position of the
@@ -90,6 +91,7 @@ class DFlashDrafter(Drafter):
                              f"{self.block_size - 1} tokens")
         self.tree_nodes, self.top_k = int(tree_nodes), int(top_k)
         self.cache = None
+        self.native = None  # the native block forward of this turn (methods/heads/native_layers.py)
         self._pending: list[torch.Tensor] = []
         self._bound_to = None
 
@@ -109,6 +111,9 @@ class DFlashDrafter(Drafter):
             self._bound_to = session.model
         self.cache = DraftCache(self.draft.shape, session.device, self.draft.fc.weight.dtype,
                                 capacity=max(64, 2 * len(prompt_ids)))
+        # The block forward on lean_layer (float32 on the CPU with the native library), else torch
+        # ops; asked once per turn, so that a draft moved or cast since is seen as it is.
+        self.native = native_dflash(self.draft)
         states = session.prompt_features  # positions 0 .. P-1 (the prompt but its last token)
         self._pending = [] if states is None else [self.fused(states)]
 
@@ -141,8 +146,11 @@ class DFlashDrafter(Drafter):
         device = self.draft.fc.weight.device
         tokens = self.draft.block_tokens(torch.tensor([context[-1]], device=device), self.block_size)
         positions = torch.arange(root_position, root_position + self.block_size, device=device)
-        hidden = self.draft(self.draft.embed(tokens), positions[None], self.cache.layers())
-        return self.draft.logits(hidden[0, 1: 1 + depth])
+        if self.native is not None and self.native.takes(self.block_size):
+            hidden = self.native.block(self.cache, self.draft.embed(tokens[0]), positions)
+        else:
+            hidden = self.draft(self.draft.embed(tokens), positions[None], self.cache.layers())[0]
+        return self.draft.logits(hidden[1: 1 + depth])
 
     def propose(self, context: list[int], max_depth: int) -> DraftTree:
         depth = min(self.depth, max_depth)

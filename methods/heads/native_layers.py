@@ -15,6 +15,10 @@ are what lean_layer implements, and a block has at most ``SKINNY_MAX_ROWS`` rows
 catch-up runs on torch ops, as the lean target's long prefills do). Everything else (training,
 float16/float64, CUDA) runs the draft's torch module. Both paths read and write the same cache
 (``DraftCache``, the lean layout [kv_heads, capacity, head_dim]) and agree to float32 rounding.
+While the engine drafts, the native layers read half-precision copies of their four matrices, by
+the rule of the heads' projections (methods/heads/row_scores.py, ``drafting_in_half``): a draft
+forward is bound by reading its weights, and what a draft proposes changes only where two
+candidates' scores differ by about that rounding; the target verifies every draft.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from methods.core.backends import native_kernels
 from methods.core.backends.lean import SKINNY_MAX_ROWS, FusedLayer
 from methods.heads.eagle import DraftCache, EagleDraftModel
 from methods.heads.eagle3 import Eagle3DraftModel
+from methods.heads.row_scores import drafting_in_half
 
 
 def native_library_for(weight: torch.Tensor):
@@ -45,6 +50,12 @@ def native_draft(draft) -> Optional["_NativeDraft"]:
     kind = {EagleDraftModel: NativeEagleDraft, Eagle3DraftModel: NativeEagle3Draft}.get(type(draft))
     library = None if kind is None else native_library_for(draft.fc.weight)
     return None if library is None else _built(kind, draft, library)
+
+
+def native_dflash(draft) -> Optional["NativeDFlashDraft"]:
+    """The native path for a DFlash draft's block forward as it is now, or None (torch ops)."""
+    library = native_library_for(draft.fc.weight)
+    return None if library is None else _built(NativeDFlashDraft, draft, library)
 
 
 def native_prefix_layer(prefix) -> Optional["NativePrefixLayer"]:
@@ -69,9 +80,9 @@ def _built(kind, module, library):
     return native if all(layer.native_ok for layer in native.layers) else None
 
 
-class _NativeDraft:
-    """What the EAGLE and EAGLE-3 native forwards share: the caller's contract (``run``) and the
-    per-pass inputs of lean_layer."""
+class _NativeLayers:
+    """What every native draft forward shares: its lean_layer layers, the rows it takes, its rope
+    tables and norms."""
 
     layers: list[FusedLayer]
 
@@ -94,6 +105,13 @@ class _NativeDraft:
             self._cos, self._sin = cos[0, 0], sin[0, 0]
         return self._cos[positions], self._sin[positions]
 
+    def _rms(self, x: torch.Tensor, norm) -> torch.Tensor:
+        return rms_norm(self.library, x, norm.weight, norm.eps)
+
+
+class _NativeDraft(_NativeLayers):
+    """What the EAGLE and EAGLE-3 native forwards share: the caller's contract (``run``), their fc."""
+
     @torch.no_grad()
     def run(self, cache: DraftCache, features: torch.Tensor, token_embeds: torch.Tensor, positions: torch.Tensor,
             at: int, allowed: torch.Tensor) -> torch.Tensor:
@@ -104,11 +122,11 @@ class _NativeDraft:
         cache.reserve(at + positions.shape[0], keep=at)  # before taking the caches' addresses: growing moves them
         cos, sin = self._rope(positions)
         allowed = allowed.to(torch.uint8).contiguous()
-        threads = torch.get_num_threads()
+        threads, half = torch.get_num_threads(), drafting_in_half()
 
         def layer(i: int, x: torch.Tensor, attn_in: Optional[torch.Tensor] = None) -> None:
             self.layers[i].run_native(self.library, x, cos, sin, cache.keys[i], cache.values[i], at, cache.length,
-                                      allowed, threads, attn_in)
+                                      allowed, threads, attn_in, half)
 
         return self._forward(features, token_embeds, layer)
 
@@ -116,9 +134,6 @@ class _NativeDraft:
         fc = self.draft.fc
         x = native_kernels.skinny_matmul(self.library, features, fc.weight)
         return x if fc.bias is None else x.add_(fc.bias)
-
-    def _rms(self, x: torch.Tensor, norm) -> torch.Tensor:
-        return rms_norm(self.library, x, norm.weight, norm.eps)
 
 
 class NativeEagleDraft(_NativeDraft):
@@ -187,5 +202,36 @@ class NativePrefixLayer:
         x = features.contiguous().clone()  # lean_layer updates its residual stream in place
         allowed = torch.ones(n, n, dtype=torch.uint8).tril_()
         self.layers[0].run_native(self.library, x, cos.contiguous(), sin.contiguous(), keys, values, past, past,
-                                  allowed, torch.get_num_threads())
+                                  allowed, torch.get_num_threads(), half=drafting_in_half())
         return rms_norm(self.library, x, self.prefix.norm, self.prefix.eps)
+
+
+class NativeDFlashDraft(_NativeLayers):
+    """``DFlashDraftModel.forward`` over one block: each Qwen3-shaped draft layer one lean_layer
+    call (input norm, per-head q/k norms, rope, attention, MLP), then the final norm. The context's
+    keys and values are the drafter's cache rows (``context_kv``, written by the torch module once
+    per committed position); the block's own go to the rows after them, where the next context rows
+    overwrite them. Every block row sees every context row and every block row (no mask)."""
+
+    def __init__(self, draft, library):
+        super().__init__(draft, library)
+        s = draft.shape
+        self.layers = [FusedLayer(layer.self_attn, layer.mlp, layer.input_layernorm, layer.post_attention_layernorm,
+                                  F.silu, s.head_dim ** -0.5, s.head_dim, q_norm=layer.self_attn.q_norm,
+                                  k_norm=layer.self_attn.k_norm)
+                       for layer in draft.layers]
+
+    @torch.no_grad()
+    def block(self, cache: DraftCache, block_embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The normed outputs [m, H] of block rows ``block_embeds`` [m, H] at ``positions`` [m],
+        against the cache's ``length`` context rows (left as they are)."""
+        m, past = block_embeds.shape[0], cache.length
+        cache.reserve(past + m, keep=past)  # before taking the caches' addresses: growing moves them
+        cos, sin = self._rope(positions)
+        x = block_embeds.contiguous().clone()  # lean_layer updates its residual stream in place
+        allowed = torch.ones(m, m, dtype=torch.uint8)
+        threads, half = torch.get_num_threads(), drafting_in_half()
+        for i, layer in enumerate(self.layers):
+            layer.run_native(self.library, x, cos, sin, cache.keys[i], cache.values[i], past, past, allowed,
+                             threads, half=half)
+        return self._rms(x, self.draft.norm)

@@ -16,10 +16,11 @@ weights (``skinny_hgemm``: each weight widened to float32 as it is read, the pro
 float32): these products are bound by reading the weights, so half the bytes is about half the
 time. It changes what a draft proposes only where two candidates' scores differ by about the
 half-precision rounding of the weights (1e-3 relative), and never what is accepted: the target
-verifies every draft. The copy is made on first use and kept on the weight tensor, made again when
-the weight is changed in place; a weight that float16 cannot hold (above 60,000 in magnitude)
-stays float32. ``DRAFT_WEIGHTS = "float32"`` (or ``SDBENCH_DRAFT_WEIGHTS=float32``) turns it off.
-Training and its held-out evaluation (no gradient, but not inference mode) read float32.
+verifies every draft. The copies are methods/core/backends/half_weights.py's (made once, kept on
+the weight tensor; a weight that float16 cannot hold stays float32); draft layers on lean_layer
+read them by the same rule (``drafting_in_half``). ``DRAFT_WEIGHTS = "float32"`` (or
+``SDBENCH_DRAFT_WEIGHTS=float32``) turns it off. Training and its held-out evaluation (no gradient,
+but not inference mode) read float32.
 """
 
 from __future__ import annotations
@@ -31,14 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from methods.core.backends import native_kernels
+from methods.core.backends.half_weights import half_copy
 from methods.core.backends.lean import SKINNY_MAX_ROWS
 
 # What the kernel reads while drafting: "float16" (a half copy of each weight) or "float32".
 DRAFT_WEIGHTS = os.environ.get("SDBENCH_DRAFT_WEIGHTS", "float16")
 if DRAFT_WEIGHTS not in ("float16", "float32"):
     raise ValueError(f"SDBENCH_DRAFT_WEIGHTS={DRAFT_WEIGHTS!r}: expected float16 or float32")
-HALF_LIMIT = 60000.0  # float16's largest finite value is 65504
-_HALF_ATTRIBUTE = "_sdbench_half_copy"
 
 
 def _native_library(x: torch.Tensor, rows: torch.Tensor):
@@ -75,24 +75,15 @@ def row_scores(x: torch.Tensor, rows: torch.Tensor, bias: Optional[torch.Tensor]
     return _on_kernel(library, x, rows, bias)
 
 
-def half_copy(weight: torch.Tensor) -> Optional[torch.Tensor]:
-    """The float16 copy of ``weight`` the kernel reads while drafting (made once, kept on the tensor,
-    remade after an in-place change), or None where float16 cannot hold it."""
-    # An inference tensor (rows gathered while drafting) keeps no version counter; nothing here
-    # changes one in place.
-    version = -1 if weight.is_inference() else weight._version
-    cached = getattr(weight, _HALF_ATTRIBUTE, None)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    with torch.no_grad():
-        fits = bool(weight.abs().max() <= HALF_LIMIT) if weight.numel() else True
-        copy = weight.detach().to(torch.float16).contiguous() if fits else None
-    setattr(weight, _HALF_ATTRIBUTE, (version, copy))
-    return copy
+def drafting_in_half() -> bool:
+    """Whether draft weights are read in half precision now: while the engine drafts (inference
+    mode), unless ``DRAFT_WEIGHTS`` says float32. The draft layers on lean_layer follow the same
+    rule (methods/heads/native_layers.py, and SpS's draft model)."""
+    return DRAFT_WEIGHTS == "float16" and torch.is_inference_mode_enabled()
 
 
 def _on_kernel(library, x: torch.Tensor, rows: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
-    half = half_copy(rows) if DRAFT_WEIGHTS == "float16" and torch.is_inference_mode_enabled() else None
+    half = half_copy(rows) if drafting_in_half() else None
     flat = native_kernels.skinny_matmul(library, x.reshape(-1, x.shape[-1]), rows if half is None else half)
     if bias is not None:
         flat.add_(bias)

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.core.backends import native_kernels, weight_arena
+from methods.core.backends.half_weights import half_copy
 from methods.core.backends.weight_arena import WeightArena
 from methods.core.hidden_states import HiddenStateRequest, HiddenStates, NOTHING
 from methods.core.kv_cache import keep_accepted_rows
@@ -213,7 +214,8 @@ class FusedLayer:
         self.intermediate = self.down.shape[1]
         self.silu = _is_silu(self.act)
         self.q_norm, self.k_norm = q_norm, k_norm
-        self._native = None
+        self._native = None  # the float32 LayerWeights
+        self._native_half = None  # (the half copies' addresses, their LayerWeights)
 
     @classmethod
     def of_decoder_layer(cls, layer, arena: Optional[WeightArena] = None) -> "FusedLayer":
@@ -229,38 +231,52 @@ class FusedLayer:
         most 512 dimensions and shares each kv head among a whole group of query heads."""
         return self.silu and self.head_dim <= 512 and self.heads % self.kv_heads == 0
 
-    def native(self) -> "native_kernels.LayerWeights":
-        """The layer for lean_ops.c's lean_layer (built once; the tensors it points to are this
-        object's own, so they live as long as it does)."""
-        if self._native is None:
-            def address(t):
-                if t is None:
-                    return None
-                assert t.dtype == torch.float32 and t.is_contiguous()
-                return t.data_ptr()
-            norm_in = self.norm_in
-            self._native = native_kernels.LayerWeights(
-                width=self.o.shape[0], in_width=self.qkv.shape[1], heads=self.heads, kv_heads=self.kv_heads,
-                hd=self.head_dim, inter=self.intermediate, eps_in=0.0 if norm_in is None else _eps(norm_in),
-                eps_post=_eps(self.norm_post), scale=self.scaling,
-                norm_in=None if norm_in is None else address(norm_in.weight), norm_post=address(self.norm_post.weight),
-                wqkv=address(self.qkv), bqkv=address(self.qkv_bias), wo=address(self.o), bo=address(self.o_bias),
-                wgu=address(self.gate_up), bgu=address(self.gate_up_bias), wdown=address(self.down),
-                bdown=address(self.down_bias),
-                q_norm=None if self.q_norm is None else address(self.q_norm.weight),
-                k_norm=None if self.k_norm is None else address(self.k_norm.weight),
-                eps_qk=0.0 if self.q_norm is None else _eps(self.q_norm))
+    def native(self, half: bool = False) -> "native_kernels.LayerWeights":
+        """The layer for lean_ops.c's lean_layer (the tensors it points to are this object's own, or
+        the half copies kept on them, so they live as long as they do). ``half``: the four matrices
+        as their half-precision copies (methods/core/backends/half_weights.py), for a draft layer
+        while drafting; where float16 cannot hold one of them the layer stays float32."""
+        matrices = [self.qkv, self.o, self.gate_up, self.down]
+        if half:
+            copies = [half_copy(m) for m in matrices]
+            if all(c is not None for c in copies):
+                key = tuple(c.data_ptr() for c in copies)  # copies are remade after a weight changes
+                if self._native_half is None or self._native_half[0] != key:
+                    self._native_half = key, self._layer_weights(copies, half=True)
+                return self._native_half[1]
+        if self._native is None:  # built once: a target's layer is called every forward
+            self._native = self._layer_weights(matrices, half=False)
         return self._native
+
+    def _layer_weights(self, matrices, half: bool) -> "native_kernels.LayerWeights":
+        def address(t):
+            if t is None:
+                return None
+            assert t.dtype in (torch.float32, torch.float16) and t.is_contiguous()
+            return t.data_ptr()
+        norm_in = self.norm_in
+        wqkv, wo, wgu, wdown = matrices
+        return native_kernels.LayerWeights(
+            width=self.o.shape[0], in_width=self.qkv.shape[1], heads=self.heads, kv_heads=self.kv_heads,
+            hd=self.head_dim, inter=self.intermediate, eps_in=0.0 if norm_in is None else _eps(norm_in),
+            eps_post=_eps(self.norm_post), scale=self.scaling,
+            norm_in=None if norm_in is None else address(norm_in.weight), norm_post=address(self.norm_post.weight),
+            wqkv=address(wqkv), bqkv=address(self.qkv_bias), wo=address(wo), bo=address(self.o_bias),
+            wgu=address(wgu), bgu=address(self.gate_up_bias), wdown=address(wdown), bdown=address(self.down_bias),
+            q_norm=None if self.q_norm is None else address(self.q_norm.weight),
+            k_norm=None if self.k_norm is None else address(self.k_norm.weight),
+            eps_qk=0.0 if self.q_norm is None else _eps(self.q_norm), half=int(half))
 
     def run_native(self, library, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
                    values: torch.Tensor, past: int, common: int, allowed: torch.Tensor, threads: int,
-                   attn_in: Optional[torch.Tensor] = None) -> None:
+                   attn_in: Optional[torch.Tensor] = None, half: bool = False) -> None:
         """One lean_layer call: ``x`` [n, width] (float32, contiguous) goes through the layer in
         place; the block's keys and values go to rows past .. past+n-1 of ``keys``/``values``
         [kv_heads, capacity, head_dim]; ``cos``/``sin`` [n, head_dim]; ``allowed`` uint8
         [n, past + n - common] says which cache rows after the first ``common`` each row sees.
-        ``attn_in`` [n, in_width]: what q/k/v read instead of the normed ``x`` (EAGLE-3)."""
-        library.lean_layer(ctypes.byref(self.native()), x.shape[0], x.data_ptr(),
+        ``attn_in`` [n, in_width]: what q/k/v read instead of the normed ``x`` (EAGLE-3). ``half``:
+        read the matrices' half-precision copies (a draft layer while drafting, see ``native``)."""
+        library.lean_layer(ctypes.byref(self.native(half)), x.shape[0], x.data_ptr(),
                            None if attn_in is None else attn_in.data_ptr(), cos.data_ptr(), sin.data_ptr(),
                            keys.data_ptr(), values.data_ptr(), keys.shape[1], past, common, allowed.data_ptr(),
                            threads)
@@ -331,6 +347,10 @@ class LeanTarget:
         # The lm_head rows the logits are computed for (``restrict_output``); None: all of them.
         self._output_weight, self._output_bias = self.lm_head.weight, self.lm_head.bias
         self._output_scores = None  # what computes those logits (``restrict_output``); None: _linear
+        # A draft model's LeanTarget may read its layers' half-precision copies: a callable saying
+        # whether to, per forward (SpS's draft: methods/heads/row_scores.py's drafting_in_half).
+        # A target never does: its weights are what the output is.
+        self.half_layers = None
         # The whole layer in native code (lean_ops.c) where the kernel is there and the model's
         # layers are what it implements; a benchmark may turn it off to compare.
         self.fused = kernel is not None and all(layer.native_ok for layer in self.layers) and \
@@ -502,11 +522,13 @@ class LeanTarget:
         cos, sin = self.rotary(x[None], positions[None])
         cos, sin = cos[0].contiguous(), sin[0].contiguous()
         allowed = allowed.to(torch.uint8).contiguous()
+        half = self.half_layers is not None and self.half_layers()
         inputs: dict[int, torch.Tensor] = {}
         for i, layer in enumerate(self.layers):
             if i in request.layer_inputs:
                 inputs[i] = x.clone()  # x changes in place from here on
-            layer.run_native(lib, x, cos, sin, cache.keys[i], cache.values[i], past_len, past_len, allowed, threads)
+            layer.run_native(lib, x, cos, sin, cache.keys[i], cache.values[i], past_len, past_len, allowed, threads,
+                             half=half)
         final = torch.empty_like(x)
         lib.rms_norm(n, x.shape[1], x.data_ptr(), None, self.norm.weight.data_ptr(), _eps(self.norm), final.data_ptr())
         cache.length = end

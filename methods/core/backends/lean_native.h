@@ -29,11 +29,15 @@ typedef struct {
     int width, in_width, heads, kv_heads, hd, inter;  /* in_width: q/k/v's input (width but for attn_in) */
     float eps_in, eps_post, scale;
     const float *norm_in, *norm_post;  /* norm_in may be NULL: no input norm */
-    const float *wqkv, *bqkv, *wo, *bo, *wgu, *bgu, *wdown, *bdown;  /* biases may be NULL */
+    /* The four matrices: float32, or IEEE half bits (uint16) when `half` is nonzero (a draft's
+     * layer while drafting: skinny_hgemm widens each weight as it reads it). */
+    const void *wqkv, *wo, *wgu, *wdown;
+    const float *bqkv, *bo, *bgu, *bdown;  /* float32 always; may be NULL */
     /* Per-head RMSNorms of q and k after their projection, before rotation (Qwen3's layer, and
      * DFlash's draft layer): both NULL (no such norms) or both [hd] weights, eps eps_qk. */
     const float *q_norm, *k_norm;
     float eps_qk;
+    int half;
 } lean_layer_t;
 
 void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, const float *cos, const float *sin,

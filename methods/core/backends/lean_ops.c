@@ -38,7 +38,7 @@ static inline float exp_approx(float x) {
 }
 
 /* Bump whenever a result or its speed can change (see skinny_sgemm_version). */
-int lean_ops_version(void) { return 4; }
+int lean_ops_version(void) { return 5; }
 
 /* Sums in one fixed order: 16 running lanes (lane l takes elements l, l+16, ...), then a fixed
  * tree over the lanes. C's rules forbid the compiler to reorder these float additions, so a
@@ -309,6 +309,13 @@ static void head_norms(int n, int heads, int kv_heads, int hd, float *qkv, const
     }
 }
 
+/* y = x w^T for one of the layer's four matrices, float32 or half as the layer says. */
+static void product(const lean_layer_t *L, int n, int N, int K, const float *x, const void *w, float *y,
+                    int threads) {
+    if (L->half) skinny_hgemm(n, N, K, x, (const unsigned short *)w, y, threads);
+    else skinny_sgemm(n, N, K, x, (const float *)w, y, threads);
+}
+
 static void add_bias(int n, int d, float *y, const float *bias) {
     if (!bias) return;
     for (int i = 0; i < n; i++) {
@@ -340,19 +347,19 @@ void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, co
 
     const float *in = attn_in ? attn_in : (L->norm_in ? h : x);
     if (!attn_in && L->norm_in) rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
-    skinny_sgemm(n, qkv_width, L->in_width, in, L->wqkv, qkv, threads);
+    product(L, n, qkv_width, L->in_width, in, L->wqkv, qkv, threads);
     add_bias(n, qkv_width, qkv, L->bqkv);
     if (L->q_norm) head_norms(n, L->heads, L->kv_heads, L->hd, qkv, L->q_norm, L->k_norm, L->eps_qk);
     rope_store(n, L->heads, L->kv_heads, L->hd, qkv, cos, sin, keys, values, cap, past);
     attend(n, L->heads, L->kv_heads, L->hd, qkv, keys, values, cap, past, common, allowed, L->scale, attended,
            threads);
-    skinny_sgemm(n, width, L->heads * L->hd, attended, L->wo, delta, threads);
+    product(L, n, width, L->heads * L->hd, attended, L->wo, delta, threads);
     add_bias(n, width, delta, L->bo);
     rms_norm(n, width, x, delta, L->norm_post, L->eps_post, h);
-    skinny_sgemm(n, 2 * L->inter, width, h, L->wgu, gate_up, threads);
+    product(L, n, 2 * L->inter, width, h, L->wgu, gate_up, threads);
     add_bias(n, 2 * L->inter, gate_up, L->bgu);
     silu_mul(n, L->inter, gate_up, activated, threads);
-    skinny_sgemm(n, width, L->inter, activated, L->wdown, delta, threads);
+    product(L, n, width, L->inter, activated, L->wdown, delta, threads);
     add_bias(n, width, delta, L->bdown);
     for (int i = 0; i < n; i++) {
         float *xi = x + (size_t)i * width;

@@ -80,9 +80,9 @@ class LayerWeights(ctypes.Structure):
     addresses: whoever builds it keeps the tensors alive."""
     _fields_ = [(name, ctypes.c_int) for name in ("width", "in_width", "heads", "kv_heads", "hd", "inter")] + \
                [(name, ctypes.c_float) for name in ("eps_in", "eps_post", "scale")] + \
-               [(name, ctypes.c_void_p) for name in ("norm_in", "norm_post", "wqkv", "bqkv", "wo", "bo", "wgu", "bgu",
-                                                     "wdown", "bdown", "q_norm", "k_norm")] + \
-               [("eps_qk", ctypes.c_float)]
+               [(name, ctypes.c_void_p) for name in ("norm_in", "norm_post", "wqkv", "wo", "wgu", "wdown", "bqkv", "bo",
+                                                     "bgu", "bdown", "q_norm", "k_norm")] + \
+               [("eps_qk", ctypes.c_float), ("half", ctypes.c_int)]
 
 
 VERSIONS = ("skinny_sgemm_version", "skinny_sgemm_vector_bits", "lean_ops_version")  # int f(void)
