@@ -11,7 +11,10 @@ paths (``--paths``):
   vocabulary, Medusa's and Hydra's heads, DFlash's context rows, SpS's draft-vocabulary rows of the
   lm_head) through the skinny kernel reading half-precision copies too
   (methods/core/backends/half_weights.py);
-- ``native``: the same with every weight read in float32;
+- ``float32-layers``: the default before draft layers read half-precision copies and DFlash's
+  layer ran natively: the native layers read float32 matrices, DFlash's layer runs on torch ops
+  (its projections through the half-precision kernel), the other projections as in ``half``;
+- ``native``: the native paths with every weight read in float32;
 - ``torch``: both turned off (torch ops).
 Reported per method and path: draft ms per step (the engine's draft time over its steps: propose
 and accept), verify ms per step, tokens per step, whether the path gave the baseline's tokens, and
@@ -72,7 +75,21 @@ class Float32Weights:
         row_scores.DRAFT_WEIGHTS = self.saved
 
 
-PATHS = {"half": contextlib.nullcontext, "native": Float32Weights, "torch": TorchOnly}
+class Float32Layers:
+    """The draft layers as they ran before reading half-precision copies while entered: the native
+    layers in float32, DFlash's layer on torch ops."""
+
+    def __enter__(self):
+        self.saved = row_scores.HALF_LAYERS, dflash_drafter.native_dflash
+        row_scores.HALF_LAYERS = False
+        dflash_drafter.native_dflash = lambda draft: None
+
+    def __exit__(self, *exc):
+        row_scores.HALF_LAYERS, dflash_drafter.native_dflash = self.saved
+
+
+PATHS = {"half": contextlib.nullcontext, "float32-layers": Float32Layers, "native": Float32Weights,
+         "torch": TorchOnly}
 
 
 def main(argv=None) -> int:
@@ -83,7 +100,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch and native threads")
     parser.add_argument("--paths", default="half,native,torch",
                         help="comma-separated drafting paths to compare: half (the default drafting: native "
-                             "layers, half-precision projection weights), native (float32 projection weights), "
+                             "layers, every draft weight read in half precision), float32-layers (the layers in "
+                             "float32 and DFlash's on torch ops, as before), native (every weight float32), "
                              "torch (torch ops)")
     args = parser.parse_args(argv)
     paths = [p for p in args.paths.split(",") if p]

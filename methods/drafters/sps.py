@@ -115,10 +115,10 @@ def lean_draft(draft_model):
 
     if unsupported_reason(draft_model) is not None:
         return None
-    from methods.heads.row_scores import drafting_in_half, row_scores
+    from methods.heads.row_scores import layers_in_half, row_scores
 
     lean = LeanTarget(draft_model, move_weights=False)
-    lean.half_layers = drafting_in_half  # its decoder layers read half-precision copies while drafting
+    lean.half_layers = layers_in_half  # its decoder layers read half-precision copies while drafting
     vocab = getattr(draft_model, "draft_vocab", None)
     if vocab is not None:
         # Its draft vocabulary's rows through the heads' product, which reads them in half

@@ -16,7 +16,7 @@ catch-up runs on torch ops, as the lean target's long prefills do). Everything e
 float16/float64, CUDA) runs the draft's torch module. Both paths read and write the same cache
 (``DraftCache``, the lean layout [kv_heads, capacity, head_dim]) and agree to float32 rounding.
 While the engine drafts, the native layers read half-precision copies of their four matrices, by
-the rule of the heads' projections (methods/heads/row_scores.py, ``drafting_in_half``): a draft
+the rule of the heads' projections (methods/heads/row_scores.py, ``layers_in_half``): a draft
 forward is bound by reading its weights, and what a draft proposes changes only where two
 candidates' scores differ by about that rounding; the target verifies every draft.
 """
@@ -33,7 +33,7 @@ from methods.core.backends import native_kernels
 from methods.core.backends.lean import SKINNY_MAX_ROWS, FusedLayer
 from methods.heads.eagle import DraftCache, EagleDraftModel
 from methods.heads.eagle3 import Eagle3DraftModel
-from methods.heads.row_scores import drafting_in_half
+from methods.heads import row_scores
 
 
 def native_library_for(weight: torch.Tensor):
@@ -122,7 +122,7 @@ class _NativeDraft(_NativeLayers):
         cache.reserve(at + positions.shape[0], keep=at)  # before taking the caches' addresses: growing moves them
         cos, sin = self._rope(positions)
         allowed = allowed.to(torch.uint8).contiguous()
-        threads, half = torch.get_num_threads(), drafting_in_half()
+        threads, half = torch.get_num_threads(), row_scores.layers_in_half()
 
         def layer(i: int, x: torch.Tensor, attn_in: Optional[torch.Tensor] = None) -> None:
             self.layers[i].run_native(self.library, x, cos, sin, cache.keys[i], cache.values[i], at, cache.length,
@@ -202,7 +202,7 @@ class NativePrefixLayer:
         x = features.contiguous().clone()  # lean_layer updates its residual stream in place
         allowed = torch.ones(n, n, dtype=torch.uint8).tril_()
         self.layers[0].run_native(self.library, x, cos.contiguous(), sin.contiguous(), keys, values, past, past,
-                                  allowed, torch.get_num_threads(), half=drafting_in_half())
+                                  allowed, torch.get_num_threads(), half=row_scores.layers_in_half())
         return rms_norm(self.library, x, self.prefix.norm, self.prefix.eps)
 
 
@@ -230,7 +230,7 @@ class NativeDFlashDraft(_NativeLayers):
         cos, sin = self._rope(positions)
         x = block_embeds.contiguous().clone()  # lean_layer updates its residual stream in place
         allowed = torch.ones(m, m, dtype=torch.uint8)
-        threads, half = torch.get_num_threads(), drafting_in_half()
+        threads, half = torch.get_num_threads(), row_scores.layers_in_half()
         for i, layer in enumerate(self.layers):
             layer.run_native(self.library, x, cos, sin, cache.keys[i], cache.values[i], past, past, allowed,
                              threads, half=half)

@@ -18,7 +18,7 @@ time. It changes what a draft proposes only where two candidates' scores differ 
 half-precision rounding of the weights (1e-3 relative), and never what is accepted: the target
 verifies every draft. The copies are methods/core/backends/half_weights.py's (made once, kept on
 the weight tensor; a weight that float16 cannot hold stays float32); draft layers on lean_layer
-read them by the same rule (``drafting_in_half``). ``DRAFT_WEIGHTS = "float32"`` (or
+read them by the same rule (``layers_in_half``). ``DRAFT_WEIGHTS = "float32"`` (or
 ``SDBENCH_DRAFT_WEIGHTS=float32``) turns it off. Training and its held-out evaluation (no gradient,
 but not inference mode) read float32.
 """
@@ -77,9 +77,18 @@ def row_scores(x: torch.Tensor, rows: torch.Tensor, bias: Optional[torch.Tensor]
 
 def drafting_in_half() -> bool:
     """Whether draft weights are read in half precision now: while the engine drafts (inference
-    mode), unless ``DRAFT_WEIGHTS`` says float32. The draft layers on lean_layer follow the same
-    rule (methods/heads/native_layers.py, and SpS's draft model)."""
+    mode), unless ``DRAFT_WEIGHTS`` says float32."""
     return DRAFT_WEIGHTS == "float16" and torch.is_inference_mode_enabled()
+
+
+# Whether the draft layers on lean_layer (methods/heads/native_layers.py, SpS's draft model) follow
+# the same rule; benchmarks/draft_cost.py turns it off to time them in float32.
+HALF_LAYERS = True
+
+
+def layers_in_half() -> bool:
+    """Whether a draft layer on lean_layer reads its matrices' half-precision copies now."""
+    return HALF_LAYERS and drafting_in_half()
 
 
 def _on_kernel(library, x: torch.Tensor, rows: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:

@@ -348,7 +348,7 @@ class LeanTarget:
         self._output_weight, self._output_bias = self.lm_head.weight, self.lm_head.bias
         self._output_scores = None  # what computes those logits (``restrict_output``); None: _linear
         # A draft model's LeanTarget may read its layers' half-precision copies: a callable saying
-        # whether to, per forward (SpS's draft: methods/heads/row_scores.py's drafting_in_half).
+        # whether to, per forward (SpS's draft: methods/heads/row_scores.py's layers_in_half).
         # A target never does: its weights are what the output is.
         self.half_layers = None
         # The whole layer in native code (lean_ops.c) where the kernel is there and the model's
