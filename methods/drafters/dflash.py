@@ -132,9 +132,12 @@ class DFlashDrafter(Drafter):
         if self._pending:
             features = torch.cat(self._pending)
             self._pending = []
-            start = self.cache.length
-            positions = torch.arange(start, start + len(features), device=features.device)
-            self.cache.append(self.draft.context_kv(features[None], positions[None]))
+            if self.native is not None and self.native.takes(len(features)):
+                self.native.extend_context(self.cache, features)
+            else:  # torch ops (a long prompt's rows, or no native path)
+                start = self.cache.length
+                positions = torch.arange(start, start + len(features), device=features.device)
+                self.cache.append(self.draft.context_kv(features[None], positions[None]))
         if self.cache.length != root_position:  # the context must end right before the root
             raise RuntimeError(f"DFlash context holds {self.cache.length} positions, the root sits at {root_position}")
 

@@ -34,6 +34,7 @@ from methods.core.backends.lean import SKINNY_MAX_ROWS, FusedLayer
 from methods.heads.eagle import DraftCache, EagleDraftModel
 from methods.heads.eagle3 import Eagle3DraftModel
 from methods.heads import row_scores
+from methods.heads.row_scores import linear
 
 
 def native_library_for(weight: torch.Tensor):
@@ -209,9 +210,10 @@ class NativePrefixLayer:
 class NativeDFlashDraft(_NativeLayers):
     """``DFlashDraftModel.forward`` over one block: each Qwen3-shaped draft layer one lean_layer
     call (input norm, per-head q/k norms, rope, attention, MLP), then the final norm. The context's
-    keys and values are the drafter's cache rows (``context_kv``, written by the torch module once
-    per committed position); the block's own go to the rows after them, where the next context rows
-    overwrite them. Every block row sees every context row and every block row (no mask)."""
+    keys and values are the drafter's cache rows, written once per committed position
+    (``extend_context``, or the torch module's ``context_kv`` for more rows than the kernel takes);
+    the block's own go to the rows after them, where the next context rows overwrite them. Every
+    block row sees every context row and every block row (no mask)."""
 
     def __init__(self, draft, library):
         super().__init__(draft, library)
@@ -220,6 +222,21 @@ class NativeDFlashDraft(_NativeLayers):
                                   F.silu, s.head_dim ** -0.5, s.head_dim, q_norm=layer.self_attn.q_norm,
                                   k_norm=layer.self_attn.k_norm)
                        for layer in draft.layers]
+
+    @torch.no_grad()
+    def extend_context(self, cache: DraftCache, features: torch.Tensor) -> None:
+        """``DFlashDraftModel.context_kv`` of the fused target features [m, F] of the next m
+        committed positions, appended to the cache: fc (through the heads' product), hidden_norm,
+        then per draft layer one lean_kv call (k/v of the rows as they are, k's per-head norm,
+        rope) writing straight into the cache."""
+        draft, m, past = self.draft, features.shape[0], cache.length
+        c = self._rms(linear(features.to(torch.float32).contiguous(), draft.fc).contiguous(), draft.hidden_norm)
+        cache.reserve(past + m, keep=past)
+        cos, sin = self._rope(torch.arange(past, past + m))
+        threads, half = torch.get_num_threads(), row_scores.layers_in_half()
+        for i, layer in enumerate(self.layers):
+            layer.store_kv(self.library, c, cos, sin, cache.keys[i], cache.values[i], past, threads, half=half)
+        cache.length = past + m
 
     @torch.no_grad()
     def block(self, cache: DraftCache, block_embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

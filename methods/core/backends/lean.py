@@ -282,6 +282,15 @@ class FusedLayer:
                            threads)
 
 
+    def store_kv(self, library, rows: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
+                 values: torch.Tensor, past: int, threads: int, half: bool = False) -> None:
+        """One lean_kv call: the keys and values of ``rows`` [n, in_width] (float32, contiguous), which
+        q/k/v read as they are (no input norm), rotated at ``cos``/``sin`` [n, head_dim] and written
+        to rows past .. past+n-1 of ``keys``/``values`` (DFlash's context rows)."""
+        library.lean_kv(ctypes.byref(self.native(half)), rows.shape[0], rows.data_ptr(), cos.data_ptr(),
+                        sin.data_ptr(), keys.data_ptr(), values.data_ptr(), keys.shape[1], past, threads)
+
+
 def _is_silu(act) -> bool:
     """Whether the activation module computes SiLU (torch's, transformers' own class, or any
     other), checked on sample values: lean_ops.c implements only that one."""

@@ -43,5 +43,8 @@ typedef struct {
 void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, const float *cos, const float *sin,
                 float *keys, float *values, int cap, int past, int common, const unsigned char *allowed,
                 int threads);
+/* a layer's keys and values of n rows read as given, stored in rows past .. past+n-1; no output */
+void lean_kv(const lean_layer_t *L, int n, const float *in, const float *cos, const float *sin, float *keys,
+             float *values, int cap, int past, int threads);
 
 #endif

@@ -38,7 +38,7 @@ static inline float exp_approx(float x) {
 }
 
 /* Bump whenever a result or its speed can change (see skinny_sgemm_version). */
-int lean_ops_version(void) { return 5; }
+int lean_ops_version(void) { return 6; }
 
 /* Sums in one fixed order: 16 running lanes (lane l takes elements l, l+16, ...), then a fixed
  * tree over the lanes. C's rules forbid the compiler to reorder these float additions, so a
@@ -334,6 +334,27 @@ static void add_bias(int n, int d, float *y, const float *bias) {
  * what q, k, v read instead of the normed x (norm_in is then not used): EAGLE-3's draft layer
  * attends from [normed embedding, normed feature], twice the residual stream's width, and adds
  * the result to its own residual. `common` and `allowed` are attend's. */
+/* The attention's inputs of n rows `in` [n, in_width]: qkv = in Wqkv (+ bias), the per-head norms,
+ * then rope_store: q rotated in place in qkv [n, qkv width], the rotated keys and the values in
+ * cache rows past .. past+n-1. */
+static void project_store(const lean_layer_t *L, int n, const float *in, const float *cos, const float *sin,
+                          float *keys, float *values, int cap, int past, float *qkv, int threads) {
+    const int qkv_width = (L->heads + 2 * L->kv_heads) * L->hd;
+    product(L, n, qkv_width, L->in_width, in, L->wqkv, qkv, threads);
+    add_bias(n, qkv_width, qkv, L->bqkv);
+    if (L->q_norm) head_norms(n, L->heads, L->kv_heads, L->hd, qkv, L->q_norm, L->k_norm, L->eps_qk);
+    rope_store(n, L->heads, L->kv_heads, L->hd, qkv, cos, sin, keys, values, cap, past);
+}
+
+/* The keys and values a layer would store for n rows that q/k/v read as given (no input norm), and
+ * nothing else: DFlash's context rows, which every draft layer sees but none transforms. */
+void lean_kv(const lean_layer_t *L, int n, const float *in, const float *cos, const float *sin, float *keys,
+             float *values, int cap, int past, int threads) {
+    float *qkv = malloc(sizeof(float) * (size_t)n * (L->heads + 2 * L->kv_heads) * L->hd);
+    project_store(L, n, in, cos, sin, keys, values, cap, past, qkv, threads);
+    free(qkv);
+}
+
 void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, const float *cos, const float *sin,
                 float *keys, float *values, int cap, int past, int common, const unsigned char *allowed,
                 int threads) {
@@ -347,10 +368,7 @@ void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, co
 
     const float *in = attn_in ? attn_in : (L->norm_in ? h : x);
     if (!attn_in && L->norm_in) rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
-    product(L, n, qkv_width, L->in_width, in, L->wqkv, qkv, threads);
-    add_bias(n, qkv_width, qkv, L->bqkv);
-    if (L->q_norm) head_norms(n, L->heads, L->kv_heads, L->hd, qkv, L->q_norm, L->k_norm, L->eps_qk);
-    rope_store(n, L->heads, L->kv_heads, L->hd, qkv, cos, sin, keys, values, cap, past);
+    project_store(L, n, in, cos, sin, keys, values, cap, past, qkv, threads);
     attend(n, L->heads, L->kv_heads, L->hd, qkv, keys, values, cap, past, common, allowed, L->scale, attended,
            threads);
     product(L, n, width, L->heads * L->hd, attended, L->wo, delta, threads);

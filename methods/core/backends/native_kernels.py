@@ -72,6 +72,7 @@ SIGNATURES = {  # argument types of every exported function of lean_native.h (al
     "silu_mul": [_INT, _INT, _PTR, _PTR, _INT],
     "attend_rows": [_INT, _INT, _INT, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _FLOAT, _PTR, _INT],
     "lean_layer": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _INT, _PTR, _INT],
+    "lean_kv": [_PTR, _INT, _PTR, _PTR, _PTR, _PTR, _PTR, _INT, _INT, _INT],
 }
 
 
