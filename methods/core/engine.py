@@ -89,7 +89,9 @@ class SpeculativeEngine:
         at, so the cost is one top-2 over a handful of rows per step.
         """
         rows = logits[path_rows(accepted_nodes)]
-        top = torch.topk(rows.double(), k=2, dim=-1).values
+        # The top two in the logits' own dtype, widened after: widening is exact and keeps the
+        # order, so the margins are those of widened rows, without widening a vocabulary per row.
+        top = torch.topk(rows, k=2, dim=-1).values.double()
         return (top[:, 0] - top[:, 1]).tolist()
 
     # ------------------------------------------------------------------ stopping
