@@ -264,16 +264,57 @@ def test_init_from_refuses_what_cannot_start_the_run(tiny, tmp_path, monkeypatch
     # Other options: a third head has no weights in the folder.
     assert "lacks" in refused("--method", "medusa", "--out", str(tmp_path / "m"), "--medusa-heads", "3",
                               "--init-from", str(heads))
-    # Another draft vocabulary size: the projection and the vocabulary have other shapes.
-    assert "this run's is" in refused("--method", "medusa", "--out", str(tmp_path / "m"), "--medusa-heads", "2",
-                                      "--medusa-draft-vocab", "20", "--init-from", str(heads))
-    # The same size but other tokens (another corpus): its weights would score other tokens.
+    # Another draft vocabulary size: the artifact's weights score another number of tokens.
+    assert "asks for 20 at most" in refused("--method", "medusa", "--out", str(tmp_path / "m"), "--medusa-heads", "2",
+                                    "--medusa-draft-vocab", "20", "--init-from", str(heads))
+    # A vocabulary that is not ascending distinct ids (no artifact of ours writes one).
     state = load_file(str(heads / "medusa_lm_head.safetensors"))
     state["draft_vocab"] = state["draft_vocab"].flip(0).contiguous()
     save_file(state, str(heads / "medusa_lm_head.safetensors"))
-    assert "differs from this run's" in refused("--method", "medusa", "--out", str(tmp_path / "m"),
-                                                "--medusa-heads", "2", "--init-from", str(heads))
+    assert "not ascending distinct ids" in refused("--method", "medusa", "--out", str(tmp_path / "m"),
+                                                   "--medusa-heads", "2", "--init-from", str(heads))
     # Made for another base.
     other = save_tiny_model(tmp_path / "other", seed=1)
     assert "another base" in refused("--method", "medusa", "--model-path", str(other), "--out", str(tmp_path / "m"),
                                      "--medusa-heads", "2", "--init-from", str(heads))
+
+
+VOCABULARY_RECIPES = [(m, extra) for m, extra in RECIPE_ARGS if m != "space"]  # SPACE scores no vocabulary
+
+
+@pytest.mark.parametrize("method,extra", VOCABULARY_RECIPES, ids=[m for m, _ in VOCABULARY_RECIPES])
+def test_init_from_keeps_the_artifacts_draft_vocabulary_on_another_corpus(method, extra, tmp_path, monkeypatch):
+    """A drafter trained further on another slice of the corpus scores the tokens it learned to
+    score: the run keeps the artifact's draft vocabulary, not the one the new corpus would rank."""
+    from safetensors.torch import save_file
+
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    common = ["--method", method, "--model-path", str(folder), "--no-progress", "--max-steps", "1", *extra]
+    first, second, fresh = tmp_path / "first", tmp_path / "second", tmp_path / "fresh"
+    assert main([*common, "--corpus", str(corpus), "--out", str(first)]) == 0
+    weights = first / next(first.glob("*.safetensors")).name
+    state = load_file(str(weights))
+    # Another corpus ranks other tokens: stand in for it by swapping one kept id for one not kept.
+    if method == "eagle3":
+        kept = torch.nonzero(state["t2d"]).flatten()
+    else:
+        kept = state["draft_vocab"].long()
+    outside = next(i for i in range(VOCAB) if i not in set(kept.tolist()))
+    changed = torch.sort(torch.cat([kept[1:], torch.tensor([outside])])).values
+    if method == "eagle3":
+        state["t2d"] = torch.zeros_like(state["t2d"])
+        state["t2d"][changed] = True
+        state["d2t"] = (changed - torch.arange(len(changed))).to(state["d2t"].dtype)
+    else:
+        state["draft_vocab"] = changed.to(state["draft_vocab"].dtype)
+    save_file(state, str(weights))
+    assert main([*common, "--corpus", str(corpus), "--out", str(second), "--init-from", str(first)]) == 0
+    assert main([*common, "--corpus", str(corpus), "--out", str(fresh)]) == 0
+    written = load_file(str(second / weights.name))
+    ranked = load_file(str(fresh / weights.name))
+    if method == "eagle3":
+        assert torch.equal(torch.nonzero(written["t2d"]).flatten(), changed)
+        assert not torch.equal(written["t2d"], ranked["t2d"])
+    else:
+        assert torch.equal(written["draft_vocab"].long(), changed)
+        assert not torch.equal(written["draft_vocab"], ranked["draft_vocab"])

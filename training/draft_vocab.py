@@ -59,12 +59,32 @@ class DraftVocabulary:
     coverage: float  # share of held-out answer tokens whose id is kept
 
 
-def draft_vocabulary(features, size: int, vocab_size: int, zero_is_whole_vocabulary: bool = False) -> DraftVocabulary:
+class VocabularyMismatch(ValueError):
+    """An inherited draft vocabulary that the run's options or base cannot take."""
+
+
+def draft_vocabulary(features, size: int, vocab_size: int, zero_is_whole_vocabulary: bool = False,
+                     inherited: np.ndarray | None = None) -> DraftVocabulary:
     """The draft vocabulary of a recipe on a corpus's features: the ``size`` most frequent answer
     tokens of the training split, with the map from target ids and the held-out coverage. Size 0
-    keeps every training answer token, or, with ``zero_is_whole_vocabulary``, every target id."""
+    keeps every training answer token, or, with ``zero_is_whole_vocabulary``, every target id.
+
+    ``inherited``: the ids of the artifact a run starts from (``--init-from``), kept as they are,
+    since its weights score exactly those tokens; a run that trains a drafter further on another
+    slice of the corpus would otherwise rank a slightly different set. It may not hold more ids
+    than the size asked for (size 0 takes any); fewer is what a corpus with fewer distinct answer
+    tokens than the size gives, so it is taken as it is."""
     train = ~features.heldout[features.sequence_of_position]
     tokens, answer = features.tokens, features.answer
+    if inherited is not None:
+        ids = np.asarray(inherited, dtype=np.int64)
+        if size and len(ids) > size:
+            raise VocabularyMismatch(f"the artifact scores a draft vocabulary of {len(ids):,} tokens, this run asks "
+                                     f"for {size:,} at most: give the size it was trained with")
+        if len(ids) and (ids.min() < 0 or ids.max() >= vocab_size or np.any(np.diff(ids) <= 0)):
+            raise VocabularyMismatch(f"the artifact's draft vocabulary is not ascending distinct ids below the "
+                                     f"base's {vocab_size:,}")
+        return DraftVocabulary(ids, token_to_column(ids, vocab_size), coverage(tokens, answer & ~train, ids))
     if size == 0 and zero_is_whole_vocabulary:
         ids = np.arange(vocab_size, dtype=np.int64)
     else:

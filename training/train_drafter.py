@@ -32,9 +32,10 @@ from methods.core.model_loading import EMBEDDED, EMBEDDED_MODEL_ID, load_model
 from methods.core.paths import BUNDLED_CORPUS, REPO_ROOT
 from training.checkpoint import FILE as CHECKPOINT_FILE
 from training.checkpoint import Checkpoint, CheckpointError, generator_states, restore_generators
+from training.draft_vocab import VocabularyMismatch
 from training.features import build_features
 from training.recipes import RECIPES, recipe_class
-from training.warm_start import WarmStartError, warm_start
+from training.warm_start import WarmStartError, artifact_vocabulary, warm_start
 
 DEFAULT_CORPUS = BUNDLED_CORPUS
 
@@ -86,8 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "replaced before the run is resumed. Not part of the recorded command")
     parser.add_argument("--init-from", default=None, metavar="DIR",
                         help="start from the weights of an artifact of this method trained here for this base "
-                             "(e.g. the shipped one, to train it further); optimiser and schedule start afresh, "
-                             "its draft vocabulary must equal this run's (same corpus and options)")
+                             "(e.g. the shipped one, to train it further, also on another corpus such as the next slice "
+                             "of training/corpus_slice.py); optimiser and schedule start afresh, and the run keeps "
+                             "the artifact's draft vocabulary (no larger than this run's size)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name in RECIPES:
         recipe_class(name).add_arguments(parser.add_argument_group(f"method {name}"))
@@ -247,7 +249,12 @@ def main(argv=None) -> int:
                               max_length=args.max_length, heldout_fraction=args.heldout_fraction,
                               cache=not args.no_cache, progress=not args.no_progress)
     feature_time = time.perf_counter() - started
-    module = recipe.build(base, features, generator)
+    if args.init_from is not None:  # a drafter trained further scores the tokens it learned to score
+        recipe.inherited_vocab = artifact_vocabulary(recipe_cls, base, args.init_from)
+    try:
+        module = recipe.build(base, features, generator)
+    except VocabularyMismatch as exc:
+        parser.error(f"--init-from {args.init_from}: {exc}")
     print(f"{args.method}: {recipe.summary()}", flush=True)
     initialised_from = None
     if args.init_from is not None:  # on --resume the checkpoint's weights replace these below

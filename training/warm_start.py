@@ -7,14 +7,18 @@ start afresh (a warm restart of the cosine schedule); only the module's weights 
 
 The artifact must be this method's, made for this base (weight fingerprint), with exactly the
 tensors the recipe would write, of the same shapes; its integer tensors (draft vocabulary, d2t,
-t2d) must equal the recipe's, since they come from the corpus and the options: weights learned for
-another vocabulary would score the wrong tokens. Anything else is refused with the reason.
+t2d) must equal the recipe's: weights learned for another vocabulary would score the wrong tokens.
+The trainer therefore hands the artifact's vocabulary (``artifact_vocabulary``) to the recipe,
+which keeps it instead of ranking the new corpus's tokens (a run on the next slice of the corpus
+would rank a slightly different set); a run asking for another vocabulary size is refused.
+Anything else is refused with the reason.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from methods.core.file_hash import file_sha256
@@ -23,6 +27,26 @@ from methods.heads.artifact import ArtifactError, base_fingerprint, load_state, 
 
 class WarmStartError(ValueError):
     """The artifact cannot start this run."""
+
+
+def artifact_vocabulary(recipe_cls, base, folder: str | Path) -> np.ndarray | None:
+    """The ascending target ids an artifact of ``recipe_cls`` made for ``base`` scores (its
+    ``draft_vocab`` ids, or the true entries of EAGLE-3's ``t2d`` mask), for the new run to keep;
+    None when it stores none, or is not such an artifact, or cannot be read (``warm_start`` then
+    says why)."""
+    path = Path(folder) / recipe_cls.weights_file
+    try:
+        config = read_config(Path(folder))
+        if config.get("method") != recipe_cls.name or config.get("base_fingerprint") != base_fingerprint(base):
+            return None
+        stored = load_state(path) if path.is_file() else {}
+    except ArtifactError:
+        return None
+    if "draft_vocab" in stored:
+        return stored["draft_vocab"].to(torch.int64).numpy()
+    if "t2d" in stored and stored["t2d"].dtype == torch.bool:
+        return torch.nonzero(stored["t2d"]).flatten().numpy()
+    return None
 
 
 def _names(keys) -> str:

@@ -110,6 +110,9 @@ class Recipe:
 
     # The artifact's weights file (what --init-from reads back).
     weights_file = "model.safetensors"
+    # The draft vocabulary of the artifact a run starts from (--init-from), which ``build`` keeps
+    # instead of ranking the corpus's tokens again; the trainer sets it before ``build``.
+    inherited_vocab = None
 
     def artifact_tensors(self) -> dict:
         """The tensors ``save`` writes, by the names it writes them under: the module's own (live:

@@ -140,7 +140,8 @@ class DFlashRecipe(Recipe):
         tokens, answer, starts = features.tokens, features.answer, features.starts
         self.tokens, self.answer, self.starts = tokens, answer, starts
         vocab_size = int(base.get_output_embeddings().weight.shape[0])
-        chosen = draft_vocabulary(features, self.args.dflash_draft_vocab, vocab_size, zero_is_whole_vocabulary=True)
+        chosen = draft_vocabulary(features, self.args.dflash_draft_vocab, vocab_size, zero_is_whole_vocabulary=True,
+                                  inherited=self.inherited_vocab)
         self.vocab, self.t2d, self.vocab_coverage = chosen.ids, chosen.t2d, chosen.coverage
         self.mask_token_id = self._mask_token(base, tokens, vocab_size)
         self._anchors(features)

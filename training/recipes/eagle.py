@@ -68,7 +68,8 @@ class EagleRecipe(Recipe):
     def build(self, base, features, generator) -> EagleDraftModel:
         tokens, answer, starts = features.tokens, features.answer, features.starts
         self.tokens, self.answer, self.starts = tokens, answer, starts
-        chosen = draft_vocabulary(features, self.args.eagle_draft_vocab, int(base.config.get_text_config().vocab_size))
+        chosen = draft_vocabulary(features, self.args.eagle_draft_vocab, int(base.config.get_text_config().vocab_size),
+                                  inherited=self.inherited_vocab)
         self.vocab, self.t2d, self.vocab_coverage = chosen.ids, chosen.t2d, chosen.coverage
         self._split(features)
         self.final = np.asarray(features.final)

@@ -91,7 +91,8 @@ class Eagle3Recipe(EagleRecipe):
         tokens, answer, starts = features.tokens, features.answer, features.starts
         self.tokens, self.answer, self.starts = tokens, answer, starts
         vocab_size = int(base.get_output_embeddings().weight.shape[0])
-        chosen = draft_vocabulary(features, self.args.eagle3_draft_vocab, vocab_size)
+        chosen = draft_vocabulary(features, self.args.eagle3_draft_vocab, vocab_size,
+                                  inherited=self.inherited_vocab)
         keep = self.vocab = chosen.ids
         n = len(keep)
         self.t2d, self.vocab_coverage = chosen.t2d, chosen.coverage

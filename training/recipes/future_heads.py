@@ -64,7 +64,8 @@ class FutureHeadsRecipe(Recipe):
         seq = features.sequence_of_position
         end = starts[1:][seq]  # end of each position's sequence
         train_seq = ~features.heldout[seq]
-        chosen = draft_vocabulary(features, self.draft_vocab_size(), int(base.config.get_text_config().vocab_size))
+        chosen = draft_vocabulary(features, self.draft_vocab_size(), int(base.config.get_text_config().vocab_size),
+                                  inherited=self.inherited_vocab)
         self.vocab, t2d, self.vocab_coverage = chosen.ids, chosen.t2d, chosen.coverage
         n = len(tokens)
         labels = np.full((n, heads_count), IGNORE, dtype=np.int64)

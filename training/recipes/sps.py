@@ -114,7 +114,8 @@ class SpsRecipe(Recipe):
             raise ValueError("SpS draft training needs answers in both the train and the held-out split")
         self.train_positions = np.arange(sum(len(self.labelled[s]) for s in self.train_sequences))
         self.heldout_positions = np.arange(sum(len(self.labelled[s]) for s in self.heldout_sequences))
-        chosen = draft_vocabulary(features, self.args.sps_draft_vocab, int(base.config.get_text_config().vocab_size))
+        chosen = draft_vocabulary(features, self.args.sps_draft_vocab, int(base.config.get_text_config().vocab_size),
+                                  inherited=self.inherited_vocab)
         self.vocab, self.t2d, self.vocab_coverage = chosen.ids, chosen.t2d, chosen.coverage
         self.module = layers_from_target(base, self.sources)
         self.draft = draft_with_layers(base, self.module)
