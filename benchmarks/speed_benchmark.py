@@ -43,6 +43,16 @@ from methods.registry import drafter_class
 GROUPS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
 
 
+def split_pair(pair: str, methods: list[str]) -> tuple[str, str]:
+    """``A/B`` into A and B, at the slash whose two sides are both methods of the run: a method
+    with options may hold a path (``eagle:--eagle-path=results/new``), and so slashes."""
+    cuts = [i for i, c in enumerate(pair) if c == "/"]
+    for i in cuts:
+        if pair[:i] in methods and pair[i + 1:] in methods:
+            return pair[:i], pair[i + 1:]
+    return (pair[:cuts[0]], pair[cuts[0] + 1:]) if cuts else (pair, "")
+
+
 def pick_prompts(path: str, per_group: int) -> list[tuple[str, str]]:
     chosen: dict[str, list] = defaultdict(list)
     for q in load_questions(path):
@@ -80,7 +90,8 @@ def main() -> int:
                              "compare a configuration with the defaults")
     parser.add_argument("--pairs", default="vanilla/hf,pld/hf_pld",
                         help="extra paired comparisons A/B (A's tokens/s over B's, with a 95%% "
-                             "bootstrap interval), printed when both are in --methods")
+                             "bootstrap interval), printed when both are in --methods (as written there, "
+                             "options and paths included)")
     parser.add_argument("--model-path", default=EMBEDDED)
     parser.add_argument("--per-group", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=128)
@@ -161,7 +172,8 @@ def main() -> int:
                       "equal": results[m]["equal"], "prompts": prompts}
         print(f"{m:10s} {tokens_per_s:7.2f} {ratio:9.3f}x [{low:5.3f}, {high:5.3f}] {mat:5.2f} "
               f"{results[m]['equal']:3d}/{prompts}")
-    for a, b in (pair.split("/", 1) for pair in filter(None, args.pairs.split(","))):
+    for pair in filter(None, args.pairs.split(",")):
+        a, b = split_pair(pair, methods)
         if a in results and b in results:
             ratio, low, high = paired_ratio(a, b)
             summary[f"{a} vs {b}"] = {"ratio": ratio, "ci": [low, high]}
