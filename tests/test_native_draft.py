@@ -220,12 +220,12 @@ def test_a_long_catch_up_runs_on_torch_ops_and_later_steps_natively(target):
 
 
 def layers_rounded_to_half(draft, model):
-    """A copy of ``draft`` whose decoder layers' matrices (attention and MLP) are rounded to
-    float16 and back, bound to ``model``: what its native layers read while drafting."""
+    """A copy of ``draft`` whose decoder layers' matrices (attention and MLP) and fc are rounded
+    to float16 and back, bound to ``model``: what its native layers read while drafting."""
     rounded = copy.deepcopy(draft)
     with torch.no_grad():
         for name, module in rounded.named_modules():
-            if isinstance(module, torch.nn.Linear) and (".self_attn." in name or ".mlp." in name):
+            if isinstance(module, torch.nn.Linear) and (".self_attn." in name or ".mlp." in name or name == "fc"):
                 module.weight.copy_(module.weight.half().float())
     rounded.bind(model)
     return rounded

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from methods.core.backends import native_kernels
+from methods.core.backends.half_weights import half_copy
 from methods.core.backends.lean import SKINNY_MAX_ROWS, FusedLayer
 from methods.heads.eagle import DraftCache, EagleDraftModel
 from methods.heads.eagle3 import Eagle3DraftModel
@@ -132,8 +133,11 @@ class _NativeDraft(_NativeLayers):
         return self._forward(features, token_embeds, layer)
 
     def _fc(self, features: torch.Tensor) -> torch.Tensor:
+        # fc reads its half copy by the layers' rule: 0.66M (EAGLE) or 1M (EAGLE-3) weights a
+        # draft forward, read as often as a layer's.
         fc = self.draft.fc
-        x = native_kernels.skinny_matmul(self.library, features, fc.weight)
+        half = half_copy(fc.weight) if row_scores.layers_in_half() else None  # None: float16 cannot hold it
+        x = native_kernels.skinny_matmul(self.library, features, fc.weight if half is None else half)
         return x if fc.bias is None else x.add_(fc.bias)
 
 
