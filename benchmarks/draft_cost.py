@@ -123,9 +123,9 @@ def main(argv=None) -> int:
             prompts.append(new_conversation(tokenizer, model).prompt_ids(q.turns[0]))
     methods = [m for m in args.methods.split(",") if m]
     # No --drafter-path: sps drafts with its default (the shipped trained draft on the embedded model).
-    drafters = {m: make_drafter(m, "", model, tokenizer) for m in methods}
+    drafters = {m: make_drafter(m, None, model, tokenizer) for m in methods}
     baseline = {}
-    vanilla = make_drafter("vanilla", "self:8", model, tokenizer)
+    vanilla = make_drafter("vanilla", None, model, tokenizer)
     for i, prompt in enumerate(prompts):
         baseline[i] = engine.generate(prompt, vanilla, config)[0]
     warm = new_conversation(tokenizer, model).prompt_ids("Write two sentences about the sea.")

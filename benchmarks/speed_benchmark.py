@@ -62,13 +62,16 @@ def pick_prompts(path: str, per_group: int) -> list[tuple[str, str]]:
     return [item for g in GROUPS for item in chosen[g]]
 
 
-def make_drafter(spec: str, drafter_path: str, model, tokenizer):
+def make_drafter(spec: str, drafter_path: str | None, model, tokenizer):
     """A drafter from NAME or NAME:--option=value:--flag, read by the runner's own parser so that
-    option names, types and checks are the runner's; unset options take the device defaults."""
-    from evaluation.inference import build_parser
+    option names, types and checks are the runner's; unset options take the device defaults.
+    ``drafter_path`` None leaves SpS's draft model to the runner's default (for the embedded model,
+    the shipped trained draft), so that ``sps`` here is the ``sps`` of eval.sh."""
+    from evaluation.inference import build_parser as runner_parser
 
     name, *options = spec.split(":")
-    args = build_parser().parse_args(["--method", name, "--drafter-path", drafter_path, *options])
+    given = [] if drafter_path is None else ["--drafter-path", drafter_path]
+    args = runner_parser().parse_args(["--method", name, *given, *options])
     return drafter_class(name).from_args(args, model, tokenizer)
 
 
@@ -81,7 +84,7 @@ def bootstrap_ratio(ours_tokens, ours_time, base_tokens, base_time, rounds=2000,
     return np.percentile(ours / base, [2.5, 97.5])
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", required=True, help="Spec-Bench question.jsonl")
     parser.add_argument("--methods", default="vanilla,hf,pld,hf_pld",
@@ -96,11 +99,17 @@ def main() -> int:
     parser.add_argument("--per-group", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    parser.add_argument("--drafter-path", default="self:8", help="SpS draft model")
+    parser.add_argument("--drafter-path", default=None,
+                        help="SpS draft model of every sps in --methods (default: the runner's, i.e. the shipped "
+                             "trained draft for the embedded model; self:N = the target's first N layers)")
     parser.add_argument("--json", default=None, help="write per-prompt results here")
     parser.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
                         help="target forwards of our engine (hf, lean; auto = lean on the CPU) [auto]")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = build_parser().parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from benchmarks.speed_benchmark import split_pair
+import benchmarks.speed_benchmark as speed_benchmark
+from benchmarks.speed_benchmark import make_drafter, split_pair
 
 
 def test_a_pair_splits_at_the_slash_between_two_of_the_runs_methods():
@@ -16,3 +17,23 @@ def test_a_pair_splits_at_the_slash_between_two_of_the_runs_methods():
     # Methods the run lacks: the first slash, so that the pair is skipped as before.
     assert split_pair("vanilla/hf", methods) == ("vanilla", "hf")
     assert split_pair("vanilla", methods) == ("vanilla", "")
+
+
+def test_sps_drafts_with_the_runners_default_model_unless_the_benchmark_names_one(monkeypatch):
+    """``sps`` in the benchmark is eval.sh's ``sps`` (for the embedded model, the shipped trained
+    draft): the benchmark passes no draft model of its own unless --drafter-path names one, and a
+    method's own option wins over both."""
+    seen = []
+
+    class Recorder:
+        @classmethod
+        def from_args(cls, args, model, tokenizer):
+            seen.append(args.drafter_path)
+            return cls
+
+    monkeypatch.setattr(speed_benchmark, "drafter_class", lambda name: Recorder)
+    default = speed_benchmark.build_parser().parse_args(["--questions", "q.jsonl", "--methods", "vanilla,sps"])
+    make_drafter("sps", default.drafter_path, None, None)
+    make_drafter("sps", "self:4", None, None)
+    make_drafter("sps:--drafter-path=results/slices/sps", "self:4", None, None)
+    assert seen == [None, "self:4", "results/slices/sps"]
