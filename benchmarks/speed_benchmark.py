@@ -4,7 +4,9 @@
         --methods vanilla,hf,pld,hf_pld --per-group 3 --max-new-tokens 128
 
 Prompts: the first ``--per-group`` questions of each Spec-Bench group (mt_bench first turns,
-translation, summarization, qa, math_reasoning, rag). For every prompt, every method runs once, in
+translation, summarization, qa, math_reasoning, rag), or with ``--per-subtask N`` the first N
+questions of every subtask of the file, the selection of the runner's ``--per-subtask`` (for the
+bundled set, Spec-Bench's six and our law_analytics and grammar_correction). For every prompt, every method runs once, in
 an order rotated per prompt, so that machine noise hits all of them alike; greedy throughout.
 Reported: tokens/s (total tokens / total time), speedup against our baseline with a 95% bootstrap
 interval over prompts (paired), mean accepted tokens, exact equality with our baseline's tokens,
@@ -32,7 +34,7 @@ from tqdm import tqdm
 import torch
 
 from methods.core.conversation import new_conversation
-from evaluation.record.questions import load_questions
+from evaluation.record.questions import first_per_subtask, load_questions
 from evaluation.record.subtasks import subtask_of
 from methods.core.drafter import DecodingConfig
 from methods.core.backends import CHOICES as BACKEND_CHOICES, resolve_backend
@@ -53,7 +55,11 @@ def split_pair(pair: str, methods: list[str]) -> tuple[str, str]:
     return (pair[:cuts[0]], pair[cuts[0] + 1:]) if cuts else (pair, "")
 
 
-def pick_prompts(path: str, per_group: int) -> list[tuple[str, str]]:
+def pick_prompts(path: str, per_group: int, per_subtask: int | None = None) -> list[tuple[str, str]]:
+    """(subtask, first turn) of the prompts to time: ``per_subtask`` questions of every subtask of
+    the file when given (the runner's selection), else ``per_group`` of each Spec-Bench group."""
+    if per_subtask is not None:
+        return [(q.subtask, q.turns[0]) for q in first_per_subtask(load_questions(path), per_subtask)]
     chosen: dict[str, list] = defaultdict(list)
     for q in load_questions(path):
         group = subtask_of(q.category)
@@ -96,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "bootstrap interval), printed when both are in --methods (as written there, "
                              "options and paths included)")
     parser.add_argument("--model-path", default=EMBEDDED)
-    parser.add_argument("--per-group", type=int, default=3)
+    parser.add_argument("--per-group", type=int, default=3,
+                        help="questions of each Spec-Bench group (mt_bench first turns, translation, summarization, "
+                             "qa, math_reasoning, rag) [3]")
+    parser.add_argument("--per-subtask", type=int, default=None,
+                        help="instead of --per-group: the first N questions of every subtask of the file, as the "
+                             "runner's --per-subtask picks them (the bundled set's eight subtasks)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     parser.add_argument("--drafter-path", default=None,
@@ -109,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> int:
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
+    for name in ("per_group", "per_subtask"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -139,7 +154,7 @@ def main() -> int:
         tokens, stats = engine.generate(prompt, drafters[method], config)
         return tokens, stats.wall_time, stats.accept_lengths
 
-    prompts = [(g, conv_prompt) for g, conv_prompt in pick_prompts(args.questions, args.per_group)]
+    prompts = [(g, conv_prompt) for g, conv_prompt in pick_prompts(args.questions, args.per_group, args.per_subtask)]
     encoded = [(g, new_conversation(tokenizer, model).prompt_ids(text)) for g, text in prompts]
     print(f"{len(encoded)} prompts, {args.max_new_tokens} new tokens, methods {methods}, "
           f"device {loaded.device}, threads {torch.get_num_threads()}, backend {engine.backend}", flush=True)

@@ -37,3 +37,35 @@ def test_sps_drafts_with_the_runners_default_model_unless_the_benchmark_names_on
     make_drafter("sps", "self:4", None, None)
     make_drafter("sps:--drafter-path=results/slices/sps", "self:4", None, None)
     assert seen == [None, "self:4", "results/slices/sps"]
+
+
+def test_per_subtask_times_the_runners_selection_and_per_group_spec_benchs_six_groups():
+    """--per-subtask N picks what the runner's --per-subtask N answers (every subtask of the file,
+    law_analytics and grammar_correction included); --per-group stays on Spec-Bench's six groups."""
+    from collections import Counter
+
+    from evaluation.record.questions import first_per_subtask, load_questions
+    from methods.core.paths import REPO_ROOT
+
+    bundled = str(REPO_ROOT / "data" / "bundled" / "question.jsonl")
+    by_subtask = speed_benchmark.pick_prompts(bundled, per_group=3, per_subtask=2)
+    expected = first_per_subtask(load_questions(bundled), 2)
+    assert by_subtask == [(q.subtask, q.turns[0]) for q in expected]
+    assert Counter(s for s, _ in by_subtask) == {s: 2 for s in (
+        "mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag", "law_analytics",
+        "grammar_correction")}
+    by_group = speed_benchmark.pick_prompts(bundled, per_group=3)
+    assert Counter(g for g, _ in by_group) == {g: 3 for g in speed_benchmark.GROUPS}
+
+
+def test_a_count_below_one_is_refused_with_a_usage_error(capsys, monkeypatch):
+    import sys
+
+    import pytest
+
+    for option in ("--per-subtask", "--per-group"):
+        monkeypatch.setattr(sys, "argv", ["speed_benchmark.py", "--questions", "q.jsonl", option, "0"])
+        with pytest.raises(SystemExit) as stop:
+            speed_benchmark.main()
+        assert stop.value.code == 2
+        assert f"{option} must be at least 1" in capsys.readouterr().err
