@@ -213,13 +213,53 @@ def test_input_vector_overrides_reach_the_native_forward():
 
 
 def test_long_blocks_run_on_torch_ops_and_agree():
-    """Above skinny_max_rows (a long prompt's prefill) the forward falls back to torch ops;
-    the cache it leaves is the one the native forward continues from."""
+    """Above skinny_max_rows (a big tree; a long prompt when it is not prefilled in native blocks)
+    the forward falls back to torch ops; the cache it leaves is the one the native forward
+    continues from."""
     model = MODELS["llama-hd64"]()
     short, long_ = LeanTarget(model), LeanTarget(model)
     long_.skinny_max_rows = 3  # every block of 4+ rows takes the torch path
+    long_.prefill_block = 0  # the prompt too
     prompt = list(range(3, 40))
     assert_same(run_steps(short, prompt), run_steps(long_, prompt), 2e-4)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_long_prompt_prefilled_in_native_blocks_leaves_the_cache_and_states_of_one_block(name, library_version):
+    """A prompt longer than skinny_max_rows goes through the native layer a block at a time; a row
+    does not depend on the other rows of its block, so the cache and the drafter's states are
+    bit-identical to those of the prompt in one native block, and the answer is too."""
+    model = MODELS[name]()
+    whole, blocks = LeanTarget(model), LeanTarget(model)
+    blocks.skinny_max_rows, blocks.prefill_block = 9, 5  # 37 rows: blocks of 5, the last of 2
+    prompt = [int(t) for t in torch.randint(3, VOCAB, (37,), generator=torch.Generator().manual_seed(3))]
+    request = HiddenStateRequest(final=True, layer_inputs=(0, 1))
+    states = {}
+    for key, target in (("whole", whole), ("blocks", blocks)):
+        cache = target.new_cache()
+        with torch.inference_mode(), target.capturing(request):
+            states[key] = target.prefill(cache, prompt)
+        states[key + " cache"] = cache
+    a, b = states["whole"], states["blocks"]
+    assert torch.equal(a.final, b.final) and a.final.shape[0] == len(prompt)
+    assert a.layer_inputs.keys() == b.layer_inputs.keys() == {0, 1}
+    assert all(torch.equal(a.layer_inputs[i], b.layer_inputs[i]) for i in (0, 1))
+    ca, cb = states["whole cache"], states["blocks cache"]
+    assert ca.length == cb.length == len(prompt)
+    for layer in range(len(ca.keys)):
+        assert torch.equal(ca.keys[layer][:, :len(prompt)], cb.keys[layer][:, :len(prompt)])
+        assert torch.equal(ca.values[layer][:, :len(prompt)], cb.values[layer][:, :len(prompt)])
+    config = DecodingConfig(max_new_tokens=12)
+    with torch.inference_mode():
+        assert SpeculativeEngine(model, backend="lean").generate(prompt, PromptLookupDrafter(), config)[0] == \
+            _generate_with(blocks, model, prompt, config)
+    assert "prefill blocks of 5" in blocks.native_code
+
+
+def _generate_with(target, model, prompt, config):
+    engine = SpeculativeEngine(model, backend="lean")
+    engine.target = target
+    return engine.generate(prompt, PromptLookupDrafter(), config)[0]
 
 
 def test_a_model_with_another_activation_runs_without_the_native_layer():
