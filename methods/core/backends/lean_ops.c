@@ -38,7 +38,15 @@ static inline float exp_approx(float x) {
 }
 
 /* Bump whenever a result or its speed can change (see skinny_sgemm_version). */
-int lean_ops_version(void) { return 6; }
+int lean_ops_version(void) { return 7; }
+
+/* Every scratch buffer starts on a cache line. skinny_gemm.c reads its input rows 64 bytes at a
+ * time, and malloc aligns to 16 bytes only: a row that starts mid-line makes every one of those
+ * loads touch two lines, which costs more the more rows a block has. On a 2-core AMD EPYC
+ * (AVX-512) a verification forward of the embedded model took 1-11% less time over 4 rows, 3-17%
+ * over 6 and 9-23% over 8 with these buffers, the same within noise over 1-2 rows, and gave the
+ * same logits bit for bit (after 200 and 600 cached tokens, medians of 21 interleaved forwards). */
+static void *scratch(size_t bytes) { return aligned_alloc(64, (bytes + 63) / 64 * 64); }
 
 /* Sums in one fixed order: 16 running lanes (lane l takes elements l, l+16, ...), then a fixed
  * tree over the lanes. C's rules forbid the compiler to reorder these float additions, so a
@@ -211,8 +219,8 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
     const int m = n * group;  /* query rows per kv head, ordered (row, head in group) */
     const int end = past + n;  /* the block's keys follow the prefix's in the cache */
     const int span = end - common;  /* the cache rows the mask covers: allowed is [n, span] */
-    float *queries = malloc(sizeof(float) * (size_t)m * hd);
-    float *all_scores = malloc(sizeof(float) * (size_t)kv_heads * m * end);
+    float *queries = scratch(sizeof(float) * (size_t)m * hd);
+    float *all_scores = scratch(sizeof(float) * (size_t)kv_heads * m * end);
     for (int g = 0; g < kv_heads; g++) {
         for (int i = 0; i < n; i++)
             memcpy(queries + (size_t)i * group * hd, qkv + (size_t)i * row + (size_t)g * group * hd,
@@ -221,8 +229,8 @@ void attend(int n, int heads, int kv_heads, int hd, const float *qkv, const floa
     }
     #pragma omp parallel num_threads(threads) if (kv_heads * m * end > 4096)
     {
-        float *weights = malloc(sizeof(float) * (size_t)group * end);
-        int *slot = malloc(sizeof(int) * (size_t)end);
+        float *weights = scratch(sizeof(float) * (size_t)group * end);
+        int *slot = scratch(sizeof(int) * (size_t)end);
         #pragma omp for schedule(static)
         for (int task = 0; task < kv_heads * n; task++) {  /* a kv head and a block row: its heads */
             const int g = task / n, i = task % n;
@@ -350,7 +358,7 @@ static void project_store(const lean_layer_t *L, int n, const float *in, const f
  * nothing else: DFlash's context rows, which every draft layer sees but none transforms. */
 void lean_kv(const lean_layer_t *L, int n, const float *in, const float *cos, const float *sin, float *keys,
              float *values, int cap, int past, int threads) {
-    float *qkv = malloc(sizeof(float) * (size_t)n * (L->heads + 2 * L->kv_heads) * L->hd);
+    float *qkv = scratch(sizeof(float) * (size_t)n * (L->heads + 2 * L->kv_heads) * L->hd);
     project_store(L, n, in, cos, sin, keys, values, cap, past, qkv, threads);
     free(qkv);
 }
@@ -359,12 +367,12 @@ void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, co
                 float *keys, float *values, int cap, int past, int common, const unsigned char *allowed,
                 int threads) {
     const int width = L->width, qkv_width = (L->heads + 2 * L->kv_heads) * L->hd;
-    float *h = malloc(sizeof(float) * (size_t)n * width);
-    float *qkv = malloc(sizeof(float) * (size_t)n * qkv_width);
-    float *attended = malloc(sizeof(float) * (size_t)n * L->heads * L->hd);
-    float *gate_up = malloc(sizeof(float) * (size_t)n * 2 * L->inter);
-    float *activated = malloc(sizeof(float) * (size_t)n * L->inter);
-    float *delta = malloc(sizeof(float) * (size_t)n * width);
+    float *h = scratch(sizeof(float) * (size_t)n * width);
+    float *qkv = scratch(sizeof(float) * (size_t)n * qkv_width);
+    float *attended = scratch(sizeof(float) * (size_t)n * L->heads * L->hd);
+    float *gate_up = scratch(sizeof(float) * (size_t)n * 2 * L->inter);
+    float *activated = scratch(sizeof(float) * (size_t)n * L->inter);
+    float *delta = scratch(sizeof(float) * (size_t)n * width);
 
     const float *in = attn_in ? attn_in : (L->norm_in ? h : x);
     if (!attn_in && L->norm_in) rms_norm(n, width, x, NULL, L->norm_in, L->eps_in, h);
