@@ -9,11 +9,11 @@ import shutil
 import pytest
 
 import training.data_curve as curve
-import training.features as features_module
 import training.train_drafter as trainer
 from tests.test_train_drafter import tiny_training_setup
 from training.checkpoint import FILE as CHECKPOINT_FILE
 from training.features import read_corpus
+from training.target_states import TargetStates
 
 # A few steps per point; the trainer accepts every method's options, so one string serves both.
 QUICK = "--max-steps 2 --batch-size 64 --eagle-intermediate 48"
@@ -34,13 +34,8 @@ def synthetic_records(conversations=40, second_turn_every=3):
 def count_target_forwards(monkeypatch) -> list:
     """A list that gets an item per sequence the feature run sends through the target."""
     forwards = []
-
-    class CountingCapture(features_module.HiddenStateCapture):
-        def arm(self):
-            forwards.append(1)
-            return super().arm()
-
-    monkeypatch.setattr(features_module, "HiddenStateCapture", CountingCapture)
+    real = TargetStates.__call__
+    monkeypatch.setattr(TargetStates, "__call__", lambda self, tokens: forwards.append(1) or real(self, tokens))
     return forwards
 
 

@@ -19,6 +19,7 @@ the conversations in the held-out split.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -33,9 +34,10 @@ import torch
 from tqdm import tqdm
 
 from methods.core.file_hash import file_sha256
-from methods.core.hidden_states import HiddenStateCapture, HiddenStateRequest
+from methods.core.hidden_states import HiddenStateRequest
 from methods.core.paths import cache_root
 from methods.heads.artifact import base_fingerprint
+from training.target_states import TargetStates
 
 FORMAT_VERSION = 1
 
@@ -243,12 +245,14 @@ def _open(folder: Path, meta: dict, request: Optional[HiddenStateRequest] = None
 @torch.inference_mode()
 def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, limit: Optional[int] = None,
                    max_length: int = 1024, heldout_fraction: float = 0.1, cache: bool = True,
-                   progress: bool = True, save_every_s: float = 60.0) -> Features:
+                   progress: bool = True, save_every_s: float = 60.0, forward: str = "auto") -> Features:
     """Run the frozen ``model`` over the corpus once (or reuse the cached run, or a cached run of
     the same corpus that stored more states). An interrupted run resumes where it was last saved
     (every ``save_every_s`` seconds), so a corpus of millions of positions survives a stop. A
     sequence some other cached run on this base already holds (a subset's pass before the whole
-    corpus's) is copied from it instead of run again; ``cache=False`` runs everything."""
+    corpus's) is copied from it instead of run again; ``cache=False`` runs everything. ``forward``:
+    how the target runs (training/target_states.py; ``auto``: the lean native layer where it can,
+    else the model's own forward: the same states up to float32 rounding)."""
     corpus = Path(corpus)
     corpus_sha = file_sha256(corpus)
     key = _cache_key(model, corpus_sha, request, limit, max_length, heldout_fraction)
@@ -266,7 +270,6 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
     n = int(starts[-1])
     hidden = int(model.config.get_text_config().hidden_size)
     tmp, final, layers, done = _new_folder(folder, sequences, starts, request, hidden, resume=cache)
-    device = next(model.parameters()).device
     # A recipe that asks for no states (SPACE runs the frozen target in its loss) needs the tokens
     # and the answer mask only: no forward at all.
     work = list(zip(sequences, starts[:-1]))[done:] if request else []
@@ -275,7 +278,9 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
     arrays = ([final] if final is not None else []) + list(layers.values())
     reusable = _reusable_states(model, request, max_length, heldout_fraction, folder) if cache and work else {}
     saved_at, completed, reused = time.monotonic(), done, 0
-    with HiddenStateCapture(model, request) as capture:
+    with (TargetStates(model, request, forward) if work else contextlib.nullcontext()) as target_states:
+        if work and progress:
+            print(f"target features: {len(work)} sequences through the {target_states.name} forward", flush=True)
         bar = tqdm(work, desc="target features", unit="seq", disable=not progress, initial=done if work else 0,
                    total=len(sequences) if work else 0)
         try:
@@ -290,10 +295,7 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
                         array[start:end] = run.layer_inputs[i][a:b]
                     reused += 1
                 else:
-                    capture.arm()
-                    out = model(input_ids=torch.tensor([s.tokens], device=device), use_cache=False,
-                                logits_to_keep=1, **capture.forward_kwargs())
-                    states = capture.collect(out)
+                    states = target_states(s.tokens)
                     if final is not None:
                         final[start:end] = states.final.float().cpu().numpy()
                     for i, array in layers.items():

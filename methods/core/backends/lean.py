@@ -50,8 +50,8 @@ SKINNY_MAX_ROWS = 96
 # A prompt longer than SKINNY_MAX_ROWS is prefilled through the native layer in blocks of this many
 # rows, each attending to the cache before it and causally within itself, rather than in one torch
 # forward: on a 2-core AMD EPYC (AVX-512) the bundled set's eight prompts of 100-524 tokens took
-# 3.0-3.2 s in blocks of 48-72 rows against 3.8-4.0 s in one torch forward, and 3.6-3.7 s in blocks
-# of 96 or 128 (a block's attention and products outgrow the caches), medians of 5 interleaved runs.
+# 2.5-2.8 s in blocks of 64, 80, 96 or 128 rows (no size ahead of the others in three runs) against
+# 3.9-4.4 s in one torch forward, medians of 5 interleaved runs each (lean_ops v7).
 PREFILL_BLOCK = 64
 INITIAL_CAPACITY = 512
 
