@@ -6,8 +6,9 @@
 Prompts: the first ``--per-group`` questions of each Spec-Bench group (mt_bench first turns,
 translation, summarization, qa, math_reasoning, rag), or with ``--per-subtask N`` the first N
 questions of every subtask of the file, the selection of the runner's ``--per-subtask`` (for the
-bundled set, Spec-Bench's six and our law_analytics and grammar_correction). For every prompt, every method runs once, in
-an order rotated per prompt, so that machine noise hits all of them alike; greedy throughout.
+bundled set, Spec-Bench's six and our law_analytics and grammar_correction). For every prompt,
+every method runs once, in an order rotated per prompt, so that machine noise hits all of them
+alike; greedy throughout.
 Reported: tokens/s (total tokens / total time), speedup against our baseline with a 95% bootstrap
 interval over prompts (paired), mean accepted tokens, exact equality with our baseline's tokens,
 and the process's peak resident memory.
