@@ -20,9 +20,9 @@ from pathlib import Path
 
 import torch
 
+from methods.core.backends import CHOICES as BACKEND_CHOICES, BackendError
 from methods.core.model_loading import EMBEDDED, load_model
 from training.features import CorpusError, build_features, union
-from training.target_states import CHOICES as TARGET_FORWARDS, ForwardUnavailable
 from training.recipes import RECIPES, recipe_class
 from training.train_drafter import DEFAULT_CORPUS
 
@@ -44,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share held out when the corpus has no 'split' field (as train_drafter's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="device for the target")
-    parser.add_argument("--forward", default="auto", choices=TARGET_FORWARDS,
-                        help="how the target runs over the corpus: lean = the lean backend's native layer "
-                             "(float32 on a CPU with the native library; 1.3-1.5x the positions/s of transformers "
-                             "on a 2-core AMD EPYC), transformers = the model's own forward; auto = lean where it "
-                             "can run [auto]. The same states up to float32 rounding")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="the engine backend the target runs on: lean (its native layer for float32 on a CPU "
+                             "with the native library: 1.3-1.7x the positions/s of hf on a 2-core AMD EPYC), hf "
+                             "(the model's own forward); auto = lean on the CPU where it runs the model, else hf "
+                             "[auto]. The same states up to float32 rounding")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     for name in RECIPES:
         recipe_class(name).add_arguments(parser.add_argument_group(f"method {name}"))
@@ -87,8 +87,8 @@ def main(argv=None) -> int:
     try:
         features = build_features(loaded.model, loaded.tokenizer, Path(args.corpus), request, limit=args.limit,
                                   max_length=args.max_length, heldout_fraction=args.heldout_fraction,
-                                  progress=not args.no_progress, forward=args.forward)
-    except (CorpusError, ForwardUnavailable) as exc:
+                                  progress=not args.no_progress, backend=args.backend)
+    except (CorpusError, BackendError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{len(features.tokens):,} positions of {len(features.heldout):,} conversations in {features.folder} "

@@ -245,14 +245,15 @@ def _open(folder: Path, meta: dict, request: Optional[HiddenStateRequest] = None
 @torch.inference_mode()
 def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, limit: Optional[int] = None,
                    max_length: int = 1024, heldout_fraction: float = 0.1, cache: bool = True,
-                   progress: bool = True, save_every_s: float = 60.0, forward: str = "auto") -> Features:
+                   progress: bool = True, save_every_s: float = 60.0, backend: str = "auto") -> Features:
     """Run the frozen ``model`` over the corpus once (or reuse the cached run, or a cached run of
     the same corpus that stored more states). An interrupted run resumes where it was last saved
     (every ``save_every_s`` seconds), so a corpus of millions of positions survives a stop. A
     sequence some other cached run on this base already holds (a subset's pass before the whole
-    corpus's) is copied from it instead of run again; ``cache=False`` runs everything. ``forward``:
-    how the target runs (training/target_states.py; ``auto``: the lean native layer where it can,
-    else the model's own forward: the same states up to float32 rounding)."""
+    corpus's) is copied from it instead of run again; ``cache=False`` runs everything. ``backend``:
+    the engine backend the target runs on (training/target_states.py; ``auto`` as the engine
+    resolves it: lean on the CPU where it runs the model, else hf; the same states up to float32
+    rounding)."""
     corpus = Path(corpus)
     corpus_sha = file_sha256(corpus)
     key = _cache_key(model, corpus_sha, request, limit, max_length, heldout_fraction)
@@ -278,9 +279,9 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
     arrays = ([final] if final is not None else []) + list(layers.values())
     reusable = _reusable_states(model, request, max_length, heldout_fraction, folder) if cache and work else {}
     saved_at, completed, reused = time.monotonic(), done, 0
-    with (TargetStates(model, request, forward) if work else contextlib.nullcontext()) as target_states:
+    with (TargetStates(model, request, backend) if work else contextlib.nullcontext()) as target_states:
         if work and progress:
-            print(f"target features: {len(work)} sequences through the {target_states.name} forward", flush=True)
+            print(f"target features: {len(work)} sequences on the {target_states.name} backend", flush=True)
         bar = tqdm(work, desc="target features", unit="seq", disable=not progress, initial=done if work else 0,
                    total=len(sequences) if work else 0)
         try:
