@@ -263,13 +263,14 @@ def write_plot(rows: list[dict], path: Path, backend: str | None = None) -> str:
                 axis.plot([p["conversations"] for p in points], [p[key] for p in points], marker="o", label=method)
             axis.set_xscale("log")
             sizes = sorted({r["conversations"] for r in rows})
-            # "5k" rather than "5,000": neighbouring sizes (5,000 and 6,000) sit close on a log axis.
-            axis.set_xticks(sizes, labels=[f"{n / 1000:g}k" if n >= 1000 else str(n) for n in sizes], minor=False)
+            # "5k" rather than "5,000": neighbouring sizes (5,000 and 6,000) sit close on a log axis;
+            # three digits at most ("18.7k", not "18.729k", for a whole corpus of 18,729).
+            axis.set_xticks(sizes, labels=[f"{n / 1000:.3g}k" if n >= 1000 else str(n) for n in sizes], minor=False)
             axis.minorticks_off()
             axis.set_xlabel("training conversations")
             axis.set_ylabel(label)
             axis.grid(True, alpha=0.3)
-        axes[0].legend()
+        axes[0].legend(loc="lower right")  # the curves rise to the upper right
         figure.tight_layout()
         figure.savefig(path, dpi=120)
         plt.close(figure)
