@@ -167,8 +167,8 @@ def chain_of(method: str, heldout: dict) -> tuple[list[float], bool]:
     whether they are exact (False: estimated as a product of per-head accuracies, for artifacts
     written before the heads' recipe measured the chain)."""
     top1 = [float(a) for a in heldout["top1"]]
-    if method == "eagle":
-        return top1, True  # [depth 1, depth 1 and 2]: already joint
+    if recipe_class(method).top1_is_chain:
+        return top1, True  # EAGLE's [depth 1, depth 1 and 2]: already joint
     if "chain" in heldout:
         return [float(a) for a in heldout["chain"]], True
     chain, product = [], 1.0

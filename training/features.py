@@ -245,7 +245,8 @@ def _open(folder: Path, meta: dict, request: Optional[HiddenStateRequest] = None
 @torch.inference_mode()
 def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, limit: Optional[int] = None,
                    max_length: int = 1024, heldout_fraction: float = 0.1, cache: bool = True,
-                   progress: bool = True, save_every_s: float = 60.0, backend: str = "auto") -> Features:
+                   progress: bool = True, save_every_s: float = 60.0, backend: str = "auto",
+                   both_splits: bool = True) -> Features:
     """Run the frozen ``model`` over the corpus once (or reuse the cached run, or a cached run of
     the same corpus that stored more states). An interrupted run resumes where it was last saved
     (every ``save_every_s`` seconds), so a corpus of millions of positions survives a stop. A
@@ -253,7 +254,8 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
     corpus's) is copied from it instead of run again; ``cache=False`` runs everything. ``backend``:
     the engine backend the target runs on (training/target_states.py; ``auto`` as the engine
     resolves it: lean on the CPU where it runs the model, else hf; the same states up to float32
-    rounding)."""
+    rounding). ``both_splits``: refuse a corpus whose conversations are all in one split (a
+    training run needs both; a measurement of held-out figures only does not)."""
     corpus = Path(corpus)
     corpus_sha = file_sha256(corpus)
     key = _cache_key(model, corpus_sha, request, limit, max_length, heldout_fraction)
@@ -266,7 +268,8 @@ def build_features(model, tokenizer, corpus: Path, request: HiddenStateRequest, 
         if found is not None:
             return _open(*found, request=request)
 
-    sequences, _ = corpus_sequences(read_corpus(corpus, limit), tokenizer, corpus, max_length, heldout_fraction)
+    sequences, _ = corpus_sequences(read_corpus(corpus, limit), tokenizer, corpus, max_length, heldout_fraction,
+                                    both_splits)
     starts = np.concatenate([[0], np.cumsum([len(s.tokens) for s in sequences])]).astype(np.int64)
     n = int(starts[-1])
     hidden = int(model.config.get_text_config().hidden_size)
@@ -325,7 +328,7 @@ def _save_progress(tmp: Path, arrays: list, key: str, done: int) -> None:
 
 
 def corpus_sequences(records: list[dict], tokenizer, corpus: Path, max_length: int,
-                     heldout_fraction: float) -> tuple[list[Sequence], list[int]]:
+                     heldout_fraction: float, both_splits: bool = True) -> tuple[list[Sequence], list[int]]:
     """The sequences features are built from (cut at ``max_length``; a record whose prompt fills
     it is left out) and, for each, the index of its record."""
     sequences, kept = [], []
@@ -335,7 +338,9 @@ def corpus_sequences(records: list[dict], tokenizer, corpus: Path, max_length: i
         if s.answer_start < len(s.tokens):
             sequences.append(s)
             kept.append(i)
-    if not any(s.heldout for s in sequences) or all(s.heldout for s in sequences):
+    if not sequences:
+        raise CorpusError(f"{corpus}: every conversation's prompt fills --max-length {max_length}")
+    if both_splits and (not any(s.heldout for s in sequences) or all(s.heldout for s in sequences)):
         raise CorpusError(f"{corpus}: training needs conversations in both the train and the held-out "
                           f"split ({sum(s.heldout for s in sequences)} of {len(sequences)} held out)")
     return sequences, kept

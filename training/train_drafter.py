@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def apply_method_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options the command line left unset (None) with the method's recipe defaults."""
+    for key, value in recipe_class(args.method).defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
+
 def artifact_owner(config: dict) -> str:
     """Which drafter a folder's config.json belongs to, in words: ours record ``method``; the
     published formats are told by their keys."""
@@ -225,9 +233,7 @@ def main(argv=None) -> int:
     if problem is not None:
         parser.error(problem)
     recipe_cls = recipe_class(args.method)
-    for key, value in recipe_cls.defaults.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+    apply_method_defaults(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint = Checkpoint(Path(args.checkpoint_dir or args.out), args, args.checkpoint_minutes)

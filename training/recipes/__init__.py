@@ -62,6 +62,10 @@ class Recipe:
     metric_names: tuple = ()
     # Scalar held-out metrics beside "top1" worth a column: key -> label.
     extra_metrics: dict = {}
+    # Whether "top1"[k] is the share of positions whose first k + 1 drafted tokens are ALL right
+    # (a chain draft's acceptance, as EAGLE's, EAGLE-3's, DFlash's and SpS's measure it) rather
+    # than one head's accuracy on its own; the heads' recipes give the joint figure as "chain".
+    top1_is_chain = False
     # What the artifact takes from the base instead of storing it (its README says so).
     shared_note = "the base's embeddings and lm_head are shared and not stored here."
 

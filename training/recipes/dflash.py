@@ -59,6 +59,7 @@ def parse_layer_ids(text: str | None) -> tuple[int, ...] | None:
 
 class DFlashRecipe(Recipe):
     name = "dflash"
+    top1_is_chain = True
     # batch_size counts anchors (blocks) per optimiser step.
     defaults = {"epochs": 10, "lr": 1e-3, "batch_size": 256, "warmup": 0.05, "weight_decay": 0.0}
     shared_note = ("the base's embeddings and lm_head are shared and not stored here (the draft scores the "

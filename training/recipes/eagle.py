@@ -36,6 +36,7 @@ from training.recipes import Recipe
 
 class EagleRecipe(Recipe):
     name = "eagle"
+    top1_is_chain = True
     # batch_size counts corpus positions per step (whole conversations are packed up to it).
     defaults = {"epochs": 6, "lr": 3e-4, "batch_size": 4096, "warmup": 0.05, "weight_decay": 0.0}
     betas = (0.9, 0.95)

@@ -49,6 +49,7 @@ def parse_layers(text: str | None) -> list[int] | None:
 
 class SpsRecipe(Recipe):
     name = "sps"
+    top1_is_chain = True
     # batch_size counts labelled positions (answer tokens) per optimiser step. Starting values for
     # a 2-layer draft on the bundled corpus, not swept.
     defaults = {"epochs": 4, "lr": 3e-4, "batch_size": 4096, "warmup": 0.05, "weight_decay": 0.0}
