@@ -98,6 +98,9 @@ def test_a_drafter_the_folder_lacks_or_of_another_method_is_refused_with_its_rea
     with pytest.raises(SystemExit):
         run(folder, tmp_path / "empty", questions, tmp_path / "rows.json")
     assert "no trained drafter there" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(tmp_path / "no-model", drafters, questions, tmp_path / "rows.json")
+    assert "no such file or folder" in capsys.readouterr().err
 
     swapped = tmp_path / "swapped"
     shutil.copytree(drafters / "hydra", swapped / "eagle")

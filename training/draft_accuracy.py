@@ -50,11 +50,12 @@ from tqdm import tqdm
 
 from evaluation.inference import positive_int
 from evaluation.record.questions import QuestionFileError, first_per_subtask, load_questions
+from methods.core.backends import CHOICES as BACKEND_CHOICES
 from methods.core.backends import resolve_backend
 from methods.core.conversation import new_conversation
 from methods.core.drafter import DecodingConfig
 from methods.core.engine import SpeculativeEngine
-from methods.core.model_loading import load_model
+from methods.core.model_loading import ModelLoadError, load_model
 from methods.core.paths import DATA_DIR
 from methods.drafters.trained import SHIPPED
 from methods.drafters.vanilla import VanillaDrafter
@@ -249,12 +250,13 @@ def markdown(rows: list[dict]) -> str:
 # ---------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.draft_accuracy", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", default=str(DATA_DIR / "bundled" / "question.jsonl"),
-                        help="question file in Spec-Bench's schema; each question's first turn is answered")
+                        help="question file in Spec-Bench's schema; each question's first turn is answered (default: the "
+                             "bundled set, data/bundled/question.jsonl)")
     parser.add_argument("--per-subtask", type=positive_int, default=2,
-                        help="the first N questions of every subtask (the runner's --per-subtask selection)")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=128, help="longest greedy answer")
+                        help="the first N questions of every subtask (the runner's --per-subtask selection; default: 2)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=128, help="longest greedy answer (default: 128)")
     parser.add_argument("--corpus", default=None,
                         help="instead of answering questions, measure a training corpus's held-out conversations, "
                              "one row per 'category' (the target's states over the whole corpus come from the "
@@ -266,9 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="folder of the drafters, one subfolder per method (e.g. <folder>/eagle, which eagle "
                              "and eagle2 both draft with); default: the embedded model's shipped drafters")
     parser.add_argument("--model-path", default="embedded",
-                        help="the target: 'embedded', a .gguf file, a local Hugging Face folder or a hub id; "
+                        help="the target: 'embedded' (default), a .gguf file, a local Hugging Face folder or a hub id; "
                              "the drafters must have been trained for it")
-    parser.add_argument("--backend", default="auto", help="engine backend of the greedy answers (auto, hf, lean)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="engine backend of the greedy answers (default: auto, as the runner resolves it)")
     parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", default=None, help="also write the rows as JSON to this file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -295,7 +298,10 @@ def main(argv=None) -> int:
         parser.error(f"--corpus {args.corpus}: no such file")
     if args.threads:
         torch.set_num_threads(args.threads)
-    loaded = load_model(args.model_path, dtype="float32", device="cpu")
+    try:
+        loaded = load_model(args.model_path, dtype="float32", device="cpu")
+    except ModelLoadError as exc:
+        parser.error(str(exc))
     progress = not args.no_progress
     rows = []
     with tempfile.TemporaryDirectory() as work:
