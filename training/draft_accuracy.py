@@ -60,6 +60,7 @@ from methods.core.paths import DATA_DIR
 from methods.drafters.trained import SHIPPED
 from methods.drafters.vanilla import VanillaDrafter
 from methods.heads.artifact import CONFIG_FILE, METADATA_FILE, ArtifactError, read_config, training_record
+from training.data_curve import chain_of
 from training.features import CorpusError, build_features, corpus_sequences, read_corpus
 from training.recipes import RECIPES, recipe_class
 from training.train_drafter import apply_method_defaults
@@ -167,11 +168,10 @@ def trained_options(method: str, folder: Path) -> argparse.Namespace:
 
 
 def chain_figures(method: str, metrics: dict) -> tuple[float, list[float] | None]:
-    """(depth-1 accuracy, the all-right shares of the recipe's chain or None where it measures none)."""
-    top1 = [float(a) for a in metrics["top1"]]
-    if "chain" in metrics:
-        return top1[0], [float(a) for a in metrics["chain"]]
-    return top1[0], (top1 if recipe_class(method).top1_is_chain else None)
+    """(depth-1 accuracy, the all-right shares of the recipe's chain, or None where it measures none:
+    the curve's ``chain_of`` without its product estimate)."""
+    chain, exact = chain_of(method, metrics)
+    return float(metrics["top1"][0]), (chain if exact else None)
 
 
 def measure(method: str, folder: Path, model, tokenizer, corpus: Path, masks: dict[str, np.ndarray],
