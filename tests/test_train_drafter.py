@@ -22,7 +22,7 @@ from methods.heads.medusa import load_medusa
 from tests.engine_helpers import random_prompts
 from tests.test_inference import VOCAB, save_tiny_model
 from training.features import build_features, is_heldout
-from training.train_drafter import build_parser, main
+from training.train_drafter import RecordedCommandError, build_parser, main, parse_recorded_command
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +212,19 @@ def test_a_checkpoint_kept_outside_the_output_folder_resumes_and_stays_out_of_th
     command = json.loads((out / "config.json").read_text())["training"]["command"]
     assert "--checkpoint-dir" not in command and "--resume" not in command and str(kept) not in command
     assert command.endswith("--no-progress")
+    # The recorded command reads back as the options the run trained with.
+    options = parse_recorded_command(command)
+    assert (options.method, options.epochs, options.batch_size, options.out) == ("medusa", 2.0, 64, str(out))
+
+
+@pytest.mark.parametrize("command, reason", [
+    ("python -m training.sweep_drafter --method medusa", "not a train_drafter command"),
+    ("python -m training.train_drafter --method medusa --no-such-option", "does not parse"),
+    ("python -m training.train_drafter --method 'medusa", "does not parse"),  # unbalanced quote
+])
+def test_a_recorded_command_the_trainer_cannot_read_is_refused_with_the_reason(command, reason):
+    with pytest.raises(RecordedCommandError, match=reason):
+        parse_recorded_command(command)
 
 
 # ---------------------------------------------------------------------------------- --init-from

@@ -75,7 +75,7 @@ from evaluation.inference import positive_int
 from training.checkpoint import FILE as CHECKPOINT_FILE
 from training.features import CorpusError, file_sha256, is_heldout, read_corpus, subset_features
 from training.recipes import recipe_class
-from training.train_drafter import DEFAULT_CORPUS
+from training.train_drafter import COMMAND_PREFIX, DEFAULT_CORPUS, RecordedCommandError, parse_recorded_command
 from training.train_drafter import build_parser as trainer_parser
 from training.train_drafter import main as train_main
 
@@ -360,7 +360,6 @@ def point_settings(args, method: str, corpus_sha: str) -> dict:
 
 # Trainer options that say where and how fast a run went, not what it trained.
 NOT_TRAINING = {"out", "corpus", "resume", "threads", "checkpoint_minutes", "checkpoint_dir", "no_progress"}
-TRAINER_PREFIX = "python -m training.train_drafter "
 
 
 ANOTHER_CORPUS = "was trained on another corpus"
@@ -376,13 +375,10 @@ def reuse_mismatch(args, method: str, corpus: Path, artifact: Path) -> str | Non
         return f"{artifact} holds no trained drafter with a recorded command"
     if training.get("corpus_sha256") != file_sha256(corpus):
         return f"{artifact} {ANOTHER_CORPUS}"
-    if not command.startswith(TRAINER_PREFIX):
-        return f"{artifact}: its recorded command is not a train_drafter command"
-    parser = trainer_parser()
     try:
-        theirs = vars(parser.parse_args(shlex.split(command[len(TRAINER_PREFIX):])))
-    except SystemExit:
-        return f"{artifact}: its recorded command does not parse"
+        theirs = vars(parse_recorded_command(command))
+    except RecordedCommandError as exc:
+        return f"{artifact}: {exc}"
     mine = vars(trainer_options(args, method, corpus))
     differ = sorted(k for k in set(mine) | set(theirs) if k not in NOT_TRAINING and mine.get(k) != theirs.get(k))
     if differ:
@@ -434,7 +430,7 @@ def run_point(args, method: str, label: str, corpus: Path, conversations: int, o
         code = exc.code
     if code not in (0, None):
         raise CurveError(f"training {method} on {label} conversations failed (exit {code}); the command was "
-                         f"python -m training.train_drafter {shlex.join(argv)}")
+                         f"{COMMAND_PREFIX}{shlex.join(argv)}")
     config = json.loads((folder / "config.json").read_text())
     row = point_row(method, label, conversations, config)
     result_path.write_text(json.dumps({"settings": settings, "row": row}, indent=1) + "\n")

@@ -38,7 +38,6 @@ import argparse
 import dataclasses
 import gzip
 import json
-import shlex
 import sys
 import tempfile
 from collections import Counter
@@ -63,11 +62,10 @@ from methods.heads.artifact import CONFIG_FILE, METADATA_FILE, ArtifactError, re
 from training.data_curve import chain_of
 from training.features import CorpusError, build_features, corpus_sequences, read_corpus
 from training.recipes import RECIPES, recipe_class
-from training.train_drafter import apply_method_defaults
+from training.train_drafter import RecordedCommandError, apply_method_defaults, parse_recorded_command
 from training.train_drafter import build_parser as trainer_parser
 from training.warm_start import WarmStartError, artifact_vocabulary, warm_start
 
-TRAINER_PREFIX = "python -m training.train_drafter "
 ALL = "all"
 HELDOUT = "corpus held-out"
 
@@ -157,13 +155,13 @@ def trained_options(method: str, folder: Path) -> argparse.Namespace:
         raise AccuracyError(f"{method}: {exc}") from None
     if config.get("method") != method:
         raise AccuracyError(f"{folder} holds {config.get('method')!r}, not a {method} drafter trained here")
-    command = training_record(folder).get("command", "")
-    if not command.startswith(TRAINER_PREFIX):
+    command = training_record(folder).get("command")
+    if not command:
         raise AccuracyError(f"{folder}: no recorded training command, so its options are unknown")
     try:
-        args = trainer_parser().parse_args(shlex.split(command[len(TRAINER_PREFIX):]))
-    except SystemExit:
-        raise AccuracyError(f"{folder}: its recorded command does not parse with this trainer") from None
+        args = parse_recorded_command(command)
+    except RecordedCommandError as exc:
+        raise AccuracyError(f"{folder}: {exc}") from None
     return apply_method_defaults(args)
 
 

@@ -165,6 +165,24 @@ def repo_relative(arg: str) -> str:
     return arg
 
 
+COMMAND_PREFIX = "python -m training.train_drafter "
+
+
+class RecordedCommandError(ValueError):
+    pass
+
+
+def parse_recorded_command(command: str) -> argparse.Namespace:
+    """The options of a command this trainer recorded in an artifact (``COMMAND_PREFIX`` and its
+    arguments), read by this trainer's parser; RecordedCommandError says why one cannot be read."""
+    if not command.startswith(COMMAND_PREFIX):
+        raise RecordedCommandError("its recorded command is not a train_drafter command")
+    try:
+        return build_parser().parse_args(shlex.split(command[len(COMMAND_PREFIX):]))
+    except (SystemExit, ValueError):  # argparse exits on unknown options; shlex raises on bad quoting
+        raise RecordedCommandError("its recorded command does not parse with this trainer") from None
+
+
 def recorded_argv(argv: list[str]) -> list[str]:
     """The command of the run, whatever sittings it took and wherever it kept its checkpoint:
     --resume and --checkpoint-dir say how the run went, not what it trained."""
@@ -342,7 +360,7 @@ def main(argv=None) -> int:
     bar.close()
     train_time = trained_before + time.perf_counter() - train_start
 
-    command = "python -m training.train_drafter " + " ".join(
+    command = COMMAND_PREFIX + " ".join(
         shlex.quote(repo_relative(a)) for a in recorded_argv(argv if argv is not None else sys.argv[1:]))
     from training.features import file_sha256
 
