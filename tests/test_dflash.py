@@ -635,3 +635,47 @@ def test_the_trainer_trains_exactly_the_block_the_drafter_runs(model):
         with torch.no_grad():
             drafted = drafter.block_logits(tokens[: anchor + 1], 4)
         torch.testing.assert_close(drafted, trained[j * 5 + 1: (j + 1) * 5])
+
+
+def test_a_deeper_draft_started_from_a_shallower_one_begins_where_it_was(tmp_path, monkeypatch):
+    """--init-from with more --dflash-layers than the artifact: its layers come first and the added
+    one passes its input through (zero output projections), so before any step the deeper draft
+    gives the artifact's logits; at learning rate 0 the artifact's layer is written back unchanged."""
+    from safetensors.torch import load_file
+
+    from tests.test_train_drafter import tiny_training_setup
+    from training.train_drafter import main
+
+    folder, loaded, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    shallow, deep = tmp_path / "one-layer", tmp_path / "two-layers"
+    assert main(train_args(folder, corpus, shallow, "--max-steps", "4", "--lr", "3e-2")) == 0
+    assert main(train_args(folder, corpus, deep, "--dflash-layers", "2", "--init-from", str(shallow),
+                           "--max-steps", "1", "--lr", "0")) == 0
+    before, after = load_file(str(shallow / "model.safetensors")), load_file(str(deep / "model.safetensors"))
+    assert set(after) - set(before) and all(k.startswith("layers.1.") for k in set(after) - set(before))
+    for name in before:
+        assert torch.equal(before[name], after[name]), name
+    assert not after["layers.1.self_attn.o_proj.weight"].any() and not after["layers.1.mlp.down_proj.weight"].any()
+    assert after["layers.1.self_attn.q_proj.weight"].any()  # the rest of the layer is initialised as usual
+    record = json.loads((deep / "config.json").read_text())["training"]["initialised_from"]
+    assert record["started_as_identity"] == len(set(after) - set(before))
+    assert "started as identities" in (deep / "README.md").read_text()
+
+    one, two = load_dflash(shallow, loaded.model), load_dflash(deep, loaded.model)
+    assert two.shape.num_layers == 2 and one.shape.num_layers == 1
+    prompt = random_prompts(1, VOCAB, seed=51)[0]
+    engine = SpeculativeEngine(loaded.model)
+    outputs = [engine.generate(prompt, DFlashDrafter(d), DecodingConfig(max_new_tokens=12)) for d in (one, two)]
+    assert outputs[0][0] == outputs[1][0] and outputs[0][1].accept_lengths == outputs[1][1].accept_lengths
+
+
+def test_init_from_refuses_a_shallower_draft_than_the_artifact(tmp_path, monkeypatch, capsys):
+    from tests.test_train_drafter import tiny_training_setup
+    from training.train_drafter import main
+
+    folder, _, corpus = tiny_training_setup(tmp_path, monkeypatch)
+    deep = tmp_path / "two-layers"
+    assert main(train_args(folder, corpus, deep, "--dflash-layers", "2", "--max-steps", "1")) == 0
+    with pytest.raises(SystemExit):
+        main(train_args(folder, corpus, tmp_path / "one", "--init-from", str(deep), "--max-steps", "1"))
+    assert "has no place for layers.1." in capsys.readouterr().err

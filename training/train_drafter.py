@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start from the weights of an artifact of this method trained here for this base "
                              "(e.g. the shipped one, to train it further, also on another corpus such as the next slice "
                              "of training/corpus_slice.py); optimiser and schedule start afresh, and the run keeps "
-                             "the artifact's draft vocabulary (no larger than this run's size)")
+                             "the artifact's draft vocabulary (no larger than this run's size); a DFlash run with more "
+                             "--dflash-layers than the artifact starts its added layers as identities")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     for name in RECIPES:
         recipe_class(name).add_arguments(parser.add_argument_group(f"method {name}"))
@@ -206,7 +207,9 @@ def _warm_start_lines(record: dict | None) -> list[str]:
         before = (f", which had trained {record['steps']} steps ({record.get('epochs')} epochs)"
                   + (f" on corpus sha256 `{corpus[:16]}...`" if corpus else ""))
     return [f"- started from the weights of `{record['folder']}` (weights sha256 `{record['weights_sha256'][:16]}...`)"
-            f"{before}; the steps and epochs above are this run's"]
+            f"{before}; the steps and epochs above are this run's"
+            + ("; the layers it did not have started as identities (zero output projections)"
+               if record.get("started_as_identity") else "")]
 
 
 def write_readme(out: Path, method: str, command: str, meta: dict, recipe) -> None:

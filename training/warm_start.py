@@ -11,7 +11,9 @@ t2d) must equal the recipe's: weights learned for another vocabulary would score
 The trainer therefore hands the artifact's vocabulary (``artifact_vocabulary``) to the recipe,
 which keeps it instead of ranking the new corpus's tokens (a run on the next slice of the corpus
 would rank a slightly different set); a run asking for another vocabulary size is refused.
-Anything else is refused with the reason.
+A recipe may let a deeper draft start from a shallower one (``Recipe.start_as_identity``: DFlash's
+added layers start as identities, so the run begins where the artifact was). Anything else is
+refused with the reason.
 """
 
 from __future__ import annotations
@@ -76,7 +78,11 @@ def warm_start(recipe, base, folder: str | Path) -> dict:
     except ArtifactError as exc:
         raise WarmStartError(f"--init-from {folder}: {exc}") from None
     missing, extra = set(expected) - set(stored), set(stored) - set(expected)
-    if missing or extra:
+    # A deeper draft than the artifact's: the recipe starts the added layers as identities.
+    grown = bool(missing) and not extra and recipe.start_as_identity(missing)
+    if grown:
+        expected = {name: live for name, live in expected.items() if name not in missing}
+    elif missing or extra:
         parts = ([f"lacks {_names(missing)}"] if missing else []) + ([f"has no place for {_names(extra)}"] if extra else [])
         raise WarmStartError(f"--init-from {folder}: {' and '.join(parts)} (trained with other {recipe.name} options?)")
     for name, live in expected.items():
@@ -92,5 +98,8 @@ def warm_start(recipe, base, folder: str | Path) -> dict:
             if live.is_floating_point():
                 live.copy_(stored[name].to(device=live.device, dtype=live.dtype))
     prior = training_record(folder)
-    return {"weights_sha256": file_sha256(path),
-            "corpus_sha256": prior.get("corpus_sha256"), "steps": prior.get("steps"), "epochs": prior.get("epochs")}
+    record = {"weights_sha256": file_sha256(path),
+              "corpus_sha256": prior.get("corpus_sha256"), "steps": prior.get("steps"), "epochs": prior.get("epochs")}
+    if grown:
+        record["started_as_identity"] = len(missing)  # tensors of the added layers
+    return record

@@ -124,5 +124,13 @@ class Recipe:
         and the integer maps of its vocabulary. One list for saving and reading back."""
         raise NotImplementedError
 
+    def start_as_identity(self, missing: set[str]) -> bool:
+        """Called by --init-from when the artifact lacks exactly the tensors ``missing`` of this
+        run's module (a deeper draft than the artifact's): set the layers they make up so that each
+        passes its input through unchanged and return True, so that the run starts out computing
+        what the artifact computed; False (the default) where this recipe cannot grow, and the run
+        is refused."""
+        return False
+
     def save(self, out, meta: dict) -> None:
         raise NotImplementedError

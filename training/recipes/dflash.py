@@ -295,6 +295,26 @@ class DFlashRecipe(Recipe):
         return {"top1": top1, "positions": [counted] * (block - 1), "mean_accepted": round(1 + sum(top1), 3)}
 
     # ------------------------------------------------------------------ artifact
+    def start_as_identity(self, missing: set[str]) -> bool:
+        """A draft of more layers started from one of fewer (--init-from with a larger
+        --dflash-layers): the artifact's layers are the first ones, and each added layer starts
+        with zero output projections (o_proj, down_proj), so that its attention and MLP add
+        nothing to the residual stream and the draft begins exactly where the artifact was. The
+        first step's gradients reach those projections, and through them the rest of the layer."""
+        layers = self.module.layers
+        own = {i: {name for name in self.artifact_tensors() if name.startswith(f"layers.{i}.")}
+               for i in range(len(layers))}
+        added = [i for i in own if own[i] & missing]
+        if not added or added != list(range(added[0], len(layers))) or missing != set().union(*(own[i] for i in added)):
+            return False  # not whole layers at the end: some other shape of draft
+        with torch.no_grad():
+            for i in added:
+                for projection in (layers[i].self_attn.o_proj, layers[i].mlp.down_proj):
+                    projection.weight.zero_()
+                    if projection.bias is not None:
+                        projection.bias.zero_()
+        return True
+
     def artifact_tensors(self) -> dict:
         tensors = dict(self.module.state_dict())
         if self.module.draft_vocab is not None:
