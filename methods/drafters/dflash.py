@@ -42,10 +42,11 @@ EMBEDDED_DRAFT = SHIPPED / "dflash"
 # None = from the draft: the block size it was trained with, and every drafted position of the
 # block (B - 1 tokens, the published chain), as on a GPU, where verifying a block costs about as
 # much as one token. On the 2-core CPU a forward over 8 tokens costs about 1.2-1.35x one over a
-# single token, and the shipped draft is rarely right past its second position (held-out: 0.37 at
-# depth 1, 0.10 for the first two): on the development prompts (training/sweep_drafter.py, 128 new
-# tokens) the whole block of 7 ran at 0.86x the baseline, a chain of 3 at 1.00x, of 2 at 1.04x and
-# best-first trees of 4-6 nodes at 0.97-1.00x (docs/methods.md), so the CPU drafts 2 tokens.
+# single token, and the draft shipped then was rarely right past its second position (held-out:
+# 0.37 at depth 1, 0.10 for the first two): on the development prompts (training/sweep_drafter.py,
+# 128 new tokens) the whole block of 7 ran at 0.86x the baseline, a chain of 3 at 1.00x, of 2 at
+# 1.04x and best-first trees of 4-6 nodes at 0.97-1.00x (docs/methods.md), so the CPU drafts 2
+# tokens. The draft shipped since (0.50 and 0.20) measured depth 3 at 0.99x depth 2's speed.
 GPU_DEFAULTS = {"block_size": None, "depth": None, "tree_nodes": 0, "top_k": 4}
 CPU_DEFAULTS = dict(GPU_DEFAULTS, depth=2)
 MINIMUM = {"block_size": 2, "depth": 1, "tree_nodes": 0, "top_k": 1}
