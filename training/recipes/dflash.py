@@ -301,9 +301,8 @@ class DFlashRecipe(Recipe):
         with zero output projections (o_proj, down_proj), so that its attention and MLP add
         nothing to the residual stream and the draft begins exactly where the artifact was. The
         first step's gradients reach those projections, and through them the rest of the layer."""
-        layers = self.module.layers
-        own = {i: {name for name in self.artifact_tensors() if name.startswith(f"layers.{i}.")}
-               for i in range(len(layers))}
+        layers, names = self.module.layers, self.artifact_tensors()
+        own = {i: {name for name in names if name.startswith(f"layers.{i}.")} for i in range(len(layers))}
         added = [i for i in own if own[i] & missing]
         if not added or added != list(range(added[0], len(layers))) or missing != set().union(*(own[i] for i in added)):
             return False  # not whole layers at the end: some other shape of draft
