@@ -245,6 +245,28 @@ def test_the_tree_finds_the_truth_ranked_second_at_every_depth(engine, model):
     assert max(lengths[14]) == 4 and max(lengths[0]) <= 2
 
 
+def test_a_small_tree_scores_only_the_rows_it_can_reach(engine, model, monkeypatch):
+    """A tree of n nodes is at most n deep: the block forward reads n rows, not the chain's depth,
+    and they are the first rows of the whole block's (up to the rounding of a product over fewer
+    rows), so the tree is the one grown from all of them."""
+    drafter = DFlashDrafter(random_draft(model, seed=9, block_size=6), tree_nodes=2, top_k=2)
+    assert drafter.depth == 5 and drafter.max_draft_length() == 2
+    read = []
+    real = DFlashDrafter.block_logits
+
+    def spy(self, context, depth):
+        rows = real(self, context, depth)
+        assert torch.allclose(rows, real(self, context, self.depth)[:depth], rtol=1e-9, atol=1e-9)
+        read.append(depth)
+        return rows
+
+    monkeypatch.setattr(DFlashDrafter, "block_logits", spy)
+    prompt = [7, 8, 9, 30, 31, 5]
+    config = DecodingConfig(max_new_tokens=16)
+    assert engine.generate(prompt, drafter, config)[0] == baseline(engine, prompt, config)
+    assert max(read) == 2  # 1 where the token budget leaves one
+
+
 def test_best_first_tree_keeps_the_highest_scoring_paths():
     scores = [[-0.1, -1.0, -2.5], [-0.3, -0.4, -3.0], [-0.2, -2.0, -2.1]]
     paths = {}
