@@ -15,9 +15,7 @@ paths (``--paths``):
   layer ran natively: the native layers read float32 matrices, DFlash's layer runs on torch ops
   (its projections through the half-precision kernel), the other projections as in ``half``;
 - ``native``: the native paths with every weight read in float32;
-- ``torch``: both turned off (torch ops);
-- ``whole-block``: as ``half``, but DFlash's last draft layer runs over every row of the block,
-  as before only the rows it drafts from left that layer (other drafters: as ``half``).
+- ``torch``: both turned off (torch ops).
 Reported per method and path: draft ms per step (the engine's draft time over its steps: propose
 and accept), verify ms per step, tokens per step, whether the path gave the baseline's tokens, and
 each path's draft time against the first path's. Run it on a quiet machine.
@@ -45,7 +43,6 @@ from methods.drafters import dflash as dflash_drafter
 from methods.drafters import eagle_state
 from methods.heads import hydra as hydra_heads
 from methods.heads import row_scores
-from methods.heads.native_layers import NativeDFlashDraft
 
 BUNDLED_QUESTIONS = REPO_ROOT / "data" / "bundled" / "question.jsonl"
 
@@ -91,26 +88,8 @@ class Float32Layers:
         row_scores.HALF_LAYERS, dflash_drafter.native_dflash = self.saved
 
 
-class WholeBlock:
-    """DFlash's last draft layer over every row of the block while entered, as before only the rows
-    a drafter reads left it (methods/heads/native_layers.py, ``NativeDFlashDraft.block``)."""
-
-    def __enter__(self):
-        self.saved = NativeDFlashDraft.block
-        block = self.saved
-
-        def whole(native, cache, block_embeds, positions, rows=None):
-            out = block(native, cache, block_embeds, positions)
-            return out if rows is None else out[rows]
-
-        NativeDFlashDraft.block = whole
-
-    def __exit__(self, *exc):
-        NativeDFlashDraft.block = self.saved
-
-
 PATHS = {"half": contextlib.nullcontext, "float32-layers": Float32Layers, "native": Float32Weights,
-         "torch": TorchOnly, "whole-block": WholeBlock}
+         "torch": TorchOnly}
 
 
 def main(argv=None) -> int:
@@ -123,8 +102,7 @@ def main(argv=None) -> int:
                         help="comma-separated drafting paths to compare: half (the default drafting: native "
                              "layers, every draft weight read in half precision), float32-layers (the layers in "
                              "float32 and DFlash's on torch ops, as before), native (every weight float32), "
-                             "torch (torch ops), whole-block (as half, but DFlash's last layer over every "
-                             "block row, not only the rows it drafts from)")
+                             "torch (torch ops)")
     args = parser.parse_args(argv)
     paths = [p for p in args.paths.split(",") if p]
     unknown = [p for p in paths if p not in PATHS]

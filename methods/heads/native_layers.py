@@ -243,43 +243,16 @@ class NativeDFlashDraft(_NativeLayers):
         cache.length = past + m
 
     @torch.no_grad()
-    def block(self, cache: DraftCache, block_embeds: torch.Tensor, positions: torch.Tensor,
-              rows: Optional[slice] = None) -> torch.Tensor:
-        """The normed outputs of block rows ``block_embeds`` [m, H] at ``positions`` [m], against
-        the cache's ``length`` context rows (left as they are): of every row, or only of ``rows``
-        (a slice of the block, step 1), the only ones a drafter reads ([len(rows), H]).
-
-        Every row's keys and values are needed in every layer, but only the read rows' outputs
-        leave the last one: there the block's keys and values are stored alone (``lean_kv`` on its
-        input norm), and only the read rows run the layer (query, attention, o_proj, MLP), seeing
-        the context and the whole block as committed rows (their own second copies of keys and
-        values go to scratch rows after the block and are not seen). A chain of 2 from a block of
-        8 so runs its last layer's matrices over 2 rows instead of 8; each output row is computed
-        exactly as in the whole block (lean_layer's rows are independent, and a row sees the same
-        keys in the same cache order)."""
+    def block(self, cache: DraftCache, block_embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The normed outputs [m, H] of block rows ``block_embeds`` [m, H] at ``positions`` [m],
+        against the cache's ``length`` context rows (left as they are)."""
         m, past = block_embeds.shape[0], cache.length
-        wanted = range(m) if rows is None else range(m)[rows]
-        if wanted.step != 1 or len(wanted) == 0:
-            raise ValueError(f"block rows {rows}: expected a non-empty slice of step 1 of {m} rows")
-        pruned = len(wanted) < m
-        # Scratch rows for the read rows' own keys and values after the block, when pruned;
-        # reserved before taking the caches' addresses: growing moves them.
-        cache.reserve(past + m + (len(wanted) if pruned else 0), keep=past)
+        cache.reserve(past + m, keep=past)  # before taking the caches' addresses: growing moves them
         cos, sin = self._rope(positions)
         x = block_embeds.contiguous().clone()  # lean_layer updates its residual stream in place
         allowed = torch.ones(m, m, dtype=torch.uint8)
         threads, half = torch.get_num_threads(), row_scores.layers_in_half()
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers[:last] if pruned else self.layers):
+        for i, layer in enumerate(self.layers):
             layer.run_native(self.library, x, cos, sin, cache.keys[i], cache.values[i], past, past, allowed,
                              threads, half=half)
-        if pruned:
-            layer, norm_in = self.layers[last], self.draft.layers[last].input_layernorm
-            layer.store_kv(self.library, self._rms(x, norm_in), cos, sin, cache.keys[last], cache.values[last],
-                           past, threads, half=half)
-            x = x[wanted.start: wanted.stop].contiguous()
-            nothing_after = torch.zeros(len(wanted), len(wanted), dtype=torch.uint8)
-            layer.run_native(self.library, x, cos[wanted.start: wanted.stop].contiguous(),
-                             sin[wanted.start: wanted.stop].contiguous(), cache.keys[last], cache.values[last],
-                             past + m, past + m, nothing_after, threads, half=half)
         return self._rms(x, self.draft.norm)

@@ -292,9 +292,7 @@ class FusedLayer:
                  values: torch.Tensor, past: int, threads: int, half: bool = False) -> None:
         """One lean_kv call: the keys and values of ``rows`` [n, in_width] (float32, contiguous), which
         q/k/v read as they are (no input norm), rotated at ``cos``/``sin`` [n, head_dim] and written
-        to rows past .. past+n-1 of ``keys``/``values`` (DFlash's context rows, and its block rows in
-        the last draft layer when only some rows' outputs are read). Only the k and v rows of the
-        fused q/k/v matrix are read."""
+        to rows past .. past+n-1 of ``keys``/``values`` (DFlash's context rows)."""
         library.lean_kv(ctypes.byref(self.native(half)), rows.shape[0], rows.data_ptr(), cos.data_ptr(),
                         sin.data_ptr(), keys.data_ptr(), values.data_ptr(), keys.shape[1], past, threads)
 

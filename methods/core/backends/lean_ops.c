@@ -355,30 +355,12 @@ static void project_store(const lean_layer_t *L, int n, const float *in, const f
 }
 
 /* The keys and values a layer would store for n rows that q/k/v read as given (no input norm), and
- * nothing else: DFlash's context rows, which every draft layer sees but none transforms, and the
- * block rows of its last layer whose outputs are not read. Only the k and v rows of Wqkv are
- * read (the q rows are more than half of it and no query is wanted): they are its last rows, so
- * their product is the same few-row product over a shorter matrix, and every output of it depends
- * only on its input row and its weight row (skinny_gemm.c), as in project_store's. The q part of
- * the qkv rows is left zero: rope_store and the per-head norms then rotate and norm zeros. */
+ * nothing else: DFlash's context rows, which every draft layer sees but none transforms. */
 void lean_kv(const lean_layer_t *L, int n, const float *in, const float *cos, const float *sin, float *keys,
              float *values, int cap, int past, int threads) {
-    const int q_width = L->heads * L->hd, kv_width = 2 * L->kv_heads * L->hd, row = q_width + kv_width;
-    const size_t skipped = (size_t)q_width * L->in_width;  /* the weights of Wqkv's q rows */
-    const void *wkv = L->half ? (const void *)((const unsigned short *)L->wqkv + skipped)
-                              : (const void *)((const float *)L->wqkv + skipped);
-    float *kv = scratch(sizeof(float) * (size_t)n * kv_width);
-    float *qkv = scratch(sizeof(float) * (size_t)n * row);
-    product(L, n, kv_width, L->in_width, in, wkv, kv, threads);
-    if (L->bqkv) add_bias(n, kv_width, kv, L->bqkv + q_width);
-    for (int i = 0; i < n; i++) {
-        memset(qkv + (size_t)i * row, 0, sizeof(float) * q_width);
-        memcpy(qkv + (size_t)i * row + q_width, kv + (size_t)i * kv_width, sizeof(float) * kv_width);
-    }
-    if (L->q_norm) head_norms(n, L->heads, L->kv_heads, L->hd, qkv, L->q_norm, L->k_norm, L->eps_qk);
-    rope_store(n, L->heads, L->kv_heads, L->hd, qkv, cos, sin, keys, values, cap, past);
+    float *qkv = scratch(sizeof(float) * (size_t)n * (L->heads + 2 * L->kv_heads) * L->hd);
+    project_store(L, n, in, cos, sin, keys, values, cap, past, qkv, threads);
     free(qkv);
-    free(kv);
 }
 
 void lean_layer(const lean_layer_t *L, int n, float *x, const float *attn_in, const float *cos, const float *sin,
