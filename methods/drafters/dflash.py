@@ -151,12 +151,10 @@ class DFlashDrafter(Drafter):
         tokens = self.draft.block_tokens(torch.tensor([context[-1]], device=device), self.block_size)
         positions = torch.arange(root_position, root_position + self.block_size, device=device)
         if self.native is not None and self.native.takes(self.block_size):
-            # Only rows 1..depth leave the last layer (the root's and the undrafted rows' keys and
-            # values are still seen): a chain of 2 from a block of 8 runs that layer over 2 rows.
-            hidden = self.native.block(self.cache, self.draft.embed(tokens[0]), positions, rows=slice(1, 1 + depth))
+            hidden = self.native.block(self.cache, self.draft.embed(tokens[0]), positions)
         else:
-            hidden = self.draft(self.draft.embed(tokens), positions[None], self.cache.layers())[0][1: 1 + depth]
-        return self.draft.logits(hidden)
+            hidden = self.draft(self.draft.embed(tokens), positions[None], self.cache.layers())[0]
+        return self.draft.logits(hidden[1: 1 + depth])
 
     def propose(self, context: list[int], max_depth: int) -> DraftTree:
         depth = min(self.max_draft_length(), max_depth)  # a tree of n nodes reads at most n rows
