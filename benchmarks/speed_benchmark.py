@@ -46,14 +46,30 @@ from methods.registry import drafter_class
 GROUPS = ("mt_bench", "translation", "summarization", "qa", "math_reasoning", "rag")
 
 
+# Printed when the run has both sides; pairs given on the command line must name two methods of the run.
+DEFAULT_PAIRS = "vanilla/hf,pld/hf_pld"
+
+
 def split_pair(pair: str, methods: list[str]) -> tuple[str, str]:
     """``A/B`` into A and B, at the slash whose two sides are both methods of the run: a method
-    with options may hold a path (``eagle:--eagle-path=results/new``), and so slashes."""
+    with options may hold a path (``eagle:--eagle-path=results/new``), and so slashes. A side may
+    also be a method's position in ``methods`` counted from 1 (``5/2``), which spares repeating a
+    long method with options."""
+    def named(side: str) -> str:
+        return methods[int(side) - 1] if side.isdigit() and 1 <= int(side) <= len(methods) else side
+
     cuts = [i for i, c in enumerate(pair) if c == "/"]
     for i in cuts:
-        if pair[:i] in methods and pair[i + 1:] in methods:
-            return pair[:i], pair[i + 1:]
-    return (pair[:cuts[0]], pair[cuts[0] + 1:]) if cuts else (pair, "")
+        a, b = named(pair[:i]), named(pair[i + 1:])
+        if a in methods and b in methods:
+            return a, b
+    return (named(pair[:cuts[0]]), named(pair[cuts[0] + 1:])) if cuts else (pair, "")
+
+
+def pairs_outside(pairs: str, methods: list[str]) -> list[str]:
+    """The pairs of ``pairs`` (comma-separated ``A/B``) whose two sides are not both in ``methods``."""
+    return [pair for pair in filter(None, pairs.split(","))
+            if not all(side in methods for side in split_pair(pair, methods))]
 
 
 def pick_prompts(path: str, per_group: int, per_subtask: int | None = None) -> list[tuple[str, str]]:
@@ -98,10 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated, first = baseline. A method may carry runner options "
                              "as NAME:--option=value:--flag (e.g. pld:--pld-min-ngram=1), to "
                              "compare a configuration with the defaults")
-    parser.add_argument("--pairs", default="vanilla/hf,pld/hf_pld",
+    parser.add_argument("--pairs", default=DEFAULT_PAIRS,
                         help="extra paired comparisons A/B (A's tokens/s over B's, with a 95%% "
-                             "bootstrap interval), printed when both are in --methods (as written there, "
-                             "options and paths included)")
+                             "bootstrap interval), printed when both are in --methods: each side as written "
+                             "there (options and paths included) or its position there counted from 1 "
+                             "(e.g. 5/2); a pair you give must name two of them, checked before "
+                             "anything runs [vanilla/hf,pld/hf_pld: printed when the run has them]")
     parser.add_argument("--model-path", default=EMBEDDED)
     parser.add_argument("--per-group", type=int, default=3,
                         help="questions of each Spec-Bench group (mt_bench first turns, translation, summarization, "
@@ -126,6 +144,11 @@ def main() -> int:
     for name in ("per_group", "per_subtask"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.pairs != DEFAULT_PAIRS:
+        bad = pairs_outside(args.pairs, args.methods.split(","))
+        if bad:
+            parser.error(f"--pairs: {', '.join(bad)} not two of --methods (each side as written there, or its "
+                         f"position counted from 1)")
     if args.threads:
         torch.set_num_threads(args.threads)
 

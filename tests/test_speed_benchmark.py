@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import benchmarks.speed_benchmark as speed_benchmark
-from benchmarks.speed_benchmark import make_drafter, split_pair
+import pytest
+
+from benchmarks.speed_benchmark import make_drafter, pairs_outside, split_pair
 
 
 def test_a_pair_splits_at_the_slash_between_two_of_the_runs_methods():
@@ -17,6 +19,28 @@ def test_a_pair_splits_at_the_slash_between_two_of_the_runs_methods():
     # Methods the run lacks: the first slash, so that the pair is skipped as before.
     assert split_pair("vanilla/hf", methods) == ("vanilla", "hf")
     assert split_pair("vanilla", methods) == ("vanilla", "")
+
+
+def test_a_pair_may_name_methods_by_their_position_counted_from_one():
+    methods = ["vanilla", "eagle2", "dflash:--dflash-path=results/whole/dflash3:--dflash-tree-nodes=3"]
+    assert split_pair("3/2", methods) == (methods[2], "eagle2")
+    assert split_pair("dflash:--dflash-path=results/whole/dflash3:--dflash-tree-nodes=3/1", methods) == (
+        methods[2], "vanilla")
+    assert pairs_outside("3/2,2/1", methods) == []
+    assert pairs_outside("3/2,4/1,0/1,eagle/vanilla", methods) == ["4/1", "0/1", "eagle/vanilla"]
+
+
+def test_pairs_naming_methods_the_run_lacks_are_refused_before_anything_runs(monkeypatch, capsys):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(speed_benchmark, "load_model", no_model)
+    monkeypatch.setattr("sys.argv", ["speed_benchmark.py", "--questions", "q.jsonl", "--methods", "vanilla,eagle",
+                                     "--pairs", "2/1,eagle2/vanilla"])
+    with pytest.raises(SystemExit) as stop:
+        speed_benchmark.main()
+    assert stop.value.code == 2
+    assert "--pairs: eagle2/vanilla not two of --methods" in capsys.readouterr().err
 
 
 def test_sps_drafts_with_the_runners_default_model_unless_the_benchmark_names_one(monkeypatch):
