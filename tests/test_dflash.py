@@ -527,7 +527,8 @@ def test_options_are_checked_before_loading(tmp_path):
 def test_from_args_reads_the_folder_and_the_options(model, tmp_path):
     folder = write_folder(tmp_path / "zlab", zlab_config(model, block_size=6), zlab_tensors(model))
     drafter = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder)), model, None)
-    assert (drafter.block_size, drafter.depth, drafter.tree_nodes) == (6, CPU_DEFAULTS["depth"], 0)
+    assert (drafter.block_size, drafter.depth, drafter.tree_nodes) == (6, CPU_DEFAULTS["depth"],
+                                                                        CPU_DEFAULTS["tree_nodes"])
     # The GPU default verifies the whole block; a CPU default deeper than a smaller block is cut to it.
     assert GPU_DEFAULTS["depth"] is None and DFlashDrafter(drafter.draft).depth == 5
     drafter = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder), dflash_block_size=2),
@@ -535,7 +536,11 @@ def test_from_args_reads_the_folder_and_the_options(model, tmp_path):
     assert (drafter.block_size, drafter.depth) == (2, 1)
     drafter = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder)), model, None)
     params = drafter.params()
-    assert params["target_layer_ids"] == list(LAYER_IDS) and params["mask_token_id"] == MASK and "top_k" not in params
+    assert params["target_layer_ids"] == list(LAYER_IDS) and params["mask_token_id"] == MASK
+    assert (params["tree_nodes"], params["top_k"]) == (CPU_DEFAULTS["tree_nodes"], CPU_DEFAULTS["top_k"])
+    chain = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder), dflash_tree_nodes=0), model,
+                                    None)
+    assert chain.tree_nodes == 0 and "top_k" not in chain.params()  # a chain records no top-k
     drafter = DFlashDrafter.from_args(options(model_path="tiny", dflash_path=str(folder), dflash_block_size=3,
                                               dflash_tree_nodes=5, dflash_top_k=2), model, None)
     assert (drafter.block_size, drafter.depth, drafter.tree_nodes, drafter.params()["top_k"]) == (3, 2, 5, 2)

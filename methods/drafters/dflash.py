@@ -42,13 +42,15 @@ EMBEDDED_DRAFT = SHIPPED / "dflash"
 # None = from the draft: the block size it was trained with, and every drafted position of the
 # block (B - 1 tokens, the published chain), as on a GPU, where verifying a block costs about as
 # much as one token. On the 2-core CPU a forward over 8 tokens costs about 1.2-1.35x one over a
-# single token, and the draft shipped then was rarely right past its second position (held-out:
-# 0.37 at depth 1, 0.10 for the first two): on the development prompts (training/sweep_drafter.py,
-# 128 new tokens) the whole block of 7 ran at 0.86x the baseline, a chain of 3 at 1.00x, of 2 at
-# 1.04x and best-first trees of 4-6 nodes at 0.97-1.00x (docs/methods.md), so the CPU drafts 2
-# tokens. The draft shipped since (0.50 and 0.20) measured depth 3 at 0.99x depth 2's speed.
+# single token, and the drafts shipped here are rarely right past their second position (held
+# out: 0.51 at depth 1, 0.22 for the first two): the whole block of 7 ran at 0.86x the baseline,
+# and a chain of 2 beat a chain of 3. What beats the chain of 2 is a tree of 3 nodes from the top 2
+# of each position (DDTree's best-first growth): when the first token is uncertain it hedges with
+# the runner-up instead of guessing the second position. With the draft shipped now, on the
+# bundled set in two interleaved runs, 1.070x and 1.034x the chain of 2 (1.62 accepted tokens a
+# step against 1.51; docs/methods.md, "DFlash", "CPU defaults").
 GPU_DEFAULTS = {"block_size": None, "depth": None, "tree_nodes": 0, "top_k": 4}
-CPU_DEFAULTS = dict(GPU_DEFAULTS, depth=2)
+CPU_DEFAULTS = dict(GPU_DEFAULTS, depth=2, tree_nodes=3, top_k=2)
 MINIMUM = {"block_size": 2, "depth": 1, "tree_nodes": 0, "top_k": 1}
 
 
@@ -204,11 +206,12 @@ class DFlashDrafter(Drafter):
                                 "position; CPU default 2, measured; a smaller value verifies fewer tokens of "
                                 "the same block)")
         group.add_argument("--dflash-tree-nodes", type=int, default=None,
-                           help="0 (default): verify the argmax chain, as published; N > 0: verify a tree of N "
-                                "nodes grown best-first over each position's top-k tokens (DDTree)")
+                           help="0: verify the argmax chain, as published (GPU default); N > 0: verify a tree of "
+                                "N nodes grown best-first over each position's top-k tokens (DDTree), at most "
+                                f"--dflash-depth deep (CPU default {CPU_DEFAULTS['tree_nodes']}, measured)")
         group.add_argument("--dflash-top-k", type=int, default=None,
-                           help=f"candidates per position for the tree (default {GPU_DEFAULTS['top_k']}; "
-                                f"only with --dflash-tree-nodes > 0)")
+                           help=f"candidates per position for the tree (GPU default {GPU_DEFAULTS['top_k']}, CPU "
+                                f"default {CPU_DEFAULTS['top_k']}; only with --dflash-tree-nodes > 0)")
 
     @classmethod
     def check_args(cls, args) -> None:
