@@ -48,7 +48,7 @@ EMBEDDED_DRAFT = SHIPPED / "dflash"
 # of each position (DDTree's best-first growth): when the first token is uncertain it hedges with
 # the runner-up instead of guessing the second position. With the draft shipped now, on the
 # bundled set in two interleaved runs, 1.070x and 1.034x the chain of 2 (1.62 accepted tokens a
-# step against 1.51; docs/methods.md, "DFlash", "CPU defaults").
+# step against 1.51; docs/methods.md, "DFlash", "A third epoch, and a small tree by default").
 GPU_DEFAULTS = {"block_size": None, "depth": None, "tree_nodes": 0, "top_k": 4}
 CPU_DEFAULTS = dict(GPU_DEFAULTS, depth=2, tree_nodes=3, top_k=2)
 MINIMUM = {"block_size": 2, "depth": 1, "tree_nodes": 0, "top_k": 1}
