@@ -43,9 +43,10 @@ EMBEDDED_DRAFT = SHIPPED / "dflash"
 # block (B - 1 tokens, the published chain), as on a GPU, where verifying a block costs about as
 # much as one token. On the 2-core CPU a forward over 8 tokens costs about 1.2-1.35x one over a
 # single token, and the drafts shipped here are rarely right past their second position (held
-# out: 0.51 at depth 1, 0.22 for the first two): the whole block of 7 ran at 0.86x the baseline,
-# and a chain of 2 beat a chain of 3. What beats the chain of 2 is a tree of 3 nodes from the top 2
-# of each position (DDTree's best-first growth): when the first token is uncertain it hedges with
+# out, the draft shipped now: 0.51 at depth 1, 0.22 for the first two): with the first draft the
+# whole block of 7 ran at 0.86x the baseline and a chain of 3 at 0.97x a chain of 2, with the draft
+# before this one a chain of 3 at 0.99x. What beats the chain of 2 is a tree of 3 nodes from the
+# top 2 of each position (DDTree's best-first growth): when the first token is uncertain it hedges with
 # the runner-up instead of guessing the second position. With the draft shipped now, on the
 # bundled set in two interleaved runs, 1.070x and 1.034x the chain of 2 (1.62 accepted tokens a
 # step against 1.51; docs/methods.md, "DFlash", "A third epoch, and a small tree by default").
